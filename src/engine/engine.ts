@@ -1,0 +1,123 @@
+import { PromptTooLongError } from '../errors.js';
+import { buildGraph, INPUT, loadHfModel, OUTPUT, type HfModel } from '../model/index.js';
+import { SlotTable } from '../lora/index.js';
+import { OnnxSession, type ExecutionProvider, type HostTensor } from './onnx-backend.js';
+import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from './scheduler.js';
+import type { Generation } from './generation.js';
+import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
+import { Tokenizer } from './tokenizer.js';
+
+export interface EngineOptions {
+  modelDir: string;
+  provider?: ExecutionProvider;
+  /** Adapter slots on the device, not counting slot 0 (the base model). 0 builds a base-only graph. */
+  slots?: number;
+  /** Largest LoRA rank a slot holds; smaller ranks are zero-padded. */
+  maxRank?: number;
+  maxBatch?: number;
+  maxBatchTokens?: number;
+  maxContext?: number;
+  threads?: number;
+}
+
+export interface GenerateRequest {
+  promptTokens: number[];
+  slot?: number;
+  sampling?: Partial<SamplingParams>;
+  maxTokens?: number;
+  stop?: readonly string[];
+  signal?: AbortSignal;
+  onDone?: () => void;
+}
+
+/** The resident base model: ONNX session, tokenizer, adapter slots and the batching scheduler. */
+export class Engine {
+  private constructor(
+    readonly model: HfModel,
+    readonly tokenizer: Tokenizer,
+    private readonly session: OnnxSession,
+    /** null when the engine was built without LoRA (slots = 0). */
+    readonly slots: SlotTable | null,
+    readonly scheduler: Scheduler,
+    readonly options: Required<EngineOptions>,
+  ) {}
+
+  static async create(options: EngineOptions): Promise<Engine> {
+    const model = loadHfModel(options.modelDir);
+    const opts: Required<EngineOptions> = {
+      provider: 'cpu', slots: 8, maxRank: 16, maxBatch: 32, maxBatchTokens: 4096, threads: 0,
+      ...options,
+      maxContext: Math.min(options.maxContext ?? model.dims.maxPositions, model.dims.maxPositions),
+    };
+    const tokenizer = await Tokenizer.load(model.dir);
+    const layout = opts.slots > 0 && opts.maxRank > 0 ? { slots: opts.slots + 1, maxRank: opts.maxRank } : null;
+    const session = await OnnxSession.create(buildGraph(model, layout), { provider: opts.provider, threads: opts.threads });
+    const slots = layout ? new SlotTable(layout, model.linears) : null;
+    const eos = new Set(model.generation.eosTokenIds);
+    if (tokenizer.eosTokenId !== null) eos.add(tokenizer.eosTokenId);
+    const limits: SchedulerLimits = { maxBatch: opts.maxBatch, maxBatchTokens: opts.maxBatchTokens, maxContext: opts.maxContext };
+    let engine: Engine;
+    const scheduler = new Scheduler((input) => engine.forward(input), model.dims, limits, eos, (ids) => tokenizer.decode(ids));
+    engine = new Engine(model, tokenizer, session, slots, scheduler, opts);
+    return engine;
+  }
+
+  /** Queues a request; its tokens stream from the returned Generation. */
+  generate(req: GenerateRequest): Generation {
+    const room = this.options.maxContext - req.promptTokens.length;
+    if (req.promptTokens.length === 0) throw new PromptTooLongError('the prompt is empty', { param: 'messages' });
+    if (room < 1) {
+      throw new PromptTooLongError(`the prompt is ${req.promptTokens.length} tokens; this model's context holds ${this.options.maxContext}`, { param: 'messages' });
+    }
+    if (req.promptTokens.length > this.options.maxBatchTokens) {
+      throw new PromptTooLongError(`the prompt is ${req.promptTokens.length} tokens; the server takes at most ${this.options.maxBatchTokens} per prompt`, { param: 'messages' });
+    }
+    return this.scheduler.submit({
+      promptTokens: req.promptTokens,
+      slot: req.slot ?? 0,
+      sampling: { ...DEFAULT_SAMPLING, ...req.sampling },
+      maxTokens: Math.min(req.maxTokens ?? room, room),
+      stop: req.stop ?? [],
+      signal: req.signal,
+      onDone: req.onDone,
+    });
+  }
+
+  /** One batched forward pass, exactly as the scheduler runs it (exposed for tests and benchmarks). */
+  async forward(input: ForwardInput): Promise<ForwardOutput> {
+    const { layers, kvHeads, headDim } = this.model.dims;
+    const i64 = (data: BigInt64Array, dims: number[]): HostTensor => ({ type: 'int64', data, dims });
+    const f32 = (data: Float32Array, dims: number[]): HostTensor => ({ type: 'float32', data, dims });
+    const feeds: Record<string, HostTensor> = {
+      [INPUT.ids]: i64(input.ids, [input.batch, input.seq]),
+      [INPUT.positions]: i64(input.positions, [input.batch, input.seq]),
+      [INPUT.mask]: i64(input.mask, [input.batch, input.pastLength + input.seq]),
+    };
+    for (let l = 0; l < layers; l++) {
+      feeds[INPUT.pastKey(l)] = f32(input.pastKeys[l]!, [input.batch, kvHeads, input.pastLength, headDim]);
+      feeds[INPUT.pastValue(l)] = f32(input.pastValues[l]!, [input.batch, kvHeads, input.pastLength, headDim]);
+    }
+    if (this.slots) {
+      const { slots: S, maxRank: R } = this.slots.layout;
+      feeds[INPUT.slot] = i64(input.slots, [input.batch]);
+      for (const m of this.model.linears) {
+        feeds[INPUT.loraA(m.name)] = f32(this.slots.a.get(m.name)!, [S, m.inFeatures, R]);
+        feeds[INPUT.loraB(m.name)] = f32(this.slots.b.get(m.name)!, [S, R, m.outFeatures]);
+        feeds[INPUT.loraBias(m.name)] = f32(this.slots.bias.get(m.name)!, [S, m.outFeatures]);
+      }
+    }
+    const out = await this.session.run(feeds);
+    const take = (name: string) => out[name]!.data as Float32Array;
+    return {
+      logits: take(OUTPUT.logits),
+      keys: Array.from({ length: layers }, (_, l) => take(OUTPUT.presentKey(l))),
+      values: Array.from({ length: layers }, (_, l) => take(OUTPUT.presentValue(l))),
+    };
+  }
+
+  async close(): Promise<void> {
+    await this.scheduler.idle();
+    await this.session.release();
+    this.model.weights.close();
+  }
+}

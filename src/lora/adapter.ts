@@ -1,0 +1,184 @@
+import { AdapterBaseMismatchError, AdapterRankTooLargeError, AdapterUnsupportedFeatureError, AdapterWeightsError, LoraServeError } from '../errors.js';
+import { parseSafetensorsBuffer, type HfModel, type LinearModule } from '../model/index.js';
+import { parsePeftConfig, type PeftLoraConfig } from './peft-config.js';
+import { resolveTargets } from './targets.js';
+
+/** One adapted linear layer in the layout the engine's slots take. */
+export interface SlotModule {
+  rank: number;
+  /** Aᵀ: [in, rank] (PEFT stores lora_A.weight as [rank, in]). */
+  a: Float32Array;
+  /** s·Bᵀ: [rank, out], the scale folded in (PEFT stores lora_B.weight as [out, rank]). */
+  b: Float32Array;
+  /** Added to the layer's output: trained bias − base bias, plus s·lora_B.bias. [out] or null. */
+  bias: Float32Array | null;
+}
+
+export interface AdapterSummary {
+  r: number;
+  loraAlpha: number;
+  useRslora: boolean;
+  bias: PeftLoraConfig['bias'];
+  /** Distinct module names adapted (the last path component), e.g. ["q_proj", "v_proj"]. */
+  targetModules: string[];
+  /** Largest rank over the adapted modules (rank_pattern may raise some). */
+  maxRank: number;
+  adaptedLayers: number;
+  baseModelNameOrPath: string | null;
+}
+
+/** A validated adapter, ready to be written into a slot. */
+export interface ParsedAdapter {
+  config: PeftLoraConfig;
+  summary: AdapterSummary;
+  /** Keyed by the base model's module name. */
+  modules: Map<string, SlotModule>;
+  /** Host bytes these tensors take (the host cache is bounded by this). */
+  bytes: number;
+}
+
+const PREFIX = 'base_model.model.';
+/** `<module>.lora_A[.<adapter name>].weight` and friends. */
+const LORA_KEY = /^(.+)\.(lora_A|lora_B)(?:\.([^.]+))?\.(weight|bias)$/;
+
+type ModuleTensors = { A?: string; B?: string; loraBBias?: string; bias?: string };
+
+function classifyKeys(names: Iterable<string>, byName: Map<string, LinearModule>): Map<string, ModuleTensors> {
+  const modules = new Map<string, ModuleTensors>();
+  const entry = (m: string) => modules.get(m) ?? modules.set(m, {}).get(m)!;
+  for (const key of names) {
+    if (!key.startsWith(PREFIX)) throw new AdapterWeightsError(`adapter_model.safetensors: key "${key}" does not start with "${PREFIX}" as PEFT keys do`);
+    const rest = key.slice(PREFIX.length);
+    if (/\.lora_magnitude_vector\b/.test(rest)) {
+      throw new AdapterUnsupportedFeatureError(`adapter_model.safetensors: "${key}" is a DoRA magnitude vector; DoRA is not supported`, { param: 'use_dora' });
+    }
+    if (/\.lora_embedding_[AB]\b/.test(rest)) {
+      throw new AdapterUnsupportedFeatureError(`adapter_model.safetensors: "${key}" adapts an embedding layer; only linear layers can be adapted`, { param: 'target_modules' });
+    }
+    const m = LORA_KEY.exec(rest);
+    if (m) {
+      const [, module, which, , kind] = m as unknown as [string, string, 'lora_A' | 'lora_B', string | undefined, 'weight' | 'bias'];
+      if (!byName.has(module)) throw new AdapterBaseMismatchError(`adapter adapts "${module}", which the base model does not have: is this adapter for another base model?`);
+      const e = entry(module);
+      if (which === 'lora_A' && kind === 'weight') e.A = key;
+      else if (which === 'lora_B' && kind === 'weight') e.B = key;
+      else if (which === 'lora_B') e.loraBBias = key;
+      else throw new AdapterWeightsError(`adapter_model.safetensors: unexpected key "${key}"`);
+      continue;
+    }
+    const b = /^(.+?)(?:\.base_layer)?\.bias$/.exec(rest);
+    if (b && byName.has(b[1]!)) {
+      entry(b[1]!).bias = key;
+      continue;
+    }
+    if (b) throw new AdapterUnsupportedFeatureError(`adapter_model.safetensors: trained bias "${key}" belongs to a layer that is not linear; bias="all" is supported for linear layers only`, { param: 'bias' });
+    throw new AdapterWeightsError(`adapter_model.safetensors: unexpected key "${key}"`);
+  }
+  return modules;
+}
+
+function transpose(src: Float32Array, rows: number, cols: number, scale = 1): Float32Array {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < rows; i++) for (let j = 0; j < cols; j++) out[j * rows + i] = src[i * cols + j]! * scale;
+  return out;
+}
+
+/**
+ * Validates a PEFT adapter against the base model and converts it to slot tensors. Every error
+ * names what is wrong: the field, the key, the module or the shape.
+ */
+export function parseAdapter(configText: string, weights: Uint8Array, model: HfModel, maxRank: number): ParsedAdapter {
+  const config = parsePeftConfig(configText);
+  const byName = new Map(model.linears.map((m) => [m.name, m]));
+  let file: ReturnType<typeof parseSafetensorsBuffer>;
+  try {
+    file = parseSafetensorsBuffer(weights, 'adapter_model.safetensors');
+  } catch (err) {
+    throw err instanceof LoraServeError ? err : new AdapterWeightsError('adapter_model.safetensors could not be read', { cause: err });
+  }
+  const present = classifyKeys(file.header.tensors.keys(), byName);
+  const targeted = resolveTargets(config, model.linears, String(model.config.model_type ?? model.arch.family));
+  if (targeted.length === 0) throw new AdapterBaseMismatchError(`target_modules ${JSON.stringify(config.targetModules)} matches no linear layer of the base model`, { param: 'target_modules' });
+  const targetedNames = new Set(targeted.map((t) => t.module.name));
+  for (const [name, t] of present) {
+    if ((t.A || t.B) && !targetedNames.has(name)) {
+      throw new AdapterWeightsError(`adapter_model.safetensors has LoRA weights for "${name}", which adapter_config.json does not target`, { param: 'target_modules' });
+    }
+  }
+  if (config.bias === 'none') {
+    const withBias = [...present].find(([, t]) => t.bias);
+    if (withBias) throw new AdapterWeightsError(`adapter_model.safetensors holds a trained bias for "${withBias[0]}" but bias is "none"`, { param: 'bias' });
+  }
+  const modules = new Map<string, SlotModule>();
+  let bytes = 0;
+  let maxSeen = 0;
+  const shapeOf = (key: string) => file.header.tensors.get(key)!.shape;
+  const read = (key: string) => {
+    try {
+      return file.readF32(key);
+    } catch (cause) {
+      throw new AdapterWeightsError(`adapter_model.safetensors: "${key}" is not a floating-point tensor`, { cause });
+    }
+  };
+  for (const { module, rank, scale } of targeted) {
+    const t = present.get(module.name);
+    if (!t?.A || !t.B) throw new AdapterWeightsError(`adapter_model.safetensors lacks lora_${t?.A ? 'B' : 'A'}.weight for targeted module "${module.name}"`);
+    if (rank > maxRank) {
+      throw new AdapterRankTooLargeError(`rank ${rank} of "${module.name}" exceeds this server's max LoRA rank ${maxRank}; restart with a larger --max-rank or retrain with r ≤ ${maxRank}`, { param: 'r' });
+    }
+    const [aRows, aCols] = shapeOf(t.A) as [number, number];
+    const [bRows, bCols] = shapeOf(t.B) as [number, number];
+    if (shapeOf(t.A).length !== 2 || aCols !== module.inFeatures || shapeOf(t.B).length !== 2 || bRows !== module.outFeatures) {
+      throw new AdapterBaseMismatchError(
+        `"${module.name}": lora_A ${JSON.stringify(shapeOf(t.A))} / lora_B ${JSON.stringify(shapeOf(t.B))} do not fit the base layer (in ${module.inFeatures}, out ${module.outFeatures}): is this adapter for another base model?`,
+      );
+    }
+    if (aRows !== rank || bCols !== rank) {
+      throw new AdapterWeightsError(`"${module.name}": lora_A has rank ${aRows} and lora_B rank ${bCols}, but the config gives rank ${rank} (r / rank_pattern)`, { param: 'r' });
+    }
+    let bias: Float32Array | null = null;
+    if (t.bias) {
+      const trained = read(t.bias);
+      if (trained.length !== module.outFeatures) throw new AdapterBaseMismatchError(`"${t.bias}" has ${trained.length} values, the layer has ${module.outFeatures} outputs`);
+      const base = module.bias ? model.weights.readF32(module.bias) : new Float32Array(module.outFeatures);
+      bias = trained.map((v, i) => v - base[i]!);
+    }
+    if (t.loraBBias) {
+      if (!config.loraBias) throw new AdapterWeightsError(`adapter_model.safetensors has "${t.loraBBias}" but lora_bias is false`, { param: 'lora_bias' });
+      const lb = read(t.loraBBias);
+      if (lb.length !== module.outFeatures) throw new AdapterWeightsError(`"${t.loraBBias}" has ${lb.length} values, expected ${module.outFeatures}`);
+      bias ??= new Float32Array(module.outFeatures);
+      for (let i = 0; i < lb.length; i++) bias[i]! += scale * lb[i]!;
+    }
+    const slot: SlotModule = { rank, a: transpose(read(t.A), rank, module.inFeatures), b: transpose(read(t.B), module.outFeatures, rank, scale), bias };
+    bytes += (slot.a.length + slot.b.length + (bias?.length ?? 0)) * 4;
+    maxSeen = Math.max(maxSeen, rank);
+    modules.set(module.name, slot);
+  }
+  // Trained biases of linear layers that carry no LoRA (bias="all").
+  for (const [name, t] of present) {
+    if (modules.has(name) || !t.bias) continue;
+    const module = byName.get(name)!;
+    const trained = read(t.bias);
+    if (trained.length !== module.outFeatures) throw new AdapterBaseMismatchError(`"${t.bias}" has ${trained.length} values, the layer has ${module.outFeatures} outputs`);
+    const base = module.bias ? model.weights.readF32(module.bias) : new Float32Array(module.outFeatures);
+    modules.set(name, { rank: 0, a: new Float32Array(0), b: new Float32Array(0), bias: trained.map((v, i) => v - base[i]!) });
+    bytes += trained.length * 4;
+  }
+  const names = [...new Set(targeted.map((t) => t.module.name.split('.').pop()!))];
+  return {
+    config,
+    modules,
+    bytes,
+    summary: {
+      r: config.r,
+      loraAlpha: config.loraAlpha,
+      useRslora: config.useRslora,
+      bias: config.bias,
+      targetModules: names,
+      maxRank: maxSeen,
+      adaptedLayers: targeted.length,
+      baseModelNameOrPath: config.baseModelNameOrPath,
+    },
+  };
+}

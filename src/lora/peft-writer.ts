@@ -1,0 +1,49 @@
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { writeSafetensors, type TensorToWrite } from '../model/index.js';
+import { writeFileAtomic } from '../util/atomic-write.js';
+
+export interface PeftAdapterFiles {
+  /** adapter_config.json fields as PEFT writes them (snake_case). */
+  config: Record<string, unknown>;
+  /** Per module name: lora_A.weight [r, in], lora_B.weight [out, r], optional trained bias [out]. */
+  modules: Map<string, { A: Float32Array; B: Float32Array; rank: number; inFeatures: number; outFeatures: number; bias?: Float32Array }>;
+}
+
+/** Fills PEFT's LoraConfig defaults around the fields given, as `save_pretrained` writes them. */
+export function peftConfig(fields: Record<string, unknown>): Record<string, unknown> {
+  return {
+    peft_type: 'LORA',
+    task_type: 'CAUSAL_LM',
+    base_model_name_or_path: null,
+    r: 8,
+    lora_alpha: 8,
+    lora_dropout: 0,
+    target_modules: null,
+    bias: 'none',
+    fan_in_fan_out: false,
+    use_rslora: false,
+    use_dora: false,
+    modules_to_save: null,
+    rank_pattern: {},
+    alpha_pattern: {},
+    layers_to_transform: null,
+    layers_pattern: null,
+    init_lora_weights: true,
+    inference_mode: true,
+    ...fields,
+  };
+}
+
+/** Writes `adapter_config.json` + `adapter_model.safetensors` with PEFT's key names. */
+export async function writePeftAdapter(dir: string, files: PeftAdapterFiles): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const tensors: Record<string, TensorToWrite> = {};
+  for (const [name, m] of files.modules) {
+    tensors[`base_model.model.${name}.lora_A.weight`] = { dtype: 'F32', shape: [m.rank, m.inFeatures], data: m.A };
+    tensors[`base_model.model.${name}.lora_B.weight`] = { dtype: 'F32', shape: [m.outFeatures, m.rank], data: m.B };
+    if (m.bias) tensors[`base_model.model.${name}.bias`] = { dtype: 'F32', shape: [m.outFeatures], data: m.bias };
+  }
+  await writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors);
+  await writeFileAtomic(join(dir, 'adapter_config.json'), JSON.stringify(files.config, null, 2));
+}

@@ -1,0 +1,96 @@
+import { configNumber, type Architecture } from '../architecture.js';
+import type { LinearModule, ModelDims, RopeConfig } from '../dims.js';
+import { UnsupportedArchitectureError } from '../../errors.js';
+
+/**
+ * The Llama family: Llama 2/3, Mistral, Qwen2/2.5, SmolLM, TinyLlama. RMSNorm, RoPE (with
+ * Llama-3 or linear scaling), grouped-query attention, SiLU-gated MLP; Qwen2 adds q/k/v biases.
+ */
+const prefix = (l: number) => `model.layers.${l}`;
+
+function parseRope(c: Record<string, unknown>): RopeConfig {
+  // transformers 5 nests these under rope_parameters; 4.x keeps rope_theta and rope_scaling flat.
+  const params = (c.rope_parameters ?? c.rope_scaling ?? {}) as Record<string, unknown>;
+  const theta = typeof params.rope_theta === 'number' ? params.rope_theta : configNumber(c, 'rope_theta', 10000);
+  const type = String(params.rope_type ?? params.type ?? 'default');
+  if (type !== 'default' && type !== 'linear' && type !== 'llama3') {
+    throw new UnsupportedArchitectureError(`rope scaling type "${type}" is not supported (default, linear and llama3 are)`);
+  }
+  return {
+    theta,
+    type,
+    factor: configNumber(params, 'factor', 1),
+    lowFreqFactor: configNumber(params, 'low_freq_factor', 1),
+    highFreqFactor: configNumber(params, 'high_freq_factor', 4),
+    originalMaxPositions: configNumber(params, 'original_max_position_embeddings', configNumber(c, 'max_position_embeddings', 2048)),
+  };
+}
+
+function hasQkvBias(c: Record<string, unknown>): boolean {
+  const arch = (c.architectures as string[] | undefined)?.[0] ?? '';
+  return arch.startsWith('Qwen2') || c.attention_bias === true;
+}
+
+export const llama: Architecture = {
+  family: 'llama',
+  hfArchitectures: ['LlamaForCausalLM', 'MistralForCausalLM', 'Qwen2ForCausalLM'],
+  layersPattern: 'layers',
+
+  parseDims(c) {
+    const hidden = configNumber(c, 'hidden_size');
+    const heads = configNumber(c, 'num_attention_heads');
+    const act = c.hidden_act ?? 'silu';
+    if (act !== 'silu') throw new UnsupportedArchitectureError(`hidden_act "${String(act)}" is not supported (silu is)`);
+    return {
+      vocabSize: configNumber(c, 'vocab_size'),
+      hidden,
+      layers: configNumber(c, 'num_hidden_layers'),
+      heads,
+      kvHeads: configNumber(c, 'num_key_value_heads', heads),
+      headDim: configNumber(c, 'head_dim', hidden / heads),
+      intermediate: configNumber(c, 'intermediate_size'),
+      maxPositions: configNumber(c, 'max_position_embeddings', 2048),
+      normEps: configNumber(c, 'rms_norm_eps', 1e-6),
+      tieWordEmbeddings: c.tie_word_embeddings === true,
+      rope: parseRope(c),
+      bias: { qkv: hasQkvBias(c), out: c.attention_bias === true, mlp: c.mlp_bias === true },
+    };
+  },
+
+  linears(d: ModelDims): LinearModule[] {
+    const q = d.heads * d.headDim;
+    const kv = d.kvHeads * d.headDim;
+    const out: LinearModule[] = [];
+    for (let layer = 0; layer < d.layers; layer++) {
+      const linear = (path: string, inFeatures: number, outFeatures: number, bias: boolean): LinearModule => ({
+        name: `${prefix(layer)}.${path}`, layer, inFeatures, outFeatures,
+        weight: `${prefix(layer)}.${path}.weight`, bias: bias ? `${prefix(layer)}.${path}.bias` : null, fanInFanOut: false,
+      });
+      out.push(
+        linear('self_attn.q_proj', d.hidden, q, d.bias.qkv),
+        linear('self_attn.k_proj', d.hidden, kv, d.bias.qkv),
+        linear('self_attn.v_proj', d.hidden, kv, d.bias.qkv),
+        linear('self_attn.o_proj', q, d.hidden, d.bias.out),
+        linear('mlp.gate_proj', d.hidden, d.intermediate, d.bias.mlp),
+        linear('mlp.up_proj', d.hidden, d.intermediate, d.bias.mlp),
+        linear('mlp.down_proj', d.intermediate, d.hidden, d.bias.mlp),
+      );
+    }
+    return out;
+  },
+
+  forward(f, d) {
+    let h = f.embed('model.embed_tokens.weight');
+    for (let l = 0; l < d.layers; l++) {
+      const p = prefix(l);
+      const x = f.rmsNorm(h, `${p}.input_layernorm.weight`, d.normEps);
+      const attn = f.attention(l, f.linear(`${p}.self_attn.q_proj`, x), f.linear(`${p}.self_attn.k_proj`, x), f.linear(`${p}.self_attn.v_proj`, x), { rope: true });
+      h = f.add(h, f.linear(`${p}.self_attn.o_proj`, attn));
+      const m = f.rmsNorm(h, `${p}.post_attention_layernorm.weight`, d.normEps);
+      h = f.add(h, f.linear(`${p}.mlp.down_proj`, f.mul(f.silu(f.linear(`${p}.mlp.gate_proj`, m)), f.linear(`${p}.mlp.up_proj`, m))));
+    }
+    return f.rmsNorm(f.lastPosition(h), 'model.norm.weight', d.normEps);
+  },
+
+  lmHead: (d) => (d.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'),
+};

@@ -1,0 +1,22 @@
+import { GraphBuilder } from './graph-builder.js';
+import { GraphOps, type LoraLayout } from './graph-ops.js';
+import type { HfModel } from './hf-model.js';
+import { encodeModel } from './onnx-proto.js';
+
+export interface BuiltGraph {
+  /** Encoded ONNX model whose initializers are external data in `externalDir`. */
+  bytes: Uint8Array;
+  /** The model folder: the safetensors files are referenced there, in place. */
+  externalDir: string;
+}
+
+export const OPSET = 17;
+
+/** The decoder graph for one model: one step of the batch, with KV cache and optional LoRA slots. */
+export function buildGraph(model: HfModel, lora: LoraLayout | null): BuiltGraph {
+  const g = new GraphBuilder();
+  const ops = new GraphOps(g, model.dims, model.weights, model.linears, lora);
+  const hidden = model.arch.forward(ops, model.dims);
+  ops.logits(hidden, model.arch.lmHead(model.dims));
+  return { bytes: encodeModel(g.graph(`loraserve-${model.arch.family}`), OPSET, 'loraserve'), externalDir: g.externalDir ?? model.dir };
+}

@@ -1,0 +1,90 @@
+import { basename, dirname } from 'node:path';
+import { TensorDataType, type AttributeValue, type GraphProto, type NodeProto, type TensorProto, type ValueInfo } from './onnx-proto.js';
+import type { WeightRef } from './weights.js';
+
+/**
+ * Builds an ONNX graph with names generated per op. Architecture files use this and the shared
+ * blocks in `blocks.ts`; nothing here knows about any one model family.
+ */
+export class GraphBuilder {
+  readonly nodes: NodeProto[] = [];
+  readonly initializers: TensorProto[] = [];
+  readonly inputs: ValueInfo[] = [];
+  readonly outputs: ValueInfo[] = [];
+  /** Folder holding every safetensors file the graph references; locations are relative to it. */
+  externalDir: string | null = null;
+  private readonly weightValues = new Map<string, string>();
+  private counter = 0;
+  private constCache = new Map<string, string>();
+
+  op(opType: string, inputs: string[], attributes?: Record<string, AttributeValue>, domain?: string): string {
+    return this.opN(opType, inputs, 1, attributes, domain)[0]!;
+  }
+
+  opN(opType: string, inputs: string[], outputs: number, attributes?: Record<string, AttributeValue>, domain?: string): string[] {
+    const id = `${opType}_${this.counter++}`;
+    const outs = Array.from({ length: outputs }, (_, i) => `${id}:${i}`);
+    this.nodes.push({ opType, inputs, outputs: outs, name: id, attributes, domain });
+    return outs;
+  }
+
+  /** Renames a value to a graph output name. */
+  output(value: string, info: ValueInfo): void {
+    this.nodes.push({ opType: 'Identity', inputs: [value], outputs: [info.name], name: `out_${info.name}` });
+    this.outputs.push(info);
+  }
+
+  input(info: ValueInfo): string {
+    this.inputs.push(info);
+    return info.name;
+  }
+
+  constInt64(values: number[], dims: number[] = [values.length]): string {
+    const key = `i64:${dims.join(',')}:${values.join(',')}`;
+    const hit = this.constCache.get(key);
+    if (hit) return hit;
+    const name = `const_${this.counter++}`;
+    const data = BigInt64Array.from(values.map((v) => BigInt(v)));
+    this.initializers.push({ name, dataType: TensorDataType.INT64, dims, raw: new Uint8Array(data.buffer) });
+    this.constCache.set(key, name);
+    return name;
+  }
+
+  constFloat(values: number[] | Float32Array, dims: number[] = [values.length]): string {
+    const arr = values instanceof Float32Array ? values : Float32Array.from(values);
+    const key = arr.length <= 16 ? `f32:${dims.join(',')}:${Array.from(arr).join(',')}` : '';
+    const hit = key ? this.constCache.get(key) : undefined;
+    if (hit) return hit;
+    const name = `const_${this.counter++}`;
+    this.initializers.push({ name, dataType: TensorDataType.FLOAT, dims, raw: new Uint8Array(arr.buffer.slice(arr.byteOffset, arr.byteOffset + arr.byteLength)) });
+    if (key) this.constCache.set(key, name);
+    return name;
+  }
+
+  scalar(v: number): string {
+    return this.constFloat([v], []);
+  }
+
+  /**
+   * A weight read in place from its safetensors file (ONNX external data at the tensor's byte
+   * offset). Half-precision weights get a Cast that ORT constant-folds to float32 at load.
+   */
+  weight(ref: WeightRef): string {
+    const known = this.weightValues.get(ref.name);
+    if (known) return known;
+    const dir = dirname(ref.file);
+    if (this.externalDir !== null && this.externalDir !== dir) throw new Error(`weights span two folders: ${this.externalDir} and ${dir}`);
+    this.externalDir = dir;
+    const location = basename(ref.file);
+    const dataType = ref.dtype === 'F32' ? TensorDataType.FLOAT : ref.dtype === 'F16' ? TensorDataType.FLOAT16 : TensorDataType.BFLOAT16;
+    const name = ref.name;
+    this.initializers.push({ name, dataType, dims: ref.shape, external: { location, offset: ref.fileOffset, length: ref.byteLength } });
+    const value = dataType === TensorDataType.FLOAT ? name : this.op('Cast', [name], { to: TensorDataType.FLOAT });
+    this.weightValues.set(ref.name, value);
+    return value;
+  }
+
+  graph(name: string): GraphProto {
+    return { name, nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs };
+  }
+}

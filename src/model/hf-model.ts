@@ -1,0 +1,74 @@
+import { existsSync, readFileSync } from 'node:fs';
+import { basename, join, resolve } from 'node:path';
+import { ModelConfigError } from '../errors.js';
+import type { Architecture } from './architecture.js';
+import type { LinearModule, ModelDims } from './dims.js';
+import { architectureFor } from './registry.js';
+import { WeightStore } from './weights.js';
+
+export interface GenerationDefaults {
+  eosTokenIds: number[];
+  bosTokenId: number | null;
+  padTokenId: number | null;
+}
+
+/** A Hugging Face model folder, parsed and validated; weights stay in their files. */
+export interface HfModel {
+  dir: string;
+  /** The id clients use for the base model: the folder name. */
+  id: string;
+  config: Record<string, unknown>;
+  arch: Architecture;
+  dims: ModelDims;
+  linears: LinearModule[];
+  weights: WeightStore;
+  generation: GenerationDefaults;
+}
+
+function readJson(path: string): Record<string, unknown> {
+  try {
+    const v = JSON.parse(readFileSync(path, 'utf8'));
+    if (v === null || typeof v !== 'object' || Array.isArray(v)) throw new Error('not a JSON object');
+    return v as Record<string, unknown>;
+  } catch (cause) {
+    throw new ModelConfigError(`${path} is not a valid JSON object`, { cause });
+  }
+}
+
+const ids = (v: unknown): number[] => (Array.isArray(v) ? v.filter((x): x is number => typeof x === 'number') : typeof v === 'number' ? [v] : []);
+
+export function loadHfModel(dir: string): HfModel {
+  const abs = resolve(dir);
+  const configPath = join(abs, 'config.json');
+  if (!existsSync(configPath)) throw new ModelConfigError(`${abs} has no config.json: not a Hugging Face model folder`);
+  const config = readJson(configPath);
+  const arch = architectureFor(config);
+  let dims: ModelDims;
+  try {
+    dims = arch.parseDims(config);
+  } catch (cause) {
+    if (cause instanceof TypeError) throw new ModelConfigError(`${configPath}: ${cause.message}`, { cause });
+    throw cause;
+  }
+  if (!Number.isInteger(dims.headDim) || dims.heads % dims.kvHeads !== 0) {
+    throw new ModelConfigError(`${configPath}: heads (${dims.heads}) must divide evenly by kv heads (${dims.kvHeads}) and hidden size into heads`);
+  }
+  const genPath = join(abs, 'generation_config.json');
+  const gen = existsSync(genPath) ? readJson(genPath) : {};
+  const eos = ids(gen.eos_token_id ?? config.eos_token_id);
+  const weights = new WeightStore(abs);
+  return {
+    dir: abs,
+    id: basename(abs),
+    config,
+    arch,
+    dims,
+    linears: arch.linears(dims),
+    weights,
+    generation: {
+      eosTokenIds: eos,
+      bosTokenId: ids(gen.bos_token_id ?? config.bos_token_id)[0] ?? null,
+      padTokenId: ids(gen.pad_token_id ?? config.pad_token_id)[0] ?? null,
+    },
+  };
+}

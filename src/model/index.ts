@@ -1,0 +1,9 @@
+export { loadHfModel, type HfModel, type GenerationDefaults } from './hf-model.js';
+export { buildGraph, type BuiltGraph } from './build-graph.js';
+export { INPUT, OUTPUT, type LoraLayout } from './graph-ops.js';
+export type { LinearModule, ModelDims, RopeConfig } from './dims.js';
+export { ropeInverseFrequencies } from './dims.js';
+export type { Architecture } from './architecture.js';
+export { architectureFor } from './registry.js';
+export { WeightStore, type WeightRef } from './weights.js';
+export { SafetensorsFile, parseSafetensorsBuffer, encodeSafetensors, writeSafetensors, MAX_HEADER_BYTES, type TensorToWrite, type Dtype } from './safetensors.js';

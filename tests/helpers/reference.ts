@@ -1,0 +1,175 @@
+/**
+ * An independent reference forward pass: plain float64 loops over the same HF weights, with no
+ * ONNX Runtime and none of the engine's code. Engine logits are checked against it.
+ */
+import type { TinyModel } from './tiny-model.js';
+
+export interface RefLora {
+  /** lora_A.weight [r, in] and lora_B.weight [out, r] as PEFT stores them. */
+  A: Float32Array;
+  B: Float32Array;
+  r: number;
+  scale: number;
+  /** Trained bias replacing the base bias (bias="lora_only"/"all"). */
+  bias?: Float32Array;
+}
+
+type Vec = Float64Array;
+
+export function referenceLogits(model: TinyModel, tokens: number[], lora: Map<string, RefLora> = new Map()): Float64Array[] {
+  const c = model.config;
+  const w = (n: string) => {
+    const t = model.weights.get(n);
+    if (!t) throw new Error(`reference: missing ${n}`);
+    return t;
+  };
+  const gpt2 = c.model_type === 'gpt2';
+  const H = (gpt2 ? c.n_embd : c.hidden_size) as number;
+  const L = (gpt2 ? c.n_layer : c.num_hidden_layers) as number;
+  const heads = (gpt2 ? c.n_head : c.num_attention_heads) as number;
+  const kvHeads = gpt2 ? heads : ((c.num_key_value_heads as number) ?? heads);
+  const D = H / heads;
+  const T = tokens.length;
+
+  // y = W x + b (+ s·B·A·x): W is [out, in] (Linear) or [in, out] (Conv1D, fanInFanOut).
+  const linear = (name: string, x: Vec, fanInFanOut: boolean): Vec => {
+    const W = w(`${name}.weight`);
+    const [d0, d1] = W.shape as [number, number];
+    const inF = fanInFanOut ? d0 : d1;
+    const outF = fanInFanOut ? d1 : d0;
+    const y = new Float64Array(outF);
+    for (let o = 0; o < outF; o++) {
+      let s = 0;
+      for (let i = 0; i < inF; i++) s += (fanInFanOut ? W.data[i * outF + o]! : W.data[o * inF + i]!) * x[i]!;
+      y[o] = s;
+    }
+    const ad = lora.get(name);
+    const bias = ad?.bias ?? model.weights.get(`${name}.bias`)?.data;
+    if (bias) for (let o = 0; o < outF; o++) y[o]! += bias[o]!;
+    if (ad) {
+      const ax = new Float64Array(ad.r);
+      for (let k = 0; k < ad.r; k++) for (let i = 0; i < inF; i++) ax[k]! += ad.A[k * inF + i]! * x[i]!;
+      for (let o = 0; o < outF; o++) {
+        let s = 0;
+        for (let k = 0; k < ad.r; k++) s += ad.B[o * ad.r + k]! * ax[k]!;
+        y[o]! += ad.scale * s;
+      }
+    }
+    return y;
+  };
+  const layerNorm = (x: Vec, p: string, eps: number): Vec => {
+    const g = w(`${p}.weight`).data, b = w(`${p}.bias`).data;
+    let mean = 0; for (const v of x) mean += v; mean /= x.length;
+    let vr = 0; for (const v of x) vr += (v - mean) ** 2; vr /= x.length;
+    return x.map((v, i) => ((v - mean) / Math.sqrt(vr + eps)) * g[i]! + b[i]!);
+  };
+  const rmsNorm = (x: Vec, n: string, eps: number): Vec => {
+    const g = w(n).data;
+    let ms = 0; for (const v of x) ms += v * v; ms /= x.length;
+    return x.map((v, i) => (v / Math.sqrt(ms + eps)) * g[i]!);
+  };
+  const invFreq = (): Float64Array => {
+    const theta = (c.rope_theta as number) ?? 10000;
+    const inv = new Float64Array(D / 2).map((_, i) => 1 / theta ** ((2 * i) / D));
+    const rs = c.rope_scaling as Record<string, number | string> | undefined;
+    if (rs && (rs.rope_type ?? rs.type) === 'llama3') {
+      const f = rs.factor as number, lo = rs.low_freq_factor as number, hi = rs.high_freq_factor as number, old = rs.original_max_position_embeddings as number;
+      return inv.map((v) => {
+        const wl = (2 * Math.PI) / v;
+        if (wl < old / hi) return v;
+        if (wl > old / lo) return v / f;
+        const sm = (old / wl - lo) / (hi - lo);
+        return (1 - sm) * (v / f) + sm * v;
+      });
+    }
+    return inv;
+  };
+  const rope = (x: Vec, pos: number, inv: Float64Array): Vec => {
+    const out = new Float64Array(D);
+    const half = D / 2;
+    for (let i = 0; i < D; i++) {
+      const f = pos * inv[i % half]!;
+      const rot = i < half ? -x[i + half]! : x[i - half]!;
+      out[i] = x[i]! * Math.cos(f) + rot * Math.sin(f);
+    }
+    return out;
+  };
+
+  let h: Vec[] = tokens.map((tok, t) => {
+    const e = new Float64Array(H);
+    const emb = w(gpt2 ? 'transformer.wte.weight' : 'model.embed_tokens.weight').data;
+    for (let i = 0; i < H; i++) e[i] = emb[tok * H + i]!;
+    if (gpt2) { const pe = w('transformer.wpe.weight').data; for (let i = 0; i < H; i++) e[i]! += pe[t * H + i]!; }
+    return e;
+  });
+  const inv = gpt2 ? null : invFreq();
+  for (let l = 0; l < L; l++) {
+    const p = gpt2 ? `transformer.h.${l}` : `model.layers.${l}`;
+    const qs: Vec[] = [], ks: Vec[] = [], vs: Vec[] = [];
+    for (let t = 0; t < T; t++) {
+      if (gpt2) {
+        const qkv = linear(`${p}.attn.c_attn`, layerNorm(h[t]!, `${p}.ln_1`, c.layer_norm_epsilon as number), true);
+        qs.push(qkv.slice(0, H)); ks.push(qkv.slice(H, 2 * H)); vs.push(qkv.slice(2 * H));
+      } else {
+        const x = rmsNorm(h[t]!, `${p}.input_layernorm.weight`, c.rms_norm_eps as number);
+        qs.push(linear(`${p}.self_attn.q_proj`, x, false)); ks.push(linear(`${p}.self_attn.k_proj`, x, false)); vs.push(linear(`${p}.self_attn.v_proj`, x, false));
+      }
+    }
+    const headOf = (v: Vec, hIdx: number, t: number) => {
+      const s = v.slice(hIdx * D, (hIdx + 1) * D);
+      return inv ? rope(s, t, inv) : s;
+    };
+    const attnOut: Vec[] = [];
+    for (let t = 0; t < T; t++) {
+      const ctx = new Float64Array(heads * D);
+      for (let hd = 0; hd < heads; hd++) {
+        const kvh = Math.floor(hd / (heads / kvHeads));
+        const q = headOf(qs[t]!, hd, t);
+        const scores = new Float64Array(t + 1);
+        for (let j = 0; j <= t; j++) {
+          const k = headOf(ks[j]!, kvh, j);
+          let s = 0; for (let i = 0; i < D; i++) s += q[i]! * k[i]!;
+          scores[j] = s / Math.sqrt(D);
+        }
+        const mx = Math.max(...scores);
+        const e = scores.map((s) => Math.exp(s - mx));
+        const sum = e.reduce((a, b) => a + b, 0);
+        for (let j = 0; j <= t; j++) for (let i = 0; i < D; i++) ctx[hd * D + i]! += (e[j]! / sum) * vs[j]![kvh * D + i]!;
+      }
+      attnOut.push(ctx);
+    }
+    h = h.map((x, t) => {
+      const a = linear(gpt2 ? `${p}.attn.c_proj` : `${p}.self_attn.o_proj`, attnOut[t]!, gpt2);
+      const h1 = x.map((v, i) => v + a[i]!);
+      let m: Vec;
+      if (gpt2) {
+        const fc = linear(`${p}.mlp.c_fc`, layerNorm(h1, `${p}.ln_2`, c.layer_norm_epsilon as number), true);
+        const g = fc.map((v) => 0.5 * v * (1 + Math.tanh(Math.sqrt(2 / Math.PI) * (v + 0.044715 * v ** 3))));
+        m = linear(`${p}.mlp.c_proj`, g, true);
+      } else {
+        const x2 = rmsNorm(h1, `${p}.post_attention_layernorm.weight`, c.rms_norm_eps as number);
+        const gate = linear(`${p}.mlp.gate_proj`, x2, false), up = linear(`${p}.mlp.up_proj`, x2, false);
+        m = linear(`${p}.mlp.down_proj`, gate.map((v, i) => (v / (1 + Math.exp(-v))) * up[i]!), false);
+      }
+      return h1.map((v, i) => v + m[i]!);
+    });
+  }
+  const head = w(gpt2 ? 'transformer.wte.weight' : c.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight').data;
+  const V = model.vocabSize;
+  return h.map((x) => {
+    const n = gpt2 ? layerNorm(x, 'transformer.ln_f', c.layer_norm_epsilon as number) : rmsNorm(x, 'model.norm.weight', c.rms_norm_eps as number);
+    const out = new Float64Array(V);
+    for (let v = 0; v < V; v++) { let s = 0; for (let i = 0; i < H; i++) s += head[v * H + i]! * n[i]!; out[v] = s; }
+    return out;
+  });
+}
+
+/** max |a-b| / max(1, max |b|): a relative error that stays meaningful near zero. */
+export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  let maxDiff = 0, maxRef = 1;
+  for (let i = 0; i < b.length; i++) {
+    maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
+    maxRef = Math.max(maxRef, Math.abs(b[i]!));
+  }
+  return maxDiff / maxRef;
+}
