@@ -225,7 +225,11 @@ export class Scheduler {
     const V = logits.length / rows.length;
     rows.forEach((s, r) => {
       if (s.finished) return;
-      this.accept(s, s.sampler.sample(logits.subarray(r * V, (r + 1) * V)));
+      try {
+        this.accept(s, s.sampler.sample(logits.subarray(r * V, (r + 1) * V)));
+      } catch (cause) {
+        this.fail(s, new EngineError('sampling or detokenization failed', { cause }));
+      }
     });
   }
 

@@ -36,6 +36,7 @@ export class Tokenizer {
   }
 
   decode(ids: number[]): string {
+    if (ids.length === 0) return '';
     return this.tok.decode(ids, { skip_special_tokens: true });
   }
 
