@@ -33,9 +33,10 @@ export interface ByteLevelBpe {
 /** Token ids: the 256 byte tokens, then one per merge, then the special tokens. */
 export function tokenizerJson({ merges, specials }: ByteLevelBpe): Record<string, unknown> {
   const vocab: Record<string, number> = {};
-  for (const ch of bytesToUnicode()) vocab[ch] = Object.keys(vocab).length;
-  for (const [a, b] of merges) if (!((a + b) in vocab)) vocab[a + b] = Object.keys(vocab).length;
-  const base = Object.keys(vocab).length;
+  let size = 0;
+  for (const ch of bytesToUnicode()) vocab[ch] = size++;
+  for (const [a, b] of merges) if (!Object.hasOwn(vocab, a + b)) vocab[a + b] = size++;
+  const base = size;
   return {
     version: '1.0',
     truncation: null,

@@ -1,6 +1,6 @@
-import { PromptTooLongError } from '../errors.js';
+import { ModelConfigError, PromptTooLongError } from '../errors.js';
 import { buildGraph, INPUT, loadHfModel, OUTPUT, type HfModel } from '../model/index.js';
-import { SlotTable } from '../lora/index.js';
+import { SlotTable, selectModules, parseAdapter, type ParsedAdapter } from '../lora/index.js';
 import { OnnxSession, type ExecutionProvider, type HostTensor } from './onnx-backend.js';
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from './scheduler.js';
 import type { Generation } from './generation.js';
@@ -14,6 +14,8 @@ export interface EngineOptions {
   slots?: number;
   /** Largest LoRA rank a slot holds; smaller ranks are zero-padded. */
   maxRank?: number;
+  /** Linear layers that get LoRA slots: "all-linear" or module names (suffix-matched like PEFT's list). */
+  loraModules?: readonly string[] | 'all-linear';
   maxBatch?: number;
   maxBatchTokens?: number;
   maxContext?: number;
@@ -26,6 +28,7 @@ export interface GenerateRequest {
   sampling?: Partial<SamplingParams>;
   maxTokens?: number;
   stop?: readonly string[];
+  ignoreEos?: boolean;
   signal?: AbortSignal;
   onDone?: () => void;
 }
@@ -45,14 +48,17 @@ export class Engine {
   static async create(options: EngineOptions): Promise<Engine> {
     const model = loadHfModel(options.modelDir);
     const opts: Required<EngineOptions> = {
-      provider: 'cpu', slots: 8, maxRank: 16, maxBatch: 32, maxBatchTokens: 4096, threads: 0,
+      provider: 'cpu', slots: 8, maxRank: 16, loraModules: 'all-linear', maxBatch: 32, maxBatchTokens: 4096, threads: 0,
       ...options,
       maxContext: Math.min(options.maxContext ?? model.dims.maxPositions, model.dims.maxPositions),
     };
     const tokenizer = await Tokenizer.load(model.dir);
     const layout = opts.slots > 0 && opts.maxRank > 0 ? { slots: opts.slots + 1, maxRank: opts.maxRank } : null;
-    const session = await OnnxSession.create(buildGraph(model, layout), { provider: opts.provider, threads: opts.threads });
-    const slots = layout ? new SlotTable(layout, model.linears) : null;
+    const loraLinears = selectModules(model.linears, opts.loraModules);
+    if (layout && loraLinears.length === 0) throw new ModelConfigError(`--lora-modules ${JSON.stringify(opts.loraModules)} names no linear layer of ${model.id}`);
+    const graph = buildGraph(model, layout, new Set(loraLinears.map((m) => m.name)));
+    const session = await OnnxSession.create(graph, { provider: opts.provider, threads: opts.threads });
+    const slots = layout ? new SlotTable(layout, loraLinears) : null;
     const eos = new Set(model.generation.eosTokenIds);
     if (tokenizer.eosTokenId !== null) eos.add(tokenizer.eosTokenId);
     const limits: SchedulerLimits = { maxBatch: opts.maxBatch, maxBatchTokens: opts.maxBatchTokens, maxContext: opts.maxContext };
@@ -60,6 +66,12 @@ export class Engine {
     const scheduler = new Scheduler((input) => engine.forward(input), model.dims, limits, eos, (ids) => tokenizer.decode(ids));
     engine = new Engine(model, tokenizer, session, slots, scheduler, opts);
     return engine;
+  }
+
+  /** Validates a PEFT adapter against this engine's base model, rank and LoRA modules. */
+  parseAdapter(configText: string, weights: Uint8Array): ParsedAdapter {
+    const modules = this.slots ? new Set(this.slots.linears.map((m) => m.name)) : new Set<string>();
+    return parseAdapter(configText, weights, this.model, this.options.maxRank, modules);
   }
 
   /** Queues a request; its tokens stream from the returned Generation. */
@@ -78,6 +90,7 @@ export class Engine {
       sampling: { ...DEFAULT_SAMPLING, ...req.sampling },
       maxTokens: Math.min(req.maxTokens ?? room, room),
       stop: req.stop ?? [],
+      ignoreEos: req.ignoreEos,
       signal: req.signal,
       onDone: req.onDone,
     });
@@ -100,10 +113,10 @@ export class Engine {
     if (this.slots) {
       const { slots: S, maxRank: R } = this.slots.layout;
       feeds[INPUT.slot] = i64(input.slots, [input.batch]);
-      for (const m of this.model.linears) {
-        feeds[INPUT.loraA(m.name)] = f32(this.slots.a.get(m.name)!, [S, m.inFeatures, R]);
-        feeds[INPUT.loraB(m.name)] = f32(this.slots.b.get(m.name)!, [S, R, m.outFeatures]);
-        feeds[INPUT.loraBias(m.name)] = f32(this.slots.bias.get(m.name)!, [S, m.outFeatures]);
+      for (const m of this.slots.linears) {
+        feeds[INPUT.loraA(m.name)] = f32(this.slots.a.get(m.name)!, [m.inFeatures, (S - 1) * R]);
+        feeds[INPUT.loraB(m.name)] = f32(this.slots.b.get(m.name)!, [(S - 1) * R, m.outFeatures]);
+        feeds[INPUT.loraBias(m.name)] = f32(this.slots.bias.get(m.name)!, [S - 1, m.outFeatures]);
       }
     }
     const out = await this.session.run(feeds);

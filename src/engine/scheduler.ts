@@ -52,6 +52,8 @@ export interface SequenceRequest {
   sampling: SamplingParams;
   maxTokens: number;
   stop: readonly string[];
+  /** Generate through EOS tokens (benchmarks, vLLM's ignore_eos). */
+  ignoreEos?: boolean;
   signal?: AbortSignal;
   /** Called once when the request has left the engine, however it ended. */
   onDone?: () => void;
@@ -235,7 +237,7 @@ export class Scheduler {
 
   private accept(s: Sequence, token: number): void {
     if (s.gen.cancelled) return this.finish(s, 'cancelled');
-    if (this.eosTokenIds.has(token)) return this.finish(s, 'stop');
+    if (this.eosTokenIds.has(token) && !s.req.ignoreEos) return this.finish(s, 'stop');
     s.sampler.observe(token);
     s.generated.push(token);
     s.lastToken = token;

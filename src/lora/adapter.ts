@@ -87,7 +87,7 @@ function transpose(src: Float32Array, rows: number, cols: number, scale = 1): Fl
  * Validates a PEFT adapter against the base model and converts it to slot tensors. Every error
  * names what is wrong: the field, the key, the module or the shape.
  */
-export function parseAdapter(configText: string, weights: Uint8Array, model: HfModel, maxRank: number): ParsedAdapter {
+export function parseAdapter(configText: string, weights: Uint8Array, model: HfModel, maxRank: number, loraModules?: ReadonlySet<string>): ParsedAdapter {
   const config = parsePeftConfig(configText);
   const byName = new Map(model.linears.map((m) => [m.name, m]));
   let file: ReturnType<typeof parseSafetensorsBuffer>;
@@ -121,6 +121,9 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
     }
   };
   for (const { module, rank, scale } of targeted) {
+    if (loraModules && !loraModules.has(module.name)) {
+      throw new AdapterUnsupportedFeatureError(`adapter targets "${module.name}", which this server does not serve LoRA on; restart it with that module in --lora-modules`, { param: 'target_modules' });
+    }
     const t = present.get(module.name);
     if (!t?.A || !t.B) throw new AdapterWeightsError(`adapter_model.safetensors lacks lora_${t?.A ? 'B' : 'A'}.weight for targeted module "${module.name}"`);
     if (rank > maxRank) {
@@ -159,6 +162,9 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
   for (const [name, t] of present) {
     if (modules.has(name) || !t.bias) continue;
     const module = byName.get(name)!;
+    if (loraModules && !loraModules.has(name)) {
+      throw new AdapterUnsupportedFeatureError(`adapter trains the bias of "${name}", which this server does not serve LoRA on; restart it with that module in --lora-modules`, { param: 'bias' });
+    }
     const trained = read(t.bias);
     if (trained.length !== module.outFeatures) throw new AdapterBaseMismatchError(`"${t.bias}" has ${trained.length} values, the layer has ${module.outFeatures} outputs`);
     const base = module.bias ? model.weights.readF32(module.bias) : new Float32Array(module.outFeatures);

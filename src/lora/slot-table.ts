@@ -2,9 +2,10 @@ import type { LinearModule, LoraLayout } from '../model/index.js';
 import type { ParsedAdapter } from './adapter.js';
 
 /**
- * The engine's S adapter slots: for every linear layer, stacked `A [S, in, R]`, `B [S, R, out]`
- * and `bias [S, out]`, fed to the graph as inputs. Slot 0 stays all zeros: the base model is the
- * "no adapter" pseudo-adapter, so base rows take the same code path as adapted ones.
+ * The engine's adapter slots, fed to the graph as inputs: for every linear layer the slots'
+ * matrices side by side, `A_all [in, (S-1)·R]` and `B_all [(S-1)·R, out]`, and `bias [S-1, out]`.
+ * Slot 0 is the base model, the "no adapter" pseudo-adapter: it owns no columns, so base rows take
+ * the same code path and add exactly zero. Slot s (1..S-1) owns block s-1.
  * Writing and clearing a slot are plain copies; which adapter goes where is the cache's business.
  */
 export class SlotTable {
@@ -13,11 +14,11 @@ export class SlotTable {
   readonly bias = new Map<string, Float32Array>();
 
   constructor(readonly layout: LoraLayout, readonly linears: LinearModule[]) {
-    const { slots, maxRank: R } = layout;
+    const width = (layout.slots - 1) * layout.maxRank;
     for (const m of linears) {
-      this.a.set(m.name, new Float32Array(slots * m.inFeatures * R));
-      this.b.set(m.name, new Float32Array(slots * R * m.outFeatures));
-      this.bias.set(m.name, new Float32Array(slots * m.outFeatures));
+      this.a.set(m.name, new Float32Array(m.inFeatures * width));
+      this.b.set(m.name, new Float32Array(width * m.outFeatures));
+      this.bias.set(m.name, new Float32Array((layout.slots - 1) * m.outFeatures));
     }
   }
 
@@ -42,22 +43,26 @@ export class SlotTable {
       if (!t) continue;
       const a = this.a.get(m.name)!;
       const b = this.b.get(m.name)!;
-      // A_slots[slot][i, k] = Aᵀ[i, k] for k < rank; columns rank..R-1 stay zero.
-      const aBase = slot * m.inFeatures * R;
-      for (let i = 0; i < m.inFeatures; i++) a.set(t.a.subarray(i * t.rank, (i + 1) * t.rank), aBase + i * R);
-      // B_slots[slot][k, :] = s·Bᵀ[k, :] for k < rank; rows rank..R-1 stay zero.
-      b.set(t.b, slot * R * m.outFeatures);
-      if (t.bias) this.bias.get(m.name)!.set(t.bias, slot * m.outFeatures);
+      const width = (this.layout.slots - 1) * R;
+      const block = (slot - 1) * R;
+      // A_all[i, block + k] = Aᵀ[i, k] for k < rank; the block's columns rank..R-1 stay zero.
+      for (let i = 0; i < m.inFeatures; i++) a.set(t.a.subarray(i * t.rank, (i + 1) * t.rank), i * width + block);
+      // B_all[block + k, :] = s·Bᵀ[k, :] for k < rank; rows rank..R-1 stay zero.
+      b.set(t.b, block * m.outFeatures);
+      if (t.bias) this.bias.get(m.name)!.set(t.bias, (slot - 1) * m.outFeatures);
     }
   }
 
   clear(slot: number): void {
     this.checkSlot(slot);
     const R = this.layout.maxRank;
+    const width = (this.layout.slots - 1) * R;
+    const block = (slot - 1) * R;
     for (const m of this.linears) {
-      this.a.get(m.name)!.fill(0, slot * m.inFeatures * R, (slot + 1) * m.inFeatures * R);
-      this.b.get(m.name)!.fill(0, slot * R * m.outFeatures, (slot + 1) * R * m.outFeatures);
-      this.bias.get(m.name)!.fill(0, slot * m.outFeatures, (slot + 1) * m.outFeatures);
+      const a = this.a.get(m.name)!;
+      for (let i = 0; i < m.inFeatures; i++) a.fill(0, i * width + block, i * width + block + R);
+      this.b.get(m.name)!.fill(0, block * m.outFeatures, (block + R) * m.outFeatures);
+      this.bias.get(m.name)!.fill(0, (slot - 1) * m.outFeatures, slot * m.outFeatures);
     }
   }
 

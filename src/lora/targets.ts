@@ -9,6 +9,11 @@ const DEFAULT_TARGETS: Record<string, string[]> = {
   qwen2: ['q_proj', 'v_proj'],
 };
 
+/** The linear layers a server-side module list names ("all-linear", or names matched like PEFT's list). */
+export function selectModules(linears: LinearModule[], modules: readonly string[] | 'all-linear'): LinearModule[] {
+  return modules === 'all-linear' ? linears : linears.filter((m) => listMatch([...modules], m.name));
+}
+
 const fullMatch = (pattern: string, s: string) => new RegExp(`^(?:${pattern})$`).test(s);
 const listMatch = (list: string[], name: string) => list.some((t) => name === t || name.endsWith(`.${t}`));
 

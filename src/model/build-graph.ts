@@ -13,9 +13,9 @@ export interface BuiltGraph {
 export const OPSET = 17;
 
 /** The decoder graph for one model: one step of the batch, with KV cache and optional LoRA slots. */
-export function buildGraph(model: HfModel, lora: LoraLayout | null): BuiltGraph {
+export function buildGraph(model: HfModel, lora: LoraLayout | null, loraModules?: ReadonlySet<string>): BuiltGraph {
   const g = new GraphBuilder();
-  const ops = new GraphOps(g, model.dims, model.weights, model.linears, lora);
+  const ops = new GraphOps(g, model.dims, model.weights, model.linears, lora, loraModules);
   const hidden = model.arch.forward(ops, model.dims);
   ops.logits(hidden, model.arch.lmHead(model.dims));
   return { bytes: encodeModel(g.graph(`loraserve-${model.arch.family}`), OPSET, 'loraserve'), externalDir: g.externalDir ?? model.dir };

@@ -28,10 +28,17 @@ export class GraphBuilder {
     return outs;
   }
 
-  /** Renames a value to a graph output name. */
-  output(value: string, info: ValueInfo): void {
-    this.nodes.push({ opType: 'Identity', inputs: [value], outputs: [info.name], name: `out_${info.name}` });
+  /**
+   * Makes a value a graph output by renaming the node that produces it (an Identity would copy
+   * it). Returns the output name, which later nodes must use.
+   */
+  output(value: string, info: ValueInfo): string {
+    const producer = this.nodes.find((n) => n.outputs.includes(value));
+    if (!producer) throw new Error(`no node produces ${value}`);
+    producer.outputs = producer.outputs.map((o) => (o === value ? info.name : o));
+    for (const n of this.nodes) n.inputs = n.inputs.map((i) => (i === value ? info.name : i));
     this.outputs.push(info);
+    return info.name;
   }
 
   input(info: ValueInfo): string {

@@ -3,7 +3,10 @@ import { ropeInverseFrequencies, type LinearModule, type ModelDims } from './dim
 import type { WeightStore } from './weights.js';
 import { TensorDataType } from './onnx-proto.js';
 
-/** Sizes of the LoRA slot tensors compiled into the graph; null builds a plain base-model graph. */
+/**
+ * Sizes of the LoRA slot tensors compiled into the graph; null builds a plain base-model graph.
+ * `slots` counts slot 0, the base model, which holds no tensors.
+ */
 export interface LoraLayout {
   slots: number;
   maxRank: number;
@@ -35,6 +38,7 @@ export class GraphOps {
   private readonly linearsByName: Map<string, LinearModule>;
   private readonly batchSeq: string;
   private maskBias: string | null = null;
+  private slotMasks: { columns: string; slots: string } | null = null;
   private rope: { cos: string; sin: string } | null = null;
 
   constructor(
@@ -43,6 +47,8 @@ export class GraphOps {
     readonly weights: WeightStore,
     linears: LinearModule[],
     readonly lora: LoraLayout | null,
+    /** The linear layers that get LoRA slot inputs (all of them unless the engine narrows it). */
+    private readonly loraModules: ReadonlySet<string> = new Set(linears.map((m) => m.name)),
   ) {
     this.linearsByName = new Map(linears.map((m) => [m.name, m]));
     const { kvHeads, headDim, layers } = dims;
@@ -57,10 +63,11 @@ export class GraphOps {
     }
     if (lora) {
       g.input({ name: INPUT.slot, elemType: i64, shape: ['batch'] });
-      for (const m of linears) {
-        g.input({ name: INPUT.loraA(m.name), elemType: f32, shape: [lora.slots, m.inFeatures, lora.maxRank] });
-        g.input({ name: INPUT.loraB(m.name), elemType: f32, shape: [lora.slots, lora.maxRank, m.outFeatures] });
-        g.input({ name: INPUT.loraBias(m.name), elemType: f32, shape: [lora.slots, m.outFeatures] });
+      const width = (lora.slots - 1) * lora.maxRank;
+      for (const m of linears.filter((l) => this.loraModules.has(l.name))) {
+        g.input({ name: INPUT.loraA(m.name), elemType: f32, shape: [m.inFeatures, width] });
+        g.input({ name: INPUT.loraB(m.name), elemType: f32, shape: [width, m.outFeatures] });
+        g.input({ name: INPUT.loraBias(m.name), elemType: f32, shape: [lora.slots - 1, m.outFeatures] });
       }
     }
     this.batchSeq = g.op('Shape', [INPUT.ids]);
@@ -129,17 +136,36 @@ export class GraphOps {
     const gemmInputs = m.bias ? [x, w, this.weight(m.bias, [m.outFeatures])] : [x, w];
     // y[n] = x[n] @ W (+ b); Gemm's transB reads torch's [out, in] layout without a copy.
     const base = g.op('Gemm', gemmInputs, { transB: m.fanInFanOut ? 0 : 1 });
-    if (!this.lora) return base;
-    const x3 = g.op('Reshape', [x, this.shape3(m.inFeatures)]);
-    // A_row[b] = A_slots[slot[b]]: [B, in, R];  B_row[b] = B_slots[slot[b]] (scale folded in): [B, R, out]
-    const aRows = g.op('Gather', [INPUT.loraA(m.name), INPUT.slot], { axis: 0 });
-    const bRows = g.op('Gather', [INPUT.loraB(m.name), INPUT.slot], { axis: 0 });
-    // delta[b] = (x[b] @ A_row[b]) @ B_row[b]: [B, T, in] → [B, T, R] → [B, T, out]
-    const delta = g.op('MatMul', [g.op('MatMul', [x3, aRows]), bRows]);
-    // delta[b] += bias_slots[slot[b]]: trained bias minus base bias (bias="lora_only"/"all"), [B, 1, out]
-    const biasRows = g.op('Unsqueeze', [g.op('Gather', [INPUT.loraBias(m.name), INPUT.slot], { axis: 0 }), g.constInt64([1])]);
-    const delta2 = g.op('Reshape', [g.op('Add', [delta, biasRows]), g.constInt64([-1, m.outFeatures])]);
-    return g.op('Add', [base, delta2]);
+    if (!this.lora || !this.loraModules.has(m.name)) return base;
+    const { columns, slots } = this.loraMasks();
+    const R = this.lora.maxRank;
+    const width = (this.lora.slots - 1) * R;
+    // h[n] = x[n] @ A_all: [N, in] @ [in, (S-1)·R] → [N, (S-1)·R], every slot's projection at once
+    const h = g.op('Reshape', [g.op('MatMul', [x, INPUT.loraA(m.name)]), this.shape3(width)]);
+    // h[b, t, s·R + k] *= (slot[b] == s): keep only the row's own slot block; base rows keep nothing
+    const own = g.op('Reshape', [g.op('Mul', [h, columns]), g.constInt64([-1, width])]);
+    // delta[n] = h[n] @ B_all: [N, (S-1)·R] @ [(S-1)·R, out]; B_all holds s·Bᵀ per slot, scale folded in
+    const delta = g.op('MatMul', [own, INPUT.loraB(m.name)]);
+    // bias[b] = onehot(slot[b]) @ bias_all: [B, S-1] @ [S-1, out], broadcast over the row's tokens
+    const bias = g.op('Unsqueeze', [g.op('MatMul', [slots, INPUT.loraBias(m.name)]), g.constInt64([1])]);
+    const biasRows = g.op('Reshape', [g.op('Add', [g.op('Reshape', [delta, this.shape3(m.outFeatures)]), bias]), g.constInt64([-1, m.outFeatures])]);
+    return g.op('Add', [base, biasRows]);
+  }
+
+  /**
+   * One-hot masks of each row's slot, built once per graph: `slots` [B, S-1] (slot 0, the base
+   * model, matches no column) and `columns` [B, 1, (S-1)·R], the same repeated over each rank.
+   */
+  private loraMasks(): { columns: string; slots: string } {
+    if (this.slotMasks) return this.slotMasks;
+    const g = this.g;
+    const { slots: S, maxRank: R } = this.lora!;
+    const ids = g.constInt64(Array.from({ length: S - 1 }, (_, i) => i + 1), [1, S - 1]);
+    const onehot = g.op('Cast', [g.op('Equal', [g.op('Unsqueeze', [INPUT.slot, g.constInt64([1])]), ids])], { to: TensorDataType.FLOAT });
+    const perRank = g.op('Expand', [g.op('Unsqueeze', [onehot, g.constInt64([2])]), g.constInt64([1, 1, R])]);
+    const columns = g.op('Reshape', [perRank, g.constInt64([0, 1, (S - 1) * R])]);
+    this.slotMasks = { columns, slots: onehot };
+    return this.slotMasks;
   }
 
   /** [B, T, k] as a shape tensor for the current batch. */
@@ -210,12 +236,12 @@ export class GraphOps {
       k = this.applyRope(k, cos, sin);
     }
     // present[b] = [past[b]; new[b]] along time: [B, kvH, S, D]
-    const presentK = g.op('Concat', [INPUT.pastKey(layer), k], { axis: 2 });
-    const presentV = g.op('Concat', [INPUT.pastValue(layer), v], { axis: 2 });
-    g.output(presentK, { name: OUTPUT.presentKey(layer), elemType: TensorDataType.FLOAT, shape: ['batch', kvHeads, 'total', headDim] });
-    g.output(presentV, { name: OUTPUT.presentValue(layer), elemType: TensorDataType.FLOAT, shape: ['batch', kvHeads, 'total', headDim] });
-    // scores[b, h, g, t, s] = q · k / √D + mask: [B, kvH, G, T, S]
-    const kT = g.op('Unsqueeze', [g.op('Transpose', [presentK], { perm: [0, 1, 3, 2] }), g.constInt64([2])]);
+    const cacheShape = ['batch', kvHeads, 'total', headDim];
+    const presentK = g.output(g.op('Concat', [INPUT.pastKey(layer), k], { axis: 2 }), { name: OUTPUT.presentKey(layer), elemType: TensorDataType.FLOAT, shape: cacheShape });
+    const presentV = g.output(g.op('Concat', [INPUT.pastValue(layer), v], { axis: 2 }), { name: OUTPUT.presentValue(layer), elemType: TensorDataType.FLOAT, shape: cacheShape });
+    // scores[b, h, g, t, s] = q · k / √D + mask: [B, kvH, G, T, S]; the Transpose feeds MatMul
+    // directly so ORT fuses it into one FusedMatMul instead of copying the whole cache.
+    const kT = g.op('Transpose', [g.op('Unsqueeze', [presentK, g.constInt64([2])])], { perm: [0, 1, 2, 4, 3] });
     const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [q, kT]), g.scalar(1 / Math.sqrt(headDim))]), this.attentionBias()]);
     const probs = g.op('Softmax', [scores], { axis: -1 });
     // ctx = probs @ v: [B, kvH, G, T, D] → [B, T, kvH, G, D] → [N, H·D]

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Engine, type Generation } from '../../src/engine/index.js';
-import { writeTinyModel } from '../helpers/tiny-model.js';
+import { writeRandomModel } from '../../src/model/random-model.js';
 import { IncrementalDetokenizer } from '../../src/engine/detokenizer.js';
 import { readAdapter, tempDir, writeRandomAdapter } from '../helpers/adapters.js';
 
@@ -15,7 +15,7 @@ async function collect(gen: Generation): Promise<{ text: string; chunks: string[
 describe('continuous batching scheduler', () => {
   let engine: Engine;
   before(async () => {
-    const tiny = writeTinyModel(join(tempDir(), 'model'), { family: 'llama', seed: 41 });
+    const tiny = writeRandomModel(join(tempDir(), 'model'), { family: 'llama', seed: 41 });
     engine = await Engine.create({ modelDir: tiny.dir, slots: 2, maxRank: 8, maxBatch: 8 });
     const dir = join(tempDir(), 'ad');
     await writeRandomAdapter(dir, engine.model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'] }, 5);

@@ -2,17 +2,10 @@
  * An independent reference forward pass: plain float64 loops over the same HF weights, with no
  * ONNX Runtime and none of the engine's code. Engine logits are checked against it.
  */
-import type { TinyModel } from './tiny-model.js';
+import type { TinyModel } from '../../src/model/random-model.js';
 
-export interface RefLora {
-  /** lora_A.weight [r, in] and lora_B.weight [out, r] as PEFT stores them. */
-  A: Float32Array;
-  B: Float32Array;
-  r: number;
-  scale: number;
-  /** Trained bias replacing the base bias (bias="lora_only"/"all"). */
-  bias?: Float32Array;
-}
+import type { LoraModuleWeights as RefLora } from '../../src/lora/index.js';
+export type { RefLora };
 
 type Vec = Float64Array;
 

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine/index.js';
-import { writeTinyModel, type TinyModel, type Family } from '../helpers/tiny-model.js';
+import { writeRandomModel, type TinyModel, type Family } from '../../src/model/random-model.js';
 import { referenceLogits, relError, type RefLora } from '../helpers/reference.js';
 import { readAdapter, tempDir, writeRandomAdapter } from '../helpers/adapters.js';
 import { prefill, decode } from '../helpers/drive.js';
@@ -74,7 +74,7 @@ for (const [title, c] of Object.entries(cases)) {
     let engine: Engine;
     let refs: Array<Map<string, RefLora>>;
     before(async () => {
-      tiny = writeTinyModel(join(tempDir(), 'base'), { family: c.family, seed: 31 });
+      tiny = writeRandomModel(join(tempDir(), 'base'), { family: c.family, seed: 31 });
       engine = await Engine.create({ modelDir: tiny.dir, slots: 4, maxRank: 16 });
       refs = [];
       for (const [i, fields] of c.adapters.entries()) {

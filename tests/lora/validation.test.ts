@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { loadHfModel, encodeSafetensors, type HfModel } from '../../src/model/index.js';
 import { parseAdapter, peftConfig } from '../../src/lora/index.js';
-import { writeTinyModel } from '../helpers/tiny-model.js';
+import { writeRandomModel } from '../../src/model/random-model.js';
 import { tempDir } from '../helpers/adapters.js';
 
 /** Adapter tensors for the tiny Llama's q_proj/v_proj at rank r (hidden 32, kv 16). */
@@ -23,7 +23,7 @@ function weightsFor(layers: number[], r: number, extra: Record<string, { shape: 
 describe('PEFT adapter validation', () => {
   let model: HfModel;
   before(() => {
-    model = loadHfModel(writeTinyModel(join(tempDir(), 'm'), { family: 'llama', seed: 3 }).dir);
+    model = loadHfModel(writeRandomModel(join(tempDir(), 'm'), { family: 'llama', seed: 3 }).dir);
   });
   const good = () => peftConfig({ r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj'] });
   const parse = (config: unknown, weights = weightsFor([0, 1], 4), maxRank = 8) =>

@@ -2,7 +2,7 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine/index.js';
-import { writeTinyModel, type TinyModelOptions } from '../helpers/tiny-model.js';
+import { writeRandomModel, type RandomModelOptions } from '../../src/model/random-model.js';
 import { referenceLogits, relError } from '../helpers/reference.js';
 import { tempDir } from '../helpers/adapters.js';
 import { decode, prefill } from '../helpers/drive.js';
@@ -13,14 +13,14 @@ after(async () => {
   for (const e of engines) await e.close();
 });
 
-async function setup(o: TinyModelOptions, slots = 2) {
-  const tiny = writeTinyModel(join(tempDir(), 'model'), o);
+async function setup(o: RandomModelOptions, slots = 2) {
+  const tiny = writeRandomModel(join(tempDir(), 'model'), o);
   const engine = await Engine.create({ modelDir: tiny.dir, slots, maxRank: 8 });
   engines.push(engine);
   return { tiny, engine };
 }
 
-const cases: Array<[string, TinyModelOptions]> = [
+const cases: Array<[string, RandomModelOptions]> = [
   ['GPT-2 (learned positions, Conv1D, gelu_new, tied head)', { family: 'gpt2', seed: 11 }],
   ['Llama with grouped-query attention and RoPE, untied head', { family: 'llama', seed: 12, heads: 4, kvHeads: 2 }],
   ['Llama with multi-query attention (one KV head), tied head', { family: 'llama', seed: 13, heads: 4, kvHeads: 1, tie: true }],

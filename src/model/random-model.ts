@@ -1,13 +1,13 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encodeSafetensors, type TensorToWrite } from '../../src/model/index.js';
-import { CHATML_SPECIALS, CHATML_TEMPLATE, tokenizerConfigJson, tokenizerJson } from '../../src/engine/byte-level-bpe.js';
-import { f32ToBf16, f32ToF16, bf16ToF32, f16ToF32 } from '../../src/util/half.js';
-import { rng } from './rng.js';
+import { encodeSafetensors, type TensorToWrite } from './safetensors.js';
+import { CHATML_SPECIALS, CHATML_TEMPLATE, tokenizerConfigJson, tokenizerJson } from '../engine/byte-level-bpe.js';
+import { f32ToBf16, f32ToF16, bf16ToF32, f16ToF32 } from '../util/half.js';
+import { rng } from '../util/rng.js';
 
 export type Family = 'gpt2' | 'llama' | 'qwen2';
 
-export interface TinyModelOptions {
+export interface RandomModelOptions {
   family: Family;
   seed?: number;
   hidden?: number;
@@ -20,6 +20,13 @@ export interface TinyModelOptions {
   ropeScaling?: Record<string, unknown>;
   /** Split the weights over two shards with an index file. */
   sharded?: boolean;
+  /** Defaults to 256 byte tokens + 3 ChatML specials, rounded up. */
+  vocabSize?: number;
+  maxPositions?: number;
+  /** Byte-pair merges for the tokenizer; enough of them gives every vocabulary id a token. */
+  merges?: Array<[string, string]>;
+  /** Scale of the random weights (the tiny test models use larger ones so logits spread). */
+  std?: number;
 }
 
 export interface TinyModel {
@@ -31,11 +38,13 @@ export interface TinyModel {
   eosId: number;
 }
 
-/** 256 byte tokens + 3 ChatML specials, rounded up. */
 export const TINY_VOCAB = 264;
 
-/** Writes a real Hugging Face folder with random weights and a byte-level tokenizer. */
-export function writeTinyModel(dir: string, o: TinyModelOptions): TinyModel {
+/**
+ * Writes a real Hugging Face folder with random weights and a byte-level tokenizer: the fixtures
+ * of the tests and the models of the benchmark (no model hub is reachable).
+ */
+export function writeRandomModel(dir: string, o: RandomModelOptions): TinyModel {
   mkdirSync(dir, { recursive: true });
   const r = rng(o.seed ?? 1);
   const H = o.hidden ?? 32;
@@ -44,19 +53,22 @@ export function writeTinyModel(dir: string, o: TinyModelOptions): TinyModel {
   const kvHeads = o.family === 'gpt2' ? heads : (o.kvHeads ?? 2);
   const D = H / heads;
   const I = o.intermediate ?? 2 * H;
-  const V = TINY_VOCAB;
-  const eosId = 256 + CHATML_SPECIALS.indexOf('<|im_end|>');
+  const merges = o.merges ?? [];
+  const V = o.vocabSize ?? TINY_VOCAB;
+  const P = o.maxPositions ?? 256;
+  const eosId = 256 + merges.length + CHATML_SPECIALS.indexOf('<|im_end|>');
   const weights = new Map<string, { shape: number[]; data: Float32Array }>();
+  const scale = o.std === undefined ? 1 : o.std / 0.3;
   const add = (name: string, shape: number[], std: number, mean = 0) => {
-    const data = r.tensor(shape.reduce((a, b) => a * b, 1), std);
+    const data = r.tensor(shape.reduce((a, b) => a * b, 1), std * scale);
     if (mean) for (let i = 0; i < data.length; i++) data[i]! += mean;
     weights.set(name, { shape, data });
   };
   let config: Record<string, unknown>;
   if (o.family === 'gpt2') {
-    config = { architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', n_embd: H, n_layer: L, n_head: heads, n_positions: 128, n_inner: I, vocab_size: V, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new', bos_token_id: eosId, eos_token_id: eosId };
+    config = { architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', n_embd: H, n_layer: L, n_head: heads, n_positions: P, n_inner: I, vocab_size: V, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new', bos_token_id: eosId, eos_token_id: eosId };
     add('transformer.wte.weight', [V, H], 0.5);
-    add('transformer.wpe.weight', [128, H], 0.1);
+    add('transformer.wpe.weight', [P, H], 0.1);
     for (let l = 0; l < L; l++) {
       const p = `transformer.h.${l}`;
       add(`${p}.ln_1.weight`, [H], 0.1, 1); add(`${p}.ln_1.bias`, [H], 0.1);
@@ -73,7 +85,7 @@ export function writeTinyModel(dir: string, o: TinyModelOptions): TinyModel {
     config = {
       architectures: [qwen ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'], model_type: qwen ? 'qwen2' : 'llama',
       hidden_size: H, intermediate_size: I, num_hidden_layers: L, num_attention_heads: heads, num_key_value_heads: kvHeads,
-      max_position_embeddings: 256, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: V, tie_word_embeddings: tie,
+      max_position_embeddings: P, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: V, tie_word_embeddings: tie,
       hidden_act: 'silu', bos_token_id: eosId, eos_token_id: eosId, ...(o.ropeScaling ? { rope_scaling: o.ropeScaling } : {}),
     };
     add('model.embed_tokens.weight', [V, H], 0.5);
@@ -126,7 +138,7 @@ export function writeTinyModel(dir: string, o: TinyModelOptions): TinyModel {
   }
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
   writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: eosId, bos_token_id: eosId }));
-  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson({ merges: [], specials: CHATML_SPECIALS })));
+  writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson({ merges, specials: CHATML_SPECIALS })));
   writeFileSync(join(dir, 'tokenizer_config.json'), JSON.stringify(tokenizerConfigJson(CHATML_SPECIALS, CHATML_TEMPLATE, '<|im_end|>')));
   return { dir, config, weights, vocabSize: V, eosId };
 }

@@ -1,0 +1,38 @@
+import type { HfModel } from '../model/index.js';
+import { rng } from '../util/rng.js';
+import { parsePeftConfig } from './peft-config.js';
+import { peftConfig, writePeftAdapter } from './peft-writer.js';
+import { resolveTargets } from './targets.js';
+
+/** An adapted layer as PEFT defines it: y += scale · B (A x), plus a trained bias if any. */
+export interface LoraModuleWeights {
+  /** lora_A.weight [r, in] */
+  A: Float32Array;
+  /** lora_B.weight [out, r] */
+  B: Float32Array;
+  r: number;
+  scale: number;
+  bias?: Float32Array;
+}
+
+/**
+ * Writes a PEFT adapter with random A and B for the given config fields. B is non-zero (unlike
+ * PEFT's initialisation) so the adapter changes the output: fixtures for tests and benchmarks.
+ */
+export async function writeRandomAdapter(dir: string, model: HfModel, fields: Record<string, unknown>, seed: number, std = 0.3): Promise<Map<string, LoraModuleWeights>> {
+  const r = rng(seed);
+  const config = peftConfig(fields);
+  const parsed = parsePeftConfig(JSON.stringify(config));
+  const modules = new Map();
+  const weights = new Map<string, LoraModuleWeights>();
+  for (const t of resolveTargets(parsed, model.linears, String(model.config.model_type))) {
+    const m = t.module;
+    const A = r.tensor(t.rank * m.inFeatures, std);
+    const B = r.tensor(m.outFeatures * t.rank, std);
+    const bias = parsed.bias !== 'none' && m.bias ? r.tensor(m.outFeatures, std) : undefined;
+    modules.set(m.name, { A, B, rank: t.rank, inFeatures: m.inFeatures, outFeatures: m.outFeatures, bias });
+    weights.set(m.name, { A, B, r: t.rank, scale: t.scale, bias });
+  }
+  await writePeftAdapter(dir, { config, modules });
+  return weights;
+}
