@@ -84,3 +84,5 @@ export class EngineError extends define('engine_error', 500, 'server_error') {}
 // Tokenizer and datasets.
 export class TokenizerError extends define('tokenizer_error', 422, 'invalid_request_error') {}
 export class DatasetError extends define('invalid_dataset', 422, 'invalid_request_error') {}
+export class MaxTokensTooLargeError extends define('max_tokens_too_large', 400, 'invalid_request_error') {}
+export class UnsupportedParameterError extends define('unsupported_parameter', 400, 'invalid_request_error') {}

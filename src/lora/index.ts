@@ -4,3 +4,5 @@ export { parseAdapter, type ParsedAdapter, type SlotModule, type AdapterSummary 
 export { SlotTable } from './slot-table.js';
 export { writePeftAdapter, peftConfig, type PeftAdapterFiles } from './peft-writer.js';
 export { writeRandomAdapter, type LoraModuleWeights } from './random-adapter.js';
+export { AdapterStore, checkAdapterName, ADAPTER_NAME, CONFIG_FILE, WEIGHTS_FILE, type StoredAdapter, type AdapterFiles } from './adapter-store.js';
+export { AdapterCache, type Lease, type Tier, type CacheEvents } from './adapter-cache.js';

@@ -1,0 +1,271 @@
+/**
+ * The adapter cache: disk (the store) → host memory → device slots, in the manner of vLLM's
+ * LRUCacheLoRAModelManager.
+ *
+ * - Host tier: parsed, slot-ready tensors in an LRU bounded in bytes.
+ * - Device tier: the engine's slots, LRU among unpinned ones. A request pins its adapter's slot
+ *   from admission to its last token; a pinned slot is never evicted. When every slot is pinned,
+ *   requests for other adapters wait (bounded by the server's queue limit).
+ * - Evict before load; touch on hit; one load per adapter version however many ask at once; a
+ *   failed load rejects everyone waiting on it and leaves nothing cached.
+ * - Entries are keyed by adapter version, so a replaced adapter's running requests finish on the
+ *   old weights while new requests load the new ones.
+ * - The base model is slot 0, a pseudo-adapter that is always resident.
+ */
+import { LRUCache } from 'lru-cache';
+import { AdapterInUseError, AdapterLoadFailedError, LoraServeError, RequestCancelledError } from '../errors.js';
+import type { ParsedAdapter } from './adapter.js';
+import type { AdapterStore, StoredAdapter } from './adapter-store.js';
+import type { SlotTable } from './slot-table.js';
+
+export type Tier = 'disk' | 'host' | 'device';
+
+export interface CacheEvents {
+  hit(tier: 'host' | 'device'): void;
+  miss(tier: 'host' | 'device'): void;
+  evict(tier: 'host' | 'device'): void;
+}
+
+interface Slot {
+  /** `${name}@${version}` of the adapter in it, or null when free. */
+  key: string | null;
+  name: string | null;
+  pins: number;
+  lastUsed: number;
+  /** Set while an adapter is being written into it. */
+  loading: boolean;
+}
+
+export interface Lease {
+  slot: number;
+  name: string;
+  release(): void;
+}
+
+const keyOf = (e: StoredAdapter) => `${e.name}@${e.version}`;
+
+export class AdapterCache {
+  private readonly host: LRUCache<string, ParsedAdapter>;
+  private readonly slots: Slot[];
+  private readonly loads = new Map<string, Promise<number>>();
+  private waiters: Array<{ name: string; wake: () => void }> = [];
+  private clock = 0;
+
+  constructor(
+    private readonly store: AdapterStore,
+    private readonly table: SlotTable | null,
+    hostBytes: number,
+    private readonly parse: (config: string, weights: Uint8Array) => ParsedAdapter,
+    private readonly events: CacheEvents,
+  ) {
+    this.host = new LRUCache<string, ParsedAdapter>({
+      maxSize: Math.max(1, hostBytes),
+      sizeCalculation: (a) => Math.max(1, a.bytes),
+      dispose: (_v, _k, reason) => {
+        if (reason === 'evict') this.events.evict('host');
+      },
+    });
+    this.slots = Array.from({ length: table ? table.slots : 1 }, () => ({ key: null, name: null, pins: 0, lastUsed: 0, loading: false }));
+  }
+
+  /** Adapter slots the engine has (slot 0, the base model, not counted). */
+  get capacity(): number {
+    return this.slots.length - 1;
+  }
+
+  get hostBytes(): number {
+    return this.host.calculatedSize;
+  }
+
+  get hostEntries(): number {
+    return this.host.size;
+  }
+
+  /** Names in device slots and names waiting for one (for the gateway metrics). */
+  occupancy(): { running: string[]; waiting: string[]; used: number; pinned: number } {
+    const inSlots = this.slots.slice(1).filter((s) => s.name);
+    return {
+      running: [...new Set(inSlots.map((s) => s.name!))],
+      waiting: [...new Set(this.waiters.map((w) => w.name))],
+      used: inSlots.length,
+      pinned: inSlots.filter((s) => s.pins > 0).length,
+    };
+  }
+
+  get waiting(): number {
+    return this.waiters.length;
+  }
+
+  /** Where an adapter's current version sits now, and in which slot if on the device. */
+  tierOf(name: string): { tier: Tier; slot: number | null } {
+    const entry = this.store.get(name);
+    if (!entry) return { tier: 'disk', slot: null };
+    const key = keyOf(entry);
+    const slot = this.slots.findIndex((s, i) => i > 0 && s.key === key && !s.loading);
+    if (slot > 0) return { tier: 'device', slot };
+    return { tier: this.host.has(key) ? 'host' : 'disk', slot: null };
+  }
+
+  /**
+   * Pins `name`'s current version into a device slot, loading it if needed, and returns a lease
+   * whose release unpins it. Waits while every slot is pinned by other adapters.
+   */
+  async acquire(name: string, signal?: AbortSignal): Promise<Lease> {
+    for (;;) {
+      signal?.throwIfAborted();
+      const entry = this.store.require(name);
+      const key = keyOf(entry);
+      const hit = this.slots.findIndex((s, i) => i > 0 && s.key === key && !s.loading);
+      if (hit > 0) {
+        this.events.hit('device');
+        return this.pin(hit, name);
+      }
+      const inFlight = this.loads.get(key);
+      if (inFlight) {
+        await inFlight;
+        continue;
+      }
+      const victim = this.pickSlot();
+      if (victim < 0) {
+        await this.waitForSlot(name, signal);
+        continue;
+      }
+      this.events.miss('device');
+      const load = this.load(entry, key, victim);
+      this.loads.set(key, load);
+      try {
+        const slot = await load;
+        return this.pin(slot, name);
+      } finally {
+        this.loads.delete(key);
+      }
+    }
+  }
+
+  private pin(slot: number, name: string): Lease {
+    const s = this.slots[slot]!;
+    s.pins++;
+    s.lastUsed = ++this.clock;
+    let released = false;
+    return {
+      slot,
+      name,
+      release: () => {
+        if (released) return;
+        released = true;
+        s.pins--;
+        if (s.pins > 0) return;
+        if (s.key !== null && s.key !== this.currentKey(s.name!)) this.freeSlot(slot);
+        else this.wakeWaiters();
+      },
+    };
+  }
+
+  private currentKey(name: string): string | null {
+    const e = this.store.get(name);
+    return e ? keyOf(e) : null;
+  }
+
+  /** A free slot, else the least recently used unpinned one; -1 when all are pinned or loading. */
+  private pickSlot(): number {
+    let best = -1;
+    for (let i = 1; i < this.slots.length; i++) {
+      const s = this.slots[i]!;
+      if (s.loading || s.pins > 0) continue;
+      if (s.key === null) return i;
+      if (best < 0 || s.lastUsed < this.slots[best]!.lastUsed) best = i;
+    }
+    return best;
+  }
+
+  private async load(entry: StoredAdapter, key: string, slot: number): Promise<number> {
+    const s = this.slots[slot]!;
+    if (s.key !== null) this.events.evict('device');
+    // Evict before load: the slot is taken from its old adapter before the new one is read.
+    s.key = key;
+    s.name = entry.name;
+    s.loading = true;
+    try {
+      let parsed = this.host.get(key);
+      if (parsed) this.events.hit('host');
+      else {
+        this.events.miss('host');
+        const files = await this.store.read(entry);
+        parsed = this.parse(files.config, files.weights);
+        this.host.set(key, parsed);
+      }
+      this.table!.write(slot, parsed);
+      s.loading = false;
+      return slot;
+    } catch (err) {
+      s.key = null;
+      s.name = null;
+      s.loading = false;
+      this.table?.clear(slot);
+      this.wakeWaiters();
+      if (err instanceof LoraServeError) throw err;
+      throw new AdapterLoadFailedError(`adapter "${entry.name}" could not be loaded: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  private waitForSlot(name: string, signal?: AbortSignal): Promise<void> {
+    return new Promise((resolve, reject) => {
+      const waiter = {
+        name,
+        wake: () => {
+          signal?.removeEventListener('abort', onAbort);
+          resolve();
+        },
+      };
+      const onAbort = () => {
+        this.waiters = this.waiters.filter((w) => w !== waiter);
+        reject(new RequestCancelledError('the request was cancelled while waiting for an adapter slot'));
+      };
+      signal?.addEventListener('abort', onAbort, { once: true });
+      this.waiters.push(waiter);
+    });
+  }
+
+  private wakeWaiters(): void {
+    const waiting = this.waiters;
+    this.waiters = [];
+    for (const w of waiting) w.wake();
+  }
+
+  /** Warms an adapter into a device slot without pinning it. */
+  async warm(name: string): Promise<void> {
+    (await this.acquire(name)).release();
+  }
+
+  /** Drops an adapter from both tiers; refuses while requests are using it. */
+  unload(name: string): void {
+    const entry = this.store.require(name);
+    const key = keyOf(entry);
+    const i = this.slots.findIndex((s, j) => j > 0 && s.key === key);
+    if (i > 0 && (this.slots[i]!.pins > 0 || this.slots[i]!.loading)) {
+      throw new AdapterInUseError(`adapter "${name}" is serving requests; unload it when they finish`);
+    }
+    if (i > 0) this.freeSlot(i);
+    this.host.delete(key);
+  }
+
+  /**
+   * Forgets every version of `name` that no request holds (after a replace or delete). Slots
+   * still pinned keep serving their requests and are freed when the last one releases.
+   */
+  forget(name: string): void {
+    const currentKey = this.currentKey(name);
+    for (const key of [...this.host.keys()]) if (key.startsWith(`${name}@`) && key !== currentKey) this.host.delete(key);
+    this.slots.forEach((s, i) => {
+      if (i > 0 && s.name === name && s.key !== currentKey && s.pins === 0 && !s.loading) this.freeSlot(i);
+    });
+  }
+
+  private freeSlot(i: number): void {
+    const s = this.slots[i]!;
+    s.key = null;
+    s.name = null;
+    this.table?.clear(i);
+    this.wakeWaiters();
+  }
+}

@@ -1,0 +1,62 @@
+/**
+ * API keys. Without a keys file every caller is an admin (and the server binds to loopback).
+ * With one, each key is either an admin key (manage adapters, see everything) or a tenant key
+ * scoped to adapter names and `prefix-*` patterns. A tenant never learns that adapters outside its
+ * scope exist: they answer 404 exactly like missing ones.
+ */
+import { readFileSync } from 'node:fs';
+import { ModelConfigError, UnauthorizedError } from '../errors.js';
+
+export interface Caller {
+  admin: boolean;
+  /** Tenant name for logs and metrics. */
+  tenant: string;
+  /** May this caller see and use the adapter? */
+  canUse(adapter: string): boolean;
+}
+
+export const ANONYMOUS_ADMIN: Caller = { admin: true, tenant: 'local', canUse: () => true };
+
+interface KeyEntry {
+  key: string;
+  admin?: boolean;
+  tenant?: string;
+  adapters?: string[];
+}
+
+function scopeMatcher(patterns: string[]): (name: string) => boolean {
+  return (name) => patterns.some((p) => (p.endsWith('*') ? name.startsWith(p.slice(0, -1)) : name === p));
+}
+
+export class KeyRing {
+  private readonly keys = new Map<string, Caller>();
+
+  constructor(entries: KeyEntry[]) {
+    for (const [i, e] of entries.entries()) {
+      if (typeof e.key !== 'string' || e.key.length < 8) throw new ModelConfigError(`keys file: entry ${i} needs a "key" of at least 8 characters`);
+      if (!e.admin && !Array.isArray(e.adapters)) throw new ModelConfigError(`keys file: tenant entry ${i} needs "adapters": a list of names or "prefix-*" patterns`);
+      const tenant = e.tenant ?? (e.admin ? 'admin' : `tenant-${i}`);
+      this.keys.set(e.key, e.admin ? { admin: true, tenant, canUse: () => true } : { admin: false, tenant, canUse: scopeMatcher(e.adapters!) });
+    }
+  }
+
+  static load(path: string): KeyRing {
+    let parsed: { keys?: KeyEntry[] };
+    try {
+      parsed = JSON.parse(readFileSync(path, 'utf8'));
+    } catch (cause) {
+      throw new ModelConfigError(`keys file ${path} is not readable JSON`, { cause });
+    }
+    if (!Array.isArray(parsed.keys)) throw new ModelConfigError(`keys file ${path} needs {"keys": [...]}`);
+    return new KeyRing(parsed.keys);
+  }
+
+  /** The caller behind an `Authorization: Bearer <key>` header (or `x-api-key`). */
+  authenticate(authorization: string | undefined, apiKey: string | undefined): Caller {
+    const bearer = authorization?.match(/^Bearer\s+(.+)$/i)?.[1]?.trim() ?? apiKey;
+    if (!bearer) throw new UnauthorizedError('missing API key: send "Authorization: Bearer <key>"');
+    const caller = this.keys.get(bearer);
+    if (!caller) throw new UnauthorizedError('invalid API key');
+    return caller;
+  }
+}

@@ -1,0 +1,58 @@
+import type { ExecutionProvider } from '../engine/index.js';
+
+/** Everything the server is configured with; flags and LORASERVE_* environment variables map onto it. */
+export interface ServerConfig {
+  modelDir: string;
+  adaptersDir: string;
+  host: string;
+  port: number;
+  provider: ExecutionProvider;
+  /** Adapter slots on the device (slot 0, the base model, not counted). */
+  slots: number;
+  maxRank: number;
+  loraModules: string[] | 'all-linear';
+  /** Host-memory bound of the parsed-adapter cache. */
+  hostCacheBytes: number;
+  maxBatch: number;
+  maxBatchTokens: number;
+  threads: number;
+  keysFile: string | null;
+  /** Root under which vLLM-style load_lora_adapter may read adapters by path; null disables it. */
+  loraRoot: string | null;
+  preload: string[];
+  /** Upper bound on max_tokens a request may ask for. */
+  maxTokens: number;
+  maxPromptTokens: number;
+  /** Requests waiting (for a slot or a batch row) beyond which new ones get 429. */
+  maxQueue: number;
+  requestTimeoutMs: number;
+  drainTimeoutMs: number;
+  chatBodyBytes: number;
+  uploadBytes: number;
+  logLevel: string;
+}
+
+export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
+  adaptersDir: 'adapters',
+  host: '127.0.0.1',
+  port: 8000,
+  provider: 'cpu',
+  slots: 8,
+  maxRank: 64,
+  loraModules: 'all-linear',
+  hostCacheBytes: 512 * 1024 * 1024,
+  maxBatch: 32,
+  maxBatchTokens: 4096,
+  threads: 0,
+  keysFile: null,
+  loraRoot: null,
+  preload: [],
+  maxTokens: 1024,
+  maxPromptTokens: 4096,
+  maxQueue: 256,
+  requestTimeoutMs: 600_000,
+  drainTimeoutMs: 30_000,
+  chatBodyBytes: 1024 * 1024,
+  uploadBytes: 1024 * 1024 * 1024,
+  logLevel: 'info',
+};

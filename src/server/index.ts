@@ -1,0 +1,5 @@
+export { buildApp, OPENAPI_INFO } from './app.js';
+export { Serving } from './serving.js';
+export { KeyRing, ANONYMOUS_ADMIN, type Caller } from './auth.js';
+export { DEFAULTS, type ServerConfig } from './config.js';
+export type { App } from './types.js';

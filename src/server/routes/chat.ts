@@ -1,0 +1,47 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest } from '../schemas/openai.js';
+import { errorResponses } from '../schemas/common.js';
+import { CHAT_SHAPE, serveGeneration, TEXT_SHAPE } from '../generation.js';
+
+const streamOrJson = (json: unknown, chunk: unknown) => ({
+  description: 'A completion, or with `stream: true` a stream of Server-Sent Events (`data: <chunk>` … `data: [DONE]`).',
+  content: { 'application/json': { schema: json }, 'text/event-stream': { schema: chunk } },
+});
+
+/** OpenAI-compatible generation: chat completions and raw-prompt completions. */
+export const generationRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const serving = app.serving;
+
+  app.post('/v1/chat/completions', {
+    bodyLimit: serving.config.chatBodyBytes,
+    schema: {
+      tags: ['generation'],
+      summary: 'Chat completion with an adapter (model = adapter name) or the base model',
+      body: Type.Ref(ChatCompletionRequest),
+      response: { 200: streamOrJson(Type.Ref(ChatCompletion), Type.Ref(ChatCompletionChunk)), ...errorResponses(400, 401, 404, 413, 429, 503) },
+    },
+  }, async (request, reply) => {
+    const body = request.body as unknown as ChatCompletionRequest;
+    const model = serving.resolve(request.caller, body.model);
+    const messages = body.messages.map((m) => ({ role: m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('') }));
+    const promptTokens = serving.engine.tokenizer.applyChatTemplate(messages);
+    return serveGeneration(serving, request, reply, { model, promptTokens, body, shape: CHAT_SHAPE, endpoint: 'chat' });
+  });
+
+  app.post('/v1/completions', {
+    bodyLimit: serving.config.chatBodyBytes,
+    schema: {
+      tags: ['generation'],
+      summary: 'Text completion of a raw prompt with an adapter or the base model',
+      body: Type.Ref(CompletionRequest),
+      response: { 200: streamOrJson(Type.Ref(Completion), Type.Ref(Completion)), ...errorResponses(400, 401, 404, 413, 429, 503) },
+    },
+  }, async (request, reply) => {
+    const body = request.body as unknown as CompletionRequest;
+    const model = serving.resolve(request.caller, body.model);
+    const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]!;
+    const promptTokens = serving.engine.tokenizer.encodePrompt(prompt);
+    return serveGeneration(serving, request, reply, { model, promptTokens, body, shape: TEXT_SHAPE, endpoint: 'completions', echo: body.echo ? prompt : undefined });
+  });
+};

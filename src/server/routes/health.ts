@@ -1,0 +1,21 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type } from '@sinclair/typebox';
+import { errorResponses } from '../schemas/common.js';
+import { ShuttingDownError } from '../../errors.js';
+
+/** Liveness, readiness and Prometheus metrics (no API key needed). */
+export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  app.get('/health', { schema: { tags: ['health'], summary: 'The process is up', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } }, async () => ({ status: 'ok' as const }));
+
+  app.get('/ready', {
+    schema: { tags: ['health'], summary: 'The model is loaded and the server admits requests', response: { 200: Type.Object({ status: Type.Literal('ready'), model: Type.String() }), ...errorResponses(503) } },
+  }, async (_request, reply) => {
+    if (app.serving.shuttingDown) throw new ShuttingDownError('the server is shutting down');
+    return reply.send({ status: 'ready' as const, model: app.serving.baseId });
+  });
+
+  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics, including the Gateway API Inference Extension (vllm:*) ones', produces: ['text/plain'], response: { 200: Type.String() } } }, async (_request, reply) => {
+    app.serving.refreshGauges();
+    return reply.type(app.serving.metrics.registry.contentType).send(await app.serving.metrics.registry.metrics());
+  });
+};

@@ -1,0 +1,39 @@
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { buildApp, DEFAULTS, KeyRing, Serving, type App, type ServerConfig } from '../../src/server/index.js';
+import { writeRandomModel, type RandomModelOptions } from '../../src/model/random-model.js';
+import { tempDir } from './adapters.js';
+
+export interface TestServer {
+  app: App;
+  serving: Serving;
+  root: string;
+  modelDir: string;
+  adaptersDir: string;
+  close(): Promise<void>;
+}
+
+/** A real server over a tiny random model in its own temp folder (app.inject, or listen for sockets). */
+export async function startTestServer(overrides: Partial<ServerConfig> = {}, opts: { model?: Partial<RandomModelOptions>; keys?: unknown } = {}): Promise<TestServer> {
+  const root = tempDir('loraserve-server-');
+  const modelDir = join(root, 'tiny-llama');
+  writeRandomModel(modelDir, { family: 'llama', seed: 77, ...opts.model });
+  const adaptersDir = join(root, 'adapters');
+  mkdirSync(adaptersDir, { recursive: true });
+  let keysFile: string | null = null;
+  if (opts.keys) {
+    keysFile = join(root, 'keys.json');
+    writeFileSync(keysFile, JSON.stringify(opts.keys));
+  }
+  const config: ServerConfig = { ...DEFAULTS, modelDir, adaptersDir, slots: 2, maxRank: 16, hostCacheBytes: 64 * 1024 * 1024, keysFile, maxTokens: 64, ...overrides };
+  const serving = await Serving.create(config, config.keysFile ? KeyRing.load(config.keysFile) : null);
+  const app = await buildApp(serving);
+  await app.ready();
+  return {
+    app, serving, root, modelDir, adaptersDir,
+    async close() {
+      await app.close();
+      await serving.close();
+    },
+  };
+}
