@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { runBench } from './bench.js';
+import { serve } from './serve.js';
 
 const USAGE = `loraserve <command> [options]
 
@@ -13,6 +14,8 @@ commands:
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
+    case 'serve':
+      return serve(rest);
     case 'bench': {
       const { values } = parseArgs({ args: rest, options: { quick: { type: 'boolean', default: false }, threads: { type: 'string' } } });
       const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? Number(values.threads) : undefined });

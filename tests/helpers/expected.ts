@@ -1,0 +1,31 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { Engine, type ChatMessage } from '../../src/engine/index.js';
+
+/**
+ * Greedy answers computed straight on an engine (no HTTP, no cache): what the server must return
+ * for the same adapter files. One engine per test file, each adapter written into its own slot.
+ */
+export class Expected {
+  private constructor(private readonly engine: Engine) {}
+  private readonly slotOf = new Map<string, number>();
+
+  static async create(modelDir: string, slots = 8): Promise<Expected> {
+    return new Expected(await Engine.create({ modelDir, slots, maxRank: 16 }));
+  }
+
+  async answer(adapterDir: string | null, messages: ChatMessage[], maxTokens: number): Promise<string> {
+    let slot = adapterDir ? (this.slotOf.get(adapterDir) ?? 0) : 0;
+    if (adapterDir && slot === 0) {
+      slot = this.slotOf.size + 1;
+      this.slotOf.set(adapterDir, slot);
+      this.engine.slots!.write(slot, this.engine.parseAdapter(readFileSync(join(adapterDir, 'adapter_config.json'), 'utf8'), readFileSync(join(adapterDir, 'adapter_model.safetensors'))));
+    }
+    const gen = this.engine.generate({ promptTokens: this.engine.tokenizer.applyChatTemplate(messages), slot, maxTokens, sampling: { temperature: 0 } });
+    return (await gen.result).text;
+  }
+
+  close(): Promise<void> {
+    return this.engine.close();
+  }
+}
