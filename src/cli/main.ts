@@ -2,11 +2,15 @@
 import { parseArgs } from 'node:util';
 import { runBench } from './bench.js';
 import { serve } from './serve.js';
+import { trainCommand } from './train.js';
+import { mergeAdapter } from '../lora/index.js';
 
 const USAGE = `loraserve <command> [options]
 
 commands:
   serve    serve the OpenAI-compatible API (see loraserve serve --help)
+  train    LoRA (or --full) fine-tuning with TensorFlow.js (see loraserve train --help)
+  merge    fold an adapter into its base: --model DIR --adapter DIR --out DIR
   bench    heterogeneous multi-LoRA batching vs serial adapter switching vs no LoRA (JSON)
            --quick   small run, under a minute on 2 cores
            --threads N`;
@@ -16,6 +20,19 @@ async function main(argv: string[]): Promise<void> {
   switch (command) {
     case 'serve':
       return serve(rest);
+    case 'train':
+      return trainCommand(rest);
+    case 'merge': {
+      const { values } = parseArgs({ args: rest, options: { model: { type: 'string' }, adapter: { type: 'string' }, out: { type: 'string' } } });
+      if (!values.model || !values.adapter || !values.out) {
+        process.stderr.write('usage: loraserve merge --model DIR --adapter DIR --out DIR\n');
+        process.exitCode = 2;
+        return;
+      }
+      const r = await mergeAdapter(values.model, values.adapter, values.out);
+      process.stdout.write(`${JSON.stringify({ out: values.out, merged_modules: r.mergedModules })}\n`);
+      return;
+    }
     case 'bench': {
       const { values } = parseArgs({ args: rest, options: { quick: { type: 'boolean', default: false }, threads: { type: 'string' } } });
       const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? Number(values.threads) : undefined });

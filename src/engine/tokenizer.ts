@@ -54,8 +54,9 @@ export class Tokenizer {
     }
   }
 
-  renderChat(messages: ChatMessage[]): string {
-    return this.tok.apply_chat_template(messages, { add_generation_prompt: true, tokenize: false }) as string;
+  renderChat(messages: ChatMessage[], addGenerationPrompt = true): string {
+    if (messages.length === 0) return '';
+    return this.tok.apply_chat_template(messages, { add_generation_prompt: addGenerationPrompt, tokenize: false }) as string;
   }
 
   get eosTokenId(): number | null {

@@ -6,3 +6,4 @@ export { writePeftAdapter, peftConfig, type PeftAdapterFiles } from './peft-writ
 export { writeRandomAdapter, type LoraModuleWeights } from './random-adapter.js';
 export { AdapterStore, checkAdapterName, ADAPTER_NAME, CONFIG_FILE, WEIGHTS_FILE, type StoredAdapter, type AdapterFiles } from './adapter-store.js';
 export { AdapterCache, type Lease, type Tier, type CacheEvents } from './adapter-cache.js';
+export { mergeAdapter } from './merge.js';

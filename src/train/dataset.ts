@@ -1,0 +1,77 @@
+/**
+ * Training data as JSONL, in the seed tutorial's two formats:
+ *   instruction (Alpaca): {"instruction": "...", "input": "...", "output": "..."}
+ *   chat:                 {"messages": [{"role": "user", "content": "..."}, {"role": "assistant", ...}]}
+ * Each example is rendered with the model's chat template; the loss covers the assistant turns
+ * (and their end-of-turn token) only. A bad line is reported by its number.
+ */
+import { readFileSync } from 'node:fs';
+import { DatasetError } from '../errors.js';
+import type { ChatMessage, Tokenizer } from '../engine/index.js';
+
+export interface Example {
+  tokens: number[];
+  /** 1 where the token is a target (predicted from the one before it). */
+  lossMask: Uint8Array;
+}
+
+const ROLES = new Set(['system', 'user', 'assistant']);
+
+export function parseLine(line: string, where: string): ChatMessage[] {
+  let row: unknown;
+  try {
+    row = JSON.parse(line);
+  } catch (cause) {
+    throw new DatasetError(`${where}: not valid JSON (${(cause as Error).message})`, { cause });
+  }
+  if (row === null || typeof row !== 'object' || Array.isArray(row)) throw new DatasetError(`${where}: expected a JSON object`);
+  const r = row as Record<string, unknown>;
+  if (Array.isArray(r.messages)) {
+    const messages = r.messages.map((m, i) => {
+      const msg = m as Record<string, unknown>;
+      if (!msg || typeof msg.content !== 'string' || typeof msg.role !== 'string' || !ROLES.has(msg.role)) {
+        throw new DatasetError(`${where}: messages[${i}] needs a role (system, user, assistant) and string content`);
+      }
+      return { role: msg.role, content: msg.content };
+    });
+    if (!messages.some((m) => m.role === 'assistant')) throw new DatasetError(`${where}: no assistant message to learn from`);
+    return messages;
+  }
+  if (typeof r.instruction === 'string' && typeof r.output === 'string') {
+    if (r.input !== undefined && typeof r.input !== 'string') throw new DatasetError(`${where}: "input" must be a string`);
+    const user = r.input ? `${r.instruction}\n\n${r.input}` : r.instruction;
+    return [{ role: 'user', content: user }, { role: 'assistant', content: r.output }];
+  }
+  throw new DatasetError(`${where}: expected "messages" (chat) or "instruction" and "output" (Alpaca)`);
+}
+
+/** Tokens of a conversation and the mask of its assistant tokens. */
+export function encodeConversation(tokenizer: Tokenizer, messages: ChatMessage[], maxTokens: number, where: string): Example {
+  const full = tokenizer.encode(tokenizer.renderChat(messages, false));
+  const mask = new Uint8Array(full.length);
+  for (let i = 0; i < messages.length; i++) {
+    if (messages[i]!.role !== 'assistant') continue;
+    const start = tokenizer.encode(tokenizer.renderChat(messages.slice(0, i), true)).length;
+    const end = tokenizer.encode(tokenizer.renderChat(messages.slice(0, i + 1), false)).length;
+    for (let t = start; t < end; t++) mask[t] = 1;
+  }
+  if (full.length > maxTokens) throw new DatasetError(`${where}: ${full.length} tokens, longer than --max-seq ${maxTokens}`);
+  return { tokens: full, lossMask: mask };
+}
+
+export function loadDataset(path: string, tokenizer: Tokenizer, maxTokens: number): Example[] {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (cause) {
+    throw new DatasetError(`cannot read ${path}`, { cause });
+  }
+  const examples: Example[] = [];
+  text.split('\n').forEach((line, i) => {
+    if (!line.trim()) return;
+    const where = `${path}:${i + 1}`;
+    examples.push(encodeConversation(tokenizer, parseLine(line, where), maxTokens, where));
+  });
+  if (examples.length === 0) throw new DatasetError(`${path} holds no examples`);
+  return examples;
+}

@@ -1,0 +1,29 @@
+/**
+ * Picks the TensorFlow.js backend for training: the native bindings (`@tensorflow/tfjs-node-gpu`,
+ * `@tensorflow/tfjs-node`) when they are installed — they are optional because their install
+ * downloads libtensorflow — and otherwise the WebAssembly backend, which installs anywhere.
+ */
+import * as tf from '@tensorflow/tfjs';
+
+export type Tf = typeof tf;
+let chosen: string | null = null;
+
+export async function initTf(): Promise<{ tf: Tf; backend: string }> {
+  if (chosen) return { tf, backend: chosen };
+  for (const native of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
+    try {
+      await import(native);
+      chosen = `${tf.getBackend()} (${native})`;
+      return { tf, backend: chosen };
+    } catch {
+      // not installed: try the next
+    }
+  }
+  await import('@tensorflow/tfjs-backend-wasm');
+  await tf.setBackend('wasm');
+  await tf.ready();
+  chosen = 'wasm (@tensorflow/tfjs-backend-wasm)';
+  return { tf, backend: chosen };
+}
+
+export { tf };

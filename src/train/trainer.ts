@@ -1,0 +1,209 @@
+/**
+ * `loraserve train`: LoRA (or, with `full`, whole-model) fine-tuning in TensorFlow.js. Base weights
+ * stay frozen in LoRA mode; A and B train on the configured target modules. AdamW with warm-up
+ * and cosine or linear decay, gradient accumulation, a seeded shuffle, a held-out validation
+ * split. Writes a PEFT adapter exactly as PEFT saves one (or a full HF model folder), plus
+ * train-log.json and loss-plot.svg.
+ */
+import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { DatasetError } from '../errors.js';
+import { Tokenizer } from '../engine/index.js';
+import { loadHfModel, writeSafetensors, type HfModel, type TensorToWrite } from '../model/index.js';
+import { peftConfig, resolveTargets, parsePeftConfig, writePeftAdapter } from '../lora/index.js';
+import { rng } from '../util/rng.js';
+import { Progress } from '../cli/progress.js';
+import { initTf, tf } from './tf-backend.js';
+import { TfCausalLM } from './tf-model.js';
+import { loadDataset, type Example } from './dataset.js';
+import { lossPlotSvg } from './loss-plot.js';
+
+export interface TrainOptions {
+  modelDir: string;
+  dataPath: string;
+  outDir: string;
+  full: boolean;
+  r: number;
+  alpha: number;
+  dropout: number;
+  targetModules: string[] | 'all-linear';
+  useRslora: boolean;
+  epochs: number;
+  learningRate: number;
+  batchSize: number;
+  gradAccum: number;
+  weightDecay: number;
+  warmupRatio: number;
+  schedule: 'cosine' | 'linear' | 'constant';
+  valSplit: number;
+  maxSeq: number;
+  seed: number;
+  /** Called after each optimizer step (tests, progress). */
+  onStep?: (s: { step: number; loss: number }) => void;
+  quiet?: boolean;
+}
+
+export const TRAIN_DEFAULTS: Omit<TrainOptions, 'modelDir' | 'dataPath' | 'outDir'> = {
+  full: false, r: 8, alpha: 16, dropout: 0.05, targetModules: ['q_proj', 'v_proj'], useRslora: false,
+  epochs: 3, learningRate: 2e-4, batchSize: 8, gradAccum: 1, weightDecay: 0, warmupRatio: 0.03,
+  schedule: 'cosine', valSplit: 0.1, maxSeq: 256, seed: 42,
+};
+
+export interface TrainResult {
+  backend: string;
+  steps: number;
+  trainLoss: Array<{ step: number; epoch: number; loss: number; lr: number; tokensPerSecond: number }>;
+  valLoss: Array<{ step: number; epoch: number; loss: number }>;
+  seconds: number;
+}
+
+function learningRate(o: TrainOptions, step: number, total: number): number {
+  const warmup = Math.max(1, Math.round(o.warmupRatio * total));
+  if (step < warmup) return (o.learningRate * (step + 1)) / warmup;
+  const progress = (step - warmup) / Math.max(1, total - warmup);
+  if (o.schedule === 'constant') return o.learningRate;
+  if (o.schedule === 'linear') return o.learningRate * (1 - progress);
+  return o.learningRate * 0.5 * (1 + Math.cos(Math.PI * progress));
+}
+
+/** Mean next-token cross-entropy over the masked (assistant) positions of a padded batch. */
+function batchLoss(lm: TfCausalLM, batch: Example[], pad: number, dropout: number): tf.Scalar {
+  const T = Math.max(...batch.map((e) => e.tokens.length));
+  const ids = new Int32Array(batch.length * T).fill(pad);
+  const targets = new Int32Array(batch.length * (T - 1));
+  const weights = new Float32Array(batch.length * (T - 1));
+  batch.forEach((e, b) => {
+    ids.set(e.tokens, b * T);
+    for (let t = 0; t + 1 < e.tokens.length; t++) {
+      targets[b * (T - 1) + t] = e.tokens[t + 1]!;
+      weights[b * (T - 1) + t] = e.lossMask[t + 1]!;
+    }
+  });
+  return tf.tidy(() => {
+    const logits = lm.forward(tf.tensor2d(ids, [batch.length, T], 'int32'), dropout);
+    const V = logits.shape[2];
+    const shifted = tf.reshape(tf.slice(logits, [0, 0, 0], [-1, T - 1, -1]), [-1, V]);
+    const logp = tf.logSoftmax(shifted);
+    const picked = tf.sum(tf.mul(logp, tf.oneHot(tf.tensor1d(targets, 'int32'), V)), -1);
+    const w = tf.tensor1d(weights);
+    return tf.div(tf.neg(tf.sum(tf.mul(picked, w))), tf.maximum(tf.sum(w), 1)) as tf.Scalar;
+  });
+}
+
+export async function train(options: TrainOptions): Promise<TrainResult> {
+  const o = options;
+  const { backend } = await initTf();
+  const model = loadHfModel(o.modelDir);
+  const tokenizer = await Tokenizer.load(model.dir);
+  const examples = loadDataset(o.dataPath, tokenizer, o.maxSeq);
+  const r = rng(o.seed);
+  const shuffle = <T>(items: T[]) => items.map((e) => ({ e, k: r.next() })).sort((a, b) => a.k - b.k).map((x) => x.e);
+  const order = shuffle(examples);
+  const valCount = examples.length >= 10 ? Math.max(1, Math.round(examples.length * o.valSplit)) : 0;
+  const val = order.slice(0, valCount);
+  const trainSet = order.slice(valCount);
+  if (trainSet.length === 0) throw new DatasetError(`${o.dataPath}: no examples left for training after the validation split`);
+
+  const peft = o.full ? null : parsePeftConfig(JSON.stringify(peftConfig({ r: o.r, lora_alpha: o.alpha, target_modules: o.targetModules, use_rslora: o.useRslora })));
+  const modules = peft ? resolveTargets(peft, model.linears, String(model.config.model_type)).map((t) => t.module) : [];
+  if (peft && modules.length === 0) throw new DatasetError(`target modules ${JSON.stringify(o.targetModules)} match no linear layer of ${model.id}`);
+  const lm = new TfCausalLM(model, o.full ? 'full' : 'lora', peft ? { r: o.r, alpha: o.alpha, dropout: o.dropout, useRslora: o.useRslora, modules } : null, o.seed);
+  const pad = model.generation.padTokenId ?? model.generation.eosTokenIds[0] ?? 0;
+  const optimizer = tf.train.adam(o.learningRate, 0.9, 0.999, 1e-8);
+  const variables = lm.trainableVariables();
+  const decayed = variables.filter((v) => v.shape.length >= 2);
+
+  const stepsPerEpoch = Math.ceil(trainSet.length / (o.batchSize * o.gradAccum));
+  const total = stepsPerEpoch * o.epochs;
+  const progress = o.quiet ? null : new Progress(`train (${backend})`, total);
+  const result: TrainResult = { backend, steps: total, trainLoss: [], valLoss: [], seconds: 0 };
+  const started = performance.now();
+  let step = 0;
+  const evaluate = (epoch: number) => {
+    if (!val.length) return;
+    let sum = 0;
+    for (let i = 0; i < val.length; i += o.batchSize) {
+      const l = batchLoss(lm, val.slice(i, i + o.batchSize), pad, 0);
+      sum += l.dataSync()[0]! * Math.min(o.batchSize, val.length - i);
+      l.dispose();
+    }
+    result.valLoss.push({ step, epoch, loss: sum / val.length });
+  };
+  evaluate(0);
+  for (let epoch = 1; epoch <= o.epochs; epoch++) {
+    const shuffled = shuffle(trainSet);
+    for (let s = 0; s < stepsPerEpoch; s++) {
+      const stepStart = performance.now();
+      const lr = learningRate(o, step, total);
+      let tokens = 0;
+      let lossSum = 0;
+      let micro = 0;
+      let accumulated: Record<string, tf.Tensor> | null = null;
+      for (let a = 0; a < o.gradAccum; a++) {
+        const from = (s * o.gradAccum + a) * o.batchSize;
+        const batch = shuffled.slice(from, from + o.batchSize);
+        if (!batch.length) break;
+        tokens += batch.reduce((n, e) => n + e.tokens.length, 0);
+        const { value, grads } = tf.variableGrads(() => batchLoss(lm, batch, pad, o.dropout), variables);
+        lossSum += value.dataSync()[0]!;
+        value.dispose();
+        micro++;
+        if (!accumulated) accumulated = grads;
+        else {
+          for (const k of Object.keys(grads)) {
+            const sum = tf.add(accumulated[k]!, grads[k]!);
+            accumulated[k]!.dispose();
+            grads[k]!.dispose();
+            accumulated[k] = sum;
+          }
+        }
+      }
+      if (!accumulated) continue;
+      const averaged = tf.tidy(() => Object.fromEntries(Object.entries(accumulated!).map(([k, g]) => [k, tf.div(g, micro)])));
+      for (const g of Object.values(accumulated)) g.dispose();
+      (optimizer as unknown as { learningRate: number }).learningRate = lr;
+      optimizer.applyGradients(averaged as unknown as Parameters<typeof optimizer.applyGradients>[0]);
+      for (const g of Object.values(averaged)) g.dispose();
+      // AdamW: decoupled weight decay on matrices (not norms or biases).
+      if (o.weightDecay > 0) for (const v of decayed) tf.tidy(() => v.assign(tf.mul(v, 1 - lr * o.weightDecay)));
+      step++;
+      const loss = lossSum / micro;
+      const tokensPerSecond = tokens / ((performance.now() - stepStart) / 1000);
+      result.trainLoss.push({ step, epoch, loss, lr, tokensPerSecond });
+      o.onStep?.({ step, loss });
+      progress?.update(step, `epoch ${epoch}/${o.epochs} loss ${loss.toFixed(4)} ${tokensPerSecond.toFixed(0)} tok/s`);
+    }
+    evaluate(epoch);
+  }
+  result.seconds = (performance.now() - started) / 1000;
+  await writeOutput(lm, model, o, result);
+  lm.dispose();
+  optimizer.dispose();
+  model.weights.close();
+  return result;
+}
+
+async function writeOutput(lm: TfCausalLM, model: HfModel, o: TrainOptions, result: TrainResult): Promise<void> {
+  mkdirSync(o.outDir, { recursive: true });
+  if (o.full) {
+    const tensors: Record<string, TensorToWrite> = {};
+    for (const [name, w] of lm.exportWeights()) tensors[name] = { dtype: 'F32', shape: w.shape, data: w.data };
+    await writeSafetensors(join(o.outDir, 'model.safetensors'), tensors, { format: 'pt' });
+    for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
+      if (existsSync(join(model.dir, f)) && join(model.dir, f) !== join(o.outDir, f)) copyFileSync(join(model.dir, f), join(o.outDir, f));
+    }
+  } else {
+    const modules = new Map();
+    for (const [name, l] of lm.exportLora()) {
+      modules.set(name, { A: l.A, B: l.B, rank: o.r, inFeatures: l.module.inFeatures, outFeatures: l.module.outFeatures });
+    }
+    const config = peftConfig({
+      base_model_name_or_path: basename(model.dir), r: o.r, lora_alpha: o.alpha, lora_dropout: o.dropout,
+      target_modules: o.targetModules, bias: 'none', fan_in_fan_out: false, use_rslora: o.useRslora,
+    });
+    await writePeftAdapter(o.outDir, { config, modules });
+  }
+  const { onStep: _onStep, ...settings } = o;
+  writeFileSync(join(o.outDir, 'train-log.json'), `${JSON.stringify({ settings, ...result }, null, 2)}\n`);
+  writeFileSync(join(o.outDir, 'loss-plot.svg'), lossPlotSvg(result.trainLoss, result.valLoss, `${basename(o.outDir)}: loss (${result.backend})`));
+}
