@@ -39,7 +39,7 @@ const mm = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) =>
     // d(a@b)/da = dy @ bᵀ;  d(a@b)/db = aᵀ @ dy
     gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.matMul(dy as tf.Tensor2D, swapLast(saved[1]!) as tf.Tensor2D), tf.matMul(swapLast(saved[0]!) as tf.Tensor2D, dy as tf.Tensor2D)],
   };
-}) as unknown as tf.CustomGradientFunc<tf.Tensor>) as unknown as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor;
+}) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor;
 
 /**
  * Linear weights are held transposed, [in, out]: tfjs-wasm's matmul with transposeB runs an order
