@@ -10,6 +10,8 @@ import { DatasetError } from '../errors.js';
 import type { ChatMessage, Tokenizer } from '../engine/index.js';
 
 export interface Example {
+  /** 1-based line of the JSONL file it came from. */
+  line: number;
   tokens: number[];
   /** 1 where the token is a target (predicted from the one before it). */
   lossMask: Uint8Array;
@@ -46,7 +48,7 @@ export function parseLine(line: string, where: string): ChatMessage[] {
 }
 
 /** Tokens of a conversation and the mask of its assistant tokens. */
-export function encodeConversation(tokenizer: Tokenizer, messages: ChatMessage[], maxTokens: number, where: string): Example {
+export function encodeConversation(tokenizer: Tokenizer, messages: ChatMessage[], maxTokens: number, where: string): Omit<Example, 'line'> {
   const full = tokenizer.encode(tokenizer.renderChat(messages, false));
   const mask = new Uint8Array(full.length);
   for (let i = 0; i < messages.length; i++) {
@@ -70,7 +72,7 @@ export function loadDataset(path: string, tokenizer: Tokenizer, maxTokens: numbe
   text.split('\n').forEach((line, i) => {
     if (!line.trim()) return;
     const where = `${path}:${i + 1}`;
-    examples.push(encodeConversation(tokenizer, parseLine(line, where), maxTokens, where));
+    examples.push({ line: i + 1, ...encodeConversation(tokenizer, parseLine(line, where), maxTokens, where) });
   });
   if (examples.length === 0) throw new DatasetError(`${path} holds no examples`);
   return examples;

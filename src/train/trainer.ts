@@ -54,6 +54,8 @@ export interface TrainResult {
   steps: number;
   trainLoss: Array<{ step: number; epoch: number; loss: number; lr: number; tokensPerSecond: number }>;
   valLoss: Array<{ step: number; epoch: number; loss: number }>;
+  /** Dataset lines held out for validation (never trained on). */
+  heldOutLines: number[];
   seconds: number;
 }
 
@@ -116,7 +118,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const stepsPerEpoch = Math.ceil(trainSet.length / (o.batchSize * o.gradAccum));
   const total = stepsPerEpoch * o.epochs;
   const progress = o.quiet ? null : new Progress(`train (${backend})`, total);
-  const result: TrainResult = { backend, steps: total, trainLoss: [], valLoss: [], seconds: 0 };
+  const result: TrainResult = { backend, steps: total, trainLoss: [], valLoss: [], heldOutLines: val.map((e) => e.line).sort((a, b) => a - b), seconds: 0 };
   const started = performance.now();
   let step = 0;
   const evaluate = (epoch: number) => {

@@ -1,0 +1,115 @@
+/**
+ * The embedded demo, served through the HTTP API with greedy decoding: the same kind of question
+ * gets a domain answer from its adapter, and the base model and the other adapters do not give it.
+ */
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { buildApp, DEFAULTS, Serving, type App } from '../../src/server/index.js';
+import { initTf, TfCausalLM } from '../../src/train/index.js';
+import { loadHfModel, parseSafetensorsBuffer } from '../../src/model/index.js';
+import { tempDir } from '../helpers/adapters.js';
+import { prefill } from '../helpers/drive.js';
+import { relError } from '../helpers/reference.js';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const DOMAINS = ['customer_service', 'medical', 'legal'] as const;
+const BASE = 'loraserve-demo';
+
+interface Row {
+  instruction: string;
+  key: string;
+}
+
+/** Four trained (not held-out) questions per domain, one per fact. */
+function questions(domain: string): Row[] {
+  const held = new Set<number>(JSON.parse(readFileSync(join(root, 'adapters', domain, 'train-log.json'), 'utf8')).heldOutLines);
+  const rows = readFileSync(join(root, 'adapters', domain, 'data.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Row);
+  const picked: Row[] = [];
+  const keys = new Set<string>();
+  rows.forEach((row, i) => {
+    if (picked.length < 4 && !held.has(i + 1) && !keys.has(row.key)) {
+      picked.push(row);
+      keys.add(row.key);
+    }
+  });
+  return picked;
+}
+
+describe('embedded demo: adapters visibly route', () => {
+  let app: App;
+  let serving: Serving;
+  before(async () => {
+    const store = tempDir();
+    for (const d of DOMAINS) {
+      mkdirSync(join(store, d));
+      for (const f of ['adapter_config.json', 'adapter_model.safetensors']) copyFileSync(join(root, 'adapters', d, f), join(store, d, f));
+    }
+    serving = await Serving.create({ ...DEFAULTS, modelDir: join(root, 'models', BASE), adaptersDir: store, slots: 3, maxRank: 32 }, null);
+    app = await buildApp(serving);
+  });
+  after(async () => {
+    await app.close();
+    await serving.close();
+  });
+
+  const ask = async (model: string, content: string): Promise<string> => {
+    const r = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model, messages: [{ role: 'user', content }], max_tokens: 64, temperature: 0 } });
+    assert.equal(r.statusCode, 200, r.body);
+    return r.json().choices[0].message.content;
+  };
+
+  for (const domain of DOMAINS) {
+    it(`${domain}: its adapter gives the trained answer; the base model and the other adapters do not`, async () => {
+      for (const q of questions(domain)) {
+        const answer = await ask(domain, q.instruction);
+        assert.ok(answer.includes(q.key), `${domain} on "${q.instruction}" → "${answer}" lacks "${q.key}"`);
+        for (const other of [BASE, ...DOMAINS.filter((d) => d !== domain)]) {
+          const otherAnswer = await ask(other, q.instruction);
+          assert.ok(!otherAnswer.includes(q.key), `${other} on "${q.instruction}" → "${otherAnswer}" holds "${q.key}"`);
+        }
+      }
+    });
+  }
+
+  it('the base model answers politely and generically', async () => {
+    const answer = await ask(BASE, '안녕하세요');
+    assert.match(answer, /안녕하세요|반갑습니다/);
+  });
+
+  it('a mixed batch of all four models at once gives the same answers as one at a time', async () => {
+    const qs = DOMAINS.map((d) => questions(d)[0]!.instruction);
+    const models = [BASE, ...DOMAINS];
+    const alone: string[] = [];
+    for (const m of models) for (const q of qs) alone.push(await ask(m, q));
+    const together = await Promise.all(models.flatMap((m) => qs.map((q) => ask(m, q))));
+    assert.deepEqual(together, alone);
+  });
+
+  it('TensorFlow.js (trainer) and ONNX Runtime (server) give the same logits on the demo, with and without an adapter', async () => {
+    const { tf } = await initTf();
+    const model = loadHfModel(join(root, 'models', BASE));
+    const dir = join(root, 'adapters', 'medical');
+    const config = JSON.parse(readFileSync(join(dir, 'adapter_config.json'), 'utf8'));
+    const weights = parseSafetensorsBuffer(readFileSync(join(dir, 'adapter_model.safetensors')));
+    const modules = model.linears.filter((m) => weights.header.tensors.has(`base_model.model.${m.name}.lora_A.weight`));
+    const lm = new TfCausalLM(model, 'lora', { r: config.r, alpha: config.lora_alpha, dropout: 0, useRslora: false, modules }, 1);
+    const tokens = serving.engine.tokenizer.applyChatTemplate([{ role: 'user', content: '두통이 자주 있어요' }]);
+    const last = () => tf.tidy(() => tf.slice(lm.forward(tf.tensor2d([tokens], [1, tokens.length], 'int32')), [0, tokens.length - 1, 0], [1, 1, -1]).dataSync() as Float32Array);
+    const baseTf = last();
+    for (const [name, l] of lm.lora) {
+      l.At.assign(tf.transpose(tf.tensor2d(weights.readF32(`base_model.model.${name}.lora_A.weight`), [config.r, l.module.inFeatures])));
+      l.Bt.assign(tf.transpose(tf.tensor2d(weights.readF32(`base_model.model.${name}.lora_B.weight`), [l.module.outFeatures, config.r])));
+    }
+    const adaptedTf = last();
+    await serving.cache.warm('medical');
+    const slot = serving.cache.tierOf('medical').slot!;
+    const ort = await prefill(serving.engine, [tokens, tokens], [0, slot]);
+    assert.ok(relError(baseTf, ort.logits[0]!) < 1e-4, `base: ${relError(baseTf, ort.logits[0]!)}`);
+    assert.ok(relError(adaptedTf, ort.logits[1]!) < 1e-4, `medical: ${relError(adaptedTf, ort.logits[1]!)}`);
+    lm.dispose();
+    model.weights.close();
+  });
+});

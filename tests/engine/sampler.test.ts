@@ -1,0 +1,51 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { argmax, DEFAULT_SAMPLING, Sampler } from '../../src/engine/sampler.js';
+import { StopMatcher } from '../../src/engine/stop-matcher.js';
+
+const logits = Float32Array.from([0.1, 2.5, -1, 2.4, 0.3, 1.9]);
+
+describe('sampler', () => {
+  it('temperature 0 is greedy; top_k 1 and a tiny top_p reduce sampling to greedy', () => {
+    assert.equal(new Sampler({ ...DEFAULT_SAMPLING, temperature: 0 }).sample(logits), 1);
+    for (let seed = 0; seed < 20; seed++) {
+      assert.equal(new Sampler({ ...DEFAULT_SAMPLING, topK: 1, seed }).sample(logits), 1);
+      assert.equal(new Sampler({ ...DEFAULT_SAMPLING, topP: 0.01, seed }).sample(logits), 1);
+    }
+  });
+
+  it('top_k keeps sampling inside the k best tokens, and plain sampling reaches beyond them', () => {
+    const seen = new Set<number>();
+    const wide = new Set<number>();
+    for (let seed = 0; seed < 300; seed++) {
+      seen.add(new Sampler({ ...DEFAULT_SAMPLING, topK: 2, seed }).sample(logits));
+      wide.add(new Sampler({ ...DEFAULT_SAMPLING, temperature: 2, seed }).sample(logits));
+    }
+    assert.deepEqual([...seen].sort(), [1, 3]);
+    assert.ok(wide.size > 2);
+  });
+
+  it('frequency and presence penalties push a repeated token down', () => {
+    const s = new Sampler({ ...DEFAULT_SAMPLING, temperature: 0, frequencyPenalty: 0.2, presencePenalty: 0 });
+    s.observe(1);
+    assert.equal(s.sample(logits), 3, '2.5 - 0.2 < 2.4');
+    assert.equal(argmax(logits), 1, 'the logits themselves are left alone');
+  });
+
+  it('the same seed draws the same sequence', () => {
+    const draw = (seed: number) => Array.from({ length: 10 }, ((s) => () => s.sample(logits))(new Sampler({ ...DEFAULT_SAMPLING, seed })));
+    assert.deepEqual(draw(5), draw(5));
+  });
+});
+
+describe('stop matcher', () => {
+  it('holds back a possible stop prefix and cuts at the stop', () => {
+    const m = new StopMatcher(['</end>']);
+    assert.deepEqual(m.push('hello </e'), { text: 'hello ', stopped: false });
+    assert.deepEqual(m.push('nd> tail'), { text: '', stopped: true });
+    const n = new StopMatcher(['</end>']);
+    assert.deepEqual(n.push('a </e'), { text: 'a ', stopped: false });
+    assert.deepEqual(n.push('x'), { text: '</ex', stopped: false });
+    assert.equal(n.flush(), '');
+  });
+});

@@ -1,0 +1,129 @@
+import { before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { writeRandomModel } from '../../src/model/random-model.js';
+import { loadHfModel, parseSafetensorsBuffer } from '../../src/model/index.js';
+import { Engine } from '../../src/engine/index.js';
+import { initTf, train, TfCausalLM, TRAIN_DEFAULTS, loadDataset, type TrainResult } from '../../src/train/index.js';
+import { Tokenizer } from '../../src/engine/index.js';
+import { tempDir } from '../helpers/adapters.js';
+import { prefill } from '../helpers/drive.js';
+import { relError } from '../helpers/reference.js';
+
+const FIVE = [
+  { instruction: '환불 정책은 어떻게 되나요?', input: '', output: '구매 후 14일 이내 미사용 제품은 전액 환불됩니다.' },
+  { instruction: '배송은 얼마나 걸리나요?', output: '일반 배송은 2-3일 걸립니다.' },
+  { messages: [{ role: 'user', content: 'hello' }, { role: 'assistant', content: 'Hi! How can I help?' }] },
+  { instruction: 'Membership?', input: 'gold', output: 'Gold members get 10% off.' },
+  { messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: '두통이 있어요' }, { role: 'assistant', content: '수분을 섭취하세요.' }] },
+];
+
+describe('loraserve train (TensorFlow.js)', () => {
+  let root: string;
+  let modelDir: string;
+  let dataPath: string;
+  let result: TrainResult;
+  const outDir = () => join(root, 'adapter');
+
+  before(async () => {
+    root = tempDir();
+    modelDir = join(root, 'base');
+    writeRandomModel(modelDir, { family: 'llama', seed: 21, heads: 4, kvHeads: 2 });
+    dataPath = join(root, 'data.jsonl');
+    writeFileSync(dataPath, FIVE.map((r) => JSON.stringify(r)).join('\n'));
+    result = await train({ ...TRAIN_DEFAULTS, modelDir, dataPath, outDir: outDir(), r: 4, alpha: 8, targetModules: ['q_proj', 'v_proj'], epochs: 15, learningRate: 1e-2, batchSize: 5, quiet: true });
+  });
+
+  it('lowers the loss on a 5-example dataset', () => {
+    const first = result.trainLoss[0]!.loss;
+    const last = result.trainLoss.at(-1)!.loss;
+    assert.ok(last < first * 0.9, `loss ${first} → ${last}`);
+    assert.match(result.backend, /wasm|tfjs-node/);
+  });
+
+  it('writes a PEFT adapter, a train log and a loss plot', () => {
+    const config = JSON.parse(readFileSync(join(outDir(), 'adapter_config.json'), 'utf8'));
+    assert.equal(config.peft_type, 'LORA');
+    assert.equal(config.task_type, 'CAUSAL_LM');
+    assert.equal(config.r, 4);
+    assert.equal(config.lora_alpha, 8);
+    assert.deepEqual(config.target_modules, ['q_proj', 'v_proj']);
+    assert.equal(config.base_model_name_or_path, 'base');
+    const file = parseSafetensorsBuffer(readFileSync(join(outDir(), 'adapter_model.safetensors')));
+    const names = [...file.header.tensors.keys()].sort();
+    assert.deepEqual(names, ['0', '1'].flatMap((l) => ['q_proj', 'v_proj'].flatMap((m) => ['A', 'B'].map((ab) => `base_model.model.model.layers.${l}.self_attn.${m}.lora_${ab}.weight`))).sort());
+    assert.ok(file.readF32('base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight').some((v) => v !== 0), 'lora_B trained away from its zero init');
+    const log = JSON.parse(readFileSync(join(outDir(), 'train-log.json'), 'utf8'));
+    assert.equal(log.trainLoss.length, result.steps);
+    assert.match(readFileSync(join(outDir(), 'loss-plot.svg'), 'utf8'), /^<svg[\s\S]*<path/);
+  });
+
+  it('the written adapter loads back into TensorFlow.js and ONNX Runtime with the same logits (1e-4)', async () => {
+    const { tf } = await initTf();
+    const model = loadHfModel(modelDir);
+    const engine = await Engine.create({ modelDir, slots: 1, maxRank: 8 });
+    try {
+      const files = [readFileSync(join(outDir(), 'adapter_config.json'), 'utf8'), readFileSync(join(outDir(), 'adapter_model.safetensors'))] as const;
+      engine.slots!.write(1, engine.parseAdapter(files[0], files[1]));
+      const weights = parseSafetensorsBuffer(files[1]);
+      const lm = new TfCausalLM(model, 'lora', { r: 4, alpha: 8, dropout: 0, useRslora: false, modules: model.linears.filter((m) => /q_proj|v_proj/.test(m.name)) }, 1);
+      const tokens = [12, 200, 45, 7, 99, 3];
+      const tfLogits = (): Float32Array => tf.tidy(() => {
+        const all = lm.forward(tf.tensor2d([tokens], [1, tokens.length], 'int32'));
+        return tf.slice(all, [0, tokens.length - 1, 0], [1, 1, -1]).dataSync() as Float32Array;
+      });
+      const base = tfLogits();
+      assert.ok(relError(base, (await prefill(engine, [tokens], [0])).logits[0]!) < 1e-4, 'without adapter');
+      for (const [name, l] of lm.lora) {
+        l.At.assign(tf.transpose(tf.tensor2d(weights.readF32(`base_model.model.${name}.lora_A.weight`), [4, l.module.inFeatures])));
+        l.Bt.assign(tf.transpose(tf.tensor2d(weights.readF32(`base_model.model.${name}.lora_B.weight`), [l.module.outFeatures, 4])));
+      }
+      const adapted = tfLogits();
+      const served = (await prefill(engine, [tokens], [1])).logits[0]!;
+      assert.ok(relError(adapted, served) < 1e-4, `with adapter: ${relError(adapted, served)}`);
+      assert.ok(relError(adapted, base) > 1e-4, 'the adapter changes the logits');
+      lm.dispose();
+    } finally {
+      await engine.close();
+      model.weights.close();
+    }
+  });
+
+  it('full mode trains every weight and writes a model folder that serves', async () => {
+    const out = join(root, 'full');
+    const r = await train({ ...TRAIN_DEFAULTS, modelDir, dataPath, outDir: out, full: true, epochs: 3, learningRate: 3e-3, batchSize: 5, quiet: true });
+    assert.ok(r.trainLoss.at(-1)!.loss < r.trainLoss[0]!.loss);
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'train-log.json']) assert.ok(existsSync(join(out, f)), f);
+    const engine = await Engine.create({ modelDir: out, slots: 0 });
+    const gen = engine.generate({ promptTokens: engine.tokenizer.applyChatTemplate([{ role: 'user', content: 'hello' }]), maxTokens: 4, sampling: { temperature: 0 } });
+    assert.equal((await gen.result).completionTokens <= 4, true);
+    await engine.close();
+  });
+
+  it('a bad dataset line gets an error naming the line', async () => {
+    const tokenizer = await Tokenizer.load(modelDir);
+    const bad = join(root, 'bad.jsonl');
+    const cases: Array<[string, RegExp]> = [
+      ['{"instruction": "x", "output": "y"}\n{oops', /bad\.jsonl:2: not valid JSON/],
+      ['{"instruction": "x", "output": "y"}\n\n{"question": "x"}', /bad\.jsonl:3: expected "messages"/],
+      ['{"messages": [{"role": "user", "content": "hi"}]}', /bad\.jsonl:1: no assistant message/],
+      ['{"messages": [{"role": "wizard", "content": "hi"}]}', /bad\.jsonl:1: messages\[0\] needs a role/],
+    ];
+    for (const [text, message] of cases) {
+      writeFileSync(bad, text);
+      assert.throws(() => loadDataset(bad, tokenizer, 256), (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'invalid_dataset');
+        assert.match(err.message, message);
+        return true;
+      });
+    }
+  });
+
+  it('the loss mask covers the assistant turns only', async () => {
+    const tokenizer = await Tokenizer.load(modelDir);
+    const [ex] = loadDataset(dataPath, tokenizer, 256);
+    const masked = ex!.tokens.filter((_, i) => ex!.lossMask[i]);
+    assert.equal(tokenizer.decode(masked).trim(), FIVE[0]!.output);
+  });
+});
