@@ -12,13 +12,13 @@ import { trainByteLevelBpe, train, TRAIN_DEFAULTS, parseLine } from '../src/trai
 import { CHATML_SPECIALS } from '../src/engine/byte-level-bpe.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
-const out = join(root, 'models/loraserve-demo');
+const out = join(root, process.env.DEMO_BASE_OUT ?? 'models/loraserve-demo');
 const init = join(root, 'models/.loraserve-demo-init');
 const quick = process.argv.includes('--quick');
 
 export const BASE_SETTINGS = {
   vocabSize: 2048, hidden: 256, layers: 4, heads: 8, kvHeads: 4, intermediate: 688, maxPositions: 512,
-  epochs: quick ? 2 : 60, learningRate: 3e-3, batchSize: 16, weightDecay: 0.01, warmupRatio: 0.05, seed: 1234,
+  epochs: quick ? 2 : 25, learningRate: 3e-3, batchSize: 16, weightDecay: 0.01, warmupRatio: 0.05, seed: 1234,
 };
 
 const texts: string[] = [];

@@ -38,7 +38,7 @@ export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
   port: 8000,
   provider: 'cpu',
   slots: 8,
-  maxRank: 64,
+  maxRank: 32,
   loraModules: 'all-linear',
   hostCacheBytes: 512 * 1024 * 1024,
   maxBatch: 32,

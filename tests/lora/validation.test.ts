@@ -69,6 +69,8 @@ describe('PEFT adapter validation', () => {
     ['a trained bias with bias "none"', () => parse(good(), weightsFor([0, 1], 4, { 'base_model.model.model.layers.0.self_attn.q_proj.bias': { shape: [32] } })), 'invalid_adapter_weights', /bias is "none"/],
     ['a trained layer-norm bias (bias "all")', () => parse({ ...good(), bias: 'all' }, weightsFor([0, 1], 4, { 'base_model.model.model.norm.bias': { shape: [32] } })), 'unsupported_adapter_feature', /not linear/],
     ['a broken safetensors file', () => parse(good(), new Uint8Array(4)), 'invalid_safetensors', /shorter than the 8-byte/],
+    ['a lora_B bias without lora_bias', () => parse(good(), weightsFor([0, 1], 4, { 'base_model.model.model.layers.0.self_attn.q_proj.lora_B.bias': { shape: [32] } })), 'invalid_adapter_weights', /lora_bias is false/],
+    ['a layer the server serves no LoRA on', () => parseAdapter(JSON.stringify(good()), weightsFor([0, 1], 4), model, 8, new Set(['model.layers.0.self_attn.q_proj'])), 'unsupported_adapter_feature', /does not serve LoRA on; restart it with that module in --lora-modules/],
   ];
   for (const [what, run, code, message] of cases) {
     it(`rejects ${what} with ${code}`, () => {
