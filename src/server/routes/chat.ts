@@ -1,5 +1,5 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
-import { Type } from '@sinclair/typebox';
+import { Type, type TSchema } from '@sinclair/typebox';
 import { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest } from '../schemas/openai.js';
 import { errorResponses } from '../schemas/common.js';
 import { CHAT_SHAPE, serveGeneration, TEXT_SHAPE } from '../generation.js';
@@ -12,16 +12,15 @@ const streamOrJson = (json: unknown, chunk: unknown) => ({
 /** OpenAI-compatible generation: chat completions and raw-prompt completions. */
 export const generationRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const serving = app.serving;
-
-  app.post('/v1/chat/completions', {
+  const options = (summary: string, body: TSchema, json: TSchema, chunk: TSchema) => ({
     bodyLimit: serving.config.chatBodyBytes,
-    schema: {
-      tags: ['generation'],
-      summary: 'Chat completion with an adapter (model = adapter name) or the base model',
-      body: Type.Ref(ChatCompletionRequest),
-      response: { 200: streamOrJson(Type.Ref(ChatCompletion), Type.Ref(ChatCompletionChunk)), ...errorResponses(400, 401, 404, 413, 429, 503) },
-    },
-  }, async (request, reply) => {
+    schema: { tags: ['generation'], summary, body, response: { 200: streamOrJson(json, chunk), ...errorResponses(400, 401, 404, 413, 429, 503) } },
+  });
+
+  app.post('/v1/chat/completions', options(
+    'Chat completion with an adapter (model = adapter name) or the base model',
+    Type.Ref(ChatCompletionRequest), Type.Ref(ChatCompletion), Type.Ref(ChatCompletionChunk),
+  ), async (request, reply) => {
     const body = request.body as unknown as ChatCompletionRequest;
     const model = serving.resolve(request.caller, body.model);
     const messages = body.messages.map((m) => ({ role: m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('') }));
@@ -29,15 +28,10 @@ export const generationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return serveGeneration(serving, request, reply, { model, promptTokens, body, shape: CHAT_SHAPE, endpoint: 'chat' });
   });
 
-  app.post('/v1/completions', {
-    bodyLimit: serving.config.chatBodyBytes,
-    schema: {
-      tags: ['generation'],
-      summary: 'Text completion of a raw prompt with an adapter or the base model',
-      body: Type.Ref(CompletionRequest),
-      response: { 200: streamOrJson(Type.Ref(Completion), Type.Ref(Completion)), ...errorResponses(400, 401, 404, 413, 429, 503) },
-    },
-  }, async (request, reply) => {
+  app.post('/v1/completions', options(
+    'Text completion of a raw prompt with an adapter or the base model',
+    Type.Ref(CompletionRequest), Type.Ref(Completion), Type.Ref(Completion),
+  ), async (request, reply) => {
     const body = request.body as unknown as CompletionRequest;
     const model = serving.resolve(request.caller, body.model);
     const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]!;
