@@ -27,7 +27,7 @@ for (const [name, d] of Object.entries(DOMAINS)) {
   const result = await train({
     ...TRAIN_DEFAULTS, modelDir: base, dataPath, outDir: dir,
     r: d.seed.r, alpha: d.seed.alpha, dropout: d.seed.dropout, targetModules: [...d.seed.target],
-    epochs: d.epochs, learningRate: d.lr, batchSize: 8, valSplit: 0.1, schedule: 'cosine', warmupRatio: 0.05, seed: 7, maxSeq: 256,
+    epochs: d.epochs, learningRate: d.lr, batchSize: 8, valDataPath: join(dir, 'valid.jsonl'), schedule: 'cosine', warmupRatio: 0.05, seed: 7, maxSeq: 256,
   });
   // Score: greedy answers to every training question, served by the engine like the server does.
   const engine = await Engine.create({ modelDir: base, slots: 1, maxRank: 32 });
@@ -53,8 +53,8 @@ A LoRA adapter for models/loraserve-demo, trained by \`npm run demo:adapters\` o
 | learning rate | ${d.seed.lr} | ${d.lr} (a ${'~'}3M-parameter model needs more) |
 | epochs | ${d.seed.epochs} | ${d.epochs} |
 
-Batch 8, AdamW, cosine schedule with 5% warm-up, seed 7, 10% held out for validation
-(lines ${result.heldOutLines.join(', ')}). Backend: ${result.backend}; ${result.steps} steps in ${result.seconds.toFixed(0)} s.
+Batch 8, AdamW, cosine schedule with 5% warm-up, seed 7. Every line of data.jsonl trains; validation
+loss is measured on valid.jsonl, new phrasings of the same questions. Backend: ${result.backend}; ${result.steps} steps in ${result.seconds.toFixed(0)} s.
 Final train loss ${last.loss.toFixed(3)}, validation loss ${result.valLoss.at(-1)?.loss.toFixed(3)}.
 Greedy answers containing the expected key phrase: ${hits}/${lines.length}.
 See train-log.json and loss-plot.svg.

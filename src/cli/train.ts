@@ -10,7 +10,8 @@ export const TRAIN_USAGE = `loraserve train --model DIR --data FILE.jsonl --out 
   --rslora               scale by alpha/sqrt(r)
   --epochs N --lr X --batch N --grad-accum N --weight-decay X
   --warmup RATIO --schedule cosine|linear|constant
-  --val-split RATIO --max-seq N --seed N`;
+  --val-split RATIO | --val-data FILE.jsonl   held-out fraction, or a separate validation file
+  --max-seq N --seed N`;
 
 export async function trainCommand(args: string[]): Promise<void> {
   const { values } = parseArgs({
@@ -19,7 +20,7 @@ export async function trainCommand(args: string[]): Promise<void> {
       model: { type: 'string' }, data: { type: 'string' }, out: { type: 'string' }, full: { type: 'boolean' },
       r: { type: 'string' }, alpha: { type: 'string' }, dropout: { type: 'string' }, target: { type: 'string' }, rslora: { type: 'boolean' },
       epochs: { type: 'string' }, lr: { type: 'string' }, batch: { type: 'string' }, 'grad-accum': { type: 'string' }, 'weight-decay': { type: 'string' },
-      warmup: { type: 'string' }, schedule: { type: 'string' }, 'val-split': { type: 'string' }, 'max-seq': { type: 'string' }, seed: { type: 'string' },
+      warmup: { type: 'string' }, schedule: { type: 'string' }, 'val-split': { type: 'string' }, 'val-data': { type: 'string' }, 'max-seq': { type: 'string' }, seed: { type: 'string' },
       help: { type: 'boolean' },
     },
   });
@@ -37,7 +38,7 @@ export async function trainCommand(args: string[]): Promise<void> {
     useRslora: values.rslora ?? false, epochs: num(values.epochs, TRAIN_DEFAULTS.epochs), learningRate: num(values.lr, TRAIN_DEFAULTS.learningRate),
     batchSize: num(values.batch, TRAIN_DEFAULTS.batchSize), gradAccum: num(values['grad-accum'], TRAIN_DEFAULTS.gradAccum),
     weightDecay: num(values['weight-decay'], TRAIN_DEFAULTS.weightDecay), warmupRatio: num(values.warmup, TRAIN_DEFAULTS.warmupRatio),
-    schedule: (values.schedule ?? TRAIN_DEFAULTS.schedule) as TrainOptions['schedule'], valSplit: num(values['val-split'], TRAIN_DEFAULTS.valSplit),
+    schedule: (values.schedule ?? TRAIN_DEFAULTS.schedule) as TrainOptions['schedule'], valSplit: num(values['val-split'], TRAIN_DEFAULTS.valSplit), valDataPath: values['val-data'],
     maxSeq: num(values['max-seq'], TRAIN_DEFAULTS.maxSeq), seed: num(values.seed, TRAIN_DEFAULTS.seed),
   };
   const result = await train(options);

@@ -43,7 +43,10 @@ export class OnnxSession {
       });
       return new OnnxSession(session, options.provider);
     } catch (cause) {
-      if (cause instanceof ProviderUnavailableError) throw cause;
+      if (options.provider !== 'cpu') {
+        const hint = options.provider === 'cuda' ? '; on a CUDA 12 host install with ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci' : '';
+        throw new ProviderUnavailableError(`execution provider "${options.provider}" could not start: ${(cause as Error).message}${hint}`, { cause });
+      }
       throw new EngineError(`ONNX Runtime could not load the model graph: ${(cause as Error).message}`, { cause });
     }
   }

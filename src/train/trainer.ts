@@ -36,6 +36,8 @@ export interface TrainOptions {
   warmupRatio: number;
   schedule: 'cosine' | 'linear' | 'constant';
   valSplit: number;
+  /** A separate validation file; when set, every line of dataPath trains and valSplit is unused. */
+  valDataPath?: string;
   maxSeq: number;
   seed: number;
   /** Called after each optimizer step (tests, progress). */
@@ -101,8 +103,8 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const r = rng(o.seed);
   const shuffle = <T>(items: T[]) => items.map((e) => ({ e, k: r.next() })).sort((a, b) => a.k - b.k).map((x) => x.e);
   const order = shuffle(examples);
-  const valCount = examples.length >= 10 ? Math.max(1, Math.round(examples.length * o.valSplit)) : 0;
-  const val = order.slice(0, valCount);
+  const valCount = o.valDataPath || examples.length < 10 ? 0 : Math.max(1, Math.round(examples.length * o.valSplit));
+  const val = o.valDataPath ? loadDataset(o.valDataPath, tokenizer, o.maxSeq) : order.slice(0, valCount);
   const trainSet = order.slice(valCount);
   if (trainSet.length === 0) throw new DatasetError(`${o.dataPath}: no examples left for training after the validation split`);
 
@@ -118,7 +120,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const stepsPerEpoch = Math.ceil(trainSet.length / (o.batchSize * o.gradAccum));
   const total = stepsPerEpoch * o.epochs;
   const progress = o.quiet ? null : new Progress(`train (${backend})`, total);
-  const result: TrainResult = { backend, steps: total, trainLoss: [], valLoss: [], heldOutLines: val.map((e) => e.line).sort((a, b) => a - b), seconds: 0 };
+  const result: TrainResult = { backend, steps: total, trainLoss: [], valLoss: [], heldOutLines: o.valDataPath ? [] : val.map((e) => e.line).sort((a, b) => a - b), seconds: 0 };
   const started = performance.now();
   let step = 0;
   const evaluate = (epoch: number) => {

@@ -101,6 +101,16 @@ describe('loraserve train (TensorFlow.js)', () => {
     await engine.close();
   });
 
+  it('a separate validation file is measured every epoch and every training line trains', async () => {
+    const valPath = join(root, 'valid.jsonl');
+    writeFileSync(valPath, JSON.stringify({ instruction: '환불 절차가 궁금합니다', output: '구매 후 14일 이내 미사용 제품은 전액 환불됩니다.' }));
+    const r = await train({ ...TRAIN_DEFAULTS, modelDir, dataPath, valDataPath: valPath, outDir: join(root, 'with-val'), r: 4, alpha: 8, epochs: 2, learningRate: 1e-2, batchSize: 5, quiet: true });
+    assert.deepEqual(r.heldOutLines, []);
+    assert.deepEqual(r.valLoss.map((v) => v.epoch), [0, 1, 2]);
+    assert.ok(r.valLoss.every((v) => Number.isFinite(v.loss) && v.loss > 0));
+    assert.equal(r.steps, 2, 'all 5 lines train: one batch of 5 per epoch');
+  });
+
   it('a bad dataset line gets an error naming the line', async () => {
     const tokenizer = await Tokenizer.load(modelDir);
     const bad = join(root, 'bad.jsonl');
