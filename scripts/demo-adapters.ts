@@ -16,7 +16,7 @@ const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 
 export const DOMAINS = {
   customer_service: { title: '고객 서비스 (customer service)', seed: { r: 8, alpha: 16, dropout: 0.05, target: ['q_proj', 'v_proj'], lr: 2e-4, epochs: 3 }, lr: 1e-2, epochs: 250 },
-  medical: { title: '의료 상담 (medical)', seed: { r: 16, alpha: 32, dropout: 0.1, target: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], lr: 1e-4, epochs: 5 }, lr: 5e-3, epochs: 200 },
+  medical: { title: '의료 상담 (medical)', seed: { r: 16, alpha: 32, dropout: 0.1, target: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], lr: 1e-4, epochs: 5 }, lr: 3e-3, epochs: 200 },
   legal: { title: '법률 자문 (legal)', seed: { r: 32, alpha: 64, dropout: 0.1, target: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], lr: 5e-5, epochs: 10 }, lr: 3e-3, epochs: 200 },
 } as const;
 
