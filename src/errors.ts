@@ -73,7 +73,6 @@ export class UnauthorizedError extends define('invalid_api_key', 401, 'authentic
 export class ForbiddenError extends define('forbidden', 403, 'permission_error') {}
 export class QueueFullError extends define('queue_full', 429, 'rate_limit_error') {}
 export class ShuttingDownError extends define('shutting_down', 503, 'service_unavailable') {}
-export class NotReadyError extends define('not_ready', 503, 'service_unavailable') {}
 export class RequestTimeoutError extends define('request_timeout', 408, 'invalid_request_error') {}
 export class RequestCancelledError extends define('request_cancelled', 499, 'invalid_request_error') {}
 

@@ -1,5 +1,3 @@
-import { RequestCancelledError } from '../errors.js';
-
 export type FinishReason = 'stop' | 'length' | 'cancelled';
 
 export interface GenerationResult {
@@ -85,4 +83,3 @@ export class Generation implements AsyncIterable<string> {
   }
 }
 
-export const cancelledError = () => new RequestCancelledError('the request was cancelled');

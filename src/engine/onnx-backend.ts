@@ -51,10 +51,6 @@ export class OnnxSession {
     }
   }
 
-  get inputNames(): readonly string[] {
-    return this.session.inputNames;
-  }
-
   async run(feeds: Record<string, HostTensor>): Promise<Record<string, HostTensor>> {
     const ortFeeds: Record<string, ort.Tensor> = {};
     for (const [name, t] of Object.entries(feeds)) ortFeeds[name] = new ort.Tensor(t.type, t.data, t.dims);

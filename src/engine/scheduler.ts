@@ -11,7 +11,7 @@
  * - A failed forward pass fails the requests that were in it and nothing else.
  */
 import { EngineError } from '../errors.js';
-import { cancelledError, Generation, type FinishReason } from './generation.js';
+import { Generation, type FinishReason } from './generation.js';
 import { IncrementalDetokenizer } from './detokenizer.js';
 import { KvBatch, type KvDims } from './kv-batch.js';
 import { Sampler, type SamplingParams } from './sampler.js';
@@ -267,4 +267,3 @@ export class Scheduler {
   }
 }
 
-export { cancelledError };

@@ -77,10 +77,6 @@ export class AdapterCache {
     return this.host.calculatedSize;
   }
 
-  get hostEntries(): number {
-    return this.host.size;
-  }
-
   /** Names in device slots and names waiting for one (for the gateway metrics). */
   occupancy(): { running: string[]; waiting: string[]; used: number; pinned: number } {
     const inSlots = this.slots.slice(1).filter((s) => s.name);

@@ -120,6 +120,13 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
       throw new AdapterWeightsError(`adapter_model.safetensors: "${key}" is not a floating-point tensor`, { cause });
     }
   };
+  /** Trained bias minus the base layer's bias (zero when the base has none): what a slot adds. */
+  const biasDelta = (key: string, module: LinearModule): Float32Array => {
+    const trained = read(key);
+    if (trained.length !== module.outFeatures) throw new AdapterBaseMismatchError(`"${key}" has ${trained.length} values, the layer has ${module.outFeatures} outputs`);
+    const base = module.bias ? model.weights.readF32(module.bias) : new Float32Array(module.outFeatures);
+    return trained.map((v, i) => v - base[i]!);
+  };
   for (const { module, rank, scale } of targeted) {
     if (loraModules && !loraModules.has(module.name)) {
       throw new AdapterUnsupportedFeatureError(`adapter targets "${module.name}", which this server does not serve LoRA on; restart it with that module in --lora-modules`, { param: 'target_modules' });
@@ -139,13 +146,7 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
     if (aRows !== rank || bCols !== rank) {
       throw new AdapterWeightsError(`"${module.name}": lora_A has rank ${aRows} and lora_B rank ${bCols}, but the config gives rank ${rank} (r / rank_pattern)`, { param: 'r' });
     }
-    let bias: Float32Array | null = null;
-    if (t.bias) {
-      const trained = read(t.bias);
-      if (trained.length !== module.outFeatures) throw new AdapterBaseMismatchError(`"${t.bias}" has ${trained.length} values, the layer has ${module.outFeatures} outputs`);
-      const base = module.bias ? model.weights.readF32(module.bias) : new Float32Array(module.outFeatures);
-      bias = trained.map((v, i) => v - base[i]!);
-    }
+    let bias = t.bias ? biasDelta(t.bias, module) : null;
     if (t.loraBBias) {
       if (!config.loraBias) throw new AdapterWeightsError(`adapter_model.safetensors has "${t.loraBBias}" but lora_bias is false`, { param: 'lora_bias' });
       const lb = read(t.loraBBias);
@@ -161,15 +162,12 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
   // Trained biases of linear layers that carry no LoRA (bias="all").
   for (const [name, t] of present) {
     if (modules.has(name) || !t.bias) continue;
-    const module = byName.get(name)!;
     if (loraModules && !loraModules.has(name)) {
       throw new AdapterUnsupportedFeatureError(`adapter trains the bias of "${name}", which this server does not serve LoRA on; restart it with that module in --lora-modules`, { param: 'bias' });
     }
-    const trained = read(t.bias);
-    if (trained.length !== module.outFeatures) throw new AdapterBaseMismatchError(`"${t.bias}" has ${trained.length} values, the layer has ${module.outFeatures} outputs`);
-    const base = module.bias ? model.weights.readF32(module.bias) : new Float32Array(module.outFeatures);
-    modules.set(name, { rank: 0, a: new Float32Array(0), b: new Float32Array(0), bias: trained.map((v, i) => v - base[i]!) });
-    bytes += trained.length * 4;
+    const bias = biasDelta(t.bias, byName.get(name)!);
+    modules.set(name, { rank: 0, a: new Float32Array(0), b: new Float32Array(0), bias });
+    bytes += bias.byteLength;
   }
   const names = [...new Set(targeted.map((t) => t.module.name.split('.').pop()!))];
   return {

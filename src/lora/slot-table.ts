@@ -26,13 +26,6 @@ export class SlotTable {
     return this.layout.slots;
   }
 
-  /** Bytes the slot tensors hold, all slots together. */
-  get bytes(): number {
-    let n = 0;
-    for (const map of [this.a, this.b, this.bias]) for (const t of map.values()) n += t.byteLength;
-    return n;
-  }
-
   /** Copies an adapter into slot `slot` (1..S-1), zero-padding its ranks up to R. */
   write(slot: number, adapter: ParsedAdapter): void {
     this.checkSlot(slot);
