@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { runBench } from './bench.js';
+import { runCommand } from './fatal.js';
 import { serve } from './serve.js';
 import { trainCommand } from './train.js';
 import { mergeAdapter } from '../lora/index.js';
@@ -50,4 +51,4 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-await main(process.argv.slice(2));
+await runCommand(() => main(process.argv.slice(2)));
