@@ -1,10 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { runBench } from './bench.js';
 import { runCommand } from './fatal.js';
-import { serve } from './serve.js';
-import { trainCommand } from './train.js';
-import { mergeAdapter } from '../lora/index.js';
 
 const USAGE = `loraserve <command> [options]
 
@@ -16,13 +12,15 @@ commands:
            --quick   small run, under a minute on 2 cores
            --threads N`;
 
+// Each command imports what it needs when it runs: serving never loads TensorFlow.js, and a bad
+// flag is reported before any model library loads.
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'serve':
-      return serve(rest);
+      return (await import('./serve.js')).serve(rest);
     case 'train':
-      return trainCommand(rest);
+      return (await import('./train.js')).trainCommand(rest);
     case 'merge': {
       const { values } = parseArgs({ args: rest, options: { model: { type: 'string' }, adapter: { type: 'string' }, out: { type: 'string' } } });
       if (!values.model || !values.adapter || !values.out) {
@@ -30,12 +28,14 @@ async function main(argv: string[]): Promise<void> {
         process.exitCode = 2;
         return;
       }
+      const { mergeAdapter } = await import('../lora/index.js');
       const r = await mergeAdapter(values.model, values.adapter, values.out);
       process.stdout.write(`${JSON.stringify({ out: values.out, merged_modules: r.mergedModules })}\n`);
       return;
     }
     case 'bench': {
       const { values } = parseArgs({ args: rest, options: { quick: { type: 'boolean', default: false }, threads: { type: 'string' } } });
+      const { runBench } = await import('./bench.js');
       const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? Number(values.threads) : undefined });
       process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
       return;

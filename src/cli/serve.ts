@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { CommandLineError } from '../errors.js';
-import { buildApp, DEFAULTS, drain, KeyRing, listenMetrics, Serving, type ServerConfig } from '../server/index.js';
+import { DEFAULTS, type ServerConfig } from '../server/config.js';
 import type { ExecutionProvider } from '../engine/index.js';
 
 /** A whole number in [min, max], or a CommandLineError naming the flag. */
@@ -74,6 +74,8 @@ export async function serve(args: string[]): Promise<void> {
     return;
   }
   const config = parseServeArgs(args, process.env);
+  // Loaded after the flags are checked: a typo is reported without loading the model libraries.
+  const { buildApp, drain, KeyRing, listenMetrics, Serving } = await import('../server/index.js');
   const keys = config.keysFile ? KeyRing.load(config.keysFile) : null;
   const logger = { level: config.logLevel, transport: undefined };
   if (!keys && config.host !== '127.0.0.1' && config.host !== 'localhost' && config.host !== '::1') {
