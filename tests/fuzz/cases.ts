@@ -253,7 +253,7 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
     weight: 10,
     build: (d, m, i): FuzzRequest => {
       const name = percentEncode(fuzzName(d, i), d.chance(0.5));
-      const raw = d.pick([name, `${d.pick(PATH_TRICKS)}${name}`, '..', '%2e%2e', `${m.existing[0]}%00`, `${m.existing[0]}/..`]);
+      const raw = d.pick([name, `${percentEncode(d.pick(PATH_TRICKS), true)}${name}`, '..', '%2e%2e', `${m.existing[0]}%00`, `${m.existing[0]}/..`]);
       const choice = d.int(6);
       if (choice === 0) return { kind: 'misc', what: `DELETE /v1/adapters/${raw}`, method: 'DELETE', path: `/v1/adapters/${raw}`, headers: {} };
       if (choice === 1) return { kind: 'misc', what: `GET /v1/adapters/${raw}`, method: 'GET', path: `/v1/adapters/${raw}`, headers: {} };
