@@ -136,8 +136,9 @@ export class AdapterCache {
       const load = this.load(entry, key, victim);
       this.loads.set(key, load);
       try {
-        const slot = await load;
-        return this.pin(slot, name);
+        // The load pinned the slot for this caller the moment it finished: between that and this
+        // continuation another acquire could otherwise take the slot for a different adapter.
+        return this.lease(await load, name);
       } catch (err) {
         if (!this.isCurrent(entry)) continue;
         this.events.failed(name, err instanceof LoraServeError ? err.code : 'adapter_load_failed');
@@ -149,8 +150,13 @@ export class AdapterCache {
   }
 
   private pin(slot: number, name: string): Lease {
+    this.slots[slot]!.pins++;
+    return this.lease(slot, name);
+  }
+
+  /** A lease on a slot whose pin the caller has already counted. */
+  private lease(slot: number, name: string): Lease {
     const s = this.slots[slot]!;
-    s.pins++;
     s.lastUsed = ++this.clock;
     let released = false;
     return {
@@ -188,6 +194,7 @@ export class AdapterCache {
     return best;
   }
 
+  /** Loads into `slot` and pins it once for the caller (see `acquire`). */
   private async load(entry: StoredAdapter, key: string, slot: number): Promise<number> {
     const s = this.slots[slot]!;
     if (s.key !== null) this.events.evict('device');
@@ -206,6 +213,7 @@ export class AdapterCache {
       }
       this.table!.write(slot, parsed);
       s.loading = false;
+      s.pins++;
       return slot;
     } catch (err) {
       s.key = null;
