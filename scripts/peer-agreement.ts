@@ -7,7 +7,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { peerAgreement } from '../src/bench/peer-agreement.js';
+import { peerAgreement } from '../src/bench/index.js';
 import type { Family } from '../src/model/random-model.js';
 
 const { values } = parseArgs({ options: { family: { type: 'string', default: 'qwen2' }, tokens: { type: 'string', default: '16' } } });

@@ -3,16 +3,17 @@
  * GGUF by src/testing, run on the same workloads as loraserve. node-llama-cpp is a dev
  * dependency and is imported only when a peer run is asked for, so the server never needs it.
  *
- * How llama.cpp gets its best run here (all of it measured on this machine, see
- * notes/issue-8-peer.md): every request is driven by `controlledEvaluate` on its own context
- * sequence, the prompt in one call and then one token per call, greedy (temperature 0), EOS
- * ignored. All sequences of a context await their own call and issue the next one in the same
- * tick, so node-llama-cpp's batcher sees every sequence queued and decodes them as one batch
- * (lockstep); its plain `evaluate()` generator holds one sequence back per step. LoRA is a
- * context option in llama.cpp (one adapter set per context, as in its server), so requests for
- * different adapters run on different contexts: one per adapter, with the adapter's requests as
- * sequences of that context, all contexts running at once and sharing the thread budget
- * (`maxThreads`), which measured faster than running the contexts one after another.
+ * How llama.cpp gets its best run here: every request is driven by `controlledEvaluate` on its
+ * own context sequence, the prompt in one call and then one token per call, greedy (temperature
+ * 0), EOS ignored, F16 KV cache and flash attention "auto" (llama.cpp's defaults). All sequences
+ * of a context are stepped together (see `runOnContext`), so every decode holds all of them,
+ * the prefill of all prompts included (batch size = sequences × prompt length). LoRA is a context option in
+ * llama.cpp (one adapter set per context, as in its server), so requests for different adapters
+ * run on different contexts: one per adapter, the adapter's requests as that context's
+ * sequences, all contexts running at once (`contextsAtOnce`; measured 10.7 vs 8.8 tok/s for one
+ * context at a time in shared/notes/llama-cpp-peer.md). Threads: `maxThreads` caps all contexts
+ * together, so contexts running at once share the thread budget (each gets 1..`threads`, never
+ * more than `threads` in total) — the same budget loraserve's ONNX Runtime gets.
  */
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
 import { ProviderUnavailableError } from '../errors.js';
@@ -67,8 +68,7 @@ let shared: Promise<Llama> | undefined;
 
 /**
  * One llama.cpp binding per process: node-llama-cpp tests its prebuilt binary in a child process
- * on every `getLlama` (seconds), so it is loaded once and kept. `maxThreads` caps all contexts
- * together: several contexts evaluating at once share `threads`.
+ * on every `getLlama` (seconds), so it is loaded once and kept.
  */
 async function llamaWithThreads(threads: number): Promise<Llama> {
   shared ??= loadNodeLlamaCpp().then(({ getLlama, LlamaLogLevel }) => getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error }));
@@ -121,28 +121,39 @@ async function createContext(model: LlamaModel, p: ContextPlan): Promise<PeerCon
 
 const GREEDY = { generateNext: { token: true, options: { temperature: 0 } } } as const;
 
-/** Greedy generation on one sequence, EOS ignored: the prompt in one call, then a token per call. */
-async function generate(sequence: LlamaContextSequence, prompt: readonly number[], genTokens: number): Promise<number[]> {
-  if (prompt.length === 0) throw new RangeError('a prompt needs at least one token');
-  await sequence.clearHistory();
-  const head = prompt.slice(0, -1) as Token[];
-  let out = await sequence.controlledEvaluate([...head, [prompt[prompt.length - 1] as Token, GREEDY]]);
-  const tokens: number[] = [];
-  for (;;) {
-    const next = out[out.length - 1]?.next.token;
-    if (next === undefined || next === null) throw new Error('llama.cpp returned no token');
-    tokens.push(next);
-    if (tokens.length === genTokens) return tokens;
-    out = await sequence.controlledEvaluate([[next, GREEDY]]);
-  }
+type Evaluated = Awaited<ReturnType<LlamaContextSequence['controlledEvaluate']>>;
+
+function lastToken(out: Evaluated): Token {
+  const token = out[out.length - 1]?.next.token;
+  if (token === undefined || token === null) throw new Error('llama.cpp returned no token');
+  return token;
 }
 
-/** Requests in lockstep on one context, each on its own sequence. */
-async function runOnContext({ sequences }: PeerContext, prompts: readonly (readonly number[])[], genTokens: number): Promise<number> {
+/**
+ * Greedy generation of every prompt on its own sequence of one context, EOS ignored, in
+ * lockstep: each step issues every sequence's call in the same tick and waits for all of them,
+ * so each decode holds every sequence (the prefill too). Left to itself, node-llama-cpp's batcher
+ * dispatches on the next event-loop turn, before the sequence whose sampling finished last has
+ * queued its token: every decode then holds N−1 of N sequences (checked by counting them).
+ */
+async function runOnContext({ sequences }: PeerContext, prompts: readonly (readonly number[])[], genTokens: number): Promise<number[][]> {
   if (prompts.length > sequences.length) throw new RangeError(`${prompts.length} requests for a context of ${sequences.length} sequences`);
-  const outs = await Promise.all(prompts.map((p, i) => generate(sequences[i]!, p, genTokens)));
-  return outs.reduce((a, o) => a + o.length, 0);
+  if (prompts.some((p) => p.length === 0)) throw new RangeError('a prompt needs at least one token');
+  const active = sequences.slice(0, prompts.length);
+  await Promise.all(active.map((s) => s.clearHistory()));
+  let next = (await Promise.all(active.map((s, i) => {
+    const p = prompts[i]! as Token[];
+    return s.controlledEvaluate([...p.slice(0, -1), [p[p.length - 1]!, GREEDY]]);
+  }))).map(lastToken);
+  const tokens = next.map((t) => [t as number]);
+  for (let step = 1; step < genTokens; step++) {
+    next = (await Promise.all(active.map((s, i) => s.controlledEvaluate([[next[i]!, GREEDY]])))).map(lastToken);
+    next.forEach((t, i) => tokens[i]!.push(t));
+  }
+  return tokens;
 }
+
+const generated = (outs: number[][]) => outs.reduce((a, o) => a + o.length, 0);
 
 async function timed(run: () => Promise<number>, requests: number): Promise<PeerWorkload> {
   const start = performance.now();
@@ -175,7 +186,7 @@ export async function runLlamaPeer(o: LlamaPeerOptions): Promise<LlamaPeerResult
     const single = await withContexts(adapters.map((a) => plan(a, 1)), (contexts) =>
       timed(async () => {
         let tokens = 0;
-        for (let i = 0; i < singleRequests; i++) tokens += await runOnContext(contexts[i % contexts.length]!, [o.prompts[i % o.prompts.length]!], o.genTokens);
+        for (let i = 0; i < singleRequests; i++) tokens += generated(await runOnContext(contexts[i % contexts.length]!, [o.prompts[i % o.prompts.length]!], o.genTokens));
         return tokens;
       }, singleRequests));
 
@@ -186,12 +197,12 @@ export async function runLlamaPeer(o: LlamaPeerOptions): Promise<LlamaPeerResult
         let tokens = 0;
         for (let start = 0; start < contexts.length; start += atOnce) {
           const wave = contexts.slice(start, start + atOnce).map((c, k) => runOnContext(c, groups[start + k]!, o.genTokens));
-          tokens += (await Promise.all(wave)).reduce((a, b) => a + b, 0);
+          tokens += (await Promise.all(wave)).reduce((a, outs) => a + generated(outs), 0);
         }
         return tokens;
       }, o.prompts.length));
 
-    const noAdapter = await withContexts([plan(null, o.prompts.length)], ([c]) => timed(() => runOnContext(c!, o.prompts, o.genTokens), o.prompts.length));
+    const noAdapter = await withContexts([plan(null, o.prompts.length)], ([c]) => timed(async () => generated(await runOnContext(c!, o.prompts, o.genTokens)), o.prompts.length));
     return { precision, single, multiAdapter, noAdapter };
   } finally {
     await model.dispose();
@@ -219,7 +230,7 @@ export async function llamaGreedyTokens(o: LlamaGreedyOptions): Promise<number[]
     const { context, sequences } = await createContext(model, { adapter: o.ggufAdapter ?? null, sequences: 1, promptTokens, genTokens: o.maxTokens, threads, f32Cache: true });
     try {
       const out: number[][] = [];
-      for (const prompt of o.prompts) out.push(await generate(sequences[0]!, prompt, o.maxTokens));
+      for (const prompt of o.prompts) out.push(...(await runOnContext({ context, sequences }, [prompt], o.maxTokens)));
       return out;
     } finally {
       await context.dispose();

@@ -8,8 +8,7 @@ import { loadHfModel } from '../../src/model/index.js';
 import { writeRandomAdapter } from '../../src/lora/index.js';
 import { f16ToF32, f32ToF16 } from '../../src/util/half.js';
 import { permuteRopeRows, quantizeQ4_0, quantizeQ8_0, writeGgufLora, writeGgufModel, type GgufWeightType } from '../../src/testing/index.js';
-import { llamaGreedyTokens } from '../../src/bench/llama-peer.js';
-import { peerAgreement } from '../../src/bench/peer-agreement.js';
+import { llamaGreedyTokens, peerAgreement } from '../../src/bench/index.js';
 import { tempDir } from '../helpers/adapters.js';
 
 /** ggml's type ids, as the parser reports them. */
