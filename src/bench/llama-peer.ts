@@ -71,7 +71,10 @@ let shared: Promise<Llama> | undefined;
  * on every `getLlama` (seconds), so it is loaded once and kept.
  */
 async function llamaWithThreads(threads: number): Promise<Llama> {
-  shared ??= loadNodeLlamaCpp().then(({ getLlama, LlamaLogLevel }) => getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error }));
+  shared ??= loadNodeLlamaCpp().then(({ getLlama, LlamaLogLevel }) =>
+    getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error }).catch((cause: unknown) => {
+      throw new ProviderUnavailableError('llama.cpp\'s prebuilt CPU binary did not load: only @node-llama-cpp/linux-x64 is installed (package.json overrides the other platforms with an empty stub)', { cause });
+    }));
   try {
     const llama = await shared;
     llama.maxThreads = threads;
