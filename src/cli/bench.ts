@@ -11,12 +11,12 @@ import { readFileSync } from 'node:fs';
 import { tmpdir, cpus } from 'node:os';
 import { join } from 'node:path';
 import { Engine, type GenerateRequest } from '../engine/index.js';
-import { writeRandomModel } from '../model/random-model.js';
 import { loadHfModel } from '../model/index.js';
-import { bytesToUnicode } from '../engine/byte-level-bpe.js';
-import { parseAdapter, writeRandomAdapter, type ParsedAdapter } from '../lora/index.js';
+import { bytesToUnicode } from '../tokenizer/index.js';
+import { parseAdapter, type ParsedAdapter } from '../lora/index.js';
+import { writeRandomAdapter, writeRandomModel } from '../testing/index.js';
 import { rng } from '../util/rng.js';
-import { Progress } from './progress.js';
+import { Progress } from '../util/progress.js';
 
 export interface BenchOptions {
   quick: boolean;

@@ -5,7 +5,7 @@ import { OnnxSession, type ExecutionProvider, type HostTensor } from './onnx-bac
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from './scheduler.js';
 import type { Generation } from './generation.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
-import { Tokenizer } from './tokenizer.js';
+import { Tokenizer } from '../tokenizer/index.js';
 
 export interface EngineOptions {
   modelDir: string;

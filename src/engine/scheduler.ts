@@ -12,7 +12,7 @@
  */
 import { EngineError } from '../errors.js';
 import { Generation, type FinishReason } from './generation.js';
-import { IncrementalDetokenizer } from './detokenizer.js';
+import { IncrementalDetokenizer } from '../tokenizer/index.js';
 import { KvBatch, type KvDims } from './kv-batch.js';
 import { Sampler, type SamplingParams } from './sampler.js';
 import { StopMatcher } from './stop-matcher.js';

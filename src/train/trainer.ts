@@ -8,11 +8,11 @@
 import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { DatasetError } from '../errors.js';
-import { Tokenizer } from '../engine/index.js';
+import { Tokenizer } from '../tokenizer/index.js';
 import { loadHfModel, writeSafetensors, type HfModel, type TensorToWrite } from '../model/index.js';
 import { peftConfig, resolveTargets, parsePeftConfig, writePeftAdapter } from '../lora/index.js';
 import { rng } from '../util/rng.js';
-import { Progress } from '../cli/progress.js';
+import { Progress } from '../util/progress.js';
 import { initTf, tf } from './tf-backend.js';
 import { TfCausalLM } from './tf-model.js';
 import { loadDataset, type Example } from './dataset.js';

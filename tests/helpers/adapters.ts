@@ -2,7 +2,8 @@ import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HfModel } from '../../src/model/index.js';
-import { parseAdapter, writeRandomAdapter as writeAdapter, type ParsedAdapter } from '../../src/lora/index.js';
+import { parseAdapter, type ParsedAdapter } from '../../src/lora/index.js';
+import { writeRandomAdapter as writeAdapter } from '../../src/testing/index.js';
 import type { RefLora } from './reference.js';
 
 export function tempDir(prefix = 'loraserve-test-'): string {

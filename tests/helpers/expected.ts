@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Engine, type ChatMessage } from '../../src/engine/index.js';
+import { Engine } from '../../src/engine/index.js';
+import type { ChatMessage } from '../../src/tokenizer/index.js';
 
 /**
  * Greedy answers computed straight on an engine (no HTTP, no cache): what the server must return

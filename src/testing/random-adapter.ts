@@ -1,8 +1,6 @@
 import type { HfModel } from '../model/index.js';
 import { rng } from '../util/rng.js';
-import { parsePeftConfig } from './peft-config.js';
-import { peftConfig, writePeftAdapter } from './peft-writer.js';
-import { resolveTargets } from './targets.js';
+import { parsePeftConfig, peftConfig, resolveTargets, writePeftAdapter } from '../lora/index.js';
 
 /** An adapted layer as PEFT defines it: y += scale · B (A x), plus a trained bias if any. */
 export interface LoraModuleWeights {
