@@ -23,7 +23,7 @@ export async function writeRandomAdapter(dir: string, model: HfModel, fields: Re
   const parsed = parsePeftConfig(JSON.stringify(config));
   const modules = new Map();
   const weights = new Map<string, LoraModuleWeights>();
-  for (const t of resolveTargets(parsed, model.linears, String(model.config.model_type))) {
+  for (const t of resolveTargets(parsed, model)) {
     const m = t.module;
     const A = r.tensor(t.rank * m.inFeatures, std);
     const B = r.tensor(m.outFeatures * t.rank, std);
