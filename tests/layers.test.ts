@@ -63,7 +63,8 @@ function violations(file: string, specs: string[]): string[] {
     if (target.startsWith('..')) wrong.push(`src/${posix(file)} imports ${spec}, outside src/`);
     else if (to === from) continue;
     else if (!(RANK[to]! < RANK[from]!)) wrong.push(`src/${posix(file)} (${from}) imports ${spec} (${to}): ${to} is not below ${from}`);
-    else if (!NO_INDEX.has(to) && posix(target) !== `${to}/index.ts`) wrong.push(`src/${posix(file)} imports ${spec}: go through ${to}/index.ts`);
+    else if (!NO_INDEX.has(to) && posix(target) !== `${to}/index.ts`)
+      wrong.push(`src/${posix(file)} imports ${spec}: go through ${to}/index.ts`);
   }
   return wrong;
 }
@@ -76,7 +77,10 @@ describe('layers', () => {
   });
 
   it('imports point down the layers, into a layer through its index.ts; runtime libraries stay with their owner', () => {
-    assert.deepEqual(files.flatMap((f) => violations(f, importsOf(join(SRC, f)))), []);
+    assert.deepEqual(
+      files.flatMap((f) => violations(f, importsOf(join(SRC, f)))),
+      [],
+    );
   });
 
   it('the check catches upward, sibling, fixture, past-the-index and library imports', () => {

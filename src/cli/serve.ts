@@ -16,7 +16,11 @@ const FLAGS = {
   provider: { env: 'LORASERVE_PROVIDER', help: 'cpu | cuda | webgpu', parse: text },
   slots: { env: 'LORASERVE_SLOTS', help: 'adapter slots on the device', parse: numberFlag },
   'max-rank': { env: 'LORASERVE_MAX_RANK', help: 'largest LoRA rank served', parse: numberFlag },
-  'lora-modules': { env: 'LORASERVE_LORA_MODULES', help: 'all-linear, or comma-separated module names with LoRA slots', parse: (v: string) => (v === 'all-linear' ? v : list(v)) },
+  'lora-modules': {
+    env: 'LORASERVE_LORA_MODULES',
+    help: 'all-linear, or comma-separated module names with LoRA slots',
+    parse: (v: string) => (v === 'all-linear' ? v : list(v)),
+  },
   'host-cache-bytes': { env: 'LORASERVE_HOST_CACHE_BYTES', help: 'host-memory bound of parsed adapters', parse: numberFlag },
   'max-batch': { env: 'LORASERVE_MAX_BATCH', help: 'rows per forward pass', parse: numberFlag },
   'max-batch-tokens': { env: 'LORASERVE_MAX_BATCH_TOKENS', help: 'padded prompt tokens per prefill', parse: numberFlag },
@@ -56,7 +60,9 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerCo
     if (raw === undefined || raw === '') continue;
     config[KEY_OF[flag]] = spec.parse(raw, flag);
   }
-  if (!['cpu', 'cuda', 'webgpu'].includes(config.provider as string)) throw new ConfigError(`--provider must be cpu, cuda or webgpu, not "${String(config.provider)}"`, { param: 'provider' });
+  if (!['cpu', 'cuda', 'webgpu'].includes(config.provider as string)) {
+    throw new ConfigError(`--provider must be cpu, cuda or webgpu, not "${String(config.provider)}"`, { param: 'provider' });
+  }
   return config as unknown as ServerConfig & { provider: ExecutionProvider };
 }
 
@@ -79,7 +85,8 @@ export async function serve(args: string[]): Promise<void> {
     await serving.adapters.warm(ANONYMOUS_ADMIN, name);
     app.log.info({ adapter: name }, 'preloaded');
   }
-  app.log.info({ model: serving.baseId, adapters: serving.adapters.visible(ANONYMOUS_ADMIN).length, slots: config.slots, provider: config.provider }, 'model loaded');
+  const adapters = serving.adapters.visible(ANONYMOUS_ADMIN).length;
+  app.log.info({ model: serving.baseId, adapters, slots: config.slots, provider: config.provider }, 'model loaded');
   await app.listen({ host: config.host, port: config.port });
 
   let stopping = false;

@@ -38,7 +38,9 @@ export async function trainCommand(args: string[]): Promise<void> {
     return typeof raw === 'string' ? numberFlag(raw, flag) : fallback;
   };
   const schedule = (values.schedule ?? TRAIN_DEFAULTS.schedule) as TrainOptions['schedule'];
-  if (!SCHEDULES.includes(schedule)) throw new ConfigError(`--schedule must be ${SCHEDULES.join(', ')}, not "${schedule}"`, { param: 'schedule' });
+  if (!SCHEDULES.includes(schedule)) {
+    throw new ConfigError(`--schedule must be ${SCHEDULES.join(', ')}, not "${schedule}"`, { param: 'schedule' });
+  }
   const options: TrainOptions = {
     ...TRAIN_DEFAULTS,
     modelDir: values.model, dataPath: values.data, outDir: values.out, full: values.full ?? false,

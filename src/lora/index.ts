@@ -6,5 +6,13 @@ export { SlotTable } from './slot-table.js';
 export { writePeftAdapter, peftConfig, type PeftAdapterFiles } from './peft-writer.js';
 export { CONFIG_FILE, WEIGHTS_FILE, KEY_PREFIX, readAdapterFolder, type AdapterFiles } from './peft-format.js';
 export { AdapterStore, checkAdapterName, versionKey, ADAPTER_NAME, type StoredAdapter } from './adapter-store.js';
-export { AdapterCache, type Lease, type Tier, type CacheEvents, type CacheOccupancy, type CacheSource, type CacheSlots } from './adapter-cache.js';
+export {
+  AdapterCache,
+  type Lease,
+  type Tier,
+  type CacheEvents,
+  type CacheOccupancy,
+  type CacheSource,
+  type CacheSlots,
+} from './adapter-cache.js';
 export { mergeAdapter } from './merge.js';

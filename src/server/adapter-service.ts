@@ -11,8 +11,18 @@
 import { AdaptersDisabledError, AdapterNotFoundError, ForbiddenError } from '../errors.js';
 import type { Engine } from '../engine/index.js';
 import {
-  AdapterCache, AdapterStore, checkAdapterName, summarizeAdapterConfig, versionKey,
-  type AdapterFiles, type AdapterSummary, type CacheEvents, type CacheOccupancy, type Lease, type StoredAdapter, type Tier,
+  AdapterCache,
+  AdapterStore,
+  checkAdapterName,
+  summarizeAdapterConfig,
+  versionKey,
+  type AdapterFiles,
+  type AdapterSummary,
+  type CacheEvents,
+  type CacheOccupancy,
+  type Lease,
+  type StoredAdapter,
+  type Tier,
 } from '../lora/index.js';
 import type { Caller } from './auth.js';
 import type { ServerConfig } from './config.js';
@@ -40,7 +50,11 @@ export class AdapterService {
     private readonly config: Pick<ServerConfig, 'loraRoot'>,
   ) {}
 
-  static async open(engine: Engine, config: Pick<ServerConfig, 'adaptersDir' | 'hostCacheBytes' | 'loraRoot'>, events: CacheEvents): Promise<AdapterService> {
+  static async open(
+    engine: Engine,
+    config: Pick<ServerConfig, 'adaptersDir' | 'hostCacheBytes' | 'loraRoot'>,
+    events: CacheEvents,
+  ): Promise<AdapterService> {
     const store = await AdapterStore.open(config.adaptersDir);
     const parse = (c: string, w: Uint8Array) => engine.parseAdapter(c, w);
     const cache = engine.slots ? new AdapterCache(store, engine.slots, config.hostCacheBytes, parse, events) : null;
@@ -129,7 +143,10 @@ export class AdapterService {
   }
 
   private slots(): AdapterCache {
-    if (!this.cache) throw new AdaptersDisabledError(`this server runs without adapter slots (--slots 0): only the base model "${this.engine.model.id}" is served`);
+    if (!this.cache)
+      throw new AdaptersDisabledError(
+        `this server runs without adapter slots (--slots 0): only the base model "${this.engine.model.id}" is served`,
+      );
     return this.cache;
   }
 

@@ -79,7 +79,8 @@ export async function buildApp(serving: Serving, options: { logger?: FastifyServ
 const v1Routes: FastifyPluginAsyncTypebox = async (v1) => {
   const keys = v1.serving.keys;
   v1.addHook('onRequest', async (request) => {
-    request.caller = keys ? keys.authenticate(request.headers.authorization, request.headers['x-api-key'] as string | undefined) : ANONYMOUS_ADMIN;
+    const { authorization, 'x-api-key': apiKey } = request.headers;
+    request.caller = keys ? keys.authenticate(authorization, typeof apiKey === 'string' ? apiKey : undefined) : ANONYMOUS_ADMIN;
   });
   v1.setNotFoundHandler((request) => {
     throw new NotFoundError(`no route ${request.method} ${request.url}`);

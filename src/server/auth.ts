@@ -33,8 +33,12 @@ export class KeyRing {
 
   constructor(entries: KeyEntry[]) {
     for (const [i, e] of entries.entries()) {
-      if (typeof e.key !== 'string' || e.key.length < 8) throw new ConfigError(`keys file: entry ${i} needs a "key" of at least 8 characters`);
-      if (!e.admin && !Array.isArray(e.adapters)) throw new ConfigError(`keys file: tenant entry ${i} needs "adapters": a list of names or "prefix-*" patterns`);
+      if (typeof e.key !== 'string' || e.key.length < 8) {
+        throw new ConfigError(`keys file: entry ${i} needs a "key" of at least 8 characters`);
+      }
+      if (!e.admin && !Array.isArray(e.adapters)) {
+        throw new ConfigError(`keys file: tenant entry ${i} needs "adapters": a list of names or "prefix-*" patterns`);
+      }
       const tenant = e.tenant ?? (e.admin ? 'admin' : `tenant-${i}`);
       this.keys.set(e.key, e.admin ? { admin: true, tenant, canUse: () => true } : { admin: false, tenant, canUse: scopeMatcher(e.adapters!) });
     }

@@ -25,7 +25,10 @@ export interface SamplingBody {
 
 /** Chat messages with text parts joined: what the chat template renders. */
 export function chatMessages(messages: ReadonlyArray<{ role: string; content: string | ReadonlyArray<{ text: string }> }>): ChatMessage[] {
-  return messages.map((m) => ({ role: m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('') }));
+  return messages.map((m) => ({
+    role: m.role,
+    content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
+  }));
 }
 
 /** The engine request for a body and its prompt tokens; `promptParam` names the field a prompt error points at. */
@@ -36,9 +39,12 @@ export function generateRequest(
   promptParam: 'messages' | 'prompt',
 ): Omit<GenerateRequest, 'slot' | 'signal' | 'onDone'> {
   if (body.n !== undefined && body.n !== null && body.n !== 1) throw new UnsupportedParameterError('n must be 1', { param: 'n' });
-  if (promptTokens.length === 0) throw new EmptyPromptError('the prompt is empty: give it at least one token of text', { param: promptParam });
+  if (promptTokens.length === 0)
+    throw new EmptyPromptError('the prompt is empty: give it at least one token of text', { param: promptParam });
   if (promptTokens.length > limits.maxPromptTokens) {
-    throw new PromptTooLongError(`the prompt is ${promptTokens.length} tokens; this server accepts at most ${limits.maxPromptTokens}`, { param: 'messages' });
+    throw new PromptTooLongError(`the prompt is ${promptTokens.length} tokens; this server accepts at most ${limits.maxPromptTokens}`, {
+      param: 'messages',
+    });
   }
   const asked = body.max_completion_tokens ?? body.max_tokens;
   if (asked && asked > limits.maxTokens) {

@@ -29,18 +29,49 @@ export interface RequestTrack {
 
 export class Metrics {
   readonly registry = new Registry();
-  private readonly requests = new Counter({ name: 'loraserve_requests_total', help: 'Generation requests by adapter, endpoint and HTTP status.', labelNames: ['adapter', 'endpoint', 'status'], registers: [this.registry] });
-  private readonly tokens = new Counter({ name: 'loraserve_tokens_total', help: 'Tokens by adapter and kind (prompt, completion).', labelNames: ['adapter', 'kind'], registers: [this.registry] });
-  private readonly cacheHits = new Counter({ name: 'loraserve_adapter_cache_hits_total', help: 'Adapter cache hits by tier.', labelNames: ['tier'], registers: [this.registry] });
-  private readonly cacheMisses = new Counter({ name: 'loraserve_adapter_cache_misses_total', help: 'Adapter cache misses by tier.', labelNames: ['tier'], registers: [this.registry] });
-  private readonly cacheEvictions = new Counter({ name: 'loraserve_adapter_cache_evictions_total', help: 'Adapter cache evictions by tier.', labelNames: ['tier'], registers: [this.registry] });
+  private readonly requests = new Counter({
+    name: 'loraserve_requests_total',
+    help: 'Generation requests by adapter, endpoint and HTTP status.',
+    labelNames: ['adapter', 'endpoint', 'status'],
+    registers: [this.registry],
+  });
+  private readonly tokens = new Counter({
+    name: 'loraserve_tokens_total',
+    help: 'Tokens by adapter and kind (prompt, completion).',
+    labelNames: ['adapter', 'kind'],
+    registers: [this.registry],
+  });
+  private readonly cacheHits = new Counter({
+    name: 'loraserve_adapter_cache_hits_total',
+    help: 'Adapter cache hits by tier.',
+    labelNames: ['tier'],
+    registers: [this.registry],
+  });
+  private readonly cacheMisses = new Counter({
+    name: 'loraserve_adapter_cache_misses_total',
+    help: 'Adapter cache misses by tier.',
+    labelNames: ['tier'],
+    registers: [this.registry],
+  });
+  private readonly cacheEvictions = new Counter({
+    name: 'loraserve_adapter_cache_evictions_total',
+    help: 'Adapter cache evictions by tier.',
+    labelNames: ['tier'],
+    registers: [this.registry],
+  });
   private readonly ttft = new Histogram({
-    name: 'loraserve_time_to_first_token_seconds', help: 'Time from request arrival to its first token.', labelNames: ['adapter'],
-    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30], registers: [this.registry],
+    name: 'loraserve_time_to_first_token_seconds',
+    help: 'Time from request arrival to its first token.',
+    labelNames: ['adapter'],
+    buckets: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30],
+    registers: [this.registry],
   });
   private readonly itl = new Histogram({
-    name: 'loraserve_inter_token_latency_seconds', help: 'Time between consecutive streamed tokens.', labelNames: ['adapter'],
-    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5], registers: [this.registry],
+    name: 'loraserve_inter_token_latency_seconds',
+    help: 'Time between consecutive streamed tokens.',
+    labelNames: ['adapter'],
+    buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5],
+    registers: [this.registry],
   });
 
   /** The adapter cache's hit, miss and eviction counters. */
@@ -53,7 +84,14 @@ export class Metrics {
   /** Registers the gauges, each reading `source` when scraped. */
   gaugesFrom(source: GaugeSource): void {
     const gauge = (name: string, help: string, read: () => number) =>
-      new Gauge({ name, help, registers: [this.registry], collect() { this.set(read()); } });
+      new Gauge({
+        name,
+        help,
+        registers: [this.registry],
+        collect() {
+          this.set(read());
+        },
+      });
     gauge('loraserve_adapter_slots_used', 'Device slots holding an adapter.', () => source.occupancy().used);
     gauge('loraserve_adapter_slots_pinned', 'Device slots pinned by running requests.', () => source.occupancy().pinned);
     gauge('loraserve_adapter_slots', 'Device slots for adapters.', () => source.occupancy().capacity);
@@ -72,7 +110,10 @@ export class Metrics {
       collect() {
         const a = source.occupancy();
         this.reset();
-        this.set({ max_lora: String(a.capacity), running_lora_adapters: a.running.join(','), waiting_lora_adapters: a.waiting.join(',') }, Date.now() / 1000);
+        this.set(
+          { max_lora: String(a.capacity), running_lora_adapters: a.running.join(','), waiting_lora_adapters: a.waiting.join(',') },
+          Date.now() / 1000,
+        );
       },
     });
   }

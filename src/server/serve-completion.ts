@@ -45,7 +45,14 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
       const result = await gen.result;
       if (limit.timedOut()) throw new RequestTimeoutError(`generation did not finish within ${serving.config.requestTimeoutMs} ms`);
       track.done(200, result);
-      return { id, object: c.shape.object, created, model: c.model.id, choices: [c.shape.choice((c.echo ?? '') + result.text, result.finishReason)], usage: usage(result) };
+      return {
+        id,
+        object: c.shape.object,
+        created,
+        model: c.model.id,
+        choices: [c.shape.choice((c.echo ?? '') + result.text, result.finishReason)],
+        usage: usage(result),
+      };
     }
     await stream(new SseWriter(reply, String(request.id)), gen, c, { id, created }, track, request.log);
     return reply;
@@ -56,9 +63,20 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
 
 /** Streams a generation's chunks; a failure mid-stream becomes an error event (the status line is already sent). */
 async function stream(
-  sse: SseWriter, gen: Generation, c: Completion, ids: { id: string; created: number }, track: RequestTrack, log: FastifyBaseLogger,
+  sse: SseWriter,
+  gen: Generation,
+  c: Completion,
+  ids: { id: string; created: number },
+  track: RequestTrack,
+  log: FastifyBaseLogger,
 ): Promise<void> {
-  const frame = (choices: unknown[], extra: Record<string, unknown> = {}) => ({ ...ids, object: c.shape.chunkObject, model: c.model.id, choices, ...extra });
+  const frame = (choices: unknown[], extra: Record<string, unknown> = {}) => ({
+    ...ids,
+    object: c.shape.chunkObject,
+    model: c.model.id,
+    choices,
+    ...extra,
+  });
   try {
     let first = true;
     if (c.shape.opensWithRole || c.echo) {

@@ -61,7 +61,8 @@ export class Serving implements GaugeSource {
 
   /** Admits a request: checks shutdown and the queue bound, pins its adapter, queues it. */
   async start(model: ResolvedModel, req: Omit<GenerateRequest, 'slot' | 'onDone' | 'signal'>, signal: AbortSignal): Promise<Generation> {
-    if (this.shuttingDown) throw new ShuttingDownError('the server is shutting down; retry on another replica', { headers: { 'retry-after': '5' } });
+    if (this.shuttingDown)
+      throw new ShuttingDownError('the server is shutting down; retry on another replica', { headers: { 'retry-after': '5' } });
     if (this.queueDepth() >= this.config.maxQueue) {
       throw new QueueFullError(`${this.queueDepth()} requests are already waiting; retry shortly`, { headers: { 'retry-after': '1' } });
     }

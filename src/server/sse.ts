@@ -10,7 +10,12 @@ export class SseWriter {
   constructor(reply: FastifyReply, requestId: string) {
     reply.hijack();
     this.res = reply.raw;
-    this.res.writeHead(200, { 'content-type': 'text/event-stream; charset=utf-8', 'cache-control': 'no-cache', connection: 'keep-alive', 'x-request-id': requestId });
+    this.res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-request-id': requestId,
+    });
   }
 
   send(data: unknown): void {

@@ -19,7 +19,12 @@ export const CHAT_SHAPE: WireShape = {
   chunkObject: 'chat.completion.chunk',
   idPrefix: 'chatcmpl-',
   opensWithRole: true,
-  choice: (text, finish) => ({ index: 0, message: { role: 'assistant', content: text }, finish_reason: wireFinish(finish), logprobs: null }),
+  choice: (text, finish) => ({
+    index: 0,
+    message: { role: 'assistant', content: text },
+    finish_reason: wireFinish(finish),
+    logprobs: null,
+  }),
   chunk: (text, first, finish) => ({
     index: 0,
     delta: { ...(first ? { role: 'assistant' } : {}), ...(text !== null ? { content: text } : {}) },

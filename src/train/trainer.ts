@@ -110,7 +110,9 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
 
   const peft = o.full ? null : parsePeftConfig(JSON.stringify(peftConfig({ r: o.r, lora_alpha: o.alpha, target_modules: o.targetModules, use_rslora: o.useRslora })));
   const modules = peft ? resolveTargets(peft, model).map((t) => t.module) : [];
-  if (peft && modules.length === 0) throw new ConfigError(`target modules ${JSON.stringify(o.targetModules)} match no linear layer of ${model.id}`);
+  if (peft && modules.length === 0) {
+    throw new ConfigError(`target modules ${JSON.stringify(o.targetModules)} match no linear layer of ${model.id}`);
+  }
   const lm = new TfCausalLM(model, o.full ? 'full' : 'lora', peft ? { r: o.r, alpha: o.alpha, dropout: o.dropout, useRslora: o.useRslora, modules } : null, o.seed);
   const pad = model.generation.padTokenId ?? model.generation.eosTokenIds[0] ?? 0;
   const optimizer = tf.train.adam(o.learningRate, 0.9, 0.999, 1e-8);

@@ -12,9 +12,14 @@ const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 /** Runs the CLI in a child process and returns its exit status and stderr. */
 function cli(args: string[]): Promise<{ status: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    execFile(process.execPath, ['--import', 'tsx', MAIN, ...args], { env: { ...process.env, LORASERVE_LOG_LEVEL: 'silent' } }, (err, _stdout, stderr) => {
-      resolve({ status: err ? (err.code as number) : 0, stderr });
-    });
+    execFile(
+      process.execPath,
+      ['--import', 'tsx', MAIN, ...args],
+      { env: { ...process.env, LORASERVE_LOG_LEVEL: 'silent' } },
+      (err, _stdout, stderr) => {
+        resolve({ status: err ? (err.code as number) : 0, stderr });
+      },
+    );
   });
 }
 
@@ -49,7 +54,19 @@ describe('loraserve CLI errors: one line on stderr, exit status 2', () => {
   it('--preload with --slots 0 fails at once instead of waiting for a slot forever', async () => {
     const dir = join(tempDir(), 'm');
     writeRandomModel(dir, { family: 'llama', seed: 5 });
-    const r = await cli(['serve', '--model', dir, '--adapters', join(tempDir(), 'adapters'), '--slots', '0', '--preload', 'support', '--port', '0']);
+    const r = await cli([
+      'serve',
+      '--model',
+      dir,
+      '--adapters',
+      join(tempDir(), 'adapters'),
+      '--slots',
+      '0',
+      '--preload',
+      'support',
+      '--port',
+      '0',
+    ]);
     assert.equal(r.status, 2);
     oneLine(r.stderr, /^loraserve: this server runs without adapter slots \(--slots 0\)/);
   });

@@ -1,7 +1,15 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { AdapterNotFoundError } from '../../src/errors.js';
-import { AdapterCache, versionKey, type AdapterFiles, type CacheSlots, type CacheSource, type ParsedAdapter, type StoredAdapter } from '../../src/lora/index.js';
+import {
+  AdapterCache,
+  versionKey,
+  type AdapterFiles,
+  type CacheSlots,
+  type CacheSource,
+  type ParsedAdapter,
+  type StoredAdapter,
+} from '../../src/lora/index.js';
 
 /** Versions in memory; reads can be held open to make loads overlap. */
 class FakeStore implements CacheSource {
@@ -46,7 +54,10 @@ class FakeStore implements CacheSource {
 /** A slot table that records which adapter version each slot holds. */
 class FakeTable implements CacheSlots {
   readonly held: Array<string | null>;
-  constructor(readonly slots: number, private readonly tagOf: Map<ParsedAdapter, string>) {
+  constructor(
+    readonly slots: number,
+    private readonly tagOf: Map<ParsedAdapter, string>,
+  ) {
     this.held = new Array(slots).fill(null);
   }
   write(slot: number, adapter: ParsedAdapter): void {
@@ -93,7 +104,10 @@ describe('adapter cache (fake store and slot table)', () => {
     assert.deepEqual(parses, ['a@1']);
     assert.deepEqual(new Set(got.map((l) => l.slot)), new Set([1]));
     assert.equal(table.held[1], 'a@1');
-    assert.deepEqual(events.filter((e) => e === 'miss:device'), ['miss:device']);
+    assert.deepEqual(
+      events.filter((e) => e === 'miss:device'),
+      ['miss:device'],
+    );
     assert.equal(cache.occupancy().pinned, 1);
     for (const l of got) l.release();
     assert.equal(cache.occupancy().pinned, 0);

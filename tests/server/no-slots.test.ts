@@ -19,7 +19,12 @@ describe('a server without adapter slots (--slots 0)', () => {
     model.weights.close();
   });
   after(() => s.close());
-  const chat = (model: string) => s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 } });
+  const chat = (model: string) =>
+    s.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 },
+    });
 
   it('serves the base model and reports no slots', async () => {
     assert.equal((await chat(s.serving.baseId)).statusCode, 200);
@@ -27,7 +32,13 @@ describe('a server without adapter slots (--slots 0)', () => {
   });
 
   it('refuses an upload with adapters_disabled before writing anything', async () => {
-    const { payload, headers } = multipart({ name: 'nope' }, { 'adapter_config.json': readFileSync(join(dir, 'adapter_config.json')), 'adapter_model.safetensors': readFileSync(join(dir, 'adapter_model.safetensors')) });
+    const { payload, headers } = multipart(
+      { name: 'nope' },
+      {
+        'adapter_config.json': readFileSync(join(dir, 'adapter_config.json')),
+        'adapter_model.safetensors': readFileSync(join(dir, 'adapter_model.safetensors')),
+      },
+    );
     const r = await s.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers });
     assert.equal(r.statusCode, 400);
     assert.equal(r.json().error.code, 'adapters_disabled');
@@ -39,7 +50,11 @@ describe('a server without adapter slots (--slots 0)', () => {
     cpSync(dir, join(s.adaptersDir, 'on-disk'), { recursive: true });
     const t = await startTestServer({ slots: 0, adaptersDir: s.adaptersDir, modelDir: s.modelDir });
     try {
-      const r = await t.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'on-disk', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 } });
+      const r = await t.app.inject({
+        method: 'POST',
+        url: '/v1/chat/completions',
+        payload: { model: 'on-disk', messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 },
+      });
       assert.equal(r.statusCode, 400);
       assert.equal(r.json().error.code, 'adapters_disabled');
       await assert.rejects(t.serving.adapters.warm(ANONYMOUS_ADMIN, 'on-disk'), { code: 'adapters_disabled' });

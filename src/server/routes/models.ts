@@ -10,7 +10,9 @@ function models(serving: Serving, caller: Caller) {
   const created = Math.floor(Date.now() / 1000);
   return [
     { id: base, object: 'model' as const, created, owned_by: 'loraserve', root: base, parent: null },
-    ...serving.adapters.visible(caller).map((a) => ({ id: a.name, object: 'model' as const, created: a.createdAt, owned_by: 'loraserve', root: base, parent: base })),
+    ...serving.adapters
+      .visible(caller)
+      .map((a) => ({ id: a.name, object: 'model' as const, created: a.createdAt, owned_by: 'loraserve', root: base, parent: base })),
   ];
 }
 
