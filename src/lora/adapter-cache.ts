@@ -10,7 +10,8 @@
  *   failed load rejects everyone waiting on it and leaves nothing cached.
  * - Entries are keyed by adapter version, so a replaced adapter's running requests finish on the
  *   old weights while new requests load the new ones.
- * - The base model is slot 0, a pseudo-adapter that is always resident.
+ * - The base model is slot 0, a pseudo-adapter that is always resident. An engine without adapter
+ *   slots gets no cache at all (the server refuses adapter requests instead of waiting forever).
  */
 import { LRUCache } from 'lru-cache';
 import { AdapterInUseError, AdapterLoadFailedError, LoraServeError, RequestCancelledError } from '../errors.js';

@@ -1,10 +1,10 @@
 export { parsePeftConfig, loraScale, type PeftLoraConfig } from './peft-config.js';
 export { resolveTargets, selectModules, type TargetedModule } from './targets.js';
 export { parseAdapter, type ParsedAdapter, type SlotModule } from './adapter.js';
-export { summarizeAdapter, summarizeAdapterConfig, type AdapterSummary } from './adapter-summary.js';
+export { summarizeAdapterConfig, type AdapterSummary } from './adapter-summary.js';
 export { SlotTable } from './slot-table.js';
 export { writePeftAdapter, peftConfig, type PeftAdapterFiles } from './peft-writer.js';
-export { CONFIG_FILE, WEIGHTS_FILE, KEY_PREFIX, readAdapterFolder, type AdapterFiles } from './peft-format.js';
+export { CONFIG_FILE, WEIGHTS_FILE, readAdapterFolder, type AdapterFiles } from './peft-format.js';
 export { AdapterStore, checkAdapterName, versionKey, ADAPTER_NAME, type StoredAdapter } from './adapter-store.js';
 export {
   AdapterCache,

@@ -1,2 +1,2 @@
-export { writeRandomModel, TINY_VOCAB, type Family, type RandomModelOptions, type TinyModel } from './random-model.js';
+export { writeRandomModel, type Family, type RandomModelOptions, type TinyModel } from './random-model.js';
 export { writeRandomAdapter, type LoraModuleWeights } from './random-adapter.js';
