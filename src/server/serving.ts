@@ -39,6 +39,7 @@ export class Serving implements GaugeSource {
       loraModules: config.loraModules,
       maxBatch: config.maxBatch,
       maxBatchTokens: config.maxBatchTokens,
+      prefillChunk: config.prefillChunk,
       threads: config.threads,
     });
     const metrics = new Metrics();

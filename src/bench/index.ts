@@ -1,0 +1,2 @@
+export { runBench, type BenchOptions } from './run-bench.js';
+export { SHAPES, type ShapeName } from './shapes.js';

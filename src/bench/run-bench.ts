@@ -1,0 +1,212 @@
+/**
+ * `loraserve bench`: heterogeneous multi-LoRA batching against the ways people serve adapters
+ * without it, plus the engine's own limits, measured in one process on one machine. Speed is
+ * reported as ratios within the run and never asserted.
+ *
+ * GPT-2-small shape, 8 rank-16 adapters on q/k/v/o:
+ *   serial   one request at a time, the adapter switched before each (PEFT's set_adapter style)
+ *   hetero   32 concurrent requests over the 8 adapters in one continuous batch
+ *   base     the same 32 requests on a graph with no LoRA at all
+ *   s64_r64  hetero on an engine built for 64 slots of rank up to 64 (the slots configured must not tax a batch)
+ *   decode-step time at 64 and 512 cached positions (batch 32), and a long-context run (prompt 512, 128 generated)
+ * Qwen2.5-0.5B shape (BF16 on disk): batch 1 and 32, decode-step times, resident memory in a child process.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { Engine, type EngineOptions, type GenerateRequest } from '../engine/index.js';
+import { loadHfModel, type HfModel } from '../model/index.js';
+import { parseAdapter, type ParsedAdapter } from '../lora/index.js';
+import { writeRandomAdapter } from '../testing/index.js';
+import { rng } from '../util/rng.js';
+import { Progress } from '../util/progress.js';
+import { decodeStepMs, runRequests } from './measure.js';
+import type { RssProbeResult } from './rss-probe.js';
+import { SHAPES, writeShape, type ShapeName } from './shapes.js';
+
+export interface BenchOptions {
+  quick: boolean;
+  threads?: number;
+  /** Run one shape's section only; both by default (the Qwen2.5-0.5B one is skipped by --quick). */
+  shape?: ShapeName;
+}
+
+const ADAPTERS = 8;
+const RANK = 16;
+const CONCURRENT = 32;
+
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+async function writeAdapters(dir: string, model: HfModel, shape: ShapeName): Promise<ParsedAdapter[]> {
+  const { targets, fanInFanOut } = SHAPES[shape];
+  const adapters: ParsedAdapter[] = [];
+  const progress = new Progress('bench: adapters', ADAPTERS);
+  for (let i = 0; i < ADAPTERS; i++) {
+    const adir = join(dir, `adapter-${i}`);
+    await writeRandomAdapter(adir, model, { r: RANK, lora_alpha: 2 * RANK, target_modules: [...targets], fan_in_fan_out: fanInFanOut }, 100 + i, 0.02);
+    adapters.push(parseAdapter(readFileSync(join(adir, 'adapter_config.json'), 'utf8'), readFileSync(join(adir, 'adapter_model.safetensors')), model, RANK));
+    progress.update(i + 1);
+  }
+  return adapters;
+}
+
+function prompts(count: number, length: number, vocab: number): number[][] {
+  const r = rng(7);
+  return Array.from({ length: count }, () => Array.from({ length }, () => Math.floor(r.next() * (vocab - 1))));
+}
+
+const requests = (ps: number[][], generate: number, slotOf: (i: number) => number): GenerateRequest[] =>
+  ps.map((p, i) => ({ promptTokens: p, slot: slotOf(i), maxTokens: generate, ignoreEos: true, sampling: { temperature: 0 } }));
+
+/** An engine with the 8 adapters in slots 1..8 (spread over the slots when there are more). */
+async function loraEngine(modelDir: string, adapters: ParsedAdapter[], opts: Partial<EngineOptions>, targets: readonly string[]): Promise<Engine> {
+  const slots = opts.slots ?? ADAPTERS;
+  const engine = await Engine.create({ modelDir, maxRank: RANK, loraModules: [...targets], maxBatch: CONCURRENT, ...opts, slots });
+  const stride = Math.floor(slots / ADAPTERS);
+  adapters.forEach((a, i) => engine.slots!.write(1 + i * stride, a));
+  return engine;
+}
+
+const slotOfRow = (slots: number) => (i: number) => 1 + (i % ADAPTERS) * Math.floor(slots / ADAPTERS);
+
+async function rssProbe(options: Record<string, unknown>): Promise<RssProbeResult> {
+  const probe = fileURLToPath(new URL('./rss-probe.ts', import.meta.url));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', probe, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as RssProbeResult) : reject(new Error(`rss probe exited with ${code}`))));
+  });
+}
+
+async function gpt2Section(dir: string, opts: BenchOptions) {
+  const shape = 'gpt2-small';
+  const promptLen = opts.quick ? 16 : 64;
+  const generate = opts.quick ? 16 : 64;
+  const serialRequests = opts.quick ? 4 : 8;
+  const threads = opts.threads ?? 0;
+  const { targets } = SHAPES[shape];
+  log(`writing a ${SHAPES[shape].label}`);
+  const modelDir = writeShape(join(dir, shape), shape);
+  const model = loadHfModel(modelDir);
+  const adapters = await writeAdapters(dir, model, shape);
+  const vocab = model.dims.vocabSize;
+  model.weights.close();
+  const ps = prompts(CONCURRENT, promptLen, vocab);
+
+  const lora = await loraEngine(modelDir, adapters, { threads }, targets);
+  await runRequests(lora, requests([ps[0]!], 4, () => 1), false); // warm-up: ORT's allocations and kernel choice
+  log('(a) serial, adapter switched per request');
+  const serial = await runRequests(lora, requests(ps.slice(0, serialRequests), generate, () => 1), false, (i) => lora.slots!.write(1, adapters[i % ADAPTERS]!));
+  adapters.forEach((a, i) => lora.slots!.write(i + 1, a));
+  log(`(b) ${CONCURRENT} concurrent requests over ${ADAPTERS} adapters, one batch`);
+  const hetero = await runRequests(lora, requests(ps, generate, slotOfRow(ADAPTERS)), true);
+  log('decode-step time at 64 and 512 cached positions, batch 32');
+  const rowSlots = ps.map((_, i) => slotOfRow(ADAPTERS)(i));
+  const step64 = await decodeStepMs(lora, rowSlots, 64);
+  const step512 = await decodeStepMs(lora, rowSlots, 512);
+  let long = null;
+  if (!opts.quick) {
+    log('long context: prompt 512, 128 generated, batch 1 and 32');
+    const longPrompts = prompts(CONCURRENT, 512, vocab);
+    const one = await runRequests(lora, requests([longPrompts[0]!], 128, () => 1), false);
+    const all = await runRequests(lora, requests(longPrompts, 128, slotOfRow(ADAPTERS)), true);
+    long = { prompt_tokens: 512, generated_tokens: 128, batch_1: one, batch_32: all };
+  }
+  await lora.close();
+
+  const base = await Engine.create({ modelDir, slots: 0, maxBatch: CONCURRENT, threads });
+  await runRequests(base, requests([ps[0]!], 4, () => 0), false);
+  log(`(c) the same ${CONCURRENT} requests, no LoRA in the graph`);
+  const plain = await runRequests(base, requests(ps, generate, () => 0), true);
+  const baseStep64 = await decodeStepMs(base, ps.map(() => 0), 64);
+  const baseStep512 = await decodeStepMs(base, ps.map(() => 0), 512);
+  await base.close();
+
+  log('(d) hetero on an engine built for 64 slots of rank up to 64');
+  const wide = await loraEngine(modelDir, adapters, { threads, slots: 64, maxRank: 64 }, targets);
+  await runRequests(wide, requests([ps[0]!], 4, () => 1), false);
+  const hetero64 = await runRequests(wide, requests(ps, generate, slotOfRow(64)), true);
+  await wide.close();
+
+  return {
+    details: {
+      model: SHAPES[shape].label, adapters: ADAPTERS, rank: RANK, targets, promptTokens: promptLen, generatedTokens: generate, concurrent: CONCURRENT, serialRequests,
+      serial, hetero, base: plain, hetero_s64_r64: hetero64,
+      decode_step_ms: { lora: { cached_64: step64, cached_512: step512 }, base: { cached_64: baseStep64, cached_512: baseStep512 } },
+      long_context: long,
+    },
+    summary: {
+      hetero_vs_serial: +(hetero.tokens_per_s / serial.tokens_per_s).toFixed(3),
+      lora_vs_base: +(hetero.tokens_per_s / plain.tokens_per_s).toFixed(3),
+      lora_vs_base_s64_r64: +(hetero64.tokens_per_s / plain.tokens_per_s).toFixed(3),
+      decode_step_512_vs_64: +(step512 / step64).toFixed(3),
+    },
+  };
+}
+
+async function qwenSection(dir: string, opts: BenchOptions) {
+  const shape = 'qwen2-0.5b';
+  const threads = opts.threads ?? 0;
+  const { targets } = SHAPES[shape];
+  log(`writing a ${SHAPES[shape].label} (about a minute)`);
+  const modelDir = writeShape(join(dir, shape), shape);
+  const model = loadHfModel(modelDir);
+  const adapters = await writeAdapters(join(dir, shape), model, shape);
+  const vocab = model.dims.vocabSize;
+  model.weights.close();
+  const ps = prompts(CONCURRENT, 64, vocab);
+  const generate = 32;
+  const engine = await loraEngine(modelDir, adapters, { threads }, targets);
+  await runRequests(engine, requests([ps[0]!], 2, () => 1), false);
+  log('qwen2-0.5b: batch 1, then 32 requests over 8 adapters');
+  const one = await runRequests(engine, requests([ps[0]!], generate, () => 1), false);
+  const all = await runRequests(engine, requests(ps, generate, slotOfRow(ADAPTERS)), true);
+  const rowSlots = ps.map((_, i) => slotOfRow(ADAPTERS)(i));
+  const step64 = await decodeStepMs(engine, rowSlots, 64, 3);
+  const step512 = await decodeStepMs(engine, rowSlots, 512, 3);
+  await engine.close();
+  log('qwen2-0.5b: resident memory of a serving engine, in a child process');
+  const rss = await rssProbe({ modelDir, slots: ADAPTERS, maxRank: RANK, loraModules: [...targets], threads, promptTokens: 64, generate: 8 });
+  return {
+    details: {
+      model: SHAPES[shape].label, adapters: ADAPTERS, rank: RANK, targets, promptTokens: 64, generatedTokens: generate,
+      batch_1: one, batch_32: all, decode_step_ms: { cached_64: step64, cached_512: step512 },
+      rss: { rss_mib: Math.round(rss.rss_bytes / 2 ** 20), weights_f32_mib: Math.round(rss.weights_f32_bytes / 2 ** 20), kv_mib: +(rss.kv_bytes / 2 ** 20).toFixed(1) },
+    },
+    summary: {
+      qwen_tokens_per_s_batch_1: one.tokens_per_s,
+      qwen_tokens_per_s_batch_32: all.tokens_per_s,
+      rss_vs_weights: +(rss.rss_bytes / rss.weights_f32_bytes).toFixed(3),
+    },
+  };
+}
+
+/** Runs the benchmark; `details` holds every figure, `summary` the ratios the issues track. */
+export async function runBench(opts: BenchOptions): Promise<{ details: Record<string, unknown>; summary: Record<string, unknown> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'loraserve-bench-'));
+  const details: Record<string, unknown> = {
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, threads: opts.threads ?? 'all cores' },
+    quick: opts.quick,
+  };
+  let summary: Record<string, unknown> = {};
+  try {
+    if (!opts.shape || opts.shape === 'gpt2-small') {
+      const r = await gpt2Section(dir, opts);
+      details['gpt2-small'] = r.details;
+      summary = { ...summary, ...r.summary };
+    }
+    if (opts.shape === 'qwen2-0.5b' || (!opts.shape && !opts.quick)) {
+      const r = await qwenSection(dir, opts);
+      details['qwen2-0.5b'] = r.details;
+      summary = { ...summary, ...r.summary };
+    }
+    return { details, summary };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
