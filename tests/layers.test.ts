@@ -34,7 +34,7 @@ const OWNERS: Array<[RegExp, string]> = [
   [/^@tensorflow\//, 'train/'],
   [/^@huggingface\/transformers$/, 'tokenizer/'],
   [/^(fastify|fastify-plugin|@fastify\/.*)$/, 'server/'],
-  [/^node-llama-cpp$/, 'bench/llama-peer.ts'],
+  [/^node-llama-cpp$/, 'bench/'],
 ];
 
 const SRC = fileURLToPath(new URL('../src/', import.meta.url));
