@@ -12,7 +12,8 @@
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
-import { AdapterStore, CONFIG_FILE, WEIGHTS_FILE, writeRandomAdapter } from '../src/lora/index.js';
+import { AdapterStore, CONFIG_FILE, WEIGHTS_FILE } from '../src/lora/index.js';
+import { writeRandomAdapter } from '../src/testing/index.js';
 import { loadHfModel } from '../src/model/index.js';
 import { spawnServer, writeTinyModel } from '../tests/helpers/child-server.js';
 import { tempDir } from '../tests/helpers/adapters.js';

@@ -12,10 +12,9 @@ import { randomBytes } from 'node:crypto';
 import { join, resolve, sep } from 'node:path';
 import { AdapterCorruptedError, AdapterNotFoundError, InvalidAdapterNameError, InvalidUploadError, PathOutsideRootError } from '../errors.js';
 import { checkManifest, MANIFEST_FILE, manifestOf } from './adapter-manifest.js';
+import { CONFIG_FILE, WEIGHTS_FILE, type AdapterFiles } from './peft-format.js';
 
 export const ADAPTER_NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
-export const CONFIG_FILE = 'adapter_config.json';
-export const WEIGHTS_FILE = 'adapter_model.safetensors';
 
 export function checkAdapterName(name: unknown): string {
   if (typeof name !== 'string' || !ADAPTER_NAME.test(name)) {
@@ -37,10 +36,8 @@ export interface StoredAdapter {
   sealed: boolean;
 }
 
-export interface AdapterFiles {
-  config: string;
-  weights: Uint8Array;
-}
+/** What caches key one version of an adapter by. */
+export const versionKey = (e: Pick<StoredAdapter, 'name' | 'version'>): string => `${e.name}@${e.version}`;
 
 /** Temp names in the store root: `.upload-<name>-<hex>` (being written), `.old-<name>-<hex>` (replaced), `.deleted-<name>-<hex>`. */
 const LEFTOVER = /^\.(upload|old|deleted)-(.+)-[0-9a-f]{12}$/;

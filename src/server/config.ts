@@ -15,6 +15,7 @@ export interface ServerConfig {
   hostCacheBytes: number;
   maxBatch: number;
   maxBatchTokens: number;
+  prefillChunk: number;
   threads: number;
   keysFile: string | null;
   /** Root under which vLLM-style load_lora_adapter may read adapters by path; null disables it. */
@@ -48,6 +49,7 @@ export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
   hostCacheBytes: 512 * 1024 * 1024,
   maxBatch: 32,
   maxBatchTokens: 4096,
+  prefillChunk: 512,
   threads: 0,
   keysFile: null,
   loraRoot: null,
