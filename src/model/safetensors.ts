@@ -192,13 +192,16 @@ function toF32(info: TensorInfo, bytes: Uint8Array, source: string): Float32Arra
 }
 
 export interface TensorToWrite {
-  dtype: 'F32' | 'F16' | 'BF16' | 'I64';
+  dtype: 'F32' | 'F16' | 'BF16' | 'I64' | 'U8';
   shape: number[];
-  data: Float32Array | Uint16Array | BigInt64Array;
+  data: Float32Array | Uint16Array | BigInt64Array | Uint8Array;
 }
 
-/** Encodes tensors as safetensors bytes (header padded with spaces to 8-byte alignment). */
-export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array {
+/**
+ * The pieces of a safetensors file in write order: the length-prefixed header (padded with spaces
+ * to 8-byte alignment), then each tensor's bytes, sorted by name.
+ */
+export function safetensorsParts(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array[] {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   let offset = 0;
@@ -214,18 +217,28 @@ export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metada
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
   const headerBytes = Buffer.from(json, 'utf8');
-  const out = new Uint8Array(8 + headerBytes.length + offset);
-  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
-  out.set(headerBytes, 8);
-  let at = 8 + headerBytes.length;
-  for (const name of names) {
+  const prefix = new Uint8Array(8 + headerBytes.length);
+  new DataView(prefix.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  prefix.set(headerBytes, 8);
+  return [prefix, ...names.map((name) => {
     const d = tensors[name]!.data;
-    out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), at);
-    at += d.byteLength;
+    return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+  })];
+}
+
+/** Encodes tensors as safetensors bytes in one buffer. */
+export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array {
+  const parts = safetensorsParts(tensors, metadata);
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
   }
   return out;
 }
 
+/** Writes a safetensors file crash-safely, streaming each tensor rather than concatenating them. */
 export async function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
-  await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
+  await writeFileAtomic(path, safetensorsParts(tensors, metadata));
 }
