@@ -18,6 +18,8 @@ export interface EngineOptions {
   loraModules?: readonly string[] | 'all-linear';
   maxBatch?: number;
   maxBatchTokens?: number;
+  /** Most prompt tokens of one request read per step; longer prompts are read in chunks between decode steps. */
+  prefillChunk?: number;
   maxContext?: number;
   threads?: number;
 }
@@ -39,6 +41,7 @@ export class Engine {
     readonly model: HfModel,
     readonly tokenizer: Tokenizer,
     private readonly session: OnnxSession,
+    private readonly tokenEmbedding: string,
     /** null when the engine was built without LoRA (slots = 0). */
     readonly slots: SlotTable | null,
     readonly scheduler: Scheduler,
@@ -48,7 +51,7 @@ export class Engine {
   static async create(options: EngineOptions): Promise<Engine> {
     const model = loadHfModel(options.modelDir);
     const opts: Required<EngineOptions> = {
-      provider: 'cpu', slots: 8, maxRank: 16, loraModules: 'all-linear', maxBatch: 32, maxBatchTokens: 4096, threads: 0,
+      provider: 'cpu', slots: 8, maxRank: 16, loraModules: 'all-linear', maxBatch: 32, maxBatchTokens: 4096, prefillChunk: 512, threads: 0,
       ...options,
       maxContext: Math.min(options.maxContext ?? model.dims.maxPositions, model.dims.maxPositions),
     };
@@ -61,10 +64,10 @@ export class Engine {
     const slots = layout ? new SlotTable(layout, loraLinears) : null;
     const eos = new Set(model.generation.eosTokenIds);
     if (tokenizer.eosTokenId !== null) eos.add(tokenizer.eosTokenId);
-    const limits: SchedulerLimits = { maxBatch: opts.maxBatch, maxBatchTokens: opts.maxBatchTokens, maxContext: opts.maxContext };
+    const limits: SchedulerLimits = { maxBatch: opts.maxBatch, maxBatchTokens: opts.maxBatchTokens, maxContext: opts.maxContext, prefillChunk: Math.min(opts.prefillChunk, opts.maxBatchTokens) };
     let engine: Engine;
     const scheduler = new Scheduler((input) => engine.forward(input), model.dims, limits, eos, (ids) => tokenizer.decode(ids));
-    engine = new Engine(model, tokenizer, session, slots, scheduler, opts);
+    engine = new Engine(model, tokenizer, session, graph.tokenEmbedding, slots, scheduler, opts);
     return engine;
   }
 
@@ -80,9 +83,6 @@ export class Engine {
     if (req.promptTokens.length === 0) throw new PromptTooLongError('the prompt is empty', { param: 'messages' });
     if (room < 1) {
       throw new PromptTooLongError(`the prompt is ${req.promptTokens.length} tokens; this model's context holds ${this.options.maxContext}`, { param: 'messages' });
-    }
-    if (req.promptTokens.length > this.options.maxBatchTokens) {
-      throw new PromptTooLongError(`the prompt is ${req.promptTokens.length} tokens; the server takes at most ${this.options.maxBatchTokens} per prompt`, { param: 'messages' });
     }
     return this.scheduler.submit({
       promptTokens: req.promptTokens,
@@ -101,30 +101,34 @@ export class Engine {
     const { layers, kvHeads, headDim } = this.model.dims;
     const i64 = (data: BigInt64Array, dims: number[]): HostTensor => ({ type: 'int64', data, dims });
     const f32 = (data: Float32Array, dims: number[]): HostTensor => ({ type: 'float32', data, dims });
+    const { batch, seq, past } = input;
     const feeds: Record<string, HostTensor> = {
-      [INPUT.ids]: i64(input.ids, [input.batch, input.seq]),
-      [INPUT.positions]: i64(input.positions, [input.batch, input.seq]),
-      [INPUT.mask]: i64(input.mask, [input.batch, input.pastLength + input.seq]),
+      [INPUT.embeds]: f32(this.model.weights.readRowsF32(this.tokenEmbedding, input.ids), [batch, seq, this.model.dims.hidden]),
+      [INPUT.positions]: i64(input.positions, [batch, seq]),
+      [INPUT.mask]: i64(input.mask, [batch, past.length + seq]),
     };
     for (let l = 0; l < layers; l++) {
-      feeds[INPUT.pastKey(l)] = f32(input.pastKeys[l]!, [input.batch, kvHeads, input.pastLength, headDim]);
-      feeds[INPUT.pastValue(l)] = f32(input.pastValues[l]!, [input.batch, kvHeads, input.pastLength, headDim]);
+      feeds[INPUT.pastKey(l)] = f32(past.keys[l]!, [batch, kvHeads, past.length, headDim]);
+      feeds[INPUT.pastValue(l)] = f32(past.values[l]!, [batch, kvHeads, past.length, headDim]);
     }
     if (this.slots) {
-      const { slots: S, maxRank: R } = this.slots.layout;
-      feeds[INPUT.slot] = i64(input.slots, [input.batch]);
+      const packed = this.slots.pack(input.slots);
+      const { columns, rows } = SlotTable.rowWeights(packed, input.slots);
+      const { width: W, adapters: U } = packed;
+      feeds[INPUT.loraColumns] = f32(columns, [batch, W]);
+      feeds[INPUT.loraRows] = f32(rows, [batch, U]);
       for (const m of this.slots.linears) {
-        feeds[INPUT.loraA(m.name)] = f32(this.slots.a.get(m.name)!, [m.inFeatures, (S - 1) * R]);
-        feeds[INPUT.loraB(m.name)] = f32(this.slots.b.get(m.name)!, [(S - 1) * R, m.outFeatures]);
-        feeds[INPUT.loraBias(m.name)] = f32(this.slots.bias.get(m.name)!, [S - 1, m.outFeatures]);
+        feeds[INPUT.loraA(m.name)] = f32(packed.a.get(m.name)!, [W, m.inFeatures]);
+        feeds[INPUT.loraB(m.name)] = f32(packed.b.get(m.name)!, [W, m.outFeatures]);
+        feeds[INPUT.loraBias(m.name)] = f32(packed.bias.get(m.name)!, [U, m.outFeatures]);
       }
     }
     const out = await this.session.run(feeds);
     const take = (name: string) => out[name]!.data as Float32Array;
     return {
       logits: take(OUTPUT.logits),
-      keys: Array.from({ length: layers }, (_, l) => take(OUTPUT.presentKey(l))),
-      values: Array.from({ length: layers }, (_, l) => take(OUTPUT.presentValue(l))),
+      keys: Array.from({ length: layers }, (_, l) => take(OUTPUT.newKey(l))),
+      values: Array.from({ length: layers }, (_, l) => take(OUTPUT.newValue(l))),
     };
   }
 

@@ -2,9 +2,13 @@
  * Continuous batching.
  *
  * Contract:
- * - One `step()` is one forward pass: either a prefill of requests admitted from the queue, or one
- *   decode token for every running request. Prefills go first, so a new request waits at most one
- *   decode step; a prefill is bounded by `maxBatch` rows and `maxBatchTokens` padded tokens.
+ * - One `step()` is one forward pass: either a prefill step (the next prompt chunk of sequences
+ *   still reading their prompt) or one decode token for every decoding row.
+ * - A waiting request is admitted when a row is free (at most `maxBatch` rows). Prompts are read in
+ *   chunks of at most `prefillChunk` tokens, and while rows are decoding, prefill and decode steps
+ *   alternate: a long prompt delays running streams by at most one chunk's step, and a new request
+ *   waits at most one decode step for its first chunk. A prefill step is bounded by `maxBatchTokens`
+ *   padded tokens.
  * - Requests join and leave only between steps. A finished or cancelled request keeps its row until
  *   the start of the next step, which frees it (and calls its `onDone`, releasing its adapter pin).
  * - Each row carries its own adapter slot (0 = base model), so any mix of adapters shares a step.
@@ -12,26 +16,22 @@
  */
 import { EngineError } from '../errors.js';
 import { Generation, type FinishReason } from './generation.js';
-import { IncrementalDetokenizer } from './detokenizer.js';
-import { KvBatch, type KvDims } from './kv-batch.js';
-import { Sampler, type SamplingParams } from './sampler.js';
-import { StopMatcher } from './stop-matcher.js';
+import { KvCache, type KvDims, type PastView } from './kv-cache.js';
+import { Sequence, type SequenceRequest } from './sequence.js';
+import { choosePrefill, decodeInputs, prefillInputs, type StepTokens } from './step-inputs.js';
 
-export interface ForwardInput {
-  batch: number;
-  seq: number;
-  ids: BigInt64Array;
-  positions: BigInt64Array;
-  mask: BigInt64Array;
-  slots: BigInt64Array;
-  pastLength: number;
-  pastKeys: Float32Array[];
-  pastValues: Float32Array[];
+export type { SequenceRequest } from './sequence.js';
+
+export interface ForwardInput extends StepTokens {
+  /** Adapter slot of each row (0 = base model). */
+  slots: Int32Array;
+  past: PastView;
 }
 
 export interface ForwardOutput {
   /** [batch, vocab] for each row's last position. */
   logits: Float32Array;
+  /** This step's keys and values only: [batch, kvHeads, seq, headDim] per layer. */
   keys: Float32Array[];
   values: Float32Array[];
 }
@@ -43,46 +43,17 @@ export interface SchedulerLimits {
   maxBatchTokens: number;
   /** Longest sequence (prompt + generated) a row may reach. */
   maxContext: number;
-}
-
-export interface SequenceRequest {
-  promptTokens: number[];
-  /** Adapter slot; 0 = the base model. */
-  slot: number;
-  sampling: SamplingParams;
-  maxTokens: number;
-  stop: readonly string[];
-  /** Generate through EOS tokens (benchmarks, vLLM's ignore_eos). */
-  ignoreEos?: boolean;
-  signal?: AbortSignal;
-  /** Called once when the request has left the engine, however it ended. */
-  onDone?: () => void;
-}
-
-class Sequence {
-  readonly generated: number[] = [];
-  readonly sampler: Sampler;
-  readonly detok: IncrementalDetokenizer;
-  readonly stops: StopMatcher;
-  finished = false;
-  lastToken = 0;
-
-  constructor(readonly req: SequenceRequest, readonly gen: Generation, decode: (ids: number[]) => string) {
-    this.sampler = new Sampler(req.sampling);
-    this.detok = new IncrementalDetokenizer(decode);
-    this.stops = new StopMatcher(req.stop);
-  }
-
-  get length(): number {
-    return this.req.promptTokens.length + this.generated.length;
-  }
+  /** Most prompt tokens of one sequence read in one step. */
+  prefillChunk: number;
 }
 
 export class Scheduler {
   private waiting: Sequence[] = [];
-  private running: Sequence[] = [];
-  private readonly kv: KvBatch;
+  /** Sequences that own a cache row, in admission order. */
+  private active: Sequence[] = [];
+  private readonly kv: KvCache;
   private looping = false;
+  private lastWasPrefill = false;
   private nextId = 0;
   private idleWaiters: Array<() => void> = [];
   /** Forward passes run so far, by kind (for tests and metrics). */
@@ -95,7 +66,7 @@ export class Scheduler {
     private readonly eosTokenIds: ReadonlySet<number>,
     private readonly decode: (ids: number[]) => string,
   ) {
-    this.kv = new KvBatch(kvDims);
+    this.kv = new KvCache(kvDims, limits.maxContext);
   }
 
   submit(req: SequenceRequest): Generation {
@@ -108,13 +79,14 @@ export class Scheduler {
     return gen;
   }
 
-  get stats(): { waiting: number; running: number; kvFloats: number; kvPositions: number } {
-    return { waiting: this.waiting.length, running: this.running.length, kvFloats: this.kv.floats, kvPositions: this.kv.size * this.kv.length };
+  get stats(): { waiting: number; running: number; kvFloats: number; kvPositions: number; kvCapacity: number } {
+    const kvPositions = this.active.reduce((sum, s) => sum + this.kv.length(s.row), 0);
+    return { waiting: this.waiting.length, running: this.active.length, kvFloats: this.kv.floats, kvPositions, kvCapacity: this.kv.capacity };
   }
 
   /** Resolves when nothing is queued or running. */
   idle(): Promise<void> {
-    if (!this.looping && !this.waiting.length && !this.running.length) return Promise.resolve();
+    if (!this.looping && !this.waiting.length && !this.active.length) return Promise.resolve();
     return new Promise((resolve) => this.idleWaiters.push(resolve));
   }
 
@@ -123,7 +95,20 @@ export class Scheduler {
     this.looping = true;
     void (async () => {
       try {
-        while (await this.step()) await new Promise((r) => setImmediate(r));
+        for (;;) {
+          let more: boolean;
+          try {
+            more = await this.step();
+          } catch (cause) {
+            // A fault outside the forward pass (cache bookkeeping, a bug) leaves the rows' state
+            // unknown: fail the running requests rather than hang them, and carry on with the queue.
+            const err = new EngineError('the engine step failed', { cause });
+            for (const s of this.active) this.fail(s, err);
+            more = true;
+          }
+          if (!more) break;
+          await new Promise((r) => setImmediate(r));
+        }
       } finally {
         this.looping = false;
         for (const w of this.idleWaiters.splice(0)) w();
@@ -134,20 +119,20 @@ export class Scheduler {
   /** One forward pass (see the contract above). Returns false when there was nothing to do. */
   async step(): Promise<boolean> {
     this.releaseFinished();
-    const free = this.limits.maxBatch - this.running.length;
-    if (this.waiting.length && free > 0) {
-      const joining: Sequence[] = [];
-      let longest = 0;
-      while (joining.length < free && this.waiting.length) {
-        const len = Math.max(longest, this.waiting[0]!.req.promptTokens.length);
-        if (joining.length && len * (joining.length + 1) > this.limits.maxBatchTokens) break;
-        longest = len;
-        joining.push(this.waiting.shift()!);
-      }
-      await this.prefill(joining, longest);
+    while (this.waiting.length && this.active.length < this.limits.maxBatch) {
+      const s = this.waiting.shift()!;
+      s.row = this.kv.acquireRow();
+      this.active.push(s);
+    }
+    const reading = this.active.filter((s) => !s.decoding);
+    const decoding = this.active.some((s) => s.decoding);
+    if (reading.length && !(decoding && this.lastWasPrefill)) {
+      this.lastWasPrefill = true;
+      await this.prefillStep(reading);
       return true;
     }
-    if (this.running.length) {
+    this.lastWasPrefill = false;
+    if (decoding) {
       await this.decodeStep();
       return true;
     }
@@ -157,76 +142,58 @@ export class Scheduler {
   private releaseFinished(): void {
     for (const s of this.waiting) if (s.gen.cancelled) this.finish(s, 'cancelled');
     this.waiting = this.waiting.filter((s) => !s.finished);
-    for (const s of this.running) if (s.gen.cancelled) this.finish(s, 'cancelled');
-    if (this.running.some((s) => s.finished)) {
-      const keep = this.running.flatMap((s, i) => (s.finished ? [] : [i]));
-      this.kv.retain(keep);
-      this.running = keep.map((i) => this.running[i]!);
-    }
+    for (const s of this.active) if (s.gen.cancelled) this.finish(s, 'cancelled');
+    for (const s of this.active) if (s.finished) this.kv.releaseRow(s.row);
+    this.active = this.active.filter((s) => !s.finished);
   }
 
-  private async prefill(joining: Sequence[], seq: number): Promise<void> {
-    const batch = joining.length;
-    const ids = new BigInt64Array(batch * seq);
-    const positions = new BigInt64Array(batch * seq);
-    const mask = new Uint8Array(batch * seq);
-    joining.forEach((s, r) => {
-      const prompt = s.req.promptTokens;
-      const pad = seq - prompt.length;
-      // Left padding: every row's last prompt token sits in the last column.
-      for (let j = 0; j < prompt.length; j++) {
-        ids[r * seq + pad + j] = BigInt(prompt[j]!);
-        positions[r * seq + pad + j] = BigInt(j);
-        mask[r * seq + pad + j] = 1;
-      }
-    });
-    const empty = this.kv.keys.map(() => new Float32Array(0));
-    let out: ForwardOutput;
-    try {
-      this.steps.prefill++;
-      out = await this.forward({
-        batch, seq, ids, positions, mask: BigInt64Array.from(mask, (m) => BigInt(m)),
-        slots: BigInt64Array.from(joining, (s) => BigInt(s.req.slot)), pastLength: 0, pastKeys: empty, pastValues: empty,
-      });
-    } catch (cause) {
-      const err = new EngineError('the forward pass failed', { cause });
-      for (const s of joining) this.fail(s, err);
-      return;
-    }
-    this.kv.append({ size: batch, length: seq, keys: out.keys, values: out.values, mask });
-    this.running.push(...joining);
-    this.sampleAll(joining, out.logits);
+  private async prefillStep(reading: Sequence[]): Promise<void> {
+    const counts = choosePrefill(reading.map((s) => s.req.promptTokens.length - s.prefilled), this.limits.prefillChunk, this.limits.maxBatchTokens);
+    const chosen = reading.slice(0, counts.length);
+    const rows = chosen.map((s) => s.row);
+    this.kv.reserve(Math.max(...chosen.map((s, i) => s.prefilled + counts[i]!)));
+    const past = this.kv.past(rows);
+    const tokens = prefillInputs(chosen.map((s, i) => ({ tokens: s.req.promptTokens, from: s.prefilled, count: counts[i]!, cached: s.prefilled })), past.length);
+    this.steps.prefill++;
+    const out = await this.run(chosen, { ...tokens, slots: Int32Array.from(chosen, (s) => s.req.slot), past });
+    if (!out) return;
+    this.kv.append(rows, counts, tokens.seq, out.keys, out.values);
+    chosen.forEach((s, i) => (s.prefilled += counts[i]!));
+    this.sampleAll(chosen, out.logits, (s) => s.decoding);
   }
 
   private async decodeStep(): Promise<void> {
-    const rows = this.running;
-    const batch = rows.length;
-    let out: ForwardOutput;
-    try {
-      this.steps.decode++;
-      out = await this.forward({
-        batch, seq: 1,
-        ids: BigInt64Array.from(rows, (s) => BigInt(s.lastToken)),
-        positions: BigInt64Array.from(rows, (s) => BigInt(s.length - 1)),
-        mask: this.kv.maskWith(1),
-        slots: BigInt64Array.from(rows, (s) => BigInt(s.req.slot)),
-        pastLength: this.kv.length, pastKeys: this.kv.keys, pastValues: this.kv.values,
-      });
-    } catch (cause) {
-      const err = new EngineError('the forward pass failed', { cause });
-      for (const s of rows) this.fail(s, err);
-      this.kv.retain([]);
-      this.running = [];
-      return;
-    }
-    this.kv.advance(out.keys, out.values);
-    this.sampleAll(rows, out.logits);
+    const span = this.kv.span;
+    const byRow: Array<Sequence | null> = Array.from({ length: span }, () => null);
+    for (const s of this.active) if (s.decoding) byRow[s.row] = s;
+    const stepping = this.active.filter((s) => s.decoding);
+    this.kv.reserve(Math.max(...stepping.map((s) => this.kv.length(s.row) + 1)));
+    const rows = byRow.map((_, r) => r);
+    const past = this.kv.past(rows);
+    const tokens = decodeInputs(byRow.map((s) => (s ? { token: s.lastToken, cached: this.kv.length(s.row) } : null)), past.length);
+    this.steps.decode++;
+    const out = await this.run(stepping, { ...tokens, slots: Int32Array.from(byRow, (s) => s?.req.slot ?? 0), past });
+    if (!out) return;
+    this.kv.append(rows, byRow.map((s) => (s ? 1 : 0)), 1, out.keys, out.values);
+    this.sampleAll(byRow, out.logits, (s) => s !== null);
   }
 
-  private sampleAll(rows: Sequence[], logits: Float32Array): void {
+  /** Runs the forward pass; on failure fails the sequences in the step and returns null. */
+  private async run(inStep: Sequence[], input: ForwardInput): Promise<ForwardOutput | null> {
+    try {
+      return await this.forward(input);
+    } catch (cause) {
+      const err = new EngineError('the forward pass failed', { cause });
+      for (const s of inStep) this.fail(s, err);
+      return null;
+    }
+  }
+
+  /** Samples the next token of each row whose `ready` holds (logits row r belongs to rows[r]). */
+  private sampleAll<T extends Sequence | null>(rows: T[], logits: Float32Array, ready: (s: T) => boolean): void {
     const V = logits.length / rows.length;
     rows.forEach((s, r) => {
-      if (s.finished) return;
+      if (!s || s.finished || !ready(s)) return;
       try {
         this.accept(s, s.sampler.sample(logits.subarray(r * V, (r + 1) * V)));
       } catch (cause) {

@@ -6,7 +6,7 @@ import { resolveTargets } from './targets.js';
 /** One adapted linear layer in the layout the engine's slots take. */
 export interface SlotModule {
   rank: number;
-  /** Aᵀ: [in, rank] (PEFT stores lora_A.weight as [rank, in]). */
+  /** A: [rank, in], lora_A.weight as PEFT stores it. */
   a: Float32Array;
   /** s·Bᵀ: [rank, out], the scale folded in (PEFT stores lora_B.weight as [out, rank]). */
   b: Float32Array;
@@ -154,7 +154,7 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
       bias ??= new Float32Array(module.outFeatures);
       for (let i = 0; i < lb.length; i++) bias[i]! += scale * lb[i]!;
     }
-    const slot: SlotModule = { rank, a: transpose(read(t.A), rank, module.inFeatures), b: transpose(read(t.B), module.outFeatures, rank, scale), bias };
+    const slot: SlotModule = { rank, a: read(t.A), b: transpose(read(t.B), module.outFeatures, rank, scale), bias };
     bytes += (slot.a.length + slot.b.length + (bias?.length ?? 0)) * 4;
     maxSeen = Math.max(maxSeen, rank);
     modules.set(module.name, slot);

@@ -22,11 +22,11 @@ export async function mergeAdapter(modelDir: string, adapterDir: string, outDir:
       const t = adapter.modules.get(m.name);
       if (!t) continue;
       const w = tensors[m.weight]!.data as Float32Array;
-      // ΔW[o, i] = Σ_k (s·Bᵀ)[k, o] · Aᵀ[i, k]; stored at [o, i] (Linear) or [i, o] (Conv1D).
+      // ΔW[o, i] = Σ_k (s·Bᵀ)[k, o] · A[k, i]; stored at [o, i] (Linear) or [i, o] (Conv1D).
       for (let o = 0; o < m.outFeatures; o++) {
         for (let i = 0; i < m.inFeatures; i++) {
           let delta = 0;
-          for (let k = 0; k < t.rank; k++) delta += t.b[k * m.outFeatures + o]! * t.a[i * t.rank + k]!;
+          for (let k = 0; k < t.rank; k++) delta += t.b[k * m.outFeatures + o]! * t.a[k * m.inFeatures + i]!;
           w[m.fanInFanOut ? i * m.outFeatures + o : o * m.inFeatures + i]! += delta;
         }
       }

@@ -2,61 +2,116 @@ import type { LinearModule, LoraLayout } from '../model/index.js';
 import type { ParsedAdapter } from './adapter.js';
 
 /**
- * The engine's adapter slots, fed to the graph as inputs: for every linear layer the slots'
- * matrices side by side, `A_all [in, (S-1)·R]` and `B_all [(S-1)·R, out]`, and `bias [S-1, out]`.
- * Slot 0 is the base model, the "no adapter" pseudo-adapter: it owns no columns, so base rows take
- * the same code path and add exactly zero. Slot s (1..S-1) owns block s-1.
- * Writing and clearing a slot are plain copies; which adapter goes where is the cache's business.
+ * The LoRA tensors of one step: only the adapters its rows use, packed side by side. Adapter u owns
+ * columns [offset_u, offset_u + width_u) of every module, width_u = its largest rank; modules where
+ * its rank is smaller, or that it does not adapt, hold zeros there.
+ */
+export interface PackedLora {
+  /** W: columns of all packed adapters together. */
+  width: number;
+  /** U: adapters packed. */
+  adapters: number;
+  /** Per module: A_packed [W, in] (PEFT's lora_A rows), B_packed [W, out] (s·Bᵀ), bias [U, out]. */
+  a: Map<string, Float32Array>;
+  b: Map<string, Float32Array>;
+  bias: Map<string, Float32Array>;
+  /** Slot → its adapter index u and column block. */
+  blocks: Map<number, { index: number; offset: number; width: number }>;
+}
+
+/** Per-row weights over a packed step: `columns` [B, W] and `rows` [B, U]. */
+export interface RowWeights {
+  columns: Float32Array;
+  rows: Float32Array;
+}
+
+/**
+ * The engine's adapter slots. Slot 0 is the base model, the "no adapter" pseudo-adapter: it owns no
+ * columns, so base rows take the same code path and add exactly zero. A slot holds a reference to
+ * the adapter's parsed tensors; each step packs only the slots its rows use (`pack`), so a step's
+ * LoRA cost follows the adapters in the batch, not the number of slots or the largest rank allowed.
+ * Which adapter goes where is the cache's business.
  */
 export class SlotTable {
-  readonly a = new Map<string, Float32Array>();
-  readonly b = new Map<string, Float32Array>();
-  readonly bias = new Map<string, Float32Array>();
+  private readonly held: Array<ParsedAdapter | null>;
+  /** Bumped on every write or clear, so a cached packing is never reused across a change. */
+  private generation = 0;
+  private lastPack: { key: string; packed: PackedLora } | null = null;
 
   constructor(readonly layout: LoraLayout, readonly linears: LinearModule[]) {
-    const width = (layout.slots - 1) * layout.maxRank;
-    for (const m of linears) {
-      this.a.set(m.name, new Float32Array(m.inFeatures * width));
-      this.b.set(m.name, new Float32Array(width * m.outFeatures));
-      this.bias.set(m.name, new Float32Array((layout.slots - 1) * m.outFeatures));
-    }
+    this.held = Array.from({ length: layout.slots }, () => null);
   }
 
   get slots(): number {
     return this.layout.slots;
   }
 
-  /** Copies an adapter into slot `slot` (1..S-1), zero-padding its ranks up to R. */
+  /** Puts an adapter into slot `slot` (1..S-1). */
   write(slot: number, adapter: ParsedAdapter): void {
     this.checkSlot(slot);
-    this.clear(slot);
-    const R = this.layout.maxRank;
-    for (const m of this.linears) {
-      const t = adapter.modules.get(m.name);
-      if (!t) continue;
-      const a = this.a.get(m.name)!;
-      const b = this.b.get(m.name)!;
-      const width = (this.layout.slots - 1) * R;
-      const block = (slot - 1) * R;
-      // A_all[i, block + k] = Aᵀ[i, k] for k < rank; the block's columns rank..R-1 stay zero.
-      for (let i = 0; i < m.inFeatures; i++) a.set(t.a.subarray(i * t.rank, (i + 1) * t.rank), i * width + block);
-      // B_all[block + k, :] = s·Bᵀ[k, :] for k < rank; rows rank..R-1 stay zero.
-      b.set(t.b, block * m.outFeatures);
-      if (t.bias) this.bias.get(m.name)!.set(t.bias, (slot - 1) * m.outFeatures);
-    }
+    if (adapter.summary.maxRank > this.layout.maxRank) throw new RangeError(`adapter rank ${adapter.summary.maxRank} exceeds the slots' max rank ${this.layout.maxRank}`);
+    this.held[slot] = adapter;
+    this.generation++;
   }
 
   clear(slot: number): void {
     this.checkSlot(slot);
-    const R = this.layout.maxRank;
-    const width = (this.layout.slots - 1) * R;
-    const block = (slot - 1) * R;
+    this.held[slot] = null;
+    this.generation++;
+  }
+
+  /**
+   * Packs the adapters in `slots` (any order, repeats and 0 ignored) for one step. The last packing
+   * is kept: a running batch uses the same adapters step after step.
+   */
+  pack(slots: Iterable<number>): PackedLora {
+    const used = [...new Set(slots)].filter((s) => s > 0 && this.held[s]).sort((x, y) => x - y);
+    const key = `${this.generation}:${used.join(',')}`;
+    if (this.lastPack?.key === key) return this.lastPack.packed;
+    const blocks = new Map<number, { index: number; offset: number; width: number }>();
+    let width = 0;
+    used.forEach((slot, index) => {
+      const w = this.held[slot]!.summary.maxRank;
+      blocks.set(slot, { index, offset: width, width: w });
+      width += w;
+    });
+    // A step without adapters still feeds one all-zero column and adapter: ORT's kernels do not all
+    // take zero-sized dimensions, and one column costs nothing measurable.
+    width = Math.max(1, width);
+    const packed: PackedLora = { width, adapters: Math.max(1, used.length), a: new Map(), b: new Map(), bias: new Map(), blocks };
     for (const m of this.linears) {
-      const a = this.a.get(m.name)!;
-      for (let i = 0; i < m.inFeatures; i++) a.fill(0, i * width + block, i * width + block + R);
-      this.b.get(m.name)!.fill(0, block * m.outFeatures, (block + R) * m.outFeatures);
-      this.bias.get(m.name)!.fill(0, (slot - 1) * m.outFeatures, slot * m.outFeatures);
+      const a = new Float32Array(width * m.inFeatures);
+      const b = new Float32Array(width * m.outFeatures);
+      const bias = new Float32Array(packed.adapters * m.outFeatures);
+      for (const [slot, block] of blocks) {
+        const t = this.held[slot]!.modules.get(m.name);
+        if (!t) continue;
+        // A_packed[offset + k, :] = A[k, :] and B_packed[offset + k, :] = s·Bᵀ[k, :] for k < rank;
+        // rows rank..width-1 of the block stay zero.
+        a.set(t.a, block.offset * m.inFeatures);
+        b.set(t.b, block.offset * m.outFeatures);
+        if (t.bias) bias.set(t.bias, block.index * m.outFeatures);
+      }
+      packed.a.set(m.name, a);
+      packed.b.set(m.name, b);
+      packed.bias.set(m.name, bias);
     }
+    this.lastPack = { key, packed };
+    return packed;
+  }
+
+  /** Each row's weights over a packing: 1 on its own adapter's columns and index, 0 elsewhere (base rows: all 0). */
+  static rowWeights(packed: PackedLora, rowSlots: ArrayLike<number>): RowWeights {
+    const B = rowSlots.length;
+    const columns = new Float32Array(B * packed.width);
+    const rows = new Float32Array(B * packed.adapters);
+    for (let r = 0; r < B; r++) {
+      const block = packed.blocks.get(rowSlots[r]!);
+      if (!block) continue;
+      columns.fill(1, r * packed.width + block.offset, r * packed.width + block.offset + block.width);
+      rows[r * packed.adapters + block.index] = 1;
+    }
+    return { columns, rows };
   }
 
   private checkSlot(slot: number): void {

@@ -8,6 +8,8 @@ export interface BuiltGraph {
   bytes: Uint8Array;
   /** The model folder: the safetensors files are referenced there, in place. */
   externalDir: string;
+  /** The weight whose rows the caller feeds as `inputs_embeds`. */
+  tokenEmbedding: string;
 }
 
 export const OPSET = 17;
@@ -18,5 +20,6 @@ export function buildGraph(model: HfModel, lora: LoraLayout | null, loraModules?
   const ops = new GraphOps(g, model.dims, model.weights, model.linears, lora, loraModules);
   const hidden = model.arch.forward(ops, model.dims);
   ops.logits(hidden, model.arch.lmHead(model.dims));
-  return { bytes: encodeModel(g.graph(`loraserve-${model.arch.family}`), OPSET, 'loraserve'), externalDir: g.externalDir ?? model.dir };
+  if (!ops.tokenEmbedding) throw new Error(`architecture ${model.arch.family} embeds no tokens`);
+  return { bytes: encodeModel(g.graph(`loraserve-${model.arch.family}`), OPSET, 'loraserve'), externalDir: g.externalDir ?? model.dir, tokenEmbedding: ops.tokenEmbedding };
 }

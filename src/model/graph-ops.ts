@@ -4,8 +4,9 @@ import type { WeightStore } from './weights.js';
 import { TensorDataType } from './onnx-proto.js';
 
 /**
- * Sizes of the LoRA slot tensors compiled into the graph; null builds a plain base-model graph.
- * `slots` counts slot 0, the base model, which holds no tensors.
+ * Sizes of the engine's adapter slots; null builds a plain base-model graph. `slots` counts slot 0,
+ * the base model, which holds no tensors. The graph itself does not depend on these sizes: a step
+ * is fed only the adapters its rows use (see `linear`).
  */
 export interface LoraLayout {
   slots: number;
@@ -13,10 +14,15 @@ export interface LoraLayout {
 }
 
 export const INPUT = {
-  ids: 'input_ids',
+  /** [B, T, hidden]: the token embeddings, looked up by the caller (see `embed`). */
+  embeds: 'inputs_embeds',
   positions: 'position_ids',
+  /** [B, P + T]: 1 where a past position or a new token of the row is real. */
   mask: 'attention_mask',
-  slot: 'lora_slot',
+  /** [B, W]: the weight of each packed LoRA column for the row (1 on its adapter's block, 0 elsewhere). */
+  loraColumns: 'lora_columns',
+  /** [B, U]: the weight of each packed adapter for the row (for the adapters' bias deltas). */
+  loraRows: 'lora_rows',
   pastKey: (l: number) => `past_key.${l}`,
   pastValue: (l: number) => `past_value.${l}`,
   loraA: (m: string) => `lora_A.${m}`,
@@ -25,8 +31,9 @@ export const INPUT = {
 } as const;
 export const OUTPUT = {
   logits: 'logits',
-  presentKey: (l: number) => `present_key.${l}`,
-  presentValue: (l: number) => `present_value.${l}`,
+  /** [B, kvHeads, T, headDim]: only this step's keys; the caller writes them into its own cache. */
+  newKey: (l: number) => `new_key.${l}`,
+  newValue: (l: number) => `new_value.${l}`,
 } as const;
 
 /**
@@ -38,7 +45,8 @@ export class GraphOps {
   private readonly linearsByName: Map<string, LinearModule>;
   private readonly batchSeq: string;
   private maskBias: string | null = null;
-  private slotMasks: { columns: string; slots: string } | null = null;
+  private loraColumns3: string | null = null;
+  private pastLength: string | null = null;
   private rope: { cos: string; sin: string } | null = null;
 
   constructor(
@@ -54,7 +62,7 @@ export class GraphOps {
     const { kvHeads, headDim, layers } = dims;
     const i64 = TensorDataType.INT64;
     const f32 = TensorDataType.FLOAT;
-    g.input({ name: INPUT.ids, elemType: i64, shape: ['batch', 'seq'] });
+    g.input({ name: INPUT.embeds, elemType: f32, shape: ['batch', 'seq', dims.hidden] });
     g.input({ name: INPUT.positions, elemType: i64, shape: ['batch', 'seq'] });
     g.input({ name: INPUT.mask, elemType: i64, shape: ['batch', 'total'] });
     for (let l = 0; l < layers; l++) {
@@ -62,29 +70,39 @@ export class GraphOps {
       g.input({ name: INPUT.pastValue(l), elemType: f32, shape: ['batch', kvHeads, 'past', headDim] });
     }
     if (lora) {
-      g.input({ name: INPUT.slot, elemType: i64, shape: ['batch'] });
-      const width = (lora.slots - 1) * lora.maxRank;
+      g.input({ name: INPUT.loraColumns, elemType: f32, shape: ['batch', 'lora_width'] });
+      g.input({ name: INPUT.loraRows, elemType: f32, shape: ['batch', 'lora_adapters'] });
       for (const m of linears.filter((l) => this.loraModules.has(l.name))) {
-        g.input({ name: INPUT.loraA(m.name), elemType: f32, shape: [m.inFeatures, width] });
-        g.input({ name: INPUT.loraB(m.name), elemType: f32, shape: [width, m.outFeatures] });
-        g.input({ name: INPUT.loraBias(m.name), elemType: f32, shape: [lora.slots - 1, m.outFeatures] });
+        g.input({ name: INPUT.loraA(m.name), elemType: f32, shape: ['lora_width', m.inFeatures] });
+        g.input({ name: INPUT.loraB(m.name), elemType: f32, shape: ['lora_width', m.outFeatures] });
+        g.input({ name: INPUT.loraBias(m.name), elemType: f32, shape: ['lora_adapters', m.outFeatures] });
       }
     }
-    this.batchSeq = g.op('Shape', [INPUT.ids]);
+    this.batchSeq = g.op('Slice', [g.op('Shape', [INPUT.embeds]), g.constInt64([0]), g.constInt64([2])]);
   }
+
+  /** The token embedding table the caller must look rows up in (set by `embed`). */
+  tokenEmbedding: string | null = null;
 
   weight(name: string, shape?: number[]): string {
     return this.g.weight(this.weights.ref(name, shape));
   }
 
-  /** `[B, T]` ids → `[N, hidden]` rows of the embedding table. */
-  embed(table: string, ids: string = INPUT.ids): string {
-    const rows = this.g.op('Gather', [this.weight(table), ids]);
-    return this.g.op('Reshape', [rows, this.g.constInt64([-1, this.dims.hidden])]);
+  /**
+   * The token embeddings `[N, hidden]`. They are an input the caller reads from the weights file
+   * row by row: a Gather in the graph would hold the whole table in memory a second time whenever
+   * the LM head is tied to it (ORT keeps the Gather's table beside the head's prepacked copy).
+   */
+  embed(table: string): string {
+    this.weights.ref(table, [this.dims.vocabSize, this.dims.hidden]);
+    this.tokenEmbedding = table;
+    return this.g.op('Reshape', [INPUT.embeds, this.g.constInt64([-1, this.dims.hidden])]);
   }
 
+  /** `[B, T]` positions → `[N, hidden]` rows of a learned position table (small; kept in the graph). */
   positionEmbed(table: string): string {
-    return this.embed(table, INPUT.positions);
+    const rows = this.g.op('Gather', [this.weight(table), INPUT.positions]);
+    return this.g.op('Reshape', [rows, this.g.constInt64([-1, this.dims.hidden])]);
   }
 
   add(a: string, b: string): string {
@@ -137,35 +155,24 @@ export class GraphOps {
     // y[n] = x[n] @ W (+ b); Gemm's transB reads torch's [out, in] layout without a copy.
     const base = g.op('Gemm', gemmInputs, { transB: m.fanInFanOut ? 0 : 1 });
     if (!this.lora || !this.loraModules.has(m.name)) return base;
-    const { columns, slots } = this.loraMasks();
-    const R = this.lora.maxRank;
-    const width = (this.lora.slots - 1) * R;
-    // h[n] = x[n] @ A_all: [N, in] @ [in, (S-1)·R] → [N, (S-1)·R], every slot's projection at once
-    const h = g.op('Reshape', [g.op('MatMul', [x, INPUT.loraA(m.name)]), this.shape3(width)]);
-    // h[b, t, s·R + k] *= (slot[b] == s): keep only the row's own slot block; base rows keep nothing
-    const own = g.op('Reshape', [g.op('Mul', [h, columns]), g.constInt64([-1, width])]);
-    // delta[n] = h[n] @ B_all: [N, (S-1)·R] @ [(S-1)·R, out]; B_all holds s·Bᵀ per slot, scale folded in
+    // The step is fed only the adapters its rows use, packed side by side (W columns in all, U
+    // adapters), so the delta costs what the batch uses, not what the server could hold.
+    // h[n] = x[n] @ A_packedᵀ: [N, in] @ [in, W] → [N, W], every used adapter's projection at once
+    const h = g.op('Gemm', [x, INPUT.loraA(m.name)], { transB: 1 });
+    // h[b, t, :] ⊙= columns[b]: [B, T, W] ⊙ [B, 1, W], the row keeps its own adapter's block only
+    const own = g.op('Reshape', [g.op('Mul', [g.op('Reshape', [h, this.shape3(-1)]), this.loraColumnMask()]), g.op('Shape', [h])]);
+    // delta[n] = h[n] @ B_packed: [N, W] @ [W, out]; B_packed holds s·Bᵀ per adapter, scale folded in
     const delta = g.op('MatMul', [own, INPUT.loraB(m.name)]);
-    // bias[b] = onehot(slot[b]) @ bias_all: [B, S-1] @ [S-1, out], broadcast over the row's tokens
-    const bias = g.op('Unsqueeze', [g.op('MatMul', [slots, INPUT.loraBias(m.name)]), g.constInt64([1])]);
+    // bias[b] = rows[b] @ bias_packed: [B, U] @ [U, out], broadcast over the row's tokens
+    const bias = g.op('Unsqueeze', [g.op('MatMul', [INPUT.loraRows, INPUT.loraBias(m.name)]), g.constInt64([1])]);
     const biasRows = g.op('Reshape', [g.op('Add', [g.op('Reshape', [delta, this.shape3(m.outFeatures)]), bias]), g.constInt64([-1, m.outFeatures])]);
     return g.op('Add', [base, biasRows]);
   }
 
-  /**
-   * One-hot masks of each row's slot, built once per graph: `slots` [B, S-1] (slot 0, the base
-   * model, matches no column) and `columns` [B, 1, (S-1)·R], the same repeated over each rank.
-   */
-  private loraMasks(): { columns: string; slots: string } {
-    if (this.slotMasks) return this.slotMasks;
-    const g = this.g;
-    const { slots: S, maxRank: R } = this.lora!;
-    const ids = g.constInt64(Array.from({ length: S - 1 }, (_, i) => i + 1), [1, S - 1]);
-    const onehot = g.op('Cast', [g.op('Equal', [g.op('Unsqueeze', [INPUT.slot, g.constInt64([1])]), ids])], { to: TensorDataType.FLOAT });
-    const perRank = g.op('Expand', [g.op('Unsqueeze', [onehot, g.constInt64([2])]), g.constInt64([1, 1, R])]);
-    const columns = g.op('Reshape', [perRank, g.constInt64([0, 1, (S - 1) * R])]);
-    this.slotMasks = { columns, slots: onehot };
-    return this.slotMasks;
+  /** The row column weights as [B, 1, W], built once per graph. */
+  private loraColumnMask(): string {
+    this.loraColumns3 ??= this.g.op('Unsqueeze', [INPUT.loraColumns, this.g.constInt64([1])]);
+    return this.loraColumns3;
   }
 
   /** [B, T, k] as a shape tensor for the current batch. */
@@ -197,7 +204,11 @@ export class GraphOps {
     return g.op('Add', [g.op('Mul', [x, cos]), g.op('Mul', [rotated, sin])]);
   }
 
-  /** Additive mask [B, 1, 1, T, S]: 0 where key j is visible to query t (j ≤ past+t and not padding), −1e9 elsewhere. */
+  /**
+   * Additive mask [B, 1, G·T, S] over keys S = P past + T new: 0 where key j is visible to query t
+   * (a real position, and for new tokens j ≤ t), −1e9 elsewhere; repeated for the G query heads
+   * that share a KV head, as attention stacks them.
+   */
   private attentionBias(): string {
     if (this.maskBias) return this.maskBias;
     const g = this.g;
@@ -210,14 +221,17 @@ export class GraphOps {
     const causal = g.op('LessOrEqual', [keyPos, queryPos]);
     const notPad = g.op('Unsqueeze', [g.op('Cast', [INPUT.mask], { to: TensorDataType.BOOL }), g.constInt64([1])]);
     const allowed = g.op('And', [causal, notPad]);
-    const bias = g.op('Where', [allowed, g.scalar(0), g.scalar(-1e9)]);
-    this.maskBias = g.op('Unsqueeze', [bias, g.constInt64([1, 2])]);
+    const bias = g.op('Unsqueeze', [g.op('Where', [allowed, g.scalar(0), g.scalar(-1e9)]), g.constInt64([1])]);
+    const groups = this.dims.heads / this.dims.kvHeads;
+    this.maskBias = groups === 1 ? bias : g.op('Tile', [bias, g.constInt64([1, 1, groups, 1])]);
     return this.maskBias;
   }
 
   /**
-   * Causal grouped-query attention over past + current keys. q: [N, H·D], k/v: [N, kvH·D].
-   * Appends this step's keys/values to the cache outputs and returns [N, H·D].
+   * Causal grouped-query attention over the caller's cache plus this step's tokens.
+   * q: [N, H·D], k/v: [N, kvH·D] → [N, H·D]. The cache (`past_key.l` [B, kvH, P, D]) is only read:
+   * the graph outputs this step's keys/values alone, so no step ever copies the cache (ORT's Node
+   * binding copies every output, and inputs are wrapped without a copy).
    */
   attention(layer: number, q2d: string, k2d: string, v2d: string, options: { rope: boolean }): string {
     const g = this.g;
@@ -227,26 +241,37 @@ export class GraphOps {
     // q: [B, T, kvH, G, D] → [B, kvH, G, T, D];  k, v: [B, T, kvH, D] → [B, kvH, T, D]
     let q = g.op('Transpose', [g.op('Reshape', [q2d, shape(kvHeads, groups, headDim)])], { perm: [0, 2, 3, 1, 4] });
     let k = g.op('Transpose', [g.op('Reshape', [k2d, shape(kvHeads, headDim)])], { perm: [0, 2, 1, 3] });
-    const v = g.op('Transpose', [g.op('Reshape', [v2d, shape(kvHeads, headDim)])], { perm: [0, 2, 1, 3] });
+    let v = g.op('Transpose', [g.op('Reshape', [v2d, shape(kvHeads, headDim)])], { perm: [0, 2, 1, 3] });
     if (options.rope) {
       const { cos, sin } = this.ropeTables();
-      const cos5 = g.op('Unsqueeze', [cos, g.constInt64([1])]);
-      const sin5 = g.op('Unsqueeze', [sin, g.constInt64([1])]);
-      q = this.applyRope(q, cos5, sin5);
+      q = this.applyRope(q, g.op('Unsqueeze', [cos, g.constInt64([1])]), g.op('Unsqueeze', [sin, g.constInt64([1])]));
       k = this.applyRope(k, cos, sin);
     }
-    // present[b] = [past[b]; new[b]] along time: [B, kvH, S, D]
-    const cacheShape = ['batch', kvHeads, 'total', headDim];
-    const presentK = g.output(g.op('Concat', [INPUT.pastKey(layer), k], { axis: 2 }), { name: OUTPUT.presentKey(layer), elemType: TensorDataType.FLOAT, shape: cacheShape });
-    const presentV = g.output(g.op('Concat', [INPUT.pastValue(layer), v], { axis: 2 }), { name: OUTPUT.presentValue(layer), elemType: TensorDataType.FLOAT, shape: cacheShape });
-    // scores[b, h, g, t, s] = q · k / √D + mask: [B, kvH, G, T, S]; the Transpose feeds MatMul
-    // directly so ORT fuses it into one FusedMatMul instead of copying the whole cache.
-    const kT = g.op('Transpose', [g.op('Unsqueeze', [presentK, g.constInt64([2])])], { perm: [0, 1, 2, 4, 3] });
-    const scores = g.op('Add', [g.op('Mul', [g.op('MatMul', [q, kT]), g.scalar(1 / Math.sqrt(headDim))]), this.attentionBias()]);
-    const probs = g.op('Softmax', [scores], { axis: -1 });
-    // ctx = probs @ v: [B, kvH, G, T, D] → [B, T, kvH, G, D] → [N, H·D]
-    const ctx = g.op('MatMul', [probs, g.op('Unsqueeze', [presentV, g.constInt64([2])])]);
-    return g.op('Reshape', [g.op('Transpose', [ctx], { perm: [0, 3, 1, 2, 4] }), g.constInt64([-1, heads * headDim])]);
+    const newShape = ['batch', kvHeads, 'seq', headDim];
+    k = g.output(k, { name: OUTPUT.newKey(layer), elemType: TensorDataType.FLOAT, shape: newShape });
+    v = g.output(v, { name: OUTPUT.newValue(layer), elemType: TensorDataType.FLOAT, shape: newShape });
+    // q pre-scaled by 1/√D and the G query heads of a KV head stacked as rows: [B, kvH, G·T, D], so
+    // each (row, KV head) is one plain GEMM against its keys, with no broadcast over G.
+    const qs = g.op('Reshape', [g.op('Mul', [q, g.scalar(1 / Math.sqrt(headDim))]), g.constInt64([0, 0, -1, headDim])]);
+    // scores = [q·Kpastᵀ, q·Knewᵀ]: [B, kvH, G·T, P] ++ [B, kvH, G·T, T] → [B, kvH, G·T, P + T]
+    const past = g.op('FusedMatMul', [qs, INPUT.pastKey(layer)], { transB: 1, alpha: { float: 1 } }, 'com.microsoft');
+    const own = g.op('FusedMatMul', [qs, k], { transB: 1, alpha: { float: 1 } }, 'com.microsoft');
+    // probs over each row's real past positions and its new tokens up to the query's own
+    const probs = g.op('Softmax', [g.op('Add', [g.op('Concat', [past, own], { axis: -1 }), this.attentionBias()])], { axis: -1 });
+    const P = this.pastPositions();
+    const axis = g.constInt64([3]);
+    const probsPast = g.op('Slice', [probs, g.constInt64([0]), P, axis]);
+    const probsOwn = g.op('Slice', [probs, P, g.constInt64([Number.MAX_SAFE_INTEGER]), axis]);
+    // ctx = probs_past @ Vpast + probs_new @ Vnew: [B, kvH, G·T, D] → [B, T, kvH, G, D] → [N, H·D]
+    const ctx = g.op('Add', [g.op('MatMul', [probsPast, INPUT.pastValue(layer)]), g.op('MatMul', [probsOwn, v])]);
+    const ctx5 = g.op('Reshape', [ctx, g.constInt64([0, 0, groups, -1, headDim])]);
+    return g.op('Reshape', [g.op('Transpose', [ctx5], { perm: [0, 3, 1, 2, 4] }), g.constInt64([-1, heads * headDim])]);
+  }
+
+  /** P, the past positions fed this step, as a 1-element int64 tensor. */
+  private pastPositions(): string {
+    this.pastLength ??= this.g.op('Slice', [this.g.op('Shape', [INPUT.pastKey(0)]), this.g.constInt64([2]), this.g.constInt64([3])]);
+    return this.pastLength;
   }
 
   /** [N, hidden] → [B, hidden]: each row's last position (prompts are left-padded). */

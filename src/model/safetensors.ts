@@ -136,18 +136,40 @@ export class SafetensorsFile {
   readBytes(name: string): Uint8Array {
     const info = this.info(name);
     const out = new Uint8Array(info.byteLength);
-    let done = 0;
-    while (done < out.length) {
-      const got = readSync(this.fd, out, done, out.length - done, info.fileOffset + done);
-      if (got === 0) throw new SafetensorsError(`${this.path}: file ended while reading "${name}"`);
-      done += got;
-    }
+    this.readInto(out, 0, info.byteLength, info.fileOffset, name);
     return out;
   }
 
   /** Reads a floating tensor as float32 (F16 and BF16 are widened exactly). */
   readF32(name: string): Float32Array {
     return toF32(this.info(name), this.readBytes(name), this.path);
+  }
+
+  /**
+   * Reads rows of a 2-D floating tensor as float32 `[rows.length, columns]`: an embedding lookup
+   * straight from the file (the OS page cache holds the table, not this process).
+   */
+  readRowsF32(name: string, rows: ArrayLike<number>): Float32Array {
+    const info = this.info(name);
+    const [count, columns] = info.shape as [number, number];
+    if (info.shape.length !== 2) throw new SafetensorsError(`${this.path}: "${name}" is not a 2-D tensor`);
+    const rowBytes = info.byteLength / count;
+    const out = new Uint8Array(rows.length * rowBytes);
+    for (let i = 0; i < rows.length; i++) {
+      const row = rows[i]!;
+      if (!Number.isInteger(row) || row < 0 || row >= count) throw new RangeError(`row ${row} is outside "${name}" (${count} rows)`);
+      this.readInto(out, i * rowBytes, rowBytes, info.fileOffset + row * rowBytes, name);
+    }
+    return toF32({ ...info, shape: [rows.length, columns], byteLength: out.length }, out, this.path);
+  }
+
+  private readInto(out: Uint8Array, at: number, length: number, position: number, name: string): void {
+    let done = 0;
+    while (done < length) {
+      const got = readSync(this.fd, out, at + done, length - done, position + done);
+      if (got === 0) throw new SafetensorsError(`${this.path}: file ended while reading "${name}"`);
+      done += got;
+    }
   }
 
   info(name: string): TensorInfo {

@@ -75,9 +75,18 @@ export class WeightStore {
   }
 
   readF32(name: string): Float32Array {
+    return this.fileOf(name).readF32(name);
+  }
+
+  /** Rows of a 2-D weight as float32 (embedding lookups). */
+  readRowsF32(name: string, rows: ArrayLike<number>): Float32Array {
+    return this.fileOf(name).readRowsF32(name, rows);
+  }
+
+  private fileOf(name: string): SafetensorsFile {
     const file = this.index.get(name);
     if (!file) throw new MissingWeightError(`${this.dir}: weight "${name}" is missing`);
-    return file.readF32(name);
+    return file;
   }
 
   close(): void {

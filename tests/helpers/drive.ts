@@ -1,48 +1,34 @@
 import type { Engine } from '../../src/engine/index.js';
+import { KvCache } from '../../src/engine/kv-cache.js';
+import { decodeInputs, prefillInputs } from '../../src/engine/step-inputs.js';
 
 /**
- * Drives engine.forward by hand for a batch of rows: a left-padded prefill, then decode steps
- * feeding the cache back, the way the scheduler does. Returns per-row logits of each step.
+ * Drives engine.forward by hand for a batch of rows, the way the scheduler does: a left-padded
+ * prefill into rows of a real KvCache, then decode steps over the cache's rows. Returns per-row
+ * logits of each step.
  */
 export async function prefill(engine: Engine, prompts: number[][], slots: number[] = prompts.map(() => 0)) {
-  const { layers } = engine.model.dims;
-  const batch = prompts.length;
-  const seq = Math.max(...prompts.map((p) => p.length));
-  const ids = new BigInt64Array(batch * seq);
-  const positions = new BigInt64Array(batch * seq);
-  const mask = new BigInt64Array(batch * seq);
-  prompts.forEach((p, r) => {
-    const pad = seq - p.length;
-    p.forEach((tok, j) => {
-      ids[r * seq + pad + j] = BigInt(tok);
-      positions[r * seq + pad + j] = BigInt(j);
-      mask[r * seq + pad + j] = 1n;
-    });
-  });
-  const empty = Array.from({ length: layers }, () => new Float32Array(0));
-  const out = await engine.forward({ batch, seq, ids, positions, mask, slots: BigInt64Array.from(slots, BigInt), pastLength: 0, pastKeys: empty, pastValues: empty });
-  const V = out.logits.length / batch;
+  const kv = new KvCache(engine.model.dims, engine.options.maxContext);
+  const rows = prompts.map(() => kv.acquireRow());
+  kv.reserve(Math.max(...prompts.map((p) => p.length)));
+  const past = kv.past(rows);
+  const tokens = prefillInputs(prompts.map((p) => ({ tokens: p, from: 0, count: p.length, cached: 0 })), past.length);
+  const out = await engine.forward({ ...tokens, slots: Int32Array.from(slots), past });
+  kv.append(rows, prompts.map((p) => p.length), tokens.seq, out.keys, out.values);
+  const V = out.logits.length / prompts.length;
   return {
     logits: prompts.map((_, r) => out.logits.slice(r * V, (r + 1) * V)),
-    state: { keys: out.keys, values: out.values, length: seq, mask, lengths: prompts.map((p) => p.length), slots },
+    state: { kv, rows, slots },
   };
 }
 
 export async function decode(engine: Engine, state: Awaited<ReturnType<typeof prefill>>['state'], tokens: number[]) {
-  const batch = tokens.length;
-  const S = state.length + 1;
-  const mask = new BigInt64Array(batch * S);
-  for (let r = 0; r < batch; r++) {
-    for (let p = 0; p < state.length; p++) mask[r * S + p] = state.mask[r * state.length + p]!;
-    mask[r * S + state.length] = 1n;
-  }
-  const out = await engine.forward({
-    batch, seq: 1, ids: BigInt64Array.from(tokens, BigInt), positions: BigInt64Array.from(state.lengths, BigInt), mask,
-    slots: BigInt64Array.from(state.slots, BigInt), pastLength: state.length, pastKeys: state.keys, pastValues: state.values,
-  });
-  const V = out.logits.length / batch;
-  return {
-    logits: tokens.map((_, r) => out.logits.slice(r * V, (r + 1) * V)),
-    state: { ...state, keys: out.keys, values: out.values, length: S, mask, lengths: state.lengths.map((l) => l + 1) },
-  };
+  const { kv, rows, slots } = state;
+  kv.reserve(Math.max(...rows.map((r) => kv.length(r) + 1)));
+  const past = kv.past(rows);
+  const inputs = decodeInputs(rows.map((r, i) => ({ token: tokens[i]!, cached: kv.length(r) })), past.length);
+  const out = await engine.forward({ ...inputs, slots: Int32Array.from(slots), past });
+  kv.append(rows, rows.map(() => 1), 1, out.keys, out.values);
+  const V = out.logits.length / tokens.length;
+  return { logits: tokens.map((_, r) => out.logits.slice(r * V, (r + 1) * V)), state };
 }

@@ -1,0 +1,179 @@
+/**
+ * The key/value cache, owned by the caller and fed to the graph as inputs (which ORT wraps without
+ * a copy); the graph outputs only each step's new keys/values, written here at each row's position.
+ *
+ * Layout per layer: `[rows, kvHeads, capacity, headDim]`. A request owns one row for its life;
+ * joining or leaving never moves another row's data, and a freed row is reused by the next request.
+ * Capacity is the positions every row can hold; it grows (and shrinks when the long rows have left)
+ * by re-laying the buffers, which happens O(log context) times, never per step.
+ */
+export interface KvDims {
+  layers: number;
+  kvHeads: number;
+  headDim: number;
+}
+
+/** The cache as one step reads it: `[batch, kvHeads, length, headDim]` per layer. */
+export interface PastView {
+  length: number;
+  keys: Float32Array[];
+  values: Float32Array[];
+}
+
+/** Capacity is a multiple of this, so growth by one position does not re-lay the buffers each time. */
+const CAPACITY_QUANTUM = 64;
+
+export class KvCache {
+  private keys: Float32Array[] = [];
+  private values: Float32Array[] = [];
+  private rowsAllocated = 0;
+  private capacityAllocated = 0;
+  /** Positions written per owned row; -1 marks a free row. */
+  private lengths: number[] = [];
+
+  constructor(readonly dims: KvDims, private readonly maxContext: number) {}
+
+  get capacity(): number {
+    return this.capacityAllocated;
+  }
+
+  /** Rows 0..span-1 hold every owned row: a decode step feeds exactly this prefix. */
+  get span(): number {
+    let last = this.lengths.length - 1;
+    while (last >= 0 && this.lengths[last] === -1) last--;
+    return last + 1;
+  }
+
+  get ownedRows(): number {
+    return this.lengths.filter((l) => l >= 0).length;
+  }
+
+  /** Floats the buffers hold (keys and values of every layer). */
+  get floats(): number {
+    return 2 * this.dims.layers * this.rowsAllocated * this.capacityAllocated * this.dims.kvHeads * this.dims.headDim;
+  }
+
+  /** Positions cached for `row`. */
+  length(row: number): number {
+    return this.lengths[row]!;
+  }
+
+  /** Takes the lowest free row (keeping the decode prefix short). */
+  acquireRow(): number {
+    let row = this.lengths.indexOf(-1);
+    if (row < 0) row = this.lengths.push(-1) - 1;
+    this.lengths[row] = 0;
+    return row;
+  }
+
+  releaseRow(row: number): void {
+    this.lengths[row] = -1;
+    while (this.lengths.length && this.lengths[this.lengths.length - 1] === -1) this.lengths.pop();
+    if (this.lengths.length === 0) this.reset();
+    else this.shrinkIfOversized();
+  }
+
+  /** Makes room for rows 0..span-1 and `positions` positions per row. */
+  reserve(positions: number): void {
+    const rows = this.lengths.length;
+    const needed = Math.min(this.maxContext, positions);
+    if (rows <= this.rowsAllocated && needed <= this.capacityAllocated) return;
+    const grownRows = Math.max(rows, Math.min(2 * this.rowsAllocated, rows + 8));
+    // Grow capacity by at least half again, so a growing context re-lays the buffers O(log n) times.
+    const grownCapacity = needed <= this.capacityAllocated ? this.capacityAllocated : Math.max(needed, Math.ceil(this.capacityAllocated * 1.5));
+    this.relayout(grownRows, Math.min(roundUp(grownCapacity), roundUp(this.maxContext)));
+  }
+
+  /**
+   * The past of `rows` for a step: the cache itself when the rows are 0..n-1 in order (no copy),
+   * else a copy of just those rows' first `length` positions. An empty past has length 0.
+   */
+  past(rows: readonly number[]): PastView {
+    const isPrefix = rows.every((r, i) => r === i);
+    const longest = Math.max(0, ...rows.map((r) => this.lengths[r]!));
+    if (isPrefix && longest > 0) {
+      const floats = rows.length * this.dims.kvHeads * this.capacityAllocated * this.dims.headDim;
+      return { length: this.capacityAllocated, keys: this.keys.map((k) => k.subarray(0, floats)), values: this.values.map((v) => v.subarray(0, floats)) };
+    }
+    const { kvHeads: H, headDim: D } = this.dims;
+    if (longest === 0) {
+      const none = () => Array.from({ length: this.dims.layers }, () => new Float32Array(0));
+      return { length: 0, keys: none(), values: none() };
+    }
+    const gather = (src: Float32Array) => {
+      const out = new Float32Array(rows.length * H * longest * D);
+      rows.forEach((row, i) => {
+        for (let h = 0; h < H; h++) {
+          const from = (row * H + h) * this.capacityAllocated * D;
+          out.set(src.subarray(from, from + longest * D), (i * H + h) * longest * D);
+        }
+      });
+      return out;
+    };
+    return { length: longest, keys: this.keys.map(gather), values: this.values.map(gather) };
+  }
+
+  /**
+   * Writes a step's new keys/values (`[batch, kvHeads, seq, headDim]` per layer): batch row i's last
+   * `counts[i]` tokens go to `rows[i]` at its current length, which then advances. Rows with
+   * count 0 (padding rows of a decode step) are skipped.
+   */
+  append(rows: readonly number[], counts: readonly number[], seq: number, keys: Float32Array[], values: Float32Array[]): void {
+    const { kvHeads: H, headDim: D } = this.dims;
+    const C = this.capacityAllocated;
+    rows.forEach((row, i) => {
+      const count = counts[i]!;
+      if (count === 0) return;
+      const at = this.lengths[row]!;
+      if (at + count > C) throw new RangeError(`row ${row} needs ${at + count} positions; the cache holds ${C}`);
+      for (let l = 0; l < this.dims.layers; l++) {
+        for (let h = 0; h < H; h++) {
+          const from = ((i * H + h) * seq + seq - count) * D;
+          const to = ((row * H + h) * C + at) * D;
+          this.keys[l]!.set(keys[l]!.subarray(from, from + count * D), to);
+          this.values[l]!.set(values[l]!.subarray(from, from + count * D), to);
+        }
+      }
+      this.lengths[row] = at + count;
+    });
+  }
+
+  private shrinkIfOversized(): void {
+    const longest = Math.max(0, ...this.lengths);
+    if (this.capacityAllocated > CAPACITY_QUANTUM && roundUp(2 * longest) < this.capacityAllocated) {
+      this.relayout(this.rowsAllocated, roundUp(Math.ceil(longest * 1.5)));
+    }
+  }
+
+  private reset(): void {
+    this.keys = [];
+    this.values = [];
+    this.rowsAllocated = 0;
+    this.capacityAllocated = 0;
+  }
+
+  private relayout(rows: number, capacity: number): void {
+    const { kvHeads: H, headDim: D, layers } = this.dims;
+    const keep = Math.min(this.capacityAllocated, capacity);
+    const move = (src: Float32Array | undefined) => {
+      const out = new Float32Array(rows * H * capacity * D);
+      if (!src) return out;
+      for (let r = 0; r < Math.min(this.rowsAllocated, rows); r++) {
+        if ((this.lengths[r] ?? -1) <= 0) continue;
+        for (let h = 0; h < H; h++) {
+          const from = (r * H + h) * this.capacityAllocated * D;
+          out.set(src.subarray(from, from + keep * D), (r * H + h) * capacity * D);
+        }
+      }
+      return out;
+    };
+    this.keys = Array.from({ length: layers }, (_, l) => move(this.keys[l]));
+    this.values = Array.from({ length: layers }, (_, l) => move(this.values[l]));
+    this.rowsAllocated = rows;
+    this.capacityAllocated = capacity;
+  }
+}
+
+function roundUp(n: number): number {
+  return Math.max(CAPACITY_QUANTUM, Math.ceil(n / CAPACITY_QUANTUM) * CAPACITY_QUANTUM);
+}

@@ -1,0 +1,162 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from '../../src/engine/scheduler.js';
+import { DEFAULT_SAMPLING } from '../../src/engine/sampler.js';
+
+/**
+ * The scheduler against a fake forward pass (as vLLM tests its scheduler): a "model" whose next
+ * token is the last fed token + 1, and whose cache entry at position p is (token, p). Every step
+ * checks what a real model relies on: each row's cached positions hold exactly its own tokens at
+ * their positions, and a row's new tokens continue where its cache ends.
+ */
+const VOCAB = 1000;
+const dims = { layers: 2, kvHeads: 1, headDim: 2 };
+
+interface Recorded {
+  kind: 'prefill' | 'decode';
+  batch: number;
+  seq: number;
+  liveRows: number;
+  slots: number[];
+}
+
+function fakeModel(options: { failOn?: (step: number, input: ForwardInput) => boolean } = {}) {
+  const steps: Recorded[] = [];
+  /** Tokens a row has been fed, by position, for rows the scheduler says are real. */
+  const forward = async (input: ForwardInput): Promise<ForwardOutput> => {
+    const { batch, seq, past } = input;
+    const width = past.length + seq;
+    let live = 0;
+    const logits = new Float32Array(batch * VOCAB);
+    const keys = Array.from({ length: dims.layers }, () => new Float32Array(batch * seq * 2));
+    const values = Array.from({ length: dims.layers }, () => new Float32Array(batch * seq * 2));
+    for (let r = 0; r < batch; r++) {
+      const cached = Array.from({ length: past.length }, (_, p) => input.mask[r * width + p]).filter((m) => m === 1n).length;
+      for (let p = 0; p < past.length; p++) {
+        const real = input.mask[r * width + p] === 1n;
+        assert.equal(real, p < cached, `row ${r}: cached positions are a prefix`);
+        if (real) for (const l of [0, 1]) assert.equal(past.keys[l]![(r * past.length + p) * 2 + 1], p, `row ${r} layer ${l}: position ${p} holds its own entry`);
+      }
+      let fed = 0;
+      for (let t = 0; t < seq; t++) {
+        if (input.mask[r * width + past.length + t] !== 1n) continue;
+        const position = Number(input.positions[r * seq + t]);
+        if (input.slots[r] !== 0 || cached > 0 || seq > 1) assert.equal(position, cached + fed, `row ${r}: new token continues the cache`);
+        for (const l of [0, 1]) {
+          keys[l]![(r * seq + t) * 2] = input.ids[r * seq + t]!;
+          keys[l]![(r * seq + t) * 2 + 1] = position;
+        }
+        fed++;
+      }
+      if (seq > 1 || cached > 0) live++;
+      logits[r * VOCAB + ((input.ids[r * seq + seq - 1]! + 1) % VOCAB)] = 1;
+    }
+    const kind = seq > 1 || past.length === 0 ? 'prefill' : 'decode';
+    steps.push({ kind, batch, seq, liveRows: live, slots: [...input.slots] });
+    if (options.failOn?.(steps.length, input)) throw new Error('injected failure');
+    await new Promise((r) => setImmediate(r));
+    return { logits, keys, values };
+  };
+  return { forward, steps };
+}
+
+function scheduler(forward: (i: ForwardInput) => Promise<ForwardOutput>, limits: Partial<SchedulerLimits> = {}) {
+  return new Scheduler(forward, dims, { maxBatch: 4, maxBatchTokens: 64, maxContext: 512, prefillChunk: 16, ...limits }, new Set([VOCAB - 1]), (ids) => ids.map((i) => `<${i}>`).join(''));
+}
+
+/** Waits until `s` has run `decodes` decode steps; fails instead of hanging if it went idle first. */
+async function afterDecodes(s: Scheduler, decodes: number): Promise<void> {
+  while (s.steps.decode < decodes) {
+    if (s.stats.running === 0 && s.stats.waiting === 0) assert.fail(`the scheduler went idle after ${s.steps.decode} decode steps`);
+    await new Promise((r) => setImmediate(r));
+  }
+}
+
+const request = (prompt: number[], maxTokens: number, slot = 0, extra: Record<string, unknown> = {}) => ({
+  promptTokens: prompt, slot, maxTokens, stop: [], sampling: { ...DEFAULT_SAMPLING, temperature: 0 }, ...extra,
+});
+const expected = (prompt: number[], n: number) => Array.from({ length: n }, (_, i) => `<${prompt[prompt.length - 1]! + 1 + i}>`).join('');
+
+describe('scheduler with a fake forward pass', () => {
+  it('requests that join and leave between steps each get exactly their own continuation', async () => {
+    const model = fakeModel();
+    const s = scheduler(model.forward);
+    const first = s.submit(request([10, 11, 12], 12, 1));
+    const second = s.submit(request([100], 3, 2));
+    await afterDecodes(s, 4);
+    const third = s.submit(request([200, 201, 202, 203, 204], 6));
+    const results = await Promise.all([first.result, second.result, third.result]);
+    assert.deepEqual(results.map((r) => r.text), [expected([10, 11, 12], 12), expected([100], 3), expected([200, 201, 202, 203, 204], 6)]);
+    assert.deepEqual(results.map((r) => r.finishReason), ['length', 'length', 'length']);
+    await s.idle();
+    assert.equal(s.stats.running, 0);
+    assert.equal(s.stats.kvFloats, 0, 'an idle scheduler holds no cache');
+    // the three adapters' rows shared decode steps: slot per row as requested
+    assert.ok(model.steps.some((st) => st.kind === 'decode' && st.slots.includes(1) && st.slots.includes(0)), 'base and adapter rows decode in one step');
+  });
+
+  it('a freed row is reused, so the decode batch does not grow past the live rows', async () => {
+    const model = fakeModel();
+    const s = scheduler(model.forward, { maxBatch: 2 });
+    const gens = [s.submit(request([1], 2)), s.submit(request([50], 30)), s.submit(request([300], 5)), s.submit(request([400], 5))];
+    const results = await Promise.all(gens.map((g) => g.result));
+    assert.deepEqual(results.map((r) => r.text), [expected([1], 2), expected([50], 30), expected([300], 5), expected([400], 5)]);
+    assert.ok(model.steps.every((st) => st.batch <= 2), 'never more rows than maxBatch');
+  });
+
+  it('a long prompt is read in chunks that alternate with the running streams\' decode steps', async () => {
+    const model = fakeModel();
+    const s = scheduler(model.forward, { prefillChunk: 8, maxBatchTokens: 8 });
+    const running = s.submit(request([5], 40));
+    await afterDecodes(s, 2);
+    const from = model.steps.length;
+    const long = Array.from({ length: 30 }, (_, i) => 500 + i);
+    const late = s.submit(request(long, 4));
+    const results = await Promise.all([running.result, late.result]);
+    assert.equal(results[1]!.text, expected(long, 4));
+    assert.equal(results[0]!.text, expected([5], 40));
+    const kinds = model.steps.slice(from).map((st) => st.kind === 'prefill' || st.seq > 1 ? 'P' : 'D').join('');
+    // 30 tokens in chunks of 8: 4 prefill steps, never two in a row while a stream is decoding
+    assert.equal((kinds.match(/P/g) ?? []).length, 4, kinds);
+    assert.ok(!kinds.includes('PP'), `prefill chunks alternate with decode steps: ${kinds}`);
+    assert.ok(model.steps.every((st) => st.batch * st.seq <= 8 || st.batch === 1), 'prefill steps stay within maxBatchTokens');
+  });
+
+  it('cancellation frees the row at the next step and calls onDone once', async () => {
+    const model = fakeModel();
+    const s = scheduler(model.forward);
+    const ctl = new AbortController();
+    let done = 0;
+    const cancelled = s.submit(request([7], 500, 0, { signal: ctl.signal, onDone: () => done++ }));
+    const other = s.submit(request([9], 20));
+    await afterDecodes(s, 3);
+    ctl.abort();
+    const before = s.steps.decode + s.steps.prefill;
+    assert.equal((await cancelled.result).finishReason, 'cancelled');
+    assert.ok(s.steps.decode + s.steps.prefill - before <= 1, 'cancelled within one step');
+    assert.equal((await other.result).text, expected([9], 20));
+    assert.equal(done, 1);
+  });
+
+  it('a failed forward pass fails the requests in that step and nothing else', async () => {
+    const model = fakeModel({ failOn: (_n, input) => input.seq > 1 && input.ids.includes(666) });
+    const s = scheduler(model.forward, { maxBatch: 1 });
+    const ok1 = s.submit(request([1], 3));
+    const bad = s.submit(request([665, 666], 3));
+    const ok2 = s.submit(request([3], 3));
+    await assert.rejects(bad.result, /forward pass failed/);
+    assert.equal((await ok1.result).text, expected([1], 3));
+    assert.equal((await ok2.result).text, expected([3], 3));
+  });
+
+  it('rows stop at the context limit and at EOS', async () => {
+    const model = fakeModel();
+    const s = scheduler(model.forward, { maxContext: 6 });
+    const capped = await s.submit(request([1, 2], 100)).result;
+    assert.equal(capped.completionTokens, 4);
+    assert.equal(capped.finishReason, 'length');
+    const eos = await s.submit(request([VOCAB - 4], 100)).result;
+    assert.equal(eos.finishReason, 'stop');
+    assert.equal(eos.text, expected([VOCAB - 4], 2));
+  });
+});
