@@ -1,6 +1,7 @@
 import { parseArgs } from 'node:util';
 import { buildApp, DEFAULTS, KeyRing, Serving, type ServerConfig } from '../server/index.js';
 import type { ExecutionProvider } from '../engine/index.js';
+import { QUANTIZE_MODES } from '../model/index.js';
 
 /** Each flag, its LORASERVE_* variable, and how to read it. */
 const FLAGS = {
@@ -16,6 +17,8 @@ const FLAGS = {
   'max-batch': { env: 'LORASERVE_MAX_BATCH', help: 'rows per forward pass', parse: Number },
   'max-batch-tokens': { env: 'LORASERVE_MAX_BATCH_TOKENS', help: 'padded prompt tokens per prefill', parse: Number },
   threads: { env: 'LORASERVE_THREADS', help: 'ONNX Runtime intra-op threads (0 = all cores)', parse: Number },
+  quantize: { env: 'LORASERVE_QUANTIZE', help: 'int8 | int4: weight-only quantization of the base model (none = float32)', parse: (v: string) => (v === 'none' ? null : v) },
+  'quant-cache-dir': { env: 'LORASERVE_QUANT_CACHE_DIR', help: 'where quantized weights are cached (default: MODEL/.loraserve-cache)', parse: String },
   keys: { env: 'LORASERVE_KEYS', help: 'API keys file (JSON)', parse: String },
   'lora-root': { env: 'LORASERVE_LORA_ROOT', help: 'root for vLLM-style load_lora_adapter paths', parse: String },
   preload: { env: 'LORASERVE_PRELOAD', help: 'comma-separated adapters to warm at start', parse: (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean) },
@@ -31,7 +34,7 @@ const FLAGS = {
 const KEY_OF: Record<keyof typeof FLAGS, keyof ServerConfig> = {
   model: 'modelDir', adapters: 'adaptersDir', host: 'host', port: 'port', provider: 'provider', slots: 'slots', 'max-rank': 'maxRank',
   'lora-modules': 'loraModules', 'host-cache-bytes': 'hostCacheBytes', 'max-batch': 'maxBatch', 'max-batch-tokens': 'maxBatchTokens',
-  threads: 'threads', keys: 'keysFile', 'lora-root': 'loraRoot', preload: 'preload', 'max-tokens': 'maxTokens',
+  threads: 'threads', quantize: 'quantize', 'quant-cache-dir': 'quantCacheDir', keys: 'keysFile', 'lora-root': 'loraRoot', preload: 'preload', 'max-tokens': 'maxTokens',
   'max-prompt-tokens': 'maxPromptTokens', 'max-queue': 'maxQueue', 'request-timeout-ms': 'requestTimeoutMs',
   'drain-timeout-ms': 'drainTimeoutMs', 'upload-bytes': 'uploadBytes', 'log-level': 'logLevel',
 };
@@ -54,6 +57,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerCo
     config[KEY_OF[flag]] = v;
   }
   if (!['cpu', 'cuda', 'webgpu'].includes(config.provider as string)) throw new Error(`--provider must be cpu, cuda or webgpu`);
+  if (config.quantize !== null && !(QUANTIZE_MODES as readonly unknown[]).includes(config.quantize)) throw new Error(`--quantize must be int8, int4 or none, got "${String(config.quantize)}"`);
   return config as unknown as ServerConfig & { provider: ExecutionProvider };
 }
 
@@ -76,7 +80,9 @@ export async function serve(args: string[]): Promise<void> {
     await serving.cache.warm(name);
     app.log.info({ adapter: name }, 'preloaded');
   }
-  app.log.info({ model: serving.baseId, adapters: serving.store.list().length, slots: config.slots, provider: config.provider }, 'model loaded');
+  const quant = serving.engine.quantization;
+  const quantized = quant ? { quantize: quant.mode, quantCache: quant.entry.reused ? 'reused' : 'written', quantFile: quant.entry.file } : {};
+  app.log.info({ model: serving.baseId, adapters: serving.store.list().length, slots: config.slots, provider: config.provider, ...quantized }, 'model loaded');
   await app.listen({ host: config.host, port: config.port });
 
   let stopping = false;

@@ -53,7 +53,7 @@ export function cachedQuantized(g: GraphBuilder, entry: QuantCacheEntry, weight:
 
 /**
  * y = x @ dequant(W)ᵀ (+ bias): x `[..., K]` → `[..., N]`. B must be a constant initializer: ORT
- * prepacks it into its kernel's layout once at load, and frees the original.
+ * prepacks it into its kernel's layout once at load (fed as an input it would repack every run).
  */
 export function matMulNBits(g: GraphBuilder, x: string, w: QuantizedInitializers, bias: string | null, accuracyLevel: AccuracyLevel): string {
   // Inputs: A, B, scales, zero_points, g_idx (deprecated, left empty), bias.

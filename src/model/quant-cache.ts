@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { closeSync, mkdirSync, openSync, readdirSync, readSync, rmSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { EngineError } from '../errors.js';
-import { SafetensorsFile, writeSafetensors, type TensorInfo, type TensorToWrite } from './safetensors.js';
+import { encodeSafetensorsHeader, SafetensorsFile, type TensorInfo, type TensorLayout } from './safetensors.js';
+import { writeAt, writeFileAtomic } from '../util/atomic-write.js';
 import { checkQuantSettings, quantizedShapes, quantizeWeight, type QuantSettings } from './quantize.js';
 import type { LinearModule } from './dims.js';
 import type { WeightStore } from './weights.js';
@@ -47,32 +48,52 @@ const tensorNames = (weight: string) => ({ data: `${weight}.qweight`, scales: `$
  */
 export async function quantizedWeights(store: WeightStore, linears: LinearModule[], settings: QuantSettings, cacheDir: string): Promise<QuantCacheEntry> {
   checkQuantSettings(settings);
-  const key = cacheKey(store, linears, settings);
+  const unique = [...new Map(linears.map((m) => [m.weight, m])).values()];
+  const key = cacheKey(store, unique, settings);
   const file = join(cacheDir, `quant-${settings.bits}bit-b${settings.blockSize}-${key.slice(0, 24)}.safetensors`);
   mkdirSync(cacheDir, { recursive: true });
   removeStaleTemps(cacheDir);
-  const cached = readEntry(file, key, linears, settings, true);
+  const cached = readEntry(file, key, unique, settings, true);
   if (cached) return { file, reused: true, weights: cached };
-  const tensors: Record<string, TensorToWrite> = {};
-  for (const m of linears) {
-    const q = quantizeWeight(store.readF32(m.weight), m.outFeatures, m.inFeatures, { ...settings, fanInFanOut: m.fanInFanOut });
-    const shapes = quantizedShapes(m.outFeatures, m.inFeatures, settings);
-    const names = tensorNames(m.weight);
-    tensors[names.data] = { dtype: 'U8', shape: shapes.data, data: q.data };
-    tensors[names.scales] = { dtype: 'F32', shape: shapes.scales, data: q.scales };
-    tensors[names.zeroPoints] = { dtype: 'U8', shape: shapes.zeroPoints, data: q.zeroPoints };
-    // Quantizing a large model takes seconds; let the event loop breathe between layers.
-    await new Promise((resolve) => setImmediate(resolve));
-  }
-  const sha256 = dataHash(Object.keys(tensors).sort().map((n) => bytesOf(tensors[n]!.data)));
   try {
-    await writeSafetensors(file, tensors, { format: FORMAT, key, sha256 });
+    await writeEntry(file, key, store, unique, settings);
   } catch (cause) {
     throw new EngineError(`cannot write the quantization cache ${file}: ${(cause as Error).message}; choose a writable cache folder`, { cause });
   }
-  const written = readEntry(file, key, linears, settings, false);
+  const written = readEntry(file, key, unique, settings, false);
   if (!written) throw new EngineError(`quantization cache ${file} does not read back after writing`);
   return { file, reused: false, weights: written };
+}
+
+/**
+ * Quantizes one weight at a time straight into the file, so memory holds one layer's tensors, not
+ * the model's. The header goes first with a placeholder checksum of the same length and is
+ * rewritten in place once the data is hashed; the temp file is renamed only after that.
+ */
+async function writeEntry(file: string, key: string, store: WeightStore, linears: LinearModule[], settings: QuantSettings): Promise<void> {
+  const layout: TensorLayout[] = linears.flatMap((m) => {
+    const shapes = quantizedShapes(m.outFeatures, m.inFeatures, settings);
+    const names = tensorNames(m.weight);
+    return [
+      { name: names.data, dtype: 'U8' as const, shape: shapes.data },
+      { name: names.scales, dtype: 'F32' as const, shape: shapes.scales },
+      { name: names.zeroPoints, dtype: 'U8' as const, shape: shapes.zeroPoints },
+    ];
+  });
+  const header = (sha256: string) => encodeSafetensorsHeader(layout, { format: FORMAT, key, sha256 });
+  await writeFileAtomic(file, async (fh) => {
+    let at = header('0'.repeat(64)).length;
+    const hash = createHash('sha256');
+    for (const m of linears) {
+      const q = quantizeWeight(store.readF32(m.weight), m.outFeatures, m.inFeatures, { ...settings, fanInFanOut: m.fanInFanOut });
+      for (const bytes of [q.data, new Uint8Array(q.scales.buffer, q.scales.byteOffset, q.scales.byteLength), q.zeroPoints]) {
+        hash.update(bytes);
+        await writeAt(fh, bytes, at);
+        at += bytes.length;
+      }
+    }
+    await writeAt(fh, header(hash.digest('hex')), 0);
+  });
 }
 
 function cacheKey(store: WeightStore, linears: LinearModule[], settings: QuantSettings): string {
@@ -139,24 +160,13 @@ function fileDataHash(file: string, start: number, tensors: TensorInfo[]): strin
   const end = tensors.reduce((a, t) => Math.max(a, t.fileOffset + t.byteLength), start);
   const fd = openSync(file, 'r');
   try {
+    const h = createHash('sha256');
     const chunk = 1 << 22;
-    const chunks = function* () {
-      for (let at = start; at < end; at += chunk) yield readAt(fd, at, Math.min(chunk, end - at));
-    };
-    return dataHash(chunks());
+    for (let at = start; at < end; at += chunk) h.update(readAt(fd, at, Math.min(chunk, end - at)));
+    return h.digest('hex');
   } finally {
     closeSync(fd);
   }
-}
-
-function dataHash(chunks: Iterable<Uint8Array>): string {
-  const h = createHash('sha256');
-  for (const c of chunks) h.update(c);
-  return h.digest('hex');
-}
-
-function bytesOf(a: Float32Array | Uint16Array | BigInt64Array | Uint8Array): Uint8Array {
-  return new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
 }
 
 function readAt(fd: number, position: number, length: number): Uint8Array {

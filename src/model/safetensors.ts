@@ -219,30 +219,45 @@ export interface TensorToWrite {
   data: Float32Array | Uint16Array | BigInt64Array | Uint8Array;
 }
 
+export interface TensorLayout {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+}
+
 /**
- * The pieces of a safetensors file in write order: the length-prefixed header (padded with spaces
- * to 8-byte alignment), then each tensor's bytes, sorted by name.
+ * The length-prefixed header (padded with spaces to 8-byte alignment) of a file whose tensors lie
+ * back to back in the given order. Metadata values of the same length give a header of the same
+ * length, so a header can be rewritten in place once its data is written.
  */
-export function safetensorsParts(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array[] {
+export function encodeSafetensorsHeader(tensors: TensorLayout[], metadata?: Record<string, string>): Uint8Array {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   let offset = 0;
-  const names = Object.keys(tensors).sort();
-  for (const name of names) {
-    const t = tensors[name]!;
-    const bytes = t.data.byteLength;
-    const expected = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
-    if (bytes !== expected) throw new SafetensorsError(`tensor "${name}": ${bytes} bytes of data for shape ${JSON.stringify(t.shape)} ${t.dtype}`);
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+  for (const t of tensors) {
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
   const headerBytes = Buffer.from(json, 'utf8');
-  const prefix = new Uint8Array(8 + headerBytes.length);
-  new DataView(prefix.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
-  prefix.set(headerBytes, 8);
-  return [prefix, ...names.map((name) => {
+  const out = new Uint8Array(8 + headerBytes.length);
+  new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
+  out.set(headerBytes, 8);
+  return out;
+}
+
+/** The pieces of a safetensors file in write order: the header, then each tensor's bytes, sorted by name. */
+function safetensorsParts(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array[] {
+  const names = Object.keys(tensors).sort();
+  for (const name of names) {
+    const t = tensors[name]!;
+    const expected = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    if (t.data.byteLength !== expected) throw new SafetensorsError(`tensor "${name}": ${t.data.byteLength} bytes of data for shape ${JSON.stringify(t.shape)} ${t.dtype}`);
+  }
+  const header = encodeSafetensorsHeader(names.map((name) => ({ name, dtype: tensors[name]!.dtype, shape: tensors[name]!.shape })), metadata);
+  return [header, ...names.map((name) => {
     const d = tensors[name]!.data;
     return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
   })];

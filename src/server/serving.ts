@@ -51,6 +51,8 @@ export class Serving {
       maxBatch: config.maxBatch,
       maxBatchTokens: config.maxBatchTokens,
       threads: config.threads,
+      quantize: config.quantize,
+      quantCacheDir: config.quantCacheDir,
     });
     const store = await AdapterStore.open(config.adaptersDir);
     const metrics = new Metrics();
