@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { runBench } from './bench.js';
+import { runBench, SHAPES, type ShapeName } from '../bench/index.js';
 import { serve } from './serve.js';
 import { trainCommand } from './train.js';
 import { mergeAdapter } from '../lora/index.js';
@@ -11,8 +11,10 @@ commands:
   serve    serve the OpenAI-compatible API (see loraserve serve --help)
   train    LoRA (or --full) fine-tuning with TensorFlow.js (see loraserve train --help)
   merge    fold an adapter into its base: --model DIR --adapter DIR --out DIR
-  bench    heterogeneous multi-LoRA batching vs serial adapter switching vs no LoRA (JSON)
-           --quick   small run, under a minute on 2 cores
+  bench    heterogeneous multi-LoRA batching vs serial adapter switching vs no LoRA, engine limits (JSON;
+           the summary object is printed last)
+           --quick   small run (GPT-2-small shape only), about a minute on 2 cores
+           --shape gpt2-small|qwen2-0.5b   one shape's section only
            --threads N`;
 
 async function main(argv: string[]): Promise<void> {
@@ -34,9 +36,14 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'bench': {
-      const { values } = parseArgs({ args: rest, options: { quick: { type: 'boolean', default: false }, threads: { type: 'string' } } });
-      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? Number(values.threads) : undefined });
-      process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
+      const { values } = parseArgs({ args: rest, options: { quick: { type: 'boolean', default: false }, threads: { type: 'string' }, shape: { type: 'string' } } });
+      if (values.shape !== undefined && !(values.shape in SHAPES)) {
+        process.stderr.write(`--shape must be one of ${Object.keys(SHAPES).join(', ')}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? Number(values.threads) : undefined, shape: values.shape as ShapeName | undefined });
+      process.stdout.write(`${JSON.stringify(result.details, null, 2)}\n${JSON.stringify(result.summary)}\n`);
       return;
     }
     case undefined:

@@ -15,7 +15,8 @@ const FLAGS = {
   'lora-modules': { env: 'LORASERVE_LORA_MODULES', help: 'all-linear, or comma-separated module names with LoRA slots', parse: (v: string) => (v === 'all-linear' ? v : v.split(',').map((s) => s.trim()).filter(Boolean)) },
   'host-cache-bytes': { env: 'LORASERVE_HOST_CACHE_BYTES', help: 'host-memory bound of parsed adapters', parse: Number },
   'max-batch': { env: 'LORASERVE_MAX_BATCH', help: 'rows per forward pass', parse: Number },
-  'max-batch-tokens': { env: 'LORASERVE_MAX_BATCH_TOKENS', help: 'padded prompt tokens per prefill', parse: Number },
+  'max-batch-tokens': { env: 'LORASERVE_MAX_BATCH_TOKENS', help: 'padded prompt tokens per prefill step', parse: Number },
+  'prefill-chunk': { env: 'LORASERVE_PREFILL_CHUNK', help: 'most prompt tokens of one request per step (longer prompts alternate chunks with decode steps)', parse: Number },
   threads: { env: 'LORASERVE_THREADS', help: 'ONNX Runtime intra-op threads (0 = all cores)', parse: Number },
   quantize: { env: 'LORASERVE_QUANTIZE', help: 'int8 | int4: weight-only quantization of the base model (none = float32)', parse: (v: string) => (v === 'none' ? null : v) },
   'quant-cache-dir': { env: 'LORASERVE_QUANT_CACHE_DIR', help: 'where quantized weights are cached (default: MODEL/.loraserve-cache)', parse: String },
@@ -33,7 +34,7 @@ const FLAGS = {
 
 const KEY_OF: Record<keyof typeof FLAGS, keyof ServerConfig> = {
   model: 'modelDir', adapters: 'adaptersDir', host: 'host', port: 'port', provider: 'provider', slots: 'slots', 'max-rank': 'maxRank',
-  'lora-modules': 'loraModules', 'host-cache-bytes': 'hostCacheBytes', 'max-batch': 'maxBatch', 'max-batch-tokens': 'maxBatchTokens',
+  'lora-modules': 'loraModules', 'host-cache-bytes': 'hostCacheBytes', 'max-batch': 'maxBatch', 'max-batch-tokens': 'maxBatchTokens', 'prefill-chunk': 'prefillChunk',
   threads: 'threads', quantize: 'quantize', 'quant-cache-dir': 'quantCacheDir', keys: 'keysFile', 'lora-root': 'loraRoot', preload: 'preload', 'max-tokens': 'maxTokens',
   'max-prompt-tokens': 'maxPromptTokens', 'max-queue': 'maxQueue', 'request-timeout-ms': 'requestTimeoutMs',
   'drain-timeout-ms': 'drainTimeoutMs', 'upload-bytes': 'uploadBytes', 'log-level': 'logLevel',

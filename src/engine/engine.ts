@@ -37,6 +37,7 @@ export interface GenerateRequest {
   ignoreEos?: boolean;
   signal?: AbortSignal;
   onDone?: () => void;
+  onToken?: (token: number) => void;
 }
 
 /** The resident base model: ONNX session, tokenizer, adapter slots and the batching scheduler. */
@@ -100,6 +101,7 @@ export class Engine {
       ignoreEos: req.ignoreEos,
       signal: req.signal,
       onDone: req.onDone,
+      onToken: req.onToken,
     });
   }
 

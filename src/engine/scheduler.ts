@@ -208,6 +208,7 @@ export class Scheduler {
     s.sampler.observe(token);
     s.generated.push(token);
     s.lastToken = token;
+    s.req.onToken?.(token);
     const { text, stopped } = s.stops.push(s.detok.push(token));
     s.gen.push(text);
     if (stopped) return this.finish(s, 'stop', true);

@@ -15,6 +15,8 @@ export interface SequenceRequest {
   signal?: AbortSignal;
   /** Called once when the request has left the engine, however it ended. */
   onDone?: () => void;
+  /** Called with each generated token as it is accepted (token-level timing, before text is final). */
+  onToken?: (token: number) => void;
 }
 
 /** One request's state inside the scheduler: its cache row, how much of it is cached, its output. */

@@ -16,6 +16,7 @@ export interface ServerConfig {
   hostCacheBytes: number;
   maxBatch: number;
   maxBatchTokens: number;
+  prefillChunk: number;
   threads: number;
   /** Weight-only quantization of the base model (int8 | int4); null serves float32. */
   quantize: QuantizeMode | null;
@@ -48,6 +49,7 @@ export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
   hostCacheBytes: 512 * 1024 * 1024,
   maxBatch: 32,
   maxBatchTokens: 4096,
+  prefillChunk: 512,
   threads: 0,
   quantize: null,
   quantCacheDir: null,

@@ -50,6 +50,7 @@ export class Serving {
       loraModules: config.loraModules,
       maxBatch: config.maxBatch,
       maxBatchTokens: config.maxBatchTokens,
+      prefillChunk: config.prefillChunk,
       threads: config.threads,
       quantize: config.quantize,
       quantCacheDir: config.quantCacheDir,

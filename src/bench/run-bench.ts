@@ -1,0 +1,272 @@
+/**
+ * `loraserve bench`: heterogeneous multi-LoRA batching against the ways people serve adapters
+ * without it, plus the engine's own limits, measured in one process on one machine. Speed is
+ * reported as ratios within the run and never asserted.
+ *
+ * GPT-2-small shape, 8 rank-16 adapters on q/k/v/o:
+ *   serial   one request at a time, the adapter switched before each (PEFT's set_adapter style)
+ *   hetero   32 concurrent requests over the 8 adapters in one continuous batch
+ *   base     the same 32 requests on a graph with no LoRA at all
+ *   s64_r64  hetero on an engine built for 64 slots of rank up to 64 (the slots configured must not tax a batch)
+ *   decode-step time at 64 and 512 cached positions (batch 32), and a long-context run (prompt 512, 128 generated)
+ * Qwen2.5-0.5B shape (BF16 on disk): batch 1 and 32, decode-step times, resident memory in a child process.
+ */
+import { spawn } from 'node:child_process';
+import { mkdtemp, rm } from 'node:fs/promises';
+import { readFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { fileURLToPath } from 'node:url';
+import { join } from 'node:path';
+import { Engine, type EngineOptions, type GenerateRequest } from '../engine/index.js';
+import { loadHfModel, type HfModel } from '../model/index.js';
+import { parseAdapter, writeRandomAdapter, type ParsedAdapter } from '../lora/index.js';
+import { rng } from '../util/rng.js';
+import { Progress } from '../cli/progress.js';
+import { writeGgufLora, writeGgufModel } from '../testing/index.js';
+import { runLlamaPeer, type LlamaPeerResult } from './llama-peer.js';
+import { decodeStepMs, runRequests, type Latency, type Throughput } from './measure.js';
+import type { RssProbeResult } from './rss-probe.js';
+import { SHAPES, writeShape, type ShapeName } from './shapes.js';
+
+export interface BenchOptions {
+  quick: boolean;
+  threads?: number;
+  /** Run one shape's section only; both by default (the Qwen2.5-0.5B one is skipped by --quick). */
+  shape?: ShapeName;
+}
+
+const ADAPTERS = 8;
+const RANK = 16;
+const CONCURRENT = 32;
+
+const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
+
+async function writeAdapters(dir: string, model: HfModel, shape: ShapeName): Promise<ParsedAdapter[]> {
+  const { targets, fanInFanOut } = SHAPES[shape];
+  const adapters: ParsedAdapter[] = [];
+  const progress = new Progress('bench: adapters', ADAPTERS);
+  for (let i = 0; i < ADAPTERS; i++) {
+    const adir = join(dir, `adapter-${i}`);
+    await writeRandomAdapter(adir, model, { r: RANK, lora_alpha: 2 * RANK, target_modules: [...targets], fan_in_fan_out: fanInFanOut }, 100 + i, 0.02);
+    adapters.push(parseAdapter(readFileSync(join(adir, 'adapter_config.json'), 'utf8'), readFileSync(join(adir, 'adapter_model.safetensors')), model, RANK));
+    progress.update(i + 1);
+  }
+  return adapters;
+}
+
+function prompts(count: number, length: number, vocab: number): number[][] {
+  const r = rng(7);
+  return Array.from({ length: count }, () => Array.from({ length }, () => Math.floor(r.next() * (vocab - 1))));
+}
+
+const requests = (ps: number[][], generate: number, slotOf: (i: number) => number): GenerateRequest[] =>
+  ps.map((p, i) => ({ promptTokens: p, slot: slotOf(i), maxTokens: generate, ignoreEos: true, sampling: { temperature: 0 } }));
+
+/** An engine with the 8 adapters in slots 1..8 (spread over the slots when there are more). */
+async function loraEngine(modelDir: string, adapters: ParsedAdapter[], opts: Partial<EngineOptions>, targets: readonly string[]): Promise<Engine> {
+  const slots = opts.slots ?? ADAPTERS;
+  const engine = await Engine.create({ modelDir, maxRank: RANK, loraModules: [...targets], maxBatch: CONCURRENT, ...opts, slots });
+  const stride = Math.floor(slots / ADAPTERS);
+  adapters.forEach((a, i) => engine.slots!.write(1 + i * stride, a));
+  return engine;
+}
+
+const slotOfRow = (slots: number) => (i: number) => 1 + (i % ADAPTERS) * Math.floor(slots / ADAPTERS);
+
+async function rssProbe(options: Record<string, unknown>): Promise<RssProbeResult> {
+  const probe = fileURLToPath(new URL('./rss-probe.ts', import.meta.url));
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', probe, JSON.stringify(options)], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d) => (out += d));
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as RssProbeResult) : reject(new Error(`rss probe exited with ${code}`))));
+  });
+}
+
+async function gpt2Section(dir: string, opts: BenchOptions) {
+  const shape = 'gpt2-small';
+  const promptLen = opts.quick ? 16 : 64;
+  const generate = opts.quick ? 16 : 64;
+  const serialRequests = opts.quick ? 4 : 8;
+  const threads = opts.threads ?? 0;
+  const { targets } = SHAPES[shape];
+  log(`writing a ${SHAPES[shape].label}`);
+  const modelDir = writeShape(join(dir, shape), shape);
+  const model = loadHfModel(modelDir);
+  const adapters = await writeAdapters(dir, model, shape);
+  const vocab = model.dims.vocabSize;
+  model.weights.close();
+  const ps = prompts(CONCURRENT, promptLen, vocab);
+
+  const lora = await loraEngine(modelDir, adapters, { threads }, targets);
+  await runRequests(lora, requests([ps[0]!], 4, () => 1), false); // warm-up: ORT's allocations and kernel choice
+  log('(a) serial, adapter switched per request');
+  const serial = await runRequests(lora, requests(ps.slice(0, serialRequests), generate, () => 1), false, (i) => lora.slots!.write(1, adapters[i % ADAPTERS]!));
+  adapters.forEach((a, i) => lora.slots!.write(i + 1, a));
+  log(`(b) ${CONCURRENT} concurrent requests over ${ADAPTERS} adapters, one batch`);
+  const hetero = await runRequests(lora, requests(ps, generate, slotOfRow(ADAPTERS)), true);
+  log('decode-step time at 64 and 512 cached positions, batch 32');
+  const rowSlots = ps.map((_, i) => slotOfRow(ADAPTERS)(i));
+  const step64 = await decodeStepMs(lora, rowSlots, 64);
+  const step512 = await decodeStepMs(lora, rowSlots, 512);
+  let long = null;
+  if (!opts.quick) {
+    log('long context: prompt 512, 128 generated, batch 1 and 32');
+    const longPrompts = prompts(CONCURRENT, 512, vocab);
+    const one = await runRequests(lora, requests([longPrompts[0]!], 128, () => 1), false);
+    const all = await runRequests(lora, requests(longPrompts, 128, slotOfRow(ADAPTERS)), true);
+    long = { prompt_tokens: 512, generated_tokens: 128, batch_1: one, batch_32: all };
+  }
+  await lora.close();
+
+  const base = await Engine.create({ modelDir, slots: 0, maxBatch: CONCURRENT, threads });
+  await runRequests(base, requests([ps[0]!], 4, () => 0), false);
+  log(`(c) the same ${CONCURRENT} requests, no LoRA in the graph`);
+  const plain = await runRequests(base, requests(ps, generate, () => 0), true);
+  const baseStep64 = await decodeStepMs(base, ps.map(() => 0), 64);
+  const baseStep512 = await decodeStepMs(base, ps.map(() => 0), 512);
+  await base.close();
+
+  log('(d) hetero on an engine built for 64 slots of rank up to 64');
+  const wide = await loraEngine(modelDir, adapters, { threads, slots: 64, maxRank: 64 }, targets);
+  await runRequests(wide, requests([ps[0]!], 4, () => 1), false);
+  const hetero64 = await runRequests(wide, requests(ps, generate, slotOfRow(64)), true);
+  await wide.close();
+
+  return {
+    details: {
+      model: SHAPES[shape].label, adapters: ADAPTERS, rank: RANK, targets, promptTokens: promptLen, generatedTokens: generate, concurrent: CONCURRENT, serialRequests,
+      serial, hetero, base: plain, hetero_s64_r64: hetero64,
+      decode_step_ms: { lora: { cached_64: step64, cached_512: step512 }, base: { cached_64: baseStep64, cached_512: baseStep512 } },
+      long_context: long,
+    },
+    summary: {
+      hetero_vs_serial: +(hetero.tokens_per_s / serial.tokens_per_s).toFixed(3),
+      lora_vs_base: +(hetero.tokens_per_s / plain.tokens_per_s).toFixed(3),
+      lora_vs_base_s64_r64: +(hetero64.tokens_per_s / plain.tokens_per_s).toFixed(3),
+      decode_step_512_vs_64: +(step512 / step64).toFixed(3),
+    },
+  };
+}
+
+/** loraserve's base-weight precisions and llama.cpp's weight type that matches each. */
+const PRECISIONS = [{ ours: 'fp32', quantize: null, peer: 'F32' }] as const;
+
+type Workloads = { single: Throughput; multi_adapter: Throughput & Latency; no_adapter: Throughput };
+
+/**
+ * The Qwen2.5-0.5B shape, loraserve at each precision and llama.cpp at the matching one, on the
+ * same workloads (prompt 32, 32 generated, greedy, EOS ignored): (a) one stream, 4 requests one
+ * after another, each on its adapter; (b) 32 requests over 8 adapters at once; (c) 32 requests
+ * without adapters. Then decode-step times and resident memory.
+ */
+async function qwenSection(dir: string, opts: BenchOptions) {
+  const shape = 'qwen2-0.5b';
+  const threads = opts.threads ?? 0;
+  const { targets } = SHAPES[shape];
+  const base = join(dir, shape);
+  log(`writing a ${SHAPES[shape].label} (about a minute)`);
+  const modelDir = writeShape(join(base, 'model'), shape);
+  const model = loadHfModel(modelDir);
+  const adapters = await writeAdapters(base, model, shape);
+  const vocab = model.dims.vocabSize;
+  const ps = prompts(CONCURRENT, 32, vocab);
+  const generate = 32;
+  const singles = 4;
+  const ours: Record<string, Workloads> = {};
+  const rss: Record<string, RssProbeResult> = {};
+  let steps = { cached_64: 0, cached_512: 0 };
+  for (const p of PRECISIONS) {
+    const engine = await loraEngine(modelDir, adapters, { threads, ...(p.quantize ? { quantize: p.quantize } : {}) }, targets);
+    await runRequests(engine, requests([ps[0]!], 2, () => 1), false);
+    log(`qwen2-0.5b ${p.ours}: one stream, 32 requests over 8 adapters, 32 without`);
+    ours[p.ours] = {
+      single: await runRequests(engine, requests(ps.slice(0, singles), generate, slotOfRow(ADAPTERS)), false),
+      multi_adapter: await runRequests(engine, requests(ps, generate, slotOfRow(ADAPTERS)), true),
+      no_adapter: await runRequests(engine, requests(ps, generate, () => 0), true),
+    };
+    if (p.ours === 'fp32') {
+      const rowSlots = ps.map((_, i) => slotOfRow(ADAPTERS)(i));
+      steps = { cached_64: await decodeStepMs(engine, rowSlots, 64, 3), cached_512: await decodeStepMs(engine, rowSlots, 512, 3) };
+    }
+    await engine.close();
+    log(`qwen2-0.5b ${p.ours}: resident memory of a serving engine, in a child process`);
+    rss[p.ours] = await rssProbe({ modelDir, slots: ADAPTERS, maxRank: RANK, loraModules: [...targets], threads, promptTokens: 32, generate: 8, ...(p.quantize ? { quantize: p.quantize } : {}) });
+  }
+  const peer = await llamaPeer(base, model, modelDir, ps, generate, singles, threads);
+  model.weights.close();
+
+  const fp32 = ours.fp32!;
+  const ratios = (pick: (w: Workloads) => number, peerPick: (r: LlamaPeerResult) => number) => {
+    const best = PRECISIONS.reduce((a, b) => (pick(ours[b.ours]!) > pick(ours[a.ours]!) ? b : a));
+    const against = peer?.[best.peer];
+    return against ? +(pick(ours[best.ours]!) / peerPick(against)).toFixed(3) : null;
+  };
+  const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
+  return {
+    details: {
+      model: SHAPES[shape].label, adapters: ADAPTERS, rank: RANK, targets, promptTokens: 32, generatedTokens: generate,
+      loraserve: ours,
+      decode_step_ms: steps,
+      rss_mib: Object.fromEntries(Object.entries(rss).map(([k, r]) => [k, { rss: mib(r.rss_bytes), weights_f32: mib(r.weights_f32_bytes), kv: +(r.kv_bytes / 2 ** 20).toFixed(1) }])),
+      llama_cpp: peer ?? 'not run: node-llama-cpp is not installed (a dev dependency)',
+    },
+    summary: {
+      qwen_tokens_per_s_batch_1: fp32.single.tokens_per_s,
+      qwen_tokens_per_s_batch_32: fp32.multi_adapter.tokens_per_s,
+      rss_vs_weights: +(rss.fp32!.rss_bytes / rss.fp32!.weights_f32_bytes).toFixed(3),
+      peer_multi_adapter_ratio: ratios((w) => w.multi_adapter.tokens_per_s, (r) => r.multiAdapter.tokens_per_s),
+      peer_single_stream_ratio: ratios((w) => w.single.tokens_per_s, (r) => r.single.tokens_per_s),
+    },
+  };
+}
+
+/** llama.cpp on the same model and adapters, written as GGUF at each precision; null without node-llama-cpp. */
+async function llamaPeer(dir: string, model: HfModel, modelDir: string, ps: number[][], generate: number, singles: number, threads: number): Promise<Record<string, LlamaPeerResult> | null> {
+  try {
+    await import('node-llama-cpp');
+  } catch {
+    log('llama.cpp peer skipped: node-llama-cpp is not installed');
+    return null;
+  }
+  const ggufAdapters = Array.from({ length: ADAPTERS }, (_, i) => {
+    const path = join(dir, `adapter-${i}.gguf`);
+    writeGgufLora(join(dir, `adapter-${i}`), model, path);
+    return path;
+  });
+  const results: Record<string, LlamaPeerResult> = {};
+  for (const p of PRECISIONS) {
+    const ggufModel = join(dir, `model-${p.peer}.gguf`);
+    log(`llama.cpp ${p.peer}: writing the GGUF, then the same three workloads`);
+    writeGgufModel(modelDir, ggufModel, p.peer);
+    results[p.peer] = await runLlamaPeer({ ggufModel, ggufAdapters, prompts: ps, genTokens: generate, threads: threads || cpus().length, singleRequests: singles });
+    await rm(ggufModel, { force: true });
+  }
+  return results;
+}
+
+/** Runs the benchmark; `details` holds every figure, `summary` the ratios the issues track. */
+export async function runBench(opts: BenchOptions): Promise<{ details: Record<string, unknown>; summary: Record<string, unknown> }> {
+  const dir = await mkdtemp(join(tmpdir(), 'loraserve-bench-'));
+  const details: Record<string, unknown> = {
+    machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, threads: opts.threads ?? 'all cores' },
+    quick: opts.quick,
+  };
+  let summary: Record<string, unknown> = {};
+  try {
+    if (!opts.shape || opts.shape === 'gpt2-small') {
+      const r = await gpt2Section(dir, opts);
+      details['gpt2-small'] = r.details;
+      summary = { ...summary, ...r.summary };
+    }
+    if (opts.shape === 'qwen2-0.5b' || (!opts.shape && !opts.quick)) {
+      const r = await qwenSection(dir, opts);
+      details['qwen2-0.5b'] = r.details;
+      summary = { ...summary, ...r.summary };
+    }
+    return { details, summary };
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
