@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { peerAgreement } from '../src/bench/index.js';
-import type { Family } from '../src/model/random-model.js';
+import type { Family } from '../src/testing/index.js';
 
 const { values } = parseArgs({ options: { family: { type: 'string', default: 'qwen2' }, tokens: { type: 'string', default: '16' } } });
 const family = values.family as Family;

@@ -11,9 +11,8 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Engine } from '../engine/index.js';
 import { loadHfModel } from '../model/index.js';
-import { writeRandomModel, type Family } from '../model/random-model.js';
-import { writeRandomAdapter, CONFIG_FILE, WEIGHTS_FILE } from '../lora/index.js';
-import { writeGgufLora, writeGgufModel } from '../testing/index.js';
+import { CONFIG_FILE, WEIGHTS_FILE } from '../lora/index.js';
+import { writeGgufLora, writeGgufModel, writeRandomAdapter, writeRandomModel, type Family } from '../testing/index.js';
 import { rng } from '../util/rng.js';
 import { llamaGreedyTokens } from './llama-peer.js';
 

@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { runBench, SHAPES, type ShapeName } from '../bench/index.js';
+import { numberFlag } from './flags.js';
 import { serve } from './serve.js';
 import { trainCommand } from './train.js';
+import { LoraServeError } from '../errors.js';
 import { mergeAdapter } from '../lora/index.js';
 
 const USAGE = `loraserve <command> [options]
@@ -42,7 +44,7 @@ async function main(argv: string[]): Promise<void> {
         process.exitCode = 2;
         return;
       }
-      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? Number(values.threads) : undefined, shape: values.shape as ShapeName | undefined });
+      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? numberFlag(values.threads, 'threads') : undefined, shape: values.shape as ShapeName | undefined });
       process.stdout.write(`${JSON.stringify(result.details, null, 2)}\n${JSON.stringify(result.summary)}\n`);
       return;
     }
@@ -57,4 +59,18 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-await main(process.argv.slice(2));
+/**
+ * A mistake the user can fix (a flag, the keys file, a model or adapter folder, a dataset) is one
+ * line on stderr and exit status 2; anything else is a bug and keeps its stack trace.
+ */
+function isUsageError(err: unknown): err is Error {
+  return err instanceof LoraServeError || String((err as { code?: unknown })?.code).startsWith('ERR_PARSE_ARGS_');
+}
+
+try {
+  await main(process.argv.slice(2));
+} catch (err) {
+  if (!isUsageError(err)) throw err;
+  process.stderr.write(`loraserve: ${err.message}\n`);
+  process.exit(2);
+}

@@ -31,7 +31,7 @@ export function writeGgufLora(adapterDir: string, model: HfModel, path: string):
     return file.readF32(key);
   };
   const alpha = parsed.config.loraAlpha;
-  const targets = new Map(resolveTargets(parsed.config, model.linears, String(model.config.model_type ?? model.arch.family)).map((t) => [t.module.name, t]));
+  const targets = new Map(resolveTargets(parsed.config, model).map((t) => [t.module.name, t]));
   const tensors: GgufTensor[] = [];
   for (const [name, slot] of parsed.modules) {
     if (slot.bias) throw new AdapterUnsupportedFeatureError(`"${name}" carries a trained bias; llama.cpp's LoRA files have none`, { param: 'bias' });

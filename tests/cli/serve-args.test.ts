@@ -12,7 +12,7 @@ describe('serve: --quantize and LORASERVE_QUANTIZE', () => {
   });
 
   it('refuses a mode it cannot serve, naming the choices', () => {
-    assert.throws(() => parseServeArgs(['--quantize', 'int3'], {}), /--quantize must be int8, int4 or none, got "int3"/);
+    assert.throws(() => parseServeArgs(['--quantize', 'int3'], {}), /--quantize must be int8, int4 or none, not "int3"/);
     assert.throws(() => parseServeArgs([], { LORASERVE_QUANTIZE: 'fp16' }), /--quantize must be/);
   });
 

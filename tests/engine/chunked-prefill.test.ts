@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine/index.js';
-import { writeRandomModel } from '../../src/model/random-model.js';
+import { writeRandomModel } from '../../src/testing/index.js';
 import { readAdapter, tempDir, writeRandomAdapter } from '../helpers/adapters.js';
 
 describe('chunked prefill on a real engine', () => {

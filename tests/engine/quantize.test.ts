@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Engine } from '../../src/engine/index.js';
 import type { QuantizeMode } from '../../src/model/index.js';
-import { writeRandomModel, type Family } from '../../src/model/random-model.js';
+import { writeRandomModel, type Family } from '../../src/testing/random-model.js';
 import { tempDir } from '../helpers/adapters.js';
 import { decode, prefill } from '../helpers/drive.js';
 import { relError } from '../helpers/reference.js';

@@ -10,7 +10,7 @@ import { encodeModel, TensorDataType } from '../../src/model/onnx-proto.js';
 import { quantizedWeights } from '../../src/model/quant-cache.js';
 import { quantizeWeight, type QuantBits } from '../../src/model/quantize.js';
 import { loadHfModel } from '../../src/model/index.js';
-import { writeRandomModel } from '../../src/model/random-model.js';
+import { writeRandomModel } from '../../src/testing/random-model.js';
 import { rng } from '../../src/util/rng.js';
 import { tempDir } from '../helpers/adapters.js';
 import { dequantize, matmulRef } from '../helpers/quant.js';

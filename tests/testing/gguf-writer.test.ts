@@ -3,11 +3,19 @@ import assert from 'node:assert/strict';
 import { openSync, readSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { readGgufFileInfo, type GgufFileInfo } from 'node-llama-cpp';
-import { writeRandomModel, type TinyModel } from '../../src/model/random-model.js';
 import { loadHfModel } from '../../src/model/index.js';
-import { writeRandomAdapter } from '../../src/lora/index.js';
 import { f16ToF32, f32ToF16 } from '../../src/util/half.js';
-import { permuteRopeRows, quantizeQ4_0, quantizeQ8_0, writeGgufLora, writeGgufModel, type GgufWeightType } from '../../src/testing/index.js';
+import {
+  permuteRopeRows,
+  quantizeQ4_0,
+  quantizeQ8_0,
+  writeGgufLora,
+  writeGgufModel,
+  writeRandomAdapter,
+  writeRandomModel,
+  type GgufWeightType,
+  type TinyModel,
+} from '../../src/testing/index.js';
 import { llamaGreedyTokens, peerAgreement } from '../../src/bench/index.js';
 import { tempDir } from '../helpers/adapters.js';
 
