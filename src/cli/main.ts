@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { runBench, SHAPES, type ShapeName } from '../bench/index.js';
 import { serve } from './serve.js';
 import { trainCommand } from './train.js';
+import { LoraServeError } from '../errors.js';
 import { mergeAdapter } from '../lora/index.js';
 
 const USAGE = `loraserve <command> [options]
@@ -57,4 +58,18 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-await main(process.argv.slice(2));
+/**
+ * A mistake the user can fix (a flag, the keys file, a model or adapter folder, a dataset) is one
+ * line on stderr and exit status 2; anything else is a bug and keeps its stack trace.
+ */
+function isUsageError(err: unknown): err is Error {
+  return err instanceof LoraServeError || String((err as { code?: unknown })?.code).startsWith('ERR_PARSE_ARGS_');
+}
+
+try {
+  await main(process.argv.slice(2));
+} catch (err) {
+  if (!isUsageError(err)) throw err;
+  process.stderr.write(`loraserve: ${err.message}\n`);
+  process.exit(2);
+}

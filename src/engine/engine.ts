@@ -1,11 +1,11 @@
-import { ModelConfigError, PromptTooLongError } from '../errors.js';
+import { ConfigError, EmptyPromptError, PromptTooLongError } from '../errors.js';
 import { buildGraph, INPUT, loadHfModel, OUTPUT, type HfModel } from '../model/index.js';
 import { SlotTable, selectModules, parseAdapter, type ParsedAdapter } from '../lora/index.js';
 import { OnnxSession, type ExecutionProvider, type HostTensor } from './onnx-backend.js';
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from './scheduler.js';
 import type { Generation } from './generation.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
-import { Tokenizer } from './tokenizer.js';
+import { Tokenizer } from '../tokenizer/index.js';
 
 export interface EngineOptions {
   modelDir: string;
@@ -59,7 +59,7 @@ export class Engine {
     const tokenizer = await Tokenizer.load(model.dir);
     const layout = opts.slots > 0 && opts.maxRank > 0 ? { slots: opts.slots + 1, maxRank: opts.maxRank } : null;
     const loraLinears = selectModules(model.linears, opts.loraModules);
-    if (layout && loraLinears.length === 0) throw new ModelConfigError(`--lora-modules ${JSON.stringify(opts.loraModules)} names no linear layer of ${model.id}`);
+    if (layout && loraLinears.length === 0) throw new ConfigError(`--lora-modules ${JSON.stringify(opts.loraModules)} names no linear layer of ${model.id}`);
     const graph = buildGraph(model, layout, new Set(loraLinears.map((m) => m.name)));
     const session = await OnnxSession.create(graph, { provider: opts.provider, threads: opts.threads });
     const slots = layout ? new SlotTable(layout, loraLinears) : null;
@@ -81,7 +81,7 @@ export class Engine {
   /** Queues a request; its tokens stream from the returned Generation. */
   generate(req: GenerateRequest): Generation {
     const room = this.options.maxContext - req.promptTokens.length;
-    if (req.promptTokens.length === 0) throw new PromptTooLongError('the prompt is empty', { param: 'messages' });
+    if (req.promptTokens.length === 0) throw new EmptyPromptError('the prompt is empty', { param: 'messages' });
     if (room < 1) {
       throw new PromptTooLongError(`the prompt is ${req.promptTokens.length} tokens; this model's context holds ${this.options.maxContext}`, { param: 'messages' });
     }
