@@ -34,6 +34,10 @@ export interface GenerateRequest {
   signal?: AbortSignal;
   onDone?: () => void;
   onToken?: (token: number) => void;
+  /** Report each generated token's logprob and this many alternatives (0..20). */
+  logprobs?: number;
+  /** Report the prompt tokens' logprobs too (logits at every prompt position for this request). */
+  promptLogprobs?: boolean;
 }
 
 /** The resident base model: ONNX session, tokenizer, adapter slots and the batching scheduler. */
@@ -95,6 +99,8 @@ export class Engine {
       signal: req.signal,
       onDone: req.onDone,
       onToken: req.onToken,
+      logprobs: req.logprobs,
+      promptLogprobs: req.promptLogprobs,
     });
   }
 
@@ -108,6 +114,7 @@ export class Engine {
       [INPUT.embeds]: f32(this.model.weights.readRowsF32(this.tokenEmbedding, input.ids), [batch, seq, this.model.dims.hidden]),
       [INPUT.positions]: i64(input.positions, [batch, seq]),
       [INPUT.mask]: i64(input.mask, [batch, past.length + seq]),
+      [INPUT.logitRows]: i64(input.logitRows, [input.logitRows.length]),
     };
     for (let l = 0; l < layers; l++) {
       feeds[INPUT.pastKey(l)] = f32(past.keys[l]!, [batch, kvHeads, past.length, headDim]);

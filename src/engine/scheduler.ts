@@ -12,11 +12,14 @@
  * - Requests join and leave only between steps. A finished or cancelled request keeps its row until
  *   the start of the next step, which frees it (and calls its `onDone`, releasing its adapter pin).
  * - Each row carries its own adapter slot (0 = base model), so any mix of adapters shares a step.
+ * - Logits are computed at each row's last position only, except for a request that asked for
+ *   prompt logprobs: its prefill chunks get logits at every position.
  * - A failed forward pass fails the requests that were in it and nothing else.
  */
 import { EngineError } from '../errors.js';
 import { Generation, type FinishReason } from './generation.js';
 import { KvCache, type KvDims, type PastView } from './kv-cache.js';
+import { tokenLogprob } from './logprobs.js';
 import { Sequence, type SequenceRequest } from './sequence.js';
 import { choosePrefill, decodeInputs, prefillInputs, type StepTokens } from './step-inputs.js';
 
@@ -29,7 +32,7 @@ export interface ForwardInput extends StepTokens {
 }
 
 export interface ForwardOutput {
-  /** [batch, vocab] for each row's last position. */
+  /** [M, vocab]: one row per entry of the input's `logitRows`. */
   logits: Float32Array;
   /** This step's keys and values only: [batch, kvHeads, seq, headDim] per layer. */
   keys: Float32Array[];
@@ -153,13 +156,28 @@ export class Scheduler {
     const rows = chosen.map((s) => s.row);
     this.kv.reserve(Math.max(...chosen.map((s, i) => s.prefilled + counts[i]!)));
     const past = this.kv.past(rows);
-    const tokens = prefillInputs(chosen.map((s, i) => ({ tokens: s.req.promptTokens, from: s.prefilled, count: counts[i]!, cached: s.prefilled })), past.length);
+    const tokens = prefillInputs(
+      chosen.map((s, i) => ({ tokens: s.req.promptTokens, from: s.prefilled, count: counts[i]!, cached: s.prefilled, allLogits: s.promptLogprobs !== null })),
+      past.length,
+    );
     this.steps.prefill++;
     const out = await this.run(chosen, { ...tokens, slots: Int32Array.from(chosen, (s) => s.req.slot), past });
     if (!out) return;
     this.kv.append(rows, counts, tokens.seq, out.keys, out.values);
+    const V = out.logits.length / tokens.logitRows.length;
+    const lastLogits = chosen.map((s, i) => {
+      const start = tokens.logitStart[i]!;
+      if (!s.promptLogprobs) return start;
+      // Logits at prompt position p score prompt token p + 1; the last position's score the first generated token.
+      const prompt = s.req.promptTokens;
+      for (let j = 0; j < counts[i]!; j++) {
+        const next = s.prefilled + j + 1;
+        if (next < prompt.length) s.promptLogprobs.push(tokenLogprob(out.logits.subarray((start + j) * V, (start + j + 1) * V), prompt[next]!, s.req.logprobs ?? 0));
+      }
+      return start + counts[i]! - 1;
+    });
     chosen.forEach((s, i) => (s.prefilled += counts[i]!));
-    this.sampleAll(chosen, out.logits, (s) => s.decoding);
+    this.sampleAll(chosen, out.logits, V, (i) => lastLogits[i]!, (s) => s.decoding);
   }
 
   private async decodeStep(): Promise<void> {
@@ -175,7 +193,7 @@ export class Scheduler {
     const out = await this.run(stepping, { ...tokens, slots: Int32Array.from(byRow, (s) => s?.req.slot ?? 0), past });
     if (!out) return;
     this.kv.append(rows, byRow.map((s) => (s ? 1 : 0)), 1, out.keys, out.values);
-    this.sampleAll(byRow, out.logits, (s) => s !== null);
+    this.sampleAll(byRow, out.logits, out.logits.length / span, (r) => r, (s) => s !== null);
   }
 
   /** Runs the forward pass; on failure fails the sequences in the step and returns null. */
@@ -189,22 +207,25 @@ export class Scheduler {
     }
   }
 
-  /** Samples the next token of each row whose `ready` holds (logits row r belongs to rows[r]). */
-  private sampleAll<T extends Sequence | null>(rows: T[], logits: Float32Array, ready: (s: T) => boolean): void {
-    const V = logits.length / rows.length;
-    rows.forEach((s, r) => {
+  /** Samples the next token of each row whose `ready` holds (rows[i] reads logits row `logitRow(i)`). */
+  private sampleAll<T extends Sequence | null>(rows: T[], logits: Float32Array, V: number, logitRow: (i: number) => number, ready: (s: T) => boolean): void {
+    rows.forEach((s, i) => {
       if (!s || s.finished || !ready(s)) return;
+      // max_tokens 0 (an echo request scoring its prompt) ends once the prompt is read.
+      if (s.req.maxTokens === 0) return this.finish(s, 'length');
       try {
-        this.accept(s, s.sampler.sample(logits.subarray(r * V, (r + 1) * V)));
+        const row = logits.subarray(logitRow(i) * V, (logitRow(i) + 1) * V);
+        this.accept(s, s.sampler.sample(row), row);
       } catch (cause) {
         this.fail(s, new EngineError('sampling or detokenization failed', { cause }));
       }
     });
   }
 
-  private accept(s: Sequence, token: number): void {
+  private accept(s: Sequence, token: number, logits: Float32Array): void {
     if (s.gen.cancelled) return this.finish(s, 'cancelled');
     if (this.eosTokenIds.has(token) && !s.req.ignoreEos) return this.finish(s, 'stop');
+    if (s.req.logprobs !== undefined) s.gen.pushLogprob(tokenLogprob(logits, token, s.req.logprobs));
     s.sampler.observe(token);
     s.generated.push(token);
     s.lastToken = token;
@@ -223,7 +244,11 @@ export class Scheduler {
       s.gen.push(tail.text);
       if (!tail.stopped) s.gen.push(s.stops.flush());
     }
-    s.gen.finish(reason, s.req.promptTokens.length, s.generated.length);
+    s.gen.finish(
+      reason,
+      { promptTokens: s.req.promptTokens.length, completionTokens: s.generated.length },
+      { generated: s.req.logprobs !== undefined, prompt: s.promptLogprobs },
+    );
     s.req.onDone?.();
   }
 

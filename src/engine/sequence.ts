@@ -1,4 +1,5 @@
 import type { Generation } from './generation.js';
+import type { TokenLogprob } from './logprobs.js';
 import { IncrementalDetokenizer } from '../tokenizer/index.js';
 import { Sampler, type SamplingParams } from './sampler.js';
 import { StopMatcher } from './stop-matcher.js';
@@ -17,6 +18,10 @@ export interface SequenceRequest {
   onDone?: () => void;
   /** Called with each generated token as it is accepted (token-level timing, before text is final). */
   onToken?: (token: number) => void;
+  /** Report each generated token's logprob with this many most likely alternatives (0..20). */
+  logprobs?: number;
+  /** Report the prompt tokens' logprobs too (needs logits at every prompt position; `logprobs` alternatives). */
+  promptLogprobs?: boolean;
 }
 
 /** One request's state inside the scheduler: its cache row, how much of it is cached, its output. */
@@ -31,11 +36,14 @@ export class Sequence {
   row = -1;
   /** Prompt tokens already in the cache (prefill proceeds in chunks). */
   prefilled = 0;
+  /** The prompt tokens' logprobs so far, when asked for (the first token has none). */
+  readonly promptLogprobs: Array<TokenLogprob | null> | null;
 
   constructor(readonly req: SequenceRequest, readonly gen: Generation, decode: (ids: number[]) => string) {
     this.sampler = new Sampler(req.sampling);
     this.detok = new IncrementalDetokenizer(decode);
     this.stops = new StopMatcher(req.stop);
+    this.promptLogprobs = req.promptLogprobs ? [null] : null;
   }
 
   get length(): number {

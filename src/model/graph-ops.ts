@@ -23,6 +23,11 @@ export const INPUT = {
   loraColumns: 'lora_columns',
   /** [B, U]: the weight of each packed adapter for the row (for the adapters' bias deltas). */
   loraRows: 'lora_rows',
+  /**
+   * [M]: the positions (indices into the flattened [B·T] new tokens) that get logits. Usually each
+   * row's last position; every prompt position for requests that asked for prompt logprobs.
+   */
+  logitRows: 'logit_rows',
   pastKey: (l: number) => `past_key.${l}`,
   pastValue: (l: number) => `past_value.${l}`,
   loraA: (m: string) => `lora_A.${m}`,
@@ -30,6 +35,7 @@ export const INPUT = {
   loraBias: (m: string) => `lora_bias.${m}`,
 } as const;
 export const OUTPUT = {
+  /** [M, vocab]: one row per entry of `logit_rows`. */
   logits: 'logits',
   /** [B, kvHeads, T, headDim]: only this step's keys; the caller writes them into its own cache. */
   newKey: (l: number) => `new_key.${l}`,
@@ -65,6 +71,7 @@ export class GraphOps {
     g.input({ name: INPUT.embeds, elemType: f32, shape: ['batch', 'seq', dims.hidden] });
     g.input({ name: INPUT.positions, elemType: i64, shape: ['batch', 'seq'] });
     g.input({ name: INPUT.mask, elemType: i64, shape: ['batch', 'total'] });
+    g.input({ name: INPUT.logitRows, elemType: i64, shape: ['logit_rows'] });
     for (let l = 0; l < layers; l++) {
       g.input({ name: INPUT.pastKey(l), elemType: f32, shape: ['batch', kvHeads, 'past', headDim] });
       g.input({ name: INPUT.pastValue(l), elemType: f32, shape: ['batch', kvHeads, 'past', headDim] });
@@ -274,17 +281,19 @@ export class GraphOps {
     return this.pastLength;
   }
 
-  /** [N, hidden] → [B, hidden]: each row's last position (prompts are left-padded). */
-  lastPosition(x: string): string {
-    const g = this.g;
-    const x3 = g.op('Reshape', [x, this.shape3(this.dims.hidden)]);
-    return g.op('Gather', [x3, g.constInt64([-1], [])], { axis: 1 });
+  /**
+   * [N, hidden] → [M, hidden]: the positions named by `logit_rows` (the caller picks each row's last
+   * position, or every position of a prompt whose logprobs were asked for), so the LM head, the
+   * widest GEMM, runs only where logits are read.
+   */
+  logitPositions(x: string): string {
+    return this.g.op('Gather', [x, INPUT.logitRows], { axis: 0 });
   }
 
-  /** logits[b] = h[b] @ Wᵀ: [B, V]. */
+  /** logits[m] = h[m] @ Wᵀ: [M, V]. */
   logits(h: string, headWeight: string): void {
     const w = this.weight(headWeight, [this.dims.vocabSize, this.dims.hidden]);
     const logits = this.g.op('Gemm', [h, w], { transB: 1 });
-    this.g.output(logits, { name: OUTPUT.logits, elemType: TensorDataType.FLOAT, shape: ['batch', this.dims.vocabSize] });
+    this.g.output(logits, { name: OUTPUT.logits, elemType: TensorDataType.FLOAT, shape: ['logit_rows', this.dims.vocabSize] });
   }
 }

@@ -27,7 +27,7 @@ function fakeModel(options: { failOn?: (step: number, input: ForwardInput) => bo
     const { batch, seq, past } = input;
     const width = past.length + seq;
     let live = 0;
-    const logits = new Float32Array(batch * VOCAB);
+    const logits = new Float32Array(input.logitRows.length * VOCAB);
     const keys = Array.from({ length: dims.layers }, () => new Float32Array(batch * seq * 2));
     const values = Array.from({ length: dims.layers }, () => new Float32Array(batch * seq * 2));
     for (let r = 0; r < batch; r++) {
@@ -49,8 +49,8 @@ function fakeModel(options: { failOn?: (step: number, input: ForwardInput) => bo
         fed++;
       }
       if (seq > 1 || cached > 0) live++;
-      logits[r * VOCAB + ((input.ids[r * seq + seq - 1]! + 1) % VOCAB)] = 1;
     }
+    input.logitRows.forEach((n, m) => (logits[m * VOCAB + ((input.ids[Number(n)]! + 1) % VOCAB)] = 1));
     const kind = seq > 1 || past.length === 0 ? 'prefill' : 'decode';
     steps.push({ kind, batch, seq, liveRows: live, slots: [...input.slots] });
     if (options.failOn?.(steps.length, input)) throw new Error('injected failure');
@@ -147,6 +147,41 @@ describe('scheduler with a fake forward pass', () => {
     await assert.rejects(bad.result, /forward pass failed/);
     assert.equal((await ok1.result).text, expected([1], 3));
     assert.equal((await ok2.result).text, expected([3], 3));
+  });
+
+  it('prompt logprobs come from every position of every chunk, beside rows that read only their last', async () => {
+    const model = fakeModel();
+    const s = scheduler(model.forward, { prefillChunk: 3 });
+    const prompt = [20, 21, 22, 40, 41, 60, 61];
+    const scored = s.submit(request(prompt, 2, 0, { logprobs: 1, promptLogprobs: true }));
+    const plain = s.submit(request([7, 8, 9, 10], 2));
+    const [r, p] = await Promise.all([scored.result, plain.result]);
+    assert.equal(r.text, expected(prompt, 2));
+    assert.equal(p.text, expected([7, 8, 9, 10], 2));
+    assert.equal(p.promptLogprobs, null);
+    assert.equal(p.logprobs, null);
+    // The fake model puts logit 1 on (previous token + 1), 0 elsewhere.
+    const likely = 1 - Math.log(Math.E + VOCAB - 1);
+    const unlikely = -Math.log(Math.E + VOCAB - 1);
+    const lps = r.promptLogprobs!;
+    assert.equal(lps.length, prompt.length);
+    assert.equal(lps[0], null);
+    prompt.slice(1).forEach((tok, i) => {
+      const lp = lps[i + 1]!;
+      assert.equal(lp.token, tok);
+      assert.ok(Math.abs(lp.logprob - (tok === prompt[i]! + 1 ? likely : unlikely)) < 1e-5, `prompt token ${i + 1}`);
+      assert.deepEqual(lp.top.map((t) => t.token), [prompt[i]! + 1]);
+    });
+    assert.deepEqual(r.logprobs!.map((l) => l.token), [62, 63]);
+    assert.ok(r.logprobs!.every((l) => Math.abs(l.logprob - likely) < 1e-5));
+  });
+
+  it('max_tokens 0 reads the prompt and generates nothing', async () => {
+    const s = scheduler(fakeModel().forward);
+    const r = await s.submit(request([1, 2, 3], 0, 0, { logprobs: 0, promptLogprobs: true })).result;
+    assert.equal(r.text, '');
+    assert.equal(r.completionTokens, 0);
+    assert.equal(r.promptLogprobs!.length, 3);
   });
 
   it('rows stop at the context limit and at EOS', async () => {

@@ -164,3 +164,13 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
   }
   return maxDiff / maxRef;
 }
+
+/** log-softmax of one position's reference logits, in float64. */
+export function logSoftmax(logits: Float64Array): Float64Array {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const logZ = max + Math.log(sum);
+  return logits.map((v) => v - logZ);
+}

@@ -54,7 +54,7 @@ export const gpt2: Architecture = {
       const mlpIn = f.layerNorm(h, `${p}.ln_2`, d.normEps);
       h = f.add(h, f.linear(`${p}.mlp.c_proj`, f.geluTanh(f.linear(`${p}.mlp.c_fc`, mlpIn))));
     }
-    return f.layerNorm(f.lastPosition(h), 'transformer.ln_f', d.normEps);
+    return f.layerNorm(f.logitPositions(h), 'transformer.ln_f', d.normEps);
   },
 
   lmHead: () => 'transformer.wte.weight',

@@ -89,7 +89,7 @@ export const llama: Architecture = {
       const m = f.rmsNorm(h, `${p}.post_attention_layernorm.weight`, d.normEps);
       h = f.add(h, f.linear(`${p}.mlp.down_proj`, f.mul(f.silu(f.linear(`${p}.mlp.gate_proj`, m)), f.linear(`${p}.mlp.up_proj`, m))));
     }
-    return f.rmsNorm(f.lastPosition(h), 'model.norm.weight', d.normEps);
+    return f.rmsNorm(f.logitPositions(h), 'model.norm.weight', d.normEps);
   },
 
   lmHead: (d) => (d.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'),
