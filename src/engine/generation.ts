@@ -36,6 +36,11 @@ export class Generation implements AsyncIterable<string> {
   private settle!: (r: GenerationResult) => void;
   private reject!: (e: unknown) => void;
   cancelled = false;
+  /**
+   * The prompt tokens' logprobs when asked for: filled while the prompt is read, complete by the
+   * first output delta (so a stream can send them with its echoed prompt).
+   */
+  promptLogprobs: Array<TokenLogprob | null> | null = null;
 
   constructor(readonly id: string, private readonly onCancel: () => void) {
     this.result = new Promise((resolve, reject) => {
@@ -70,7 +75,7 @@ export class Generation implements AsyncIterable<string> {
   finish(
     finishReason: FinishReason,
     usage: { promptTokens: number; completionTokens: number },
-    logprobs: { generated: boolean; prompt: Array<TokenLogprob | null> | null },
+    logprobs: boolean,
   ): void {
     if (this.ended) return;
     this.ended = true;
@@ -81,8 +86,8 @@ export class Generation implements AsyncIterable<string> {
       text: this.text,
       finishReason,
       ...usage,
-      logprobs: logprobs.generated ? this.allLogprobs : null,
-      promptLogprobs: logprobs.prompt,
+      logprobs: logprobs ? this.allLogprobs : null,
+      promptLogprobs: this.promptLogprobs,
     });
     this.wake();
   }

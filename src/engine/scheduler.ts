@@ -75,6 +75,7 @@ export class Scheduler {
   submit(req: SequenceRequest): Generation {
     const gen = new Generation(`seq-${this.nextId++}`, () => this.kick());
     const seq = new Sequence(req, gen, this.decode);
+    gen.promptLogprobs = seq.promptLogprobs;
     if (req.signal?.aborted) gen.cancel();
     req.signal?.addEventListener('abort', () => gen.cancel(), { once: true });
     this.waiting.push(seq);
@@ -247,7 +248,7 @@ export class Scheduler {
     s.gen.finish(
       reason,
       { promptTokens: s.req.promptTokens.length, completionTokens: s.generated.length },
-      { generated: s.req.logprobs !== undefined, prompt: s.promptLogprobs },
+      s.req.logprobs !== undefined,
     );
     s.req.onDone?.();
   }

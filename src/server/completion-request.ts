@@ -2,9 +2,9 @@
  * From an OpenAI completion body to what the engine runs: the sampling fields mapped to the
  * engine's names, and the server's limits (prompt length, max_tokens, n) checked first.
  */
-import { EmptyPromptError, MaxTokensTooLargeError, PromptTooLongError, UnsupportedParameterError } from '../errors.js';
+import { EmptyPromptError, InvalidRequestError, MaxTokensTooLargeError, PromptTooLongError, UnsupportedParameterError } from '../errors.js';
 import type { GenerateRequest } from '../engine/index.js';
-import type { ChatMessage } from '../tokenizer/index.js';
+import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
 import type { ServerConfig } from './config.js';
 
 /** The fields chat and text completions share (OpenAI names, vLLM's top_k). */
@@ -29,6 +29,37 @@ export function chatMessages(messages: ReadonlyArray<{ role: string; content: st
     role: m.role,
     content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
   }));
+}
+
+export interface CompletionPrompt {
+  tokens: number[];
+  /** Text completions with `echo`: the prompt text, sent back before the answer. */
+  echo?: string;
+}
+
+/** Chat's `logprobs` / `top_logprobs` as the alternatives per token, or null when logprobs are off. */
+export function chatLogprobs(body: { logprobs?: boolean | null; top_logprobs?: number | null }): number | null {
+  if (!body.logprobs) {
+    if (body.top_logprobs !== undefined && body.top_logprobs !== null) {
+      throw new InvalidRequestError('top_logprobs needs logprobs: true', { param: 'top_logprobs' });
+    }
+    return null;
+  }
+  return body.top_logprobs ?? 0;
+}
+
+/**
+ * The prompts of a text completion in any of OpenAI's forms (a string, strings, token ids, lists of
+ * token ids); each becomes one choice. Token ids are checked against the vocabulary.
+ */
+export function completionPrompts(prompt: string | string[] | number[] | number[][], echo: boolean, tokenizer: Tokenizer, vocabSize: number): CompletionPrompt[] {
+  const list: Array<string | number[]> = typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
+  return list.map((p) => {
+    if (typeof p === 'string') return { tokens: tokenizer.encodePrompt(p), ...(echo ? { echo: p } : {}) };
+    const bad = p.find((id) => id >= vocabSize);
+    if (bad !== undefined) throw new InvalidRequestError(`token id ${bad} is outside this model's vocabulary of ${vocabSize}`, { param: 'prompt' });
+    return { tokens: p, ...(echo ? { echo: tokenizer.decode(p) } : {}) };
+  });
 }
 
 /** The engine request for a body and its prompt tokens; `promptParam` names the field a prompt error points at. */

@@ -6,32 +6,46 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import { RequestTimeoutError } from '../errors.js';
-import type { Generation } from '../engine/index.js';
-import { generateRequest, type SamplingBody } from './completion-request.js';
+import type { Generation, GenerationResult } from '../engine/index.js';
+import { generateRequest, type CompletionPrompt, type SamplingBody } from './completion-request.js';
 import type { RequestTrack } from './metrics.js';
 import type { ResolvedModel, Serving } from './serving.js';
 import { SseWriter } from './sse.js';
-import { usage, type WireShape } from './wire-shapes.js';
+import { LogprobWire } from './logprobs-wire.js';
+import { usage, type LogprobSpan, type WireShape } from './wire-shapes.js';
 
 export interface Completion {
   model: ResolvedModel;
-  promptTokens: number[];
+  /** One choice per prompt (text completions may send several). */
+  prompts: CompletionPrompt[];
   body: SamplingBody;
   shape: WireShape;
   /** Label of the endpoint in metrics. */
   endpoint: 'chat' | 'completions';
-  /** Text completions with `echo`: the prompt, sent back before the answer. */
-  echo?: string;
+  /** Alternatives reported per token when logprobs were asked for; null when they were not. */
+  logprobs: number | null;
+}
+
+interface Choice {
+  prompt: CompletionPrompt;
+  gen: Generation;
 }
 
 export async function serveCompletion(serving: Serving, request: FastifyRequest, reply: FastifyReply, c: Completion): Promise<unknown> {
   const track = serving.metrics.track(c.model.id, c.endpoint);
-  const req = generateRequest(c.body, c.promptTokens, serving.config, c.endpoint === 'chat' ? 'messages' : 'prompt');
+  const param = c.endpoint === 'chat' ? 'messages' : 'prompt';
+  const logprobs = c.logprobs === null ? {} : { logprobs: c.logprobs };
+  const reqs = c.prompts.map((p) => ({
+    ...generateRequest(c.body, p.tokens, serving.config, param),
+    ...logprobs,
+    promptLogprobs: c.logprobs !== null && p.echo !== undefined,
+  }));
   const limit = requestLimit(reply, serving.config.requestTimeoutMs);
-  let gen: Generation;
+  const choices: Choice[] = [];
   try {
-    gen = await serving.start(c.model, req, limit.signal);
+    for (const [i, req] of reqs.entries()) choices.push({ prompt: c.prompts[i]!, gen: await serving.start(c.model, req, limit.signal) });
   } catch (err) {
+    for (const ch of choices) ch.gen.cancel();
     limit.clear();
     track.done((err as { status?: number }).status ?? 500);
     if (limit.timedOut()) throw new RequestTimeoutError(`no adapter slot became free within ${serving.config.requestTimeoutMs} ms`);
@@ -39,61 +53,113 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
   }
   const id = `${c.shape.idPrefix}${randomUUID().replaceAll('-', '')}`;
   const created = Math.floor(Date.now() / 1000);
+  const wire = new LogprobWire(serving.engine.tokenizer);
   try {
     if (!c.body.stream) {
-      for await (const _ of gen) track.token();
-      const result = await gen.result;
+      const results = await Promise.all(
+        choices.map(async (ch) => {
+          for await (const _ of ch.gen) track.token();
+          return ch.gen.result;
+        }),
+      );
       if (limit.timedOut()) throw new RequestTimeoutError(`generation did not finish within ${serving.config.requestTimeoutMs} ms`);
-      track.done(200, result);
+      const total = totalUsage(choices, results);
+      track.done(200, total);
       return {
         id,
         object: c.shape.object,
         created,
         model: c.model.id,
-        choices: [c.shape.choice((c.echo ?? '') + result.text, result.finishReason)],
-        usage: usage(result),
+        choices: results.map((r, i) => {
+          const echo = choices[i]!.prompt.echo;
+          return c.shape.choice(i, (echo ?? '') + r.text, r.finishReason, c.logprobs === null ? null : c.shape.logprobs(wire, resultSpan(choices[i]!, r)));
+        }),
+        usage: usage(total),
       };
     }
-    await stream(new SseWriter(reply, String(request.id)), gen, c, { id, created }, track, request.log);
+    await stream(new SseWriter(reply, String(request.id)), choices, c, { id, created, wire }, track, request.log);
     return reply;
   } finally {
     limit.clear();
   }
 }
 
-/** Streams a generation's chunks; a failure mid-stream becomes an error event (the status line is already sent). */
+/** A whole choice's logprobs: the echoed prompt's (first null) then the generated tokens'. */
+function resultSpan(ch: Choice, r: GenerationResult): LogprobSpan {
+  const generated = r.logprobs ?? [];
+  const prompt = ch.prompt.echo !== undefined ? (r.promptLogprobs ?? []) : [];
+  return {
+    tokens: [...(ch.prompt.echo !== undefined ? ch.prompt.tokens : []), ...generated.map((l) => l.token)],
+    logprobs: [...prompt, ...generated],
+    offset: 0,
+  };
+}
+
+/** Each prompt counts once, each choice's completion tokens add up. */
+function totalUsage(choices: Choice[], results: GenerationResult[]): { promptTokens: number; completionTokens: number } {
+  const prompts = new Set(choices.map((ch) => ch.prompt));
+  return {
+    promptTokens: [...prompts].reduce((sum, p) => sum + p.tokens.length, 0),
+    completionTokens: results.reduce((sum, r) => sum + r.completionTokens, 0),
+  };
+}
+
+/**
+ * Streams every choice's chunks as they come (each tagged with its index); a failure mid-stream
+ * becomes an error event (the status line is already sent).
+ */
 async function stream(
   sse: SseWriter,
-  gen: Generation,
+  choices: Choice[],
   c: Completion,
-  ids: { id: string; created: number },
+  ctx: { id: string; created: number; wire: LogprobWire },
   track: RequestTrack,
   log: FastifyBaseLogger,
 ): Promise<void> {
-  const frame = (choices: unknown[], extra: Record<string, unknown> = {}) => ({
-    ...ids,
+  const frame = (chunks: unknown[], extra: Record<string, unknown> = {}) => ({
+    id: ctx.id,
+    created: ctx.created,
     object: c.shape.chunkObject,
     model: c.model.id,
-    choices,
+    choices: chunks,
     ...extra,
   });
-  try {
+  const wireLogprobs = (span: LogprobSpan) => (c.logprobs === null ? null : c.shape.logprobs(ctx.wire, span));
+  const one = async (ch: Choice, index: number): Promise<GenerationResult> => {
     let first = true;
-    if (c.shape.opensWithRole || c.echo) {
-      sse.send(frame([c.shape.chunk(c.echo ?? '', true, null)]));
+    let offset = 0;
+    const send = (text: string | null, finish: GenerationResult['finishReason'] | null, span: LogprobSpan | null) => {
+      sse.send(frame([c.shape.chunk(index, text, first, finish, span ? wireLogprobs(span) : null)]));
       first = false;
-    }
-    for await (const text of gen) {
+      if (text) offset += text.length;
+    };
+    // The echoed prompt goes first; its logprobs are complete once the first delta (or the end) arrives.
+    const open = () => {
+      if (!first) return;
+      if (ch.prompt.echo !== undefined) {
+        const lps = ch.gen.promptLogprobs;
+        send(ch.prompt.echo, null, lps ? { tokens: ch.prompt.tokens, logprobs: lps, offset } : null);
+      } else if (c.shape.opensWithRole) send('', null, null);
+    };
+    if (c.shape.opensWithRole) open();
+    for await (const d of ch.gen.deltas()) {
+      open();
       track.token();
-      sse.send(frame([c.shape.chunk(text, first, null)]));
-      first = false;
+      send(d.text, null, d.logprobs.length ? { tokens: d.logprobs.map((l) => l.token), logprobs: d.logprobs, offset } : null);
     }
-    const result = await gen.result;
-    sse.send(frame([c.shape.chunk(null, first, result.finishReason)]));
-    if (c.body.stream_options?.include_usage) sse.send(frame([], { usage: usage(result) }));
+    const result = await ch.gen.result;
+    open();
+    send(null, result.finishReason, null);
+    return result;
+  };
+  try {
+    const results = await Promise.all(choices.map(one));
+    const total = totalUsage(choices, results);
+    if (c.body.stream_options?.include_usage) sse.send(frame([], { usage: usage(total) }));
     sse.done();
-    track.done(200, result);
+    track.done(200, total);
   } catch (err) {
+    for (const ch of choices) ch.gen.cancel();
     log.error({ err }, 'stream failed');
     const e = err as { code?: string; type?: string };
     sse.send({ error: { message: 'generation failed', type: e.type ?? 'server_error', code: e.code ?? 'internal_error', param: null } });

@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildApp, DEFAULTS, KeyRing, Serving, type App, type ServerConfig } from '../../src/server/index.js';
-import { writeRandomModel, type RandomModelOptions } from '../../src/testing/index.js';
+import { writeRandomModel, type RandomModelOptions, type TinyModel } from '../../src/testing/index.js';
 import { tempDir } from './adapters.js';
 
 export interface TestServer {
@@ -10,6 +10,8 @@ export interface TestServer {
   root: string;
   modelDir: string;
   adaptersDir: string;
+  /** The random base model's weights (for the reference forward pass). */
+  tiny: TinyModel;
   close(): Promise<void>;
 }
 
@@ -17,7 +19,7 @@ export interface TestServer {
 export async function startTestServer(overrides: Partial<ServerConfig> = {}, opts: { model?: Partial<RandomModelOptions>; keys?: unknown } = {}): Promise<TestServer> {
   const root = tempDir('loraserve-server-');
   const modelDir = join(root, 'tiny-llama');
-  writeRandomModel(modelDir, { family: 'llama', seed: 77, ...opts.model });
+  const tiny = writeRandomModel(modelDir, { family: 'llama', seed: 77, ...opts.model });
   const adaptersDir = join(root, 'adapters');
   mkdirSync(adaptersDir, { recursive: true });
   let keysFile: string | null = null;
@@ -30,7 +32,7 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}, opt
   const app = await buildApp(serving);
   await app.ready();
   return {
-    app, serving, root, modelDir, adaptersDir,
+    app, serving, root, modelDir, adaptersDir, tiny,
     async close() {
       await app.close();
       await serving.close();

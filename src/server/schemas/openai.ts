@@ -34,18 +34,50 @@ export const ChatMessage = Type.Object(
 );
 
 export const ChatCompletionRequest = Type.Object(
-  { ...SamplingFields, messages: Type.Array(Type.Ref(ChatMessage), { minItems: 1 }) },
+  {
+    ...SamplingFields,
+    messages: Type.Array(Type.Ref(ChatMessage), { minItems: 1 }),
+    logprobs: Type.Optional(Nullable(Type.Boolean({ description: "Return each output token's logprob (of the model's raw distribution, before temperature and penalties)." }))),
+    top_logprobs: Type.Optional(Nullable(Type.Integer({ minimum: 0, maximum: 20, description: 'With `logprobs`: this many most likely alternatives per token.' }))),
+  },
   { $id: 'ChatCompletionRequest' },
 );
 export type ChatCompletionRequest = Static<typeof ChatCompletionRequest> & { messages: Array<Static<typeof ChatMessage>> };
 
+const TokenIds = Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 });
+
 export const CompletionRequest = Type.Object(
-  { ...SamplingFields, prompt: Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1, maxItems: 1 })]), echo: Type.Optional(Nullable(Type.Boolean())) },
+  {
+    ...SamplingFields,
+    max_tokens: Type.Optional(Nullable(Type.Integer({ minimum: 0, description: '0 with `echo` scores the prompt without generating.' }))),
+    prompt: Type.Union(
+      [Type.String(), Type.Array(Type.String(), { minItems: 1 }), TokenIds, Type.Array(TokenIds, { minItems: 1 })],
+      { description: 'A string, a list of strings, a list of token ids, or a list of token-id lists; one choice (or `n`) per prompt.' },
+    ),
+    echo: Type.Optional(Nullable(Type.Boolean({ description: 'Send the prompt back before the completion (with `logprobs`: the prompt tokens\' logprobs, the first null).' }))),
+    logprobs: Type.Optional(Nullable(Type.Integer({ minimum: 0, maximum: 20, description: "Return each token's logprob and this many most likely alternatives (raw model distribution)." }))),
+  },
   { $id: 'CompletionRequest' },
 );
 export type CompletionRequest = Static<typeof CompletionRequest>;
 
 const FinishReason = Nullable(Type.Union([Type.Literal('stop'), Type.Literal('length')]));
+
+const TopLogprob = Type.Object({ token: Type.String(), logprob: Type.Number(), bytes: Nullable(Type.Array(Type.Integer())) });
+const ChatLogprobs = Nullable(
+  Type.Object({
+    content: Nullable(Type.Array(Type.Object({ ...TopLogprob.properties, top_logprobs: Type.Array(TopLogprob) }))),
+    refusal: Type.Optional(Nullable(Type.Array(Type.Unknown()))),
+  }),
+);
+const TextLogprobs = Nullable(
+  Type.Object({
+    tokens: Type.Array(Type.String()),
+    token_logprobs: Type.Array(Nullable(Type.Number())),
+    top_logprobs: Type.Array(Nullable(Type.Record(Type.String(), Type.Number()))),
+    text_offset: Type.Array(Type.Integer()),
+  }),
+);
 
 export const ChatCompletion = Type.Object(
   {
@@ -57,7 +89,7 @@ export const ChatCompletion = Type.Object(
       index: Type.Integer(),
       message: Type.Object({ role: Type.Literal('assistant'), content: Type.String() }),
       finish_reason: FinishReason,
-      logprobs: Type.Null(),
+      logprobs: ChatLogprobs,
     })),
     usage: Type.Ref(Usage),
   },
@@ -74,7 +106,7 @@ export const ChatCompletionChunk = Type.Object(
       index: Type.Integer(),
       delta: Type.Object({ role: Type.Optional(Type.Literal('assistant')), content: Type.Optional(Type.String()) }),
       finish_reason: FinishReason,
-      logprobs: Type.Null(),
+      logprobs: ChatLogprobs,
     })),
     usage: Type.Optional(Nullable(Type.Ref(Usage))),
   },
@@ -87,7 +119,7 @@ export const Completion = Type.Object(
     object: Type.Literal('text_completion'),
     created: Type.Integer(),
     model: Type.String(),
-    choices: Type.Array(Type.Object({ index: Type.Integer(), text: Type.String(), finish_reason: FinishReason, logprobs: Type.Null() })),
+    choices: Type.Array(Type.Object({ index: Type.Integer(), text: Type.String(), finish_reason: FinishReason, logprobs: TextLogprobs })),
     usage: Type.Ref(Usage),
   },
   { $id: 'Completion' },
