@@ -34,6 +34,7 @@ const FLAGS = {
   'lora-root': { env: 'LORASERVE_LORA_ROOT', help: 'root for vLLM-style load_lora_adapter paths', parse: text },
   preload: { env: 'LORASERVE_PRELOAD', help: 'comma-separated adapters to warm at start', parse: list },
   'max-tokens': { env: 'LORASERVE_MAX_TOKENS', help: 'largest max_tokens a request may ask', parse: numberFlag },
+  'max-n': { env: 'LORASERVE_MAX_N', help: 'largest n (choices per prompt) a request may ask', parse: numberFlag },
   'max-prompt-tokens': { env: 'LORASERVE_MAX_PROMPT_TOKENS', help: 'longest prompt accepted', parse: numberFlag },
   'max-queue': { env: 'LORASERVE_MAX_QUEUE', help: 'waiting requests before 429', parse: numberFlag },
   'request-timeout-ms': { env: 'LORASERVE_REQUEST_TIMEOUT_MS', help: 'per-request time limit', parse: numberFlag },
@@ -45,7 +46,7 @@ const FLAGS = {
 const KEY_OF: Record<keyof typeof FLAGS, keyof ServerConfig> = {
   model: 'modelDir', adapters: 'adaptersDir', host: 'host', port: 'port', provider: 'provider', slots: 'slots', 'max-rank': 'maxRank',
   'lora-modules': 'loraModules', 'host-cache-bytes': 'hostCacheBytes', 'max-batch': 'maxBatch', 'max-batch-tokens': 'maxBatchTokens', 'prefill-chunk': 'prefillChunk',
-  threads: 'threads', keys: 'keysFile', 'lora-root': 'loraRoot', preload: 'preload', 'max-tokens': 'maxTokens',
+  threads: 'threads', keys: 'keysFile', 'lora-root': 'loraRoot', preload: 'preload', 'max-tokens': 'maxTokens', 'max-n': 'maxChoices',
   'max-prompt-tokens': 'maxPromptTokens', 'max-queue': 'maxQueue', 'request-timeout-ms': 'requestTimeoutMs',
   'drain-timeout-ms': 'drainTimeoutMs', 'upload-bytes': 'uploadBytes', 'log-level': 'logLevel',
 };

@@ -84,12 +84,17 @@ export class Engine {
 
   /** Queues a request; its tokens stream from the returned Generation. */
   generate(req: GenerateRequest): Generation {
+    return this.generateChoices(req, 1)[0]!;
+  }
+
+  /** Queues `n` choices of one request; the prompt is read once and its cache shared (see the scheduler). */
+  generateChoices(req: GenerateRequest, n: number): Generation[] {
     const room = this.options.maxContext - req.promptTokens.length;
     if (req.promptTokens.length === 0) throw new EmptyPromptError('the prompt is empty', { param: 'messages' });
     if (room < 1) {
       throw new PromptTooLongError(`the prompt is ${req.promptTokens.length} tokens; this model's context holds ${this.options.maxContext}`, { param: 'messages' });
     }
-    return this.scheduler.submit({
+    return this.scheduler.submitChoices({
       promptTokens: req.promptTokens,
       slot: req.slot ?? 0,
       sampling: { ...DEFAULT_SAMPLING, ...req.sampling },
@@ -101,7 +106,7 @@ export class Engine {
       onToken: req.onToken,
       logprobs: req.logprobs,
       promptLogprobs: req.promptLogprobs,
-    });
+    }, n);
   }
 
   /** One batched forward pass, exactly as the scheduler runs it (exposed for tests and benchmarks). */

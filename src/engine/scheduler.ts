@@ -12,6 +12,8 @@
  * - Requests join and leave only between steps. A finished or cancelled request keeps its row until
  *   the start of the next step, which frees it (and calls its `onDone`, releasing its adapter pin).
  * - Each row carries its own adapter slot (0 = base model), so any mix of adapters shares a step.
+ * - n choices of one prompt read it once: when the first has read its prompt, each other choice
+ *   takes a free row holding a copy of that row's cache and samples from the same logits.
  * - Logits are computed at each row's last position only, except for a request that asked for
  *   prompt logprobs: its prefill chunks get logits at every position.
  * - A failed forward pass fails the requests that were in it and nothing else.
@@ -73,14 +75,28 @@ export class Scheduler {
   }
 
   submit(req: SequenceRequest): Generation {
-    const gen = new Generation(`seq-${this.nextId++}`, () => this.kick());
-    const seq = new Sequence(req, gen, this.decode);
-    gen.promptLogprobs = seq.promptLogprobs;
-    if (req.signal?.aborted) gen.cancel();
-    req.signal?.addEventListener('abort', () => gen.cancel(), { once: true });
-    this.waiting.push(seq);
+    return this.submitChoices(req, 1)[0]!;
+  }
+
+  /**
+   * `n` choices of one prompt: the prompt is read once, then its cache row is copied into a row per
+   * further choice (a choice that finds no free row then reads the prompt itself). With a seed,
+   * choice i samples with seed + i.
+   */
+  submitChoices(req: SequenceRequest, n: number): Generation[] {
+    const seqs = Array.from({ length: n }, (_, i) => {
+      const gen = new Generation(`seq-${this.nextId++}`, () => this.kick());
+      const sampling = req.sampling.seed === null ? req.sampling : { ...req.sampling, seed: req.sampling.seed + i };
+      const seq = new Sequence({ ...req, sampling }, gen, this.decode);
+      gen.promptLogprobs = seq.promptLogprobs;
+      if (req.signal?.aborted) gen.cancel();
+      req.signal?.addEventListener('abort', () => gen.cancel(), { once: true });
+      return seq;
+    });
+    seqs[0]!.forks = seqs.slice(1);
+    this.waiting.push(seqs[0]!);
     this.kick();
-    return gen;
+    return seqs.map((s) => s.gen);
   }
 
   get stats(): { waiting: number; running: number; kvFloats: number; kvPositions: number; kvCapacity: number } {
@@ -178,7 +194,29 @@ export class Scheduler {
       return start + counts[i]! - 1;
     });
     chosen.forEach((s, i) => (s.prefilled += counts[i]!));
+    const forked = chosen.map((s) => this.fork(s));
     this.sampleAll(chosen, out.logits, V, (i) => lastLogits[i]!, (s) => s.decoding);
+    forked.forEach((forks, i) => this.sampleAll(forks, out.logits, V, () => lastLogits[i]!, () => true));
+  }
+
+  /** Once `s` has read its prompt, gives each of its forks a copy of its cache row (see `submitChoices`). */
+  private fork(s: Sequence): Sequence[] {
+    if (!s.decoding || !s.forks.length) return [];
+    const admitted: Sequence[] = [];
+    for (const f of s.forks.splice(0)) {
+      if (f.gen.cancelled || this.active.length >= this.limits.maxBatch) {
+        this.waiting.push(f);
+        continue;
+      }
+      f.row = this.kv.acquireRow();
+      this.kv.reserve(s.prefilled);
+      this.kv.copyPrefix(s.row, f.row, s.prefilled);
+      f.prefilled = s.prefilled;
+      if (s.promptLogprobs) f.promptLogprobs!.splice(0, Infinity, ...s.promptLogprobs);
+      this.active.push(f);
+      admitted.push(f);
+    }
+    return admitted;
   }
 
   private async decodeStep(): Promise<void> {
@@ -240,6 +278,8 @@ export class Scheduler {
   private finish(s: Sequence, reason: FinishReason, stopMatched = false): void {
     if (s.finished) return;
     s.finished = true;
+    // Choices still waiting for this prompt read it themselves.
+    this.waiting.push(...s.forks.splice(0));
     if (reason !== 'cancelled' && !stopMatched) {
       const tail = s.stops.push(s.detok.flush());
       s.gen.push(tail.text);
@@ -256,6 +296,7 @@ export class Scheduler {
   private fail(s: Sequence, err: unknown): void {
     if (s.finished) return;
     s.finished = true;
+    this.waiting.push(...s.forks.splice(0));
     s.gen.fail(err);
     s.req.onDone?.();
   }

@@ -38,6 +38,8 @@ export class Sequence {
   prefilled = 0;
   /** The prompt tokens' logprobs so far, when asked for (the first token has none). */
   readonly promptLogprobs: Array<TokenLogprob | null> | null;
+  /** Further choices of the same prompt, waiting to copy this sequence's cache row once its prompt is read. */
+  forks: Sequence[] = [];
 
   constructor(readonly req: SequenceRequest, readonly gen: Generation, decode: (ids: number[]) => string) {
     this.sampler = new Sampler(req.sampling);

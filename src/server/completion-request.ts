@@ -19,6 +19,7 @@ export interface SamplingBody {
   seed?: number | null;
   stop?: string | string[] | null;
   n?: number | null;
+  best_of?: number | null;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean } | null;
 }
@@ -66,10 +67,13 @@ export function completionPrompts(prompt: string | string[] | number[] | number[
 export function generateRequest(
   body: SamplingBody,
   promptTokens: number[],
-  limits: Pick<ServerConfig, 'maxPromptTokens' | 'maxTokens'>,
+  limits: Pick<ServerConfig, 'maxPromptTokens' | 'maxTokens' | 'maxChoices'>,
   promptParam: 'messages' | 'prompt',
 ): Omit<GenerateRequest, 'slot' | 'signal' | 'onDone'> {
-  if (body.n !== undefined && body.n !== null && body.n !== 1) throw new UnsupportedParameterError('n must be 1', { param: 'n' });
+  if ((body.n ?? 1) > limits.maxChoices) {
+    throw new UnsupportedParameterError(`n ${body.n} exceeds this server's limit of ${limits.maxChoices} choices`, { param: 'n' });
+  }
+  if ((body.best_of ?? 1) > 1) throw new UnsupportedParameterError('best_of is not supported; use n', { param: 'best_of' });
   if (promptTokens.length === 0)
     throw new EmptyPromptError('the prompt is empty: give it at least one token of text', { param: promptParam });
   if (promptTokens.length > limits.maxPromptTokens) {

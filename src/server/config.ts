@@ -23,6 +23,8 @@ export interface ServerConfig {
   preload: string[];
   /** Upper bound on max_tokens a request may ask for. */
   maxTokens: number;
+  /** Largest `n` (choices per prompt) a request may ask. */
+  maxChoices: number;
   maxPromptTokens: number;
   /** Requests waiting (for a slot or a batch row) beyond which new ones get 429. */
   maxQueue: number;
@@ -50,6 +52,7 @@ export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
   loraRoot: null,
   preload: [],
   maxTokens: 1024,
+  maxChoices: 8,
   maxPromptTokens: 4096,
   maxQueue: 256,
   requestTimeoutMs: 600_000,

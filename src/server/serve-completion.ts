@@ -16,7 +16,7 @@ import { usage, type LogprobSpan, type WireShape } from './wire-shapes.js';
 
 export interface Completion {
   model: ResolvedModel;
-  /** One choice per prompt (text completions may send several). */
+  /** `n` choices per prompt (text completions may send several), indexed prompt by prompt. */
   prompts: CompletionPrompt[];
   body: SamplingBody;
   shape: WireShape;
@@ -43,7 +43,9 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
   const limit = requestLimit(reply, serving.config.requestTimeoutMs);
   const choices: Choice[] = [];
   try {
-    for (const [i, req] of reqs.entries()) choices.push({ prompt: c.prompts[i]!, gen: await serving.start(c.model, req, limit.signal) });
+    for (const [i, req] of reqs.entries()) {
+      for (const gen of await serving.startChoices(c.model, req, c.body.n ?? 1, limit.signal)) choices.push({ prompt: c.prompts[i]!, gen });
+    }
   } catch (err) {
     for (const ch of choices) ch.gen.cancel();
     limit.clear();

@@ -62,6 +62,11 @@ export class Serving implements GaugeSource {
 
   /** Admits a request: checks shutdown and the queue bound, pins its adapter, queues it. */
   async start(model: ResolvedModel, req: Omit<GenerateRequest, 'slot' | 'onDone' | 'signal'>, signal: AbortSignal): Promise<Generation> {
+    return (await this.startChoices(model, req, 1, signal))[0]!;
+  }
+
+  /** `start` for n choices of one prompt (read once); the adapter stays pinned until the last choice ends. */
+  async startChoices(model: ResolvedModel, req: Omit<GenerateRequest, 'slot' | 'onDone' | 'signal'>, n: number, signal: AbortSignal): Promise<Generation[]> {
     if (this.shuttingDown)
       throw new ShuttingDownError('the server is shutting down; retry on another replica', { headers: { 'retry-after': '5' } });
     if (this.queueDepth() >= this.config.maxQueue) {
@@ -69,7 +74,8 @@ export class Serving implements GaugeSource {
     }
     const lease = model.adapter ? await this.adapters.acquire(model.adapter, signal) : null;
     try {
-      return this.engine.generate({ ...req, slot: lease?.slot ?? 0, signal, onDone: () => lease?.release() });
+      let running = n;
+      return this.engine.generateChoices({ ...req, slot: lease?.slot ?? 0, signal, onDone: () => --running === 0 && lease?.release() }, n);
     } catch (err) {
       lease?.release();
       throw err;

@@ -176,6 +176,30 @@ describe('scheduler with a fake forward pass', () => {
     assert.ok(r.logprobs!.every((l) => Math.abs(l.logprob - likely) < 1e-5));
   });
 
+  it('n choices read their prompt once and continue from copies of its cache row', async () => {
+    const model = fakeModel();
+    const s = scheduler(model.forward, { prefillChunk: 2 });
+    const prompt = [30, 31, 32, 33, 34];
+    const gens = s.submitChoices(request(prompt, 4, 1, { logprobs: 0, promptLogprobs: true }), 3);
+    const results = await Promise.all(gens.map((g) => g.result));
+    assert.deepEqual(results.map((r) => r.text), [0, 1, 2].map(() => expected(prompt, 4)));
+    results.forEach((r) => assert.equal(r.promptLogprobs!.length, prompt.length));
+    assert.equal(s.steps.prefill, 3, 'one chunked read of the prompt (chunks of 2, 2, 1), not one per choice');
+    assert.ok(model.steps.some((st) => st.kind === 'decode' && st.liveRows === 3), 'the three choices decode side by side');
+  });
+
+  it('a choice that finds no free row reads the prompt itself; cancelling the first choice does not strand the others', async () => {
+    const model = fakeModel();
+    const s = scheduler(model.forward, { maxBatch: 2 });
+    const gens = s.submitChoices(request([40, 41], 3), 3);
+    const results = await Promise.all(gens.map((g) => g.result));
+    assert.deepEqual(results.map((r) => r.text), [0, 1, 2].map(() => expected([40, 41], 3)));
+    const [first, ...rest] = s.submitChoices(request([50, 51, 52], 3), 3);
+    first!.cancel();
+    assert.equal((await first!.result).finishReason, 'cancelled');
+    for (const g of rest) assert.equal((await g.result).text, expected([50, 51, 52], 3));
+  });
+
   it('max_tokens 0 reads the prompt and generates nothing', async () => {
     const s = scheduler(fakeModel().forward);
     const r = await s.submit(request([1, 2, 3], 0, 0, { logprobs: 0, promptLogprobs: true })).result;

@@ -144,3 +144,43 @@ describe('logprobs, echo and every prompt form through the official openai clien
     }
   });
 });
+
+describe('n choices through the official openai client', () => {
+  let s: TestServer;
+  let client: OpenAI;
+  before(async () => {
+    s = await startTestServer({ maxChoices: 4 });
+    await s.app.listen({ host: '127.0.0.1', port: 0 });
+    const { port } = s.app.server.address() as { port: number };
+    client = new OpenAI({ baseURL: `http://127.0.0.1:${port}/v1`, apiKey: 'none', maxRetries: 0 });
+  });
+  after(() => s.close());
+
+  it('greedy choices all equal the single answer; sampled ones are reproducible with a seed; the prompt is read once', async () => {
+    const model = s.serving.baseId;
+    const messages = [{ role: 'user' as const, content: 'tell me a story' }];
+    const one = await client.chat.completions.create({ model, messages, max_tokens: 8, temperature: 0 });
+    const prefills = s.serving.engine.scheduler.steps.prefill;
+    const greedy = await client.chat.completions.create({ model, messages, max_tokens: 8, temperature: 0, n: 4 });
+    assert.equal(s.serving.engine.scheduler.steps.prefill - prefills, 1, 'one prefill step for four choices');
+    assert.deepEqual(greedy.choices.map((c) => c.index), [0, 1, 2, 3]);
+    for (const c of greedy.choices) assert.equal(c.message.content, one.choices[0]!.message.content);
+    assert.equal(greedy.usage!.prompt_tokens, one.usage!.prompt_tokens);
+    assert.equal(greedy.usage!.completion_tokens, 4 * one.usage!.completion_tokens);
+
+    const sampled = { model, messages, max_tokens: 12, temperature: 1.5, n: 4, seed: 5 };
+    const a = await client.chat.completions.create(sampled);
+    const b = await client.chat.completions.create(sampled);
+    assert.deepEqual(a.choices.map((c) => c.message.content), b.choices.map((c) => c.message.content));
+    assert.ok(new Set(a.choices.map((c) => c.message.content)).size > 1, 'choices sample independently');
+    const streamed = ['', '', '', ''];
+    for await (const chunk of await client.chat.completions.create({ ...sampled, stream: true })) for (const c of chunk.choices) streamed[c.index] += c.delta.content ?? '';
+    assert.deepEqual(streamed, a.choices.map((c) => c.message.content));
+    // Two prompts × n = 2: choices indexed prompt by prompt.
+    const text = await client.completions.create({ model, prompt: ['Once', 'The sea'], max_tokens: 4, temperature: 0, n: 2 });
+    const byIndex = [...text.choices].sort((x, y) => x.index - y.index).map((c) => c.text);
+    assert.equal(byIndex.length, 4);
+    assert.equal(byIndex[0], byIndex[1]);
+    assert.equal(byIndex[2], byIndex[3]);
+  });
+});
