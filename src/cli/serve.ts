@@ -40,6 +40,14 @@ const FLAGS = {
   'request-timeout-ms': { env: 'LORASERVE_REQUEST_TIMEOUT_MS', help: 'per-request time limit', parse: numberFlag },
   'drain-timeout-ms': { env: 'LORASERVE_DRAIN_TIMEOUT_MS', help: 'how long SIGTERM waits for running requests', parse: numberFlag },
   'upload-bytes': { env: 'LORASERVE_UPLOAD_BYTES', help: 'largest adapter upload', parse: numberFlag },
+  'generation-config': {
+    env: 'LORASERVE_GENERATION_CONFIG',
+    help: "auto (the model's generation_config.json gives defaults for unset sampling fields) | none",
+    parse: (v: string) => {
+      if (v !== 'auto' && v !== 'none') throw new ConfigError(`--generation-config must be auto or none, not "${v}"`);
+      return v;
+    },
+  },
   'log-level': { env: 'LORASERVE_LOG_LEVEL', help: 'pino log level', parse: text },
 } as const;
 
@@ -48,7 +56,7 @@ const KEY_OF: Record<keyof typeof FLAGS, keyof ServerConfig> = {
   'lora-modules': 'loraModules', 'host-cache-bytes': 'hostCacheBytes', 'max-batch': 'maxBatch', 'max-batch-tokens': 'maxBatchTokens', 'prefill-chunk': 'prefillChunk',
   threads: 'threads', keys: 'keysFile', 'lora-root': 'loraRoot', preload: 'preload', 'max-tokens': 'maxTokens', 'max-n': 'maxChoices',
   'max-prompt-tokens': 'maxPromptTokens', 'max-queue': 'maxQueue', 'request-timeout-ms': 'requestTimeoutMs',
-  'drain-timeout-ms': 'drainTimeoutMs', 'upload-bytes': 'uploadBytes', 'log-level': 'logLevel',
+  'drain-timeout-ms': 'drainTimeoutMs', 'upload-bytes': 'uploadBytes', 'log-level': 'logLevel', 'generation-config': 'generationConfig',
 };
 
 export const DEMO_MODEL = 'models/loraserve-demo';

@@ -31,6 +31,8 @@ export interface GenerateRequest {
   maxTokens?: number;
   stop?: readonly string[];
   ignoreEos?: boolean;
+  /** EOS cannot end the output before this many tokens. */
+  minTokens?: number;
   signal?: AbortSignal;
   onDone?: () => void;
   onToken?: (token: number) => void;
@@ -101,6 +103,7 @@ export class Engine {
       maxTokens: Math.min(req.maxTokens ?? room, room),
       stop: req.stop ?? [],
       ignoreEos: req.ignoreEos,
+      minTokens: req.minTokens,
       signal: req.signal,
       onDone: req.onDone,
       onToken: req.onToken,

@@ -63,6 +63,7 @@ export class Scheduler {
   private idleWaiters: Array<() => void> = [];
   /** Forward passes run so far, by kind (for tests and metrics). */
   readonly steps = { prefill: 0, decode: 0 };
+  private readonly eosList: number[];
 
   constructor(
     private readonly forward: Forward,
@@ -72,6 +73,7 @@ export class Scheduler {
     private readonly decode: (ids: number[]) => string,
   ) {
     this.kv = new KvCache(kvDims, limits.maxContext);
+    this.eosList = [...eosTokenIds];
   }
 
   submit(req: SequenceRequest): Generation {
@@ -254,7 +256,8 @@ export class Scheduler {
       if (s.req.maxTokens === 0) return this.finish(s, 'length');
       try {
         const row = logits.subarray(logitRow(i) * V, (logitRow(i) + 1) * V);
-        this.accept(s, s.sampler.sample(row), row);
+        const banned = s.generated.length < (s.req.minTokens ?? 0) ? this.eosList : [];
+        this.accept(s, s.sampler.sample(row, banned), row);
       } catch (cause) {
         this.fail(s, new EngineError('sampling or detokenization failed', { cause }));
       }

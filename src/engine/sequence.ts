@@ -13,6 +13,8 @@ export interface SequenceRequest {
   stop: readonly string[];
   /** Generate through EOS tokens (benchmarks, vLLM's ignore_eos). */
   ignoreEos?: boolean;
+  /** EOS cannot end the output before this many tokens (vLLM's min_tokens). */
+  minTokens?: number;
   signal?: AbortSignal;
   /** Called once when the request has left the engine, however it ended. */
   onDone?: () => void;
@@ -42,7 +44,7 @@ export class Sequence {
   forks: Sequence[] = [];
 
   constructor(readonly req: SequenceRequest, readonly gen: Generation, decode: (ids: number[]) => string) {
-    this.sampler = new Sampler(req.sampling);
+    this.sampler = new Sampler(req.sampling, req.promptTokens);
     this.detok = new IncrementalDetokenizer(decode);
     this.stops = new StopMatcher(req.stop);
     this.promptLogprobs = req.promptLogprobs ? [null] : null;

@@ -4,6 +4,7 @@
  */
 import { EmptyPromptError, InvalidRequestError, MaxTokensTooLargeError, PromptTooLongError, UnsupportedParameterError } from '../errors.js';
 import type { GenerateRequest } from '../engine/index.js';
+import type { GenerationDefaults } from '../model/index.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
 import type { ServerConfig } from './config.js';
 
@@ -18,6 +19,9 @@ export interface SamplingBody {
   presence_penalty?: number | null;
   seed?: number | null;
   stop?: string | string[] | null;
+  repetition_penalty?: number | null;
+  min_tokens?: number | null;
+  ignore_eos?: boolean | null;
   n?: number | null;
   best_of?: number | null;
   stream?: boolean | null;
@@ -69,6 +73,7 @@ export function generateRequest(
   promptTokens: number[],
   limits: Pick<ServerConfig, 'maxPromptTokens' | 'maxTokens' | 'maxChoices'>,
   promptParam: 'messages' | 'prompt',
+  defaults: GenerationDefaults['sampling'] = {},
 ): Omit<GenerateRequest, 'slot' | 'signal' | 'onDone'> {
   if ((body.n ?? 1) > limits.maxChoices) {
     throw new UnsupportedParameterError(`n ${body.n} exceeds this server's limit of ${limits.maxChoices} choices`, { param: 'n' });
@@ -87,14 +92,17 @@ export function generateRequest(
   }
   return {
     promptTokens,
-    maxTokens: asked ?? limits.maxTokens,
+    maxTokens: asked ?? Math.min(defaults.maxNewTokens ?? limits.maxTokens, limits.maxTokens),
+    ...(body.min_tokens ? { minTokens: body.min_tokens } : {}),
+    ...(body.ignore_eos ? { ignoreEos: true } : {}),
     stop: body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
     sampling: {
-      temperature: body.temperature ?? 1,
-      topP: body.top_p ?? 1,
-      topK: body.top_k && body.top_k > 0 ? body.top_k : 0,
+      temperature: body.temperature ?? defaults.temperature ?? 1,
+      topP: body.top_p ?? defaults.topP ?? 1,
+      topK: Math.max(0, body.top_k ?? defaults.topK ?? 0),
       frequencyPenalty: body.frequency_penalty ?? 0,
       presencePenalty: body.presence_penalty ?? 0,
+      repetitionPenalty: body.repetition_penalty ?? defaults.repetitionPenalty ?? 1,
       seed: body.seed ?? null,
     },
   };

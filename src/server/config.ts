@@ -33,6 +33,8 @@ export interface ServerConfig {
   chatBodyBytes: number;
   uploadBytes: number;
   logLevel: string;
+  /** "auto": the model's generation_config.json gives defaults for unset sampling fields (as vLLM); "none": OpenAI's defaults. */
+  generationConfig: 'auto' | 'none';
 }
 
 export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
@@ -60,4 +62,5 @@ export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
   chatBodyBytes: 1024 * 1024,
   uploadBytes: 1024 * 1024 * 1024,
   logLevel: 'info',
+  generationConfig: 'auto',
 };

@@ -36,7 +36,7 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
   const param = c.endpoint === 'chat' ? 'messages' : 'prompt';
   const logprobs = c.logprobs === null ? {} : { logprobs: c.logprobs };
   const reqs = c.prompts.map((p) => ({
-    ...generateRequest(c.body, p.tokens, serving.config, param),
+    ...generateRequest(c.body, p.tokens, serving.config, param, serving.samplingDefaults),
     ...logprobs,
     promptLogprobs: c.logprobs !== null && p.echo !== undefined,
   }));

@@ -6,6 +6,7 @@
 import { Engine, type GenerateRequest, type Generation } from '../engine/index.js';
 import { ModelNotFoundError, QueueFullError, ShuttingDownError } from '../errors.js';
 import type { CacheOccupancy, StoredAdapter } from '../lora/index.js';
+import type { GenerationDefaults } from '../model/index.js';
 import { AdapterService } from './adapter-service.js';
 import type { Caller, KeyRing } from './auth.js';
 import type { ServerConfig } from './config.js';
@@ -45,6 +46,11 @@ export class Serving implements GaugeSource {
     const metrics = new Metrics();
     const adapters = await AdapterService.open(engine, config, metrics.cacheEvents);
     return new Serving(engine, adapters, config, metrics, keys);
+  }
+
+  /** Sampling defaults for fields a request leaves unset (empty with --generation-config none). */
+  get samplingDefaults(): GenerationDefaults['sampling'] {
+    return this.config.generationConfig === 'auto' ? this.engine.model.generation.sampling : {};
   }
 
   get baseId(): string {

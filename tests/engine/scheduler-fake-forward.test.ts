@@ -208,6 +208,15 @@ describe('scheduler with a fake forward pass', () => {
     assert.equal(r.promptLogprobs!.length, 3);
   });
 
+  it('min_tokens keeps EOS from ending the output early', async () => {
+    const s = scheduler(fakeModel().forward);
+    const early = await s.submit(request([VOCAB - 4], 6)).result;
+    assert.equal(early.completionTokens, 2);
+    const held = await s.submit(request([VOCAB - 4], 6, 0, { minTokens: 5 })).result;
+    assert.ok(held.completionTokens >= 5, `${held.completionTokens} tokens`);
+    assert.ok(!held.text.includes(`<${VOCAB - 1}>`), 'EOS was never sampled before min_tokens');
+  });
+
   it('rows stop at the context limit and at EOS', async () => {
     const model = fakeModel();
     const s = scheduler(model.forward, { maxContext: 6 });

@@ -1,4 +1,4 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildApp, DEFAULTS, KeyRing, Serving, type App, type ServerConfig } from '../../src/server/index.js';
 import { writeRandomModel, type RandomModelOptions, type TinyModel } from '../../src/testing/index.js';
@@ -16,10 +16,14 @@ export interface TestServer {
 }
 
 /** A real server over a tiny random model in its own temp folder (app.inject, or listen for sockets). */
-export async function startTestServer(overrides: Partial<ServerConfig> = {}, opts: { model?: Partial<RandomModelOptions>; keys?: unknown } = {}): Promise<TestServer> {
+export async function startTestServer(overrides: Partial<ServerConfig> = {}, opts: { model?: Partial<RandomModelOptions>; keys?: unknown; generationConfig?: Record<string, unknown> } = {}): Promise<TestServer> {
   const root = tempDir('loraserve-server-');
   const modelDir = join(root, 'tiny-llama');
   const tiny = writeRandomModel(modelDir, { family: 'llama', seed: 77, ...opts.model });
+  if (opts.generationConfig) {
+    const file = join(modelDir, 'generation_config.json');
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), ...opts.generationConfig }));
+  }
   const adaptersDir = join(root, 'adapters');
   mkdirSync(adaptersDir, { recursive: true });
   let keysFile: string | null = null;

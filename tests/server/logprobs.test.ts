@@ -184,3 +184,31 @@ describe('n choices through the official openai client', () => {
     assert.equal(byIndex[2], byIndex[3]);
   });
 });
+
+describe('generation_config.json defaults (--generation-config auto | none)', () => {
+  const generationConfig = { do_sample: false, max_new_tokens: 5, repetition_penalty: 1.2 };
+  let auto: TestServer;
+  let none: TestServer;
+  before(async () => {
+    auto = await startTestServer({}, { generationConfig });
+    none = await startTestServer({ generationConfig: 'none' }, { generationConfig });
+  });
+  after(async () => {
+    await auto.close();
+    await none.close();
+  });
+  const chat = (s: TestServer, extra: Record<string, unknown>) =>
+    s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: s.serving.baseId, messages: [{ role: 'user', content: 'hi' }], ignore_eos: true, ...extra } });
+
+  it('fills the fields a request leaves unset, and only those', async () => {
+    const plain = (await chat(auto, {})).json();
+    assert.equal(plain.usage.completion_tokens, 5, 'max_new_tokens is the default max_tokens');
+    const explicit = (await chat(auto, { temperature: 0, repetition_penalty: 1.2, max_tokens: 5 })).json();
+    assert.equal(plain.choices[0].message.content, explicit.choices[0].message.content, 'do_sample false: greedy, with the repetition penalty');
+    const unpenalised = (await chat(auto, { repetition_penalty: 1, max_tokens: 5 })).json();
+    assert.equal((await chat(auto, { repetition_penalty: 1, temperature: 0, max_tokens: 5 })).json().choices[0].message.content, unpenalised.choices[0].message.content);
+    assert.equal((await chat(auto, { max_tokens: 9 })).json().usage.completion_tokens, 9, 'a request field wins');
+    // none: OpenAI's defaults (max_tokens up to the server limit, 64 in tests).
+    assert.equal((await chat(none, {})).json().usage.completion_tokens, 64);
+  });
+});

@@ -14,6 +14,11 @@ const SamplingFields = {
   frequency_penalty: Type.Optional(Nullable(Type.Number({ minimum: -2, maximum: 2 }))),
   presence_penalty: Type.Optional(Nullable(Type.Number({ minimum: -2, maximum: 2 }))),
   seed: Type.Optional(Nullable(Type.Integer())),
+  repetition_penalty: Type.Optional(
+    Nullable(Type.Number({ exclusiveMinimum: 0, maximum: 2, description: 'vLLM extension: penalises prompt and output tokens (1 = off).' })),
+  ),
+  min_tokens: Type.Optional(Nullable(Type.Integer({ minimum: 0, description: 'vLLM extension: EOS cannot end the output before this many tokens.' }))),
+  ignore_eos: Type.Optional(Nullable(Type.Boolean({ description: 'vLLM extension: generate through EOS.' }))),
   stop: Type.Optional(Nullable(Type.Union([Type.String(), Type.Array(Type.String(), { maxItems: 4 })]))),
   n: Type.Optional(Nullable(Type.Integer({ minimum: 1, description: "Choices per prompt, up to the server's --max-n (default 8); the prompt is read once." }))),
   best_of: Type.Optional(Nullable(Type.Integer({ minimum: 1, description: 'Not supported above 1 (400).' }))),
