@@ -24,6 +24,7 @@ export interface SamplingBody {
   ignore_eos?: boolean | null;
   n?: number | null;
   best_of?: number | null;
+  response_format?: { type: string } | null;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean } | null;
 }
@@ -77,6 +78,9 @@ export function generateRequest(
 ): Omit<GenerateRequest, 'slot' | 'signal' | 'onDone'> {
   if ((body.n ?? 1) > limits.maxChoices) {
     throw new UnsupportedParameterError(`n ${body.n} exceeds this server's limit of ${limits.maxChoices} choices`, { param: 'n' });
+  }
+  if (body.response_format && body.response_format.type !== 'text') {
+    throw new UnsupportedParameterError(`response_format ${body.response_format.type} is not supported yet: only "text"`, { param: 'response_format' });
   }
   if ((body.best_of ?? 1) > 1) throw new UnsupportedParameterError('best_of is not supported; use n', { param: 'best_of' });
   if (promptTokens.length === 0)

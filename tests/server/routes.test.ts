@@ -80,6 +80,7 @@ describe('routes', () => {
     ['bad role', () => post('/v1/chat/completions', chatBody({ messages: [{ role: 'robot', content: 'x' }] })), 400, 'invalid_request', null],
     ['temperature out of range', () => post('/v1/chat/completions', chatBody({ temperature: 3 })), 400, 'invalid_request', 'temperature'],
     ['n over --max-n', () => post('/v1/chat/completions', chatBody({ n: 9 })), 400, 'unsupported_parameter', 'n'],
+    ['structured output', () => post('/v1/chat/completions', chatBody({ response_format: { type: 'json_object' } })), 400, 'unsupported_parameter', 'response_format'],
     ['best_of', () => post('/v1/completions', { model: 'tiny-llama', prompt: 'x', best_of: 3 }), 400, 'unsupported_parameter', 'best_of'],
     ['max_tokens over the server cap', () => post('/v1/chat/completions', chatBody({ max_tokens: 100000 })), 400, 'max_tokens_too_large', 'max_tokens'],
     ['empty prompt', () => post('/v1/completions', { model: 'tiny-llama', prompt: '' }), 400, 'empty_prompt', 'prompt'],

@@ -19,6 +19,14 @@ const SamplingFields = {
   ),
   min_tokens: Type.Optional(Nullable(Type.Integer({ minimum: 0, description: 'vLLM extension: EOS cannot end the output before this many tokens.' }))),
   ignore_eos: Type.Optional(Nullable(Type.Boolean({ description: 'vLLM extension: generate through EOS.' }))),
+  response_format: Type.Optional(
+    Nullable(
+      Type.Object(
+        { type: Type.String() },
+        { additionalProperties: true, description: 'Only `{"type": "text"}`: structured output (json_object, json_schema) is not offered yet (400).' },
+      ),
+    ),
+  ),
   stop: Type.Optional(Nullable(Type.Union([Type.String(), Type.Array(Type.String(), { maxItems: 4 })]))),
   n: Type.Optional(Nullable(Type.Integer({ minimum: 1, description: "Choices per prompt, up to the server's --max-n (default 8); the prompt is read once." }))),
   best_of: Type.Optional(Nullable(Type.Integer({ minimum: 1, description: 'Not supported above 1 (400).' }))),
