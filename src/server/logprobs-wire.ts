@@ -32,7 +32,12 @@ export class LogprobWire {
    * text. As vLLM does, `top_logprobs` holds the chosen token beside the k most likely.
    */
   text(tokens: readonly number[], lps: ReadonlyArray<TokenLogprob | null>, offset: number) {
-    const out = { tokens: [] as string[], token_logprobs: [] as Array<number | null>, top_logprobs: [] as Array<Record<string, number> | null>, text_offset: [] as number[] };
+    const out = {
+      tokens: [] as string[],
+      token_logprobs: [] as Array<number | null>,
+      top_logprobs: [] as Array<Record<string, number> | null>,
+      text_offset: [] as number[],
+    };
     tokens.forEach((id, i) => {
       const lp = lps[i] ?? null;
       const token = this.piece(id).token;
@@ -41,12 +46,15 @@ export class LogprobWire {
       offset += token.length;
       // null: the first prompt token, with nothing before it to score it.
       out.token_logprobs.push(lp ? lp.logprob : null);
-      if (!lp) return void out.top_logprobs.push(null);
-      const top: Record<string, number> = {};
-      for (const t of lp.top) top[this.piece(t.token).token] ??= t.logprob;
-      top[token] ??= lp.logprob;
-      out.top_logprobs.push(top);
+      out.top_logprobs.push(lp ? this.topDict(lp, token) : null);
     });
     return out;
+  }
+
+  private topDict(lp: TokenLogprob, token: string): Record<string, number> {
+    const top: Record<string, number> = {};
+    for (const t of lp.top) top[this.piece(t.token).token] ??= t.logprob;
+    top[token] ??= lp.logprob;
+    return top;
   }
 }

@@ -40,7 +40,15 @@ describe('logprobs against the float64 reference forward pass', () => {
       { prompt: [27, 18, 28, 18, 28, 45], slot: 1 },
     ];
     const gens = rows.map((r) =>
-      engine.generate({ promptTokens: r.prompt, slot: r.slot, maxTokens: 4, sampling: { temperature: 0 }, ignoreEos: true, logprobs: k, promptLogprobs: true }),
+      engine.generate({
+        promptTokens: r.prompt,
+        slot: r.slot,
+        maxTokens: 4,
+        sampling: { temperature: 0 },
+        ignoreEos: true,
+        logprobs: k,
+        promptLogprobs: true,
+      }),
     );
     const results = await Promise.all(gens.map((g) => g.result));
     for (const [i, r] of rows.entries()) {
@@ -60,7 +68,13 @@ describe('logprobs against the float64 reference forward pass', () => {
       });
     }
     // The adapter changes the distribution: the two rows' prompt logprobs differ on the same model.
-    const base = await engine.generate({ promptTokens: rows[1]!.prompt, maxTokens: 1, sampling: { temperature: 0 }, logprobs: 0, promptLogprobs: true }).result;
+    const base = await engine.generate({
+      promptTokens: rows[1]!.prompt,
+      maxTokens: 1,
+      sampling: { temperature: 0 },
+      logprobs: 0,
+      promptLogprobs: true,
+    }).result;
     assert.ok(Math.abs(base.promptLogprobs![3]!.logprob - results[1]!.promptLogprobs![3]!.logprob) > 1e-3);
   });
 });
