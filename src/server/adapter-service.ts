@@ -22,6 +22,7 @@ import {
   type CacheOccupancy,
   type Lease,
   type StoredAdapter,
+  type StoreStartup,
   type Tier,
 } from '../lora/index.js';
 import type { Caller } from './auth.js';
@@ -140,6 +141,11 @@ export class AdapterService {
 
   occupancy(): CacheOccupancy {
     return this.cache?.occupancy() ?? NO_SLOTS;
+  }
+
+  /** What the store repaired or skipped when it opened (for the startup log). */
+  storeStartup(): StoreStartup {
+    return this.store.startup;
   }
 
   private slots(): AdapterCache {

@@ -8,7 +8,7 @@ import type { GenerationDefaults } from '../model/index.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
 import type { ServerConfig } from './config.js';
 
-/** The fields chat and text completions share (OpenAI names, vLLM's top_k). */
+/** The fields chat and text completions share (OpenAI names, vLLM's top_k and ignore_eos). */
 export interface SamplingBody {
   max_tokens?: number | null;
   max_completion_tokens?: number | null;
@@ -21,12 +21,12 @@ export interface SamplingBody {
   stop?: string | string[] | null;
   repetition_penalty?: number | null;
   min_tokens?: number | null;
-  ignore_eos?: boolean | null;
   n?: number | null;
   best_of?: number | null;
   response_format?: { type: string } | null;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean } | null;
+  ignore_eos?: boolean | null;
 }
 
 /** Chat messages with text parts joined: what the chat template renders. */
@@ -98,8 +98,8 @@ export function generateRequest(
     promptTokens,
     maxTokens: asked ?? Math.min(defaults.maxNewTokens ?? limits.maxTokens, limits.maxTokens),
     ...(body.min_tokens ? { minTokens: body.min_tokens } : {}),
-    ...(body.ignore_eos ? { ignoreEos: true } : {}),
     stop: body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
+    ignoreEos: body.ignore_eos ?? false,
     sampling: {
       temperature: body.temperature ?? defaults.temperature ?? 1,
       topP: body.top_p ?? defaults.topP ?? 1,

@@ -40,6 +40,11 @@ export interface ServerConfig {
   logLevel: string;
   /** "auto": the model's generation_config.json gives defaults for unset sampling fields (as vLLM); "none": OpenAI's defaults. */
   generationConfig: 'auto' | 'none';
+  /** When set, /metrics (which names adapters) answers only `Authorization: Bearer <metricsKey>` or an admin key. */
+  metricsKey: string | null;
+  /** When set, /metrics moves off the API listener to its own one on metricsHost:metricsPort. */
+  metricsPort: number | null;
+  metricsHost: string;
 }
 
 export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
@@ -70,4 +75,7 @@ export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
   uploadBytes: 1024 * 1024 * 1024,
   logLevel: 'info',
   generationConfig: 'auto',
+  metricsKey: null,
+  metricsPort: null,
+  metricsHost: '127.0.0.1',
 };

@@ -1,17 +1,19 @@
 /**
  * Runs one chat or text completion and answers it: a JSON body, or Server-Sent Events in OpenAI's
  * chunk format. A client that goes away cancels its generation; a request that outlives the
- * timeout is cancelled too.
+ * timeout, or a drain's deadline, is cancelled too and answered at once with that error (in a
+ * stream: an error event, then [DONE]).
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
-import { RequestTimeoutError } from '../errors.js';
+import { LoraServeError, RequestCancelledError, RequestTimeoutError } from '../errors.js';
 import type { Generation, GenerationResult } from '../engine/index.js';
 import { generateRequest, type CompletionPrompt, type SamplingBody } from './completion-request.js';
+import { LogprobWire } from './logprobs-wire.js';
 import type { RequestTrack } from './metrics.js';
 import type { ResolvedModel, Serving } from './serving.js';
 import { SseWriter } from './sse.js';
-import { LogprobWire } from './logprobs-wire.js';
+import { untilAborted } from '../util/until-aborted.js';
 import { usage, type LogprobSpan, type WireShape } from './wire-shapes.js';
 
 export interface Completion {
@@ -40,7 +42,7 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
     ...logprobs,
     promptLogprobs: c.logprobs !== null && p.echo !== undefined,
   }));
-  const limit = requestLimit(reply, serving.config.requestTimeoutMs);
+  const limit = requestLimit(serving, reply);
   const choices: Choice[] = [];
   try {
     for (const [i, req] of reqs.entries()) {
@@ -49,22 +51,28 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
   } catch (err) {
     for (const ch of choices) ch.gen.cancel();
     limit.clear();
-    track.done((err as { status?: number }).status ?? 500);
-    if (limit.timedOut()) throw new RequestTimeoutError(`no adapter slot became free within ${serving.config.requestTimeoutMs} ms`);
-    throw err;
+    const reason = limit.reason() ?? err;
+    track.done((reason as { status?: number }).status ?? 500);
+    throw reason;
   }
   const id = `${c.shape.idPrefix}${randomUUID().replaceAll('-', '')}`;
   const created = Math.floor(Date.now() / 1000);
   const wire = new LogprobWire(serving.engine.tokenizer);
   try {
     if (!c.body.stream) {
-      const results = await Promise.all(
-        choices.map(async (ch) => {
-          for await (const _ of ch.gen) track.token();
-          return ch.gen.result;
-        }),
-      );
-      if (limit.timedOut()) throw new RequestTimeoutError(`generation did not finish within ${serving.config.requestTimeoutMs} ms`);
+      let results: GenerationResult[];
+      try {
+        results = await Promise.all(
+          choices.map(async (ch) => {
+            for await (const _ of untilAborted(ch.gen, limit.signal)) track.token();
+            return ch.gen.result;
+          }),
+        );
+      } catch (err) {
+        for (const ch of choices) ch.gen.cancel();
+        track.done((err as { status?: number }).status ?? 500);
+        throw err;
+      }
       const total = totalUsage(choices, results);
       track.done(200, total);
       return {
@@ -79,7 +87,7 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
         usage: usage(total),
       };
     }
-    await stream(new SseWriter(reply, String(request.id)), choices, c, { id, created, wire }, track, request.log);
+    await stream(new SseWriter(reply, String(request.id)), choices, limit.signal, c, { id, created, wire }, track, request.log);
     return reply;
   } finally {
     limit.clear();
@@ -113,6 +121,7 @@ function totalUsage(choices: Choice[], results: GenerationResult[]): { promptTok
 async function stream(
   sse: SseWriter,
   choices: Choice[],
+  signal: AbortSignal,
   c: Completion,
   ctx: { id: string; created: number; wire: LogprobWire },
   track: RequestTrack,
@@ -144,7 +153,7 @@ async function stream(
       } else if (c.shape.opensWithRole) send('', null, null);
     };
     if (c.shape.opensWithRole) open();
-    for await (const d of ch.gen.deltas()) {
+    for await (const d of untilAborted(ch.gen.deltas(), signal)) {
       open();
       track.token();
       send(d.text, null, d.logprobs.length ? { tokens: d.logprobs.map((l) => l.token), logprobs: d.logprobs, offset } : null);
@@ -162,25 +171,40 @@ async function stream(
     track.done(200, total);
   } catch (err) {
     for (const ch of choices) ch.gen.cancel();
-    log.error({ err }, 'stream failed');
-    const e = err as { code?: string; type?: string };
-    sse.send({ error: { message: 'generation failed', type: e.type ?? 'server_error', code: e.code ?? 'internal_error', param: null } });
-    track.done(500);
+    const known = err instanceof LoraServeError;
+    if (!known || err.status >= 500) log.error({ err }, 'stream failed');
+    else log.info({ code: err.code }, 'stream ended early');
+    sse.send({
+      error: known
+        ? { message: err.message, type: err.type, code: err.code, param: err.param }
+        : { message: 'generation failed', type: 'server_error', code: 'internal_error', param: null },
+    });
+    sse.done();
+    track.done(known ? err.status : 500);
   } finally {
     sse.end();
   }
 }
 
-/** Aborts when the client disconnects or the time limit passes. */
-function requestLimit(reply: FastifyReply, timeoutMs: number): { signal: AbortSignal; timedOut(): boolean; clear(): void } {
+/**
+ * The request's abort signal, tracked in the server's in-flight set (a drain waits for it and at
+ * its deadline aborts it). It aborts when the client disconnects or the time limit passes; the
+ * reason is the error the request is answered with.
+ */
+function requestLimit(serving: Serving, reply: FastifyReply): { signal: AbortSignal; reason(): LoraServeError | null; clear(): void } {
   const controller = new AbortController();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    controller.abort();
-  }, timeoutMs);
+  const untrack = serving.inFlight.add(controller);
+  const timeoutMs = serving.config.requestTimeoutMs;
+  const timer = setTimeout(() => controller.abort(new RequestTimeoutError(`the request did not finish within ${timeoutMs} ms`)), timeoutMs);
   reply.raw.on('close', () => {
-    if (!reply.raw.writableFinished) controller.abort();
+    if (!reply.raw.writableFinished) controller.abort(new RequestCancelledError('the client closed the connection'));
   });
-  return { signal: controller.signal, timedOut: () => timedOut, clear: () => clearTimeout(timer) };
+  return {
+    signal: controller.signal,
+    reason: () => (controller.signal.reason instanceof LoraServeError ? controller.signal.reason : null),
+    clear: () => {
+      clearTimeout(timer);
+      untrack();
+    },
+  };
 }

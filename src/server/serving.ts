@@ -10,6 +10,7 @@ import type { GenerationDefaults } from '../model/index.js';
 import { AdapterService } from './adapter-service.js';
 import type { Caller, KeyRing } from './auth.js';
 import type { ServerConfig } from './config.js';
+import { InFlight } from './in-flight.js';
 import { Metrics, type GaugeSource } from './metrics.js';
 
 export interface ResolvedModel {
@@ -20,6 +21,7 @@ export interface ResolvedModel {
 
 export class Serving implements GaugeSource {
   shuttingDown = false;
+  readonly inFlight = new InFlight();
 
   constructor(
     readonly engine: Engine,

@@ -18,7 +18,6 @@ const SamplingFields = {
     Nullable(Type.Number({ exclusiveMinimum: 0, maximum: 2, description: 'vLLM extension: penalises prompt and output tokens (1 = off).' })),
   ),
   min_tokens: Type.Optional(Nullable(Type.Integer({ minimum: 0, description: 'vLLM extension: EOS cannot end the output before this many tokens.' }))),
-  ignore_eos: Type.Optional(Nullable(Type.Boolean({ description: 'vLLM extension: generate through EOS.' }))),
   response_format: Type.Optional(
     Nullable(
       Type.Object(
@@ -32,6 +31,7 @@ const SamplingFields = {
   best_of: Type.Optional(Nullable(Type.Integer({ minimum: 1, description: 'Not supported above 1 (400).' }))),
   stream: Type.Optional(Nullable(Type.Boolean())),
   stream_options: Type.Optional(Nullable(Type.Object({ include_usage: Type.Optional(Type.Boolean()) }))),
+  ignore_eos: Type.Optional(Nullable(Type.Boolean({ description: 'vLLM extension: generate through end-of-sequence tokens until max_tokens.' }))),
   user: Type.Optional(Type.String()),
 };
 
