@@ -1,32 +1,45 @@
 import { parseArgs } from 'node:util';
-import { buildApp, DEFAULTS, KeyRing, Serving, type ServerConfig } from '../server/index.js';
+import { ConfigError } from '../errors.js';
+import { numberFlag } from './flags.js';
+import { ANONYMOUS_ADMIN, buildApp, DEFAULTS, KeyRing, Serving, type ServerConfig } from '../server/index.js';
 import type { ExecutionProvider } from '../engine/index.js';
+
+const text = (raw: string) => raw;
+const list = (raw: string) => raw.split(',').map((s) => s.trim()).filter(Boolean);
 
 /** Each flag, its LORASERVE_* variable, and how to read it. */
 const FLAGS = {
-  model: { env: 'LORASERVE_MODEL', help: 'Hugging Face model folder', parse: String },
-  adapters: { env: 'LORASERVE_ADAPTERS', help: 'adapter store folder', parse: String },
-  host: { env: 'LORASERVE_HOST', help: 'bind address', parse: String },
-  port: { env: 'LORASERVE_PORT', help: 'port', parse: Number },
-  provider: { env: 'LORASERVE_PROVIDER', help: 'cpu | cuda | webgpu', parse: String },
-  slots: { env: 'LORASERVE_SLOTS', help: 'adapter slots on the device', parse: Number },
-  'max-rank': { env: 'LORASERVE_MAX_RANK', help: 'largest LoRA rank served', parse: Number },
-  'lora-modules': { env: 'LORASERVE_LORA_MODULES', help: 'all-linear, or comma-separated module names with LoRA slots', parse: (v: string) => (v === 'all-linear' ? v : v.split(',').map((s) => s.trim()).filter(Boolean)) },
-  'host-cache-bytes': { env: 'LORASERVE_HOST_CACHE_BYTES', help: 'host-memory bound of parsed adapters', parse: Number },
-  'max-batch': { env: 'LORASERVE_MAX_BATCH', help: 'rows per forward pass', parse: Number },
-  'max-batch-tokens': { env: 'LORASERVE_MAX_BATCH_TOKENS', help: 'padded prompt tokens per prefill step', parse: Number },
-  'prefill-chunk': { env: 'LORASERVE_PREFILL_CHUNK', help: 'most prompt tokens of one request per step (longer prompts alternate chunks with decode steps)', parse: Number },
-  threads: { env: 'LORASERVE_THREADS', help: 'ONNX Runtime intra-op threads (0 = all cores)', parse: Number },
-  keys: { env: 'LORASERVE_KEYS', help: 'API keys file (JSON)', parse: String },
-  'lora-root': { env: 'LORASERVE_LORA_ROOT', help: 'root for vLLM-style load_lora_adapter paths', parse: String },
-  preload: { env: 'LORASERVE_PRELOAD', help: 'comma-separated adapters to warm at start', parse: (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean) },
-  'max-tokens': { env: 'LORASERVE_MAX_TOKENS', help: 'largest max_tokens a request may ask', parse: Number },
-  'max-prompt-tokens': { env: 'LORASERVE_MAX_PROMPT_TOKENS', help: 'longest prompt accepted', parse: Number },
-  'max-queue': { env: 'LORASERVE_MAX_QUEUE', help: 'waiting requests before 429', parse: Number },
-  'request-timeout-ms': { env: 'LORASERVE_REQUEST_TIMEOUT_MS', help: 'per-request time limit', parse: Number },
-  'drain-timeout-ms': { env: 'LORASERVE_DRAIN_TIMEOUT_MS', help: 'how long SIGTERM waits for running requests', parse: Number },
-  'upload-bytes': { env: 'LORASERVE_UPLOAD_BYTES', help: 'largest adapter upload', parse: Number },
-  'log-level': { env: 'LORASERVE_LOG_LEVEL', help: 'pino log level', parse: String },
+  model: { env: 'LORASERVE_MODEL', help: 'Hugging Face model folder', parse: text },
+  adapters: { env: 'LORASERVE_ADAPTERS', help: 'adapter store folder', parse: text },
+  host: { env: 'LORASERVE_HOST', help: 'bind address', parse: text },
+  port: { env: 'LORASERVE_PORT', help: 'port', parse: numberFlag },
+  provider: { env: 'LORASERVE_PROVIDER', help: 'cpu | cuda | webgpu', parse: text },
+  slots: { env: 'LORASERVE_SLOTS', help: 'adapter slots on the device', parse: numberFlag },
+  'max-rank': { env: 'LORASERVE_MAX_RANK', help: 'largest LoRA rank served', parse: numberFlag },
+  'lora-modules': {
+    env: 'LORASERVE_LORA_MODULES',
+    help: 'all-linear, or comma-separated module names with LoRA slots',
+    parse: (v: string) => (v === 'all-linear' ? v : list(v)),
+  },
+  'host-cache-bytes': { env: 'LORASERVE_HOST_CACHE_BYTES', help: 'host-memory bound of parsed adapters', parse: numberFlag },
+  'max-batch': { env: 'LORASERVE_MAX_BATCH', help: 'rows per forward pass', parse: numberFlag },
+  'max-batch-tokens': { env: 'LORASERVE_MAX_BATCH_TOKENS', help: 'padded prompt tokens per prefill step', parse: numberFlag },
+  'prefill-chunk': {
+    env: 'LORASERVE_PREFILL_CHUNK',
+    help: 'most prompt tokens of one request per step (longer prompts alternate chunks with decode steps)',
+    parse: numberFlag,
+  },
+  threads: { env: 'LORASERVE_THREADS', help: 'ONNX Runtime intra-op threads (0 = all cores)', parse: numberFlag },
+  keys: { env: 'LORASERVE_KEYS', help: 'API keys file (JSON)', parse: text },
+  'lora-root': { env: 'LORASERVE_LORA_ROOT', help: 'root for vLLM-style load_lora_adapter paths', parse: text },
+  preload: { env: 'LORASERVE_PRELOAD', help: 'comma-separated adapters to warm at start', parse: list },
+  'max-tokens': { env: 'LORASERVE_MAX_TOKENS', help: 'largest max_tokens a request may ask', parse: numberFlag },
+  'max-prompt-tokens': { env: 'LORASERVE_MAX_PROMPT_TOKENS', help: 'longest prompt accepted', parse: numberFlag },
+  'max-queue': { env: 'LORASERVE_MAX_QUEUE', help: 'waiting requests before 429', parse: numberFlag },
+  'request-timeout-ms': { env: 'LORASERVE_REQUEST_TIMEOUT_MS', help: 'per-request time limit', parse: numberFlag },
+  'drain-timeout-ms': { env: 'LORASERVE_DRAIN_TIMEOUT_MS', help: 'how long SIGTERM waits for running requests', parse: numberFlag },
+  'upload-bytes': { env: 'LORASERVE_UPLOAD_BYTES', help: 'largest adapter upload', parse: numberFlag },
+  'log-level': { env: 'LORASERVE_LOG_LEVEL', help: 'pino log level', parse: text },
 } as const;
 
 const KEY_OF: Record<keyof typeof FLAGS, keyof ServerConfig> = {
@@ -50,11 +63,11 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerCo
   for (const [flag, spec] of Object.entries(FLAGS) as Array<[keyof typeof FLAGS, (typeof FLAGS)[keyof typeof FLAGS]]>) {
     const raw = (values as Record<string, string | undefined>)[flag] ?? env[spec.env];
     if (raw === undefined || raw === '') continue;
-    const v = spec.parse(raw);
-    if (typeof v === 'number' && !Number.isFinite(v)) throw new Error(`--${flag} must be a number, got "${raw}"`);
-    config[KEY_OF[flag]] = v;
+    config[KEY_OF[flag]] = spec.parse(raw, flag);
   }
-  if (!['cpu', 'cuda', 'webgpu'].includes(config.provider as string)) throw new Error(`--provider must be cpu, cuda or webgpu`);
+  if (!['cpu', 'cuda', 'webgpu'].includes(config.provider as string)) {
+    throw new ConfigError(`--provider must be cpu, cuda or webgpu, not "${String(config.provider)}"`, { param: 'provider' });
+  }
   return config as unknown as ServerConfig & { provider: ExecutionProvider };
 }
 
@@ -74,10 +87,11 @@ export async function serve(args: string[]): Promise<void> {
   const app = await buildApp(serving, { logger });
   if (!keys) app.log.warn('no API keys file: every caller is an admin; listening on loopback only');
   for (const name of config.preload) {
-    await serving.cache.warm(name);
+    await serving.adapters.warm(ANONYMOUS_ADMIN, name);
     app.log.info({ adapter: name }, 'preloaded');
   }
-  app.log.info({ model: serving.baseId, adapters: serving.store.list().length, slots: config.slots, provider: config.provider }, 'model loaded');
+  const adapters = serving.adapters.visible(ANONYMOUS_ADMIN).length;
+  app.log.info({ model: serving.baseId, adapters, slots: config.slots, provider: config.provider }, 'model loaded');
   await app.listen({ host: config.host, port: config.port });
 
   let stopping = false;

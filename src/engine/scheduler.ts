@@ -11,10 +11,12 @@
  *   padded tokens.
  * - Requests join and leave only between steps. A finished or cancelled request keeps its row until
  *   the start of the next step, which frees it (and calls its `onDone`, releasing its adapter pin).
- * - Each row carries its own adapter slot (0 = base model), so any mix of adapters shares a step.
+ * - Each row carries its own adapters (none = base model, one, or a weighted mix), so rows of any
+ *   adapters share a step.
  * - A failed forward pass fails the requests that were in it and nothing else.
  */
 import { EngineError } from '../errors.js';
+import type { AdapterMix } from '../lora/index.js';
 import { Generation, type FinishReason } from './generation.js';
 import { KvCache, type KvDims, type PastView } from './kv-cache.js';
 import { Sequence, type SequenceRequest } from './sequence.js';
@@ -23,8 +25,8 @@ import { choosePrefill, decodeInputs, prefillInputs, type StepTokens } from './s
 export type { SequenceRequest } from './sequence.js';
 
 export interface ForwardInput extends StepTokens {
-  /** Adapter slot of each row (0 = base model). */
-  slots: Int32Array;
+  /** The adapters of each row, with weights ([] = base model). */
+  adapters: AdapterMix[];
   past: PastView;
 }
 
@@ -155,7 +157,7 @@ export class Scheduler {
     const past = this.kv.past(rows);
     const tokens = prefillInputs(chosen.map((s, i) => ({ tokens: s.req.promptTokens, from: s.prefilled, count: counts[i]!, cached: s.prefilled })), past.length);
     this.steps.prefill++;
-    const out = await this.run(chosen, { ...tokens, slots: Int32Array.from(chosen, (s) => s.req.slot), past });
+    const out = await this.run(chosen, { ...tokens, adapters: chosen.map((s) => s.req.adapters), past });
     if (!out) return;
     this.kv.append(rows, counts, tokens.seq, out.keys, out.values);
     chosen.forEach((s, i) => (s.prefilled += counts[i]!));
@@ -172,7 +174,7 @@ export class Scheduler {
     const past = this.kv.past(rows);
     const tokens = decodeInputs(byRow.map((s) => (s ? { token: s.lastToken, cached: this.kv.length(s.row) } : null)), past.length);
     this.steps.decode++;
-    const out = await this.run(stepping, { ...tokens, slots: Int32Array.from(byRow, (s) => s?.req.slot ?? 0), past });
+    const out = await this.run(stepping, { ...tokens, adapters: byRow.map((s) => s?.req.adapters ?? []), past });
     if (!out) return;
     this.kv.append(rows, byRow.map((s) => (s ? 1 : 0)), 1, out.keys, out.values);
     this.sampleAll(byRow, out.logits, (s) => s !== null);

@@ -1,12 +1,13 @@
+import type { AdapterMix } from '../lora/index.js';
 import type { Generation } from './generation.js';
-import { IncrementalDetokenizer } from './detokenizer.js';
+import { IncrementalDetokenizer } from '../tokenizer/index.js';
 import { Sampler, type SamplingParams } from './sampler.js';
 import { StopMatcher } from './stop-matcher.js';
 
 export interface SequenceRequest {
   promptTokens: number[];
-  /** Adapter slot; 0 = the base model. */
-  slot: number;
+  /** The adapters this request's row applies, with weights ([] = the base model). */
+  adapters: AdapterMix;
   sampling: SamplingParams;
   maxTokens: number;
   stop: readonly string[];

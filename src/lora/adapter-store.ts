@@ -8,10 +8,9 @@ import { lstat, mkdir, open, readdir, readFile, realpath, rename, rm } from 'nod
 import { randomBytes } from 'node:crypto';
 import { join, resolve, sep } from 'node:path';
 import { AdapterNotFoundError, InvalidAdapterNameError, InvalidUploadError, PathOutsideRootError } from '../errors.js';
+import { CONFIG_FILE, WEIGHTS_FILE, type AdapterFiles } from './peft-format.js';
 
 export const ADAPTER_NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
-export const CONFIG_FILE = 'adapter_config.json';
-export const WEIGHTS_FILE = 'adapter_model.safetensors';
 
 export function checkAdapterName(name: unknown): string {
   if (typeof name !== 'string' || !ADAPTER_NAME.test(name)) {
@@ -31,10 +30,8 @@ export interface StoredAdapter {
   sizeBytes: number;
 }
 
-export interface AdapterFiles {
-  config: string;
-  weights: Uint8Array;
-}
+/** What caches key one version of an adapter by. */
+export const versionKey = (e: Pick<StoredAdapter, 'name' | 'version'>): string => `${e.name}@${e.version}`;
 
 async function fsyncPath(path: string): Promise<void> {
   const fh = await open(path, 'r');

@@ -1,5 +1,5 @@
-import type { LinearModule } from '../model/index.js';
-import type { PeftLoraConfig } from './peft-config.js';
+import type { HfModel, LinearModule } from '../model/index.js';
+import { loraScale, type PeftLoraConfig } from './peft-config.js';
 
 /** PEFT's default target_modules when a config leaves them null, by model_type. */
 const DEFAULT_TARGETS: Record<string, string[]> = {
@@ -48,19 +48,19 @@ function patternValue(patterns: Record<string, number>, name: string): number | 
 export interface TargetedModule {
   module: LinearModule;
   rank: number;
-  /** alpha / r, or alpha / √r with rsLoRA. */
+  /** `loraScale` of its alpha and rank. */
   scale: number;
 }
 
 /** The base model's linear layers this adapter config adapts, with their rank and scale. */
-export function resolveTargets(c: PeftLoraConfig, linears: LinearModule[], modelType: string): TargetedModule[] {
-  const targets = c.targetModules ?? DEFAULT_TARGETS[modelType] ?? [];
+export function resolveTargets(c: PeftLoraConfig, model: Pick<HfModel, 'linears' | 'config' | 'arch'>): TargetedModule[] {
+  const targets = c.targetModules ?? DEFAULT_TARGETS[String(model.config.model_type ?? model.arch.family)] ?? [];
   const out: TargetedModule[] = [];
-  for (const module of linears) {
+  for (const module of model.linears) {
     if (!isTargeted(c, targets, module.name) || isExcluded(c, module.name)) continue;
     const rank = patternValue(c.rankPattern, module.name) ?? c.r;
     const alpha = patternValue(c.alphaPattern, module.name) ?? c.loraAlpha;
-    out.push({ module, rank, scale: c.useRslora ? alpha / Math.sqrt(rank) : alpha / rank });
+    out.push({ module, rank, scale: loraScale(alpha, rank, c.useRslora) });
   }
   return out;
 }

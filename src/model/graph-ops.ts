@@ -28,6 +28,8 @@ export const INPUT = {
   loraA: (m: string) => `lora_A.${m}`,
   loraB: (m: string) => `lora_B.${m}`,
   loraBias: (m: string) => `lora_bias.${m}`,
+  /** [U, out]: g − 1 per packed adapter (DoRA's output scale; 0 for plain LoRA adapters). */
+  loraDora: (m: string) => `lora_dora.${m}`,
 } as const;
 export const OUTPUT = {
   logits: 'logits',
@@ -76,6 +78,7 @@ export class GraphOps {
         g.input({ name: INPUT.loraA(m.name), elemType: f32, shape: ['lora_width', m.inFeatures] });
         g.input({ name: INPUT.loraB(m.name), elemType: f32, shape: ['lora_width', m.outFeatures] });
         g.input({ name: INPUT.loraBias(m.name), elemType: f32, shape: ['lora_adapters', m.outFeatures] });
+        g.input({ name: INPUT.loraDora(m.name), elemType: f32, shape: ['lora_adapters', m.outFeatures] });
       }
     }
     this.batchSeq = g.op('Slice', [g.op('Shape', [INPUT.embeds]), g.constInt64([0]), g.constInt64([2])]);
@@ -162,11 +165,16 @@ export class GraphOps {
     // h[b, t, :] ⊙= columns[b]: [B, T, W] ⊙ [B, 1, W], the row keeps its own adapter's block only
     const own = g.op('Reshape', [g.op('Mul', [g.op('Reshape', [h, this.shape3(-1)]), this.loraColumnMask()]), g.op('Shape', [h])]);
     // delta[n] = h[n] @ B_packed: [N, W] @ [W, out]; B_packed holds s·Bᵀ per adapter, scale folded in
-    const delta = g.op('MatMul', [own, INPUT.loraB(m.name)]);
+    const delta = g.op('Reshape', [g.op('MatMul', [own, INPUT.loraB(m.name)]), this.shape3(m.outFeatures)]);
     // bias[b] = rows[b] @ bias_packed: [B, U] @ [U, out], broadcast over the row's tokens
-    const bias = g.op('Unsqueeze', [g.op('MatMul', [INPUT.loraRows, INPUT.loraBias(m.name)]), g.constInt64([1])]);
-    const biasRows = g.op('Reshape', [g.op('Add', [g.op('Reshape', [delta, this.shape3(m.outFeatures)]), bias]), g.constInt64([-1, m.outFeatures])]);
-    return g.op('Add', [base, biasRows]);
+    const perRow = (packed: string) => g.op('Unsqueeze', [g.op('MatMul', [INPUT.loraRows, packed]), g.constInt64([1])]);
+    // DoRA: y = g ⊙ (W x + s·B A x) + b, the bias outside the scale (PEFT's DoraLinearLayer).
+    // e[b] = rows[b] @ (g − 1)_packed is 0 for rows without DoRA, so y = base + delta + e ⊙ (W x + delta) + bias.
+    const base3 = g.op('Reshape', [base, this.shape3(m.outFeatures)]);
+    const unbiased = m.bias ? g.op('Sub', [base3, this.weight(m.bias, [m.outFeatures])]) : base3;
+    const rescaled = g.op('Mul', [g.op('Add', [unbiased, delta]), perRow(INPUT.loraDora(m.name))]);
+    const adapted = g.op('Add', [g.op('Add', [delta, perRow(INPUT.loraBias(m.name))]), rescaled]);
+    return g.op('Add', [base, g.op('Reshape', [adapted, g.constInt64([-1, m.outFeatures])])]);
   }
 
   /** The row column weights as [B, 1, W], built once per graph. */

@@ -1,4 +1,4 @@
-export { loadHfModel, type HfModel, type GenerationDefaults } from './hf-model.js';
+export { loadHfModel, copyModelSideFiles, type HfModel, type GenerationDefaults } from './hf-model.js';
 export { buildGraph, type BuiltGraph } from './build-graph.js';
 export { INPUT, OUTPUT, type LoraLayout } from './graph-ops.js';
 export type { LinearModule, ModelDims, RopeConfig } from './dims.js';

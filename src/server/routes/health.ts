@@ -15,7 +15,6 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
   });
 
   app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics, including the Gateway API Inference Extension (vllm:*) ones', produces: ['text/plain'], response: { 200: Type.String() } } }, async (_request, reply) => {
-    app.serving.refreshGauges();
     return reply.type(app.serving.metrics.registry.contentType).send(await app.serving.metrics.registry.metrics());
   });
 };
