@@ -36,6 +36,7 @@ const FLAGS = {
   'max-tokens': { env: 'LORASERVE_MAX_TOKENS', help: 'largest max_tokens a request may ask', parse: numberFlag },
   'max-prompt-tokens': { env: 'LORASERVE_MAX_PROMPT_TOKENS', help: 'longest prompt accepted', parse: numberFlag },
   'max-queue': { env: 'LORASERVE_MAX_QUEUE', help: 'waiting requests before 429', parse: numberFlag },
+  'max-mix-adapters': { env: 'LORASERVE_MAX_MIX_ADAPTERS', help: 'most adapters in one weighted mix', parse: numberFlag },
   'request-timeout-ms': { env: 'LORASERVE_REQUEST_TIMEOUT_MS', help: 'per-request time limit', parse: numberFlag },
   'drain-timeout-ms': { env: 'LORASERVE_DRAIN_TIMEOUT_MS', help: 'how long SIGTERM waits for running requests', parse: numberFlag },
   'upload-bytes': { env: 'LORASERVE_UPLOAD_BYTES', help: 'largest adapter upload', parse: numberFlag },
@@ -46,7 +47,7 @@ const KEY_OF: Record<keyof typeof FLAGS, keyof ServerConfig> = {
   model: 'modelDir', adapters: 'adaptersDir', host: 'host', port: 'port', provider: 'provider', slots: 'slots', 'max-rank': 'maxRank',
   'lora-modules': 'loraModules', 'host-cache-bytes': 'hostCacheBytes', 'max-batch': 'maxBatch', 'max-batch-tokens': 'maxBatchTokens', 'prefill-chunk': 'prefillChunk',
   threads: 'threads', keys: 'keysFile', 'lora-root': 'loraRoot', preload: 'preload', 'max-tokens': 'maxTokens',
-  'max-prompt-tokens': 'maxPromptTokens', 'max-queue': 'maxQueue', 'request-timeout-ms': 'requestTimeoutMs',
+  'max-prompt-tokens': 'maxPromptTokens', 'max-queue': 'maxQueue', 'max-mix-adapters': 'maxMixAdapters', 'request-timeout-ms': 'requestTimeoutMs',
   'drain-timeout-ms': 'drainTimeoutMs', 'upload-bytes': 'uploadBytes', 'log-level': 'logLevel',
 };
 

@@ -15,4 +15,5 @@ export {
   type CacheSource,
   type CacheSlots,
 } from './adapter-cache.js';
+export { MixStore, type MixMember, type SavedMix } from './mix-store.js';
 export { mergeAdapter, type MergeInput } from './merge.js';

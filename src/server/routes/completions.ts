@@ -34,7 +34,7 @@ export const completionRoutes: FastifyPluginAsyncTypebox = async (app) => {
     ),
     async (request, reply) => {
       const body = request.body as unknown as ChatCompletionRequest;
-      const model = serving.resolve(request.caller, body.model);
+      const model = await serving.resolve(request.caller, body.model, body.adapters);
       const promptTokens = serving.engine.tokenizer.applyChatTemplate(chatMessages(body.messages));
       return serveCompletion(serving, request, reply, { model, promptTokens, body, shape: CHAT_SHAPE, endpoint: 'chat' });
     },
@@ -50,7 +50,7 @@ export const completionRoutes: FastifyPluginAsyncTypebox = async (app) => {
     ),
     async (request, reply) => {
       const body = request.body as unknown as CompletionRequest;
-      const model = serving.resolve(request.caller, body.model);
+      const model = await serving.resolve(request.caller, body.model, body.adapters);
       const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]!;
       const promptTokens = serving.engine.tokenizer.encodePrompt(prompt);
       return serveCompletion(serving, request, reply, {
