@@ -46,7 +46,8 @@ export const OUTPUT = {
 export class GraphOps {
   private readonly linearsByName: Map<string, LinearModule>;
   private readonly batchSeq: string;
-  private maskBias: string | null = null;
+  private readonly maskBias = new Map<number | null, string>();
+  private visible: string | null = null;
   private loraColumns3: string | null = null;
   private pastLength: string | null = null;
   private rope: { cos: string; sin: string } | null = null;
@@ -215,24 +216,47 @@ export class GraphOps {
   /**
    * Additive mask [B, 1, G·T, S] over keys S = P past + T new: 0 where key j is visible to query t
    * (a real position, and for new tokens j ≤ t), −1e9 elsewhere; repeated for the G query heads
-   * that share a KV head, as attention stacks them.
+   * that share a KV head, as attention stacks them. With a sliding window w, a key must also lie
+   * within the window: its position k > q − w for the query's position q (transformers'
+   * sliding_window_overlay). Positions come from position_ids for new tokens; past column p holds
+   * position p, since the cache keeps a row's positions 0..len-1 in order.
    */
-  private attentionBias(): string {
-    if (this.maskBias) return this.maskBias;
+  private attentionBias(window: number | null): string {
+    const known = this.maskBias.get(window);
+    if (known) return known;
+    const g = this.g;
+    let allowed = this.visibleKeys();
+    if (window !== null) {
+      const P = g.op('Squeeze', [this.pastPositions()], {});
+      const batch = g.op('Slice', [this.batchSeq, g.constInt64([0]), g.constInt64([1])]);
+      const pastPos = g.op('Expand', [g.op('Unsqueeze', [g.op('Range', [g.constInt64([0], []), P, g.constInt64([1], [])]), g.constInt64([0])]), g.op('Concat', [batch, this.pastPositions()], { axis: 0 })]);
+      // keyPos [B, 1, S]: 0..P-1 for the past, position_ids for the new tokens; queryPos [B, T, 1]
+      const keyPos = g.op('Unsqueeze', [g.op('Concat', [pastPos, INPUT.positions], { axis: 1 }), g.constInt64([1])]);
+      const queryPos = g.op('Unsqueeze', [INPUT.positions, g.constInt64([2])]);
+      const inWindow = g.op('Greater', [keyPos, g.op('Sub', [queryPos, g.constInt64([window], [])])]);
+      allowed = g.op('And', [allowed, inWindow]);
+    }
+    const bias = g.op('Unsqueeze', [g.op('Where', [allowed, g.scalar(0), g.scalar(-1e9)]), g.constInt64([1])]);
+    const groups = this.dims.heads / this.dims.kvHeads;
+    const tiled = groups === 1 ? bias : g.op('Tile', [bias, g.constInt64([1, 1, groups, 1])]);
+    this.maskBias.set(window, tiled);
+    return tiled;
+  }
+
+  /** [B, T, S]: key j is a real position of the row and, for new tokens, not after query t. */
+  private visibleKeys(): string {
+    if (this.visible) return this.visible;
     const g = this.g;
     const scalarAt = (shape: string, i: number) => g.op('Gather', [shape, g.constInt64([i], [])], { axis: 0 });
     const t = scalarAt(this.batchSeq, 1);
     const s = scalarAt(g.op('Shape', [INPUT.mask]), 1);
     const one = g.constInt64([1], []);
-    const queryPos = g.op('Unsqueeze', [g.op('Range', [g.op('Sub', [s, t]), s, one]), g.constInt64([1])]);
-    const keyPos = g.op('Unsqueeze', [g.op('Range', [g.constInt64([0], []), s, one]), g.constInt64([0])]);
-    const causal = g.op('LessOrEqual', [keyPos, queryPos]);
+    const queryCol = g.op('Unsqueeze', [g.op('Range', [g.op('Sub', [s, t]), s, one]), g.constInt64([1])]);
+    const keyCol = g.op('Unsqueeze', [g.op('Range', [g.constInt64([0], []), s, one]), g.constInt64([0])]);
+    const causal = g.op('LessOrEqual', [keyCol, queryCol]);
     const notPad = g.op('Unsqueeze', [g.op('Cast', [INPUT.mask], { to: TensorDataType.BOOL }), g.constInt64([1])]);
-    const allowed = g.op('And', [causal, notPad]);
-    const bias = g.op('Unsqueeze', [g.op('Where', [allowed, g.scalar(0), g.scalar(-1e9)]), g.constInt64([1])]);
-    const groups = this.dims.heads / this.dims.kvHeads;
-    this.maskBias = groups === 1 ? bias : g.op('Tile', [bias, g.constInt64([1, 1, groups, 1])]);
-    return this.maskBias;
+    this.visible = g.op('And', [causal, notPad]);
+    return this.visible;
   }
 
   /**
@@ -265,7 +289,7 @@ export class GraphOps {
     const past = g.op('FusedMatMul', [qs, INPUT.pastKey(layer)], { transB: 1, alpha: { float: 1 } }, 'com.microsoft');
     const own = g.op('FusedMatMul', [qs, k], { transB: 1, alpha: { float: 1 } }, 'com.microsoft');
     // probs over each row's real past positions and its new tokens up to the query's own
-    const probs = g.op('Softmax', [g.op('Add', [g.op('Concat', [past, own], { axis: -1 }), this.attentionBias()])], { axis: -1 });
+    const probs = g.op('Softmax', [g.op('Add', [g.op('Concat', [past, own], { axis: -1 }), this.attentionBias(this.dims.slidingWindows[layer] ?? null)])], { axis: -1 });
     const P = this.pastPositions();
     const axis = g.constInt64([3]);
     const probsPast = g.op('Slice', [probs, g.constInt64([0]), P, axis]);

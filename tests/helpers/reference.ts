@@ -124,6 +124,16 @@ export function referenceLogits(model: TinyModel, tokens: number[], adapters: Re
     return e;
   });
   const inv = gpt2 ? null : invFreq();
+  // transformers: Mistral windows every layer when sliding_window is set; Qwen2 only with
+  // use_sliding_window, on the layers layer_types marks sliding (default: from max_window_layers on).
+  const windows = Array.from({ length: L }, (_, l): number | null => {
+    const w = (c.sliding_window as number | null | undefined) ?? null;
+    if (c.model_type === 'mistral') return w;
+    if (c.model_type !== 'qwen2' || c.use_sliding_window !== true || w === null) return null;
+    const types = c.layer_types as string[] | undefined;
+    const sliding = types ? types[l] === 'sliding_attention' : l >= ((c.max_window_layers as number | undefined) ?? 28);
+    return sliding ? w : null;
+  });
   for (let l = 0; l < L; l++) {
     const p = gpt2 ? `transformer.h.${l}` : `model.layers.${l}`;
     const qs: Vec[] = [], ks: Vec[] = [], vs: Vec[] = [];
@@ -146,8 +156,10 @@ export function referenceLogits(model: TinyModel, tokens: number[], adapters: Re
       for (let hd = 0; hd < heads; hd++) {
         const kvh = Math.floor(hd / (heads / kvHeads));
         const q = headOf(qs[t]!, hd, t);
-        const scores = new Float64Array(t + 1);
-        for (let j = 0; j <= t; j++) {
+        // Keys outside the layer's sliding window (key position ≤ t − window) get no weight.
+        const first = windows[l] === null ? 0 : Math.max(0, t - windows[l]! + 1);
+        const scores = new Float64Array(t + 1).fill(-Infinity);
+        for (let j = first; j <= t; j++) {
           const k = headOf(ks[j]!, kvh, j);
           let s = 0; for (let i = 0; i < D; i++) s += q[i]! * k[i]!;
           scores[j] = s / Math.sqrt(D);
