@@ -9,7 +9,7 @@ import ts from 'typescript';
  * The import direction of DESIGN.md, checked on every `import`, `export … from` and `import()` in
  * src/. A layer may import only layers ranked below it; layers of equal rank are siblings and may not
  * import each other (model ↔ tokenizer, server ↔ train). Fixtures (`testing/`) sit above every
- * serving layer, so only the CLI (bench), tests and scripts can reach them.
+ * serving layer, so only the benchmark, the CLI, tests and scripts can reach them.
  */
 const RANK: Record<string, number> = {
   util: 0,
@@ -34,6 +34,7 @@ const OWNERS: Array<[RegExp, string]> = [
   [/^@tensorflow\//, 'train/'],
   [/^@huggingface\/transformers$/, 'tokenizer/'],
   [/^(fastify|fastify-plugin|@fastify\/.*)$/, 'server/'],
+  [/^node-llama-cpp$/, 'bench/'],
 ];
 
 const SRC = fileURLToPath(new URL('../src/', import.meta.url));
@@ -94,6 +95,6 @@ describe('layers', () => {
       [join('server', 'app.ts'), 'onnxruntime-node', /only src\/engine\/onnx-backend.ts may import/],
     ];
     for (const [file, spec, message] of cases) assert.match(violations(file, [spec]).join('\n'), message, `${file} → ${spec}`);
-    assert.deepEqual(violations(join('cli', 'bench.ts'), ['../testing/index.js', '../util/rng.js', '../errors.js', './serve.js']), []);
+    assert.deepEqual(violations(join('bench', 'run-bench.ts'), ['../testing/index.js', '../util/rng.js', '../errors.js', './shapes.js']), []);
   });
 });

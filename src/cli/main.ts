@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { runBench, SHAPES, type ShapeName } from '../bench/index.js';
+import { numberFlag } from './flags.js';
 import { serve } from './serve.js';
 import { trainCommand } from './train.js';
 import { LoraServeError } from '../errors.js';
@@ -49,7 +50,7 @@ async function main(argv: string[]): Promise<void> {
         process.exitCode = 2;
         return;
       }
-      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? Number(values.threads) : undefined, shape: values.shape as ShapeName | undefined });
+      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? numberFlag(values.threads, 'threads') : undefined, shape: values.shape as ShapeName | undefined });
       process.stdout.write(`${JSON.stringify(result.details, null, 2)}\n${JSON.stringify(result.summary)}\n`);
       return;
     }
