@@ -46,18 +46,25 @@ export class MixStore {
 
   put(name: string, members: MixMember[]): Promise<SavedMix> {
     const mix = { name, members, createdAt: Math.floor(Date.now() / 1000) };
-    return this.change(() => this.mixes.set(name, mix)).then(() => mix);
+    return this.change((next) => next.set(name, mix)).then(() => mix);
   }
 
   delete(name: string): Promise<void> {
-    return this.change(() => this.mixes.delete(name));
+    return this.change((next) => next.delete(name));
   }
 
-  /** Applies a change and persists the whole set; writes run one at a time, in order. */
-  private change(apply: () => unknown): Promise<void> {
-    apply();
-    const snapshot = JSON.stringify(this.list(), null, 2);
-    const run = this.writing.then(() => writeFileAtomic(this.path, snapshot));
+  /**
+   * Persists the set with one change applied, then serves it: a failed write leaves both the file
+   * and what is served as they were. Changes run one at a time, in order.
+   */
+  private change(apply: (next: Map<string, SavedMix>) => unknown): Promise<void> {
+    const run = this.writing.then(async () => {
+      const next = new Map(this.mixes);
+      apply(next);
+      await writeFileAtomic(this.path, JSON.stringify([...next.values()], null, 2));
+      this.mixes.clear();
+      for (const [k, v] of next) this.mixes.set(k, v);
+    });
     this.writing = run.catch(() => {});
     return run;
   }
