@@ -18,7 +18,7 @@ import { cpus, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { Engine, type EngineOptions, type GenerateRequest } from '../engine/index.js';
-import { loadHfModel, type HfModel } from '../model/index.js';
+import { loadHfModel, type HfModel, type QuantizeMode } from '../model/index.js';
 import { parseAdapter, type ParsedAdapter } from '../lora/index.js';
 import { writeGgufLora, writeGgufModel, writeRandomAdapter } from '../testing/index.js';
 import { rng } from '../util/rng.js';
@@ -33,6 +33,8 @@ export interface BenchOptions {
   threads?: number;
   /** Run one shape's section only; both by default (the Qwen2.5-0.5B one is skipped by --quick). */
   shape?: ShapeName;
+  /** Base weights of the GPT-2-small section's engines (the Qwen2.5-0.5B section runs every precision). */
+  quantize?: QuantizeMode;
 }
 
 const ADAPTERS = 8;
@@ -90,6 +92,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   const generate = opts.quick ? 16 : 64;
   const serialRequests = opts.quick ? 4 : 8;
   const threads = opts.threads ?? 0;
+  const quantize = opts.quantize ?? null;
   const { targets } = SHAPES[shape];
   log(`writing a ${SHAPES[shape].label}`);
   const modelDir = writeShape(join(dir, shape), shape);
@@ -99,7 +102,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   model.weights.close();
   const ps = prompts(CONCURRENT, promptLen, vocab);
 
-  const lora = await loraEngine(modelDir, adapters, { threads }, targets);
+  const lora = await loraEngine(modelDir, adapters, { threads, quantize }, targets);
   await runRequests(lora, requests([ps[0]!], 4, () => 1), false); // warm-up: ORT's allocations and kernel choice
   log('(a) serial, adapter switched per request');
   const serial = await runRequests(lora, requests(ps.slice(0, serialRequests), generate, () => 1), false, (i) => lora.slots!.write(1, adapters[i % ADAPTERS]!));
@@ -120,7 +123,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   }
   await lora.close();
 
-  const base = await Engine.create({ modelDir, slots: 0, maxBatch: CONCURRENT, threads });
+  const base = await Engine.create({ modelDir, slots: 0, maxBatch: CONCURRENT, threads, quantize });
   await runRequests(base, requests([ps[0]!], 4, () => 0), false);
   log(`(c) the same ${CONCURRENT} requests, no LoRA in the graph`);
   const plain = await runRequests(base, requests(ps, generate, () => 0), true);
@@ -129,14 +132,14 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   await base.close();
 
   log('(d) hetero on an engine built for 64 slots of rank up to 64');
-  const wide = await loraEngine(modelDir, adapters, { threads, slots: 64, maxRank: 64 }, targets);
+  const wide = await loraEngine(modelDir, adapters, { threads, quantize, slots: 64, maxRank: 64 }, targets);
   await runRequests(wide, requests([ps[0]!], 4, () => 1), false);
   const hetero64 = await runRequests(wide, requests(ps, generate, slotOfRow(64)), true);
   await wide.close();
 
   return {
     details: {
-      model: SHAPES[shape].label, adapters: ADAPTERS, rank: RANK, targets, promptTokens: promptLen, generatedTokens: generate, concurrent: CONCURRENT, serialRequests,
+      model: SHAPES[shape].label, base_weights: quantize ?? 'fp32', adapters: ADAPTERS, rank: RANK, targets, promptTokens: promptLen, generatedTokens: generate, concurrent: CONCURRENT, serialRequests,
       serial, hetero, base: plain, hetero_s64_r64: hetero64,
       decode_step_ms: { lora: { cached_64: step64, cached_512: step512 }, base: { cached_64: baseStep64, cached_512: baseStep512 } },
       long_context: long,
@@ -151,7 +154,11 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
 }
 
 /** loraserve's base-weight precisions and llama.cpp's weight type that matches each. */
-const PRECISIONS = [{ ours: 'fp32', quantize: null, peer: 'F32' }] as const;
+const PRECISIONS = [
+  { ours: 'fp32', quantize: null, peer: 'F32' },
+  { ours: 'int8', quantize: 'int8', peer: 'Q8_0' },
+  { ours: 'int4', quantize: 'int4', peer: 'Q4_0' },
+] as const;
 
 type Workloads = { single: Throughput; multi_adapter: Throughput & Latency; no_adapter: Throughput };
 
@@ -218,6 +225,8 @@ async function qwenSection(dir: string, opts: BenchOptions) {
       rss_vs_weights: +(rss.fp32!.rss_bytes / rss.fp32!.weights_f32_bytes).toFixed(3),
       peer_multi_adapter_ratio: ratios((w) => w.multi_adapter.tokens_per_s, (r) => r.multiAdapter.tokens_per_s),
       peer_single_stream_ratio: ratios((w) => w.single.tokens_per_s, (r) => r.single.tokens_per_s),
+      int4_vs_fp32_single: +(ours.int4!.single.tokens_per_s / fp32.single.tokens_per_s).toFixed(3),
+      int4_rss_vs_fp32: +(rss.int4!.rss_bytes / rss.fp32!.rss_bytes).toFixed(3),
     },
   };
 }

@@ -6,6 +6,7 @@ import { serve } from './serve.js';
 import { trainCommand } from './train.js';
 import { LoraServeError } from '../errors.js';
 import { mergeAdapter } from '../lora/index.js';
+import { QUANTIZE_MODES, type QuantizeMode } from '../model/index.js';
 
 const USAGE = `loraserve <command> [options]
 
@@ -18,6 +19,7 @@ commands:
            the summary object is printed last)
            --quick   small run (GPT-2-small shape only), about a minute on 2 cores
            --shape gpt2-small|qwen2-0.5b   one shape's section only
+           --quantize int8|int4   base weights of the GPT-2-small section (the Qwen2.5-0.5B one runs all)
            --threads N`;
 
 async function main(argv: string[]): Promise<void> {
@@ -44,13 +46,18 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'bench': {
-      const { values } = parseArgs({ args: rest, options: { quick: { type: 'boolean', default: false }, threads: { type: 'string' }, shape: { type: 'string' } } });
+      const { values } = parseArgs({ args: rest, options: { quick: { type: 'boolean', default: false }, threads: { type: 'string' }, shape: { type: 'string' }, quantize: { type: 'string' } } });
       if (values.shape !== undefined && !(values.shape in SHAPES)) {
         process.stderr.write(`--shape must be one of ${Object.keys(SHAPES).join(', ')}\n`);
         process.exitCode = 2;
         return;
       }
-      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? numberFlag(values.threads, 'threads') : undefined, shape: values.shape as ShapeName | undefined });
+      if (values.quantize !== undefined && !(QUANTIZE_MODES as readonly string[]).includes(values.quantize)) {
+        process.stderr.write(`--quantize must be one of ${QUANTIZE_MODES.join(', ')}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? numberFlag(values.threads, 'threads') : undefined, shape: values.shape as ShapeName | undefined, quantize: values.quantize as QuantizeMode | undefined });
       process.stdout.write(`${JSON.stringify(result.details, null, 2)}\n${JSON.stringify(result.summary)}\n`);
       return;
     }

@@ -3,6 +3,7 @@ import { ConfigError } from '../errors.js';
 import { numberFlag } from './flags.js';
 import { ANONYMOUS_ADMIN, buildApp, DEFAULTS, KeyRing, Serving, type ServerConfig } from '../server/index.js';
 import type { ExecutionProvider } from '../engine/index.js';
+import { QUANTIZE_MODES } from '../model/index.js';
 
 const text = (raw: string) => raw;
 const list = (raw: string) => raw.split(',').map((s) => s.trim()).filter(Boolean);
@@ -30,6 +31,8 @@ const FLAGS = {
     parse: numberFlag,
   },
   threads: { env: 'LORASERVE_THREADS', help: 'ONNX Runtime intra-op threads (0 = all cores)', parse: numberFlag },
+  quantize: { env: 'LORASERVE_QUANTIZE', help: 'int8 | int4: weight-only quantization of the base model (none = float32)', parse: (v: string) => (v === 'none' ? null : v) },
+  'quant-cache-dir': { env: 'LORASERVE_QUANT_CACHE_DIR', help: 'where quantized weights are cached (default: MODEL/.loraserve-cache)', parse: text },
   keys: { env: 'LORASERVE_KEYS', help: 'API keys file (JSON)', parse: text },
   'lora-root': { env: 'LORASERVE_LORA_ROOT', help: 'root for vLLM-style load_lora_adapter paths', parse: text },
   preload: { env: 'LORASERVE_PRELOAD', help: 'comma-separated adapters to warm at start', parse: list },
@@ -46,7 +49,7 @@ const FLAGS = {
 const KEY_OF: Record<keyof typeof FLAGS, keyof ServerConfig> = {
   model: 'modelDir', adapters: 'adaptersDir', host: 'host', port: 'port', provider: 'provider', slots: 'slots', 'max-rank': 'maxRank',
   'lora-modules': 'loraModules', 'host-cache-bytes': 'hostCacheBytes', 'max-batch': 'maxBatch', 'max-batch-tokens': 'maxBatchTokens', 'prefill-chunk': 'prefillChunk',
-  threads: 'threads', keys: 'keysFile', 'lora-root': 'loraRoot', preload: 'preload', 'max-tokens': 'maxTokens',
+  threads: 'threads', quantize: 'quantize', 'quant-cache-dir': 'quantCacheDir', keys: 'keysFile', 'lora-root': 'loraRoot', preload: 'preload', 'max-tokens': 'maxTokens',
   'max-prompt-tokens': 'maxPromptTokens', 'max-queue': 'maxQueue', 'max-mix-adapters': 'maxMixAdapters', 'request-timeout-ms': 'requestTimeoutMs',
   'drain-timeout-ms': 'drainTimeoutMs', 'upload-bytes': 'uploadBytes', 'log-level': 'logLevel',
 };
@@ -68,6 +71,9 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerCo
   }
   if (!['cpu', 'cuda', 'webgpu'].includes(config.provider as string)) {
     throw new ConfigError(`--provider must be cpu, cuda or webgpu, not "${String(config.provider)}"`, { param: 'provider' });
+  }
+  if (config.quantize !== null && !(QUANTIZE_MODES as readonly unknown[]).includes(config.quantize)) {
+    throw new ConfigError(`--quantize must be int8, int4 or none, not "${String(config.quantize)}"`, { param: 'quantize' });
   }
   return config as unknown as ServerConfig & { provider: ExecutionProvider };
 }
@@ -92,7 +98,9 @@ export async function serve(args: string[]): Promise<void> {
     app.log.info({ adapter: name }, 'preloaded');
   }
   const adapters = serving.adapters.visible(ANONYMOUS_ADMIN).length;
-  app.log.info({ model: serving.baseId, adapters, slots: config.slots, provider: config.provider }, 'model loaded');
+  const quant = serving.engine.quantization;
+  const quantized = quant ? { quantize: quant.mode, quantCache: quant.entry.reused ? 'reused' : 'written', quantFile: quant.entry.file } : {};
+  app.log.info({ model: serving.baseId, adapters, slots: config.slots, provider: config.provider, ...quantized }, 'model loaded');
   await app.listen({ host: config.host, port: config.port });
 
   let stopping = false;

@@ -42,6 +42,8 @@ export class Serving implements GaugeSource {
       maxBatchTokens: config.maxBatchTokens,
       prefillChunk: config.prefillChunk,
       threads: config.threads,
+      quantize: config.quantize,
+      quantCacheDir: config.quantCacheDir,
     });
     const metrics = new Metrics();
     const adapters = await AdapterService.open(engine, config, metrics.cacheEvents);
