@@ -63,6 +63,8 @@ export class AdapterInUseError extends define('adapter_in_use', 409, 'conflict_e
 export class AdapterNameTakenError extends define('adapter_name_taken', 409, 'conflict_error') {}
 export class InvalidAdapterMixError extends define('invalid_adapter_mix', 400, 'invalid_request_error') {}
 export class AdaptersDisabledError extends define('adapters_disabled', 400, 'invalid_request_error') {}
+/** A stored adapter whose files changed on disk after upload (truncated, bit-flipped, deleted). */
+export class AdapterCorruptedError extends define('adapter_corrupted', 500, 'server_error') {}
 export class InvalidUploadError extends define('invalid_upload', 400, 'invalid_request_error') {}
 export class PathOutsideRootError extends define('path_outside_root', 403, 'permission_error') {}
 

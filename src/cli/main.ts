@@ -1,12 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { runBench, SHAPES, type ShapeName } from '../bench/index.js';
+import { runCommand } from './fatal.js';
 import { numberFlag } from './flags.js';
-import { serve } from './serve.js';
-import { trainCommand } from './train.js';
-import { LoraServeError } from '../errors.js';
-import { mergeAdapter } from '../lora/index.js';
-import { QUANTIZE_MODES, type QuantizeMode } from '../model/index.js';
 
 const USAGE = `loraserve <command> [options]
 
@@ -22,13 +17,15 @@ commands:
            --quantize int8|int4   base weights of the GPT-2-small section (the Qwen2.5-0.5B one runs all)
            --threads N`;
 
+// Each command imports what it needs when it runs: serving never loads TensorFlow.js or the
+// benchmark's peer, and a bad flag is reported before any model library loads.
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'serve':
-      return serve(rest);
+      return (await import('./serve.js')).serve(rest);
     case 'train':
-      return trainCommand(rest);
+      return (await import('./train.js')).trainCommand(rest);
     case 'merge': {
       const { values } = parseArgs({
         args: rest,
@@ -41,23 +38,27 @@ async function main(argv: string[]): Promise<void> {
         process.exitCode = 2;
         return;
       }
+      const { mergeAdapter } = await import('../lora/index.js');
       const r = await mergeAdapter(values.model, dirs.map((dir, i) => ({ dir, weight: weights.length ? Number(weights[i]) : 1 })), values.out);
       process.stdout.write(`${JSON.stringify({ out: values.out, merged_modules: r.mergedModules })}\n`);
       return;
     }
     case 'bench': {
       const { values } = parseArgs({ args: rest, options: { quick: { type: 'boolean', default: false }, threads: { type: 'string' }, shape: { type: 'string' }, quantize: { type: 'string' } } });
+      const { runBench, SHAPES } = await import('../bench/index.js');
+      const { QUANTIZE_MODES } = await import('../model/index.js');
       if (values.shape !== undefined && !(values.shape in SHAPES)) {
         process.stderr.write(`--shape must be one of ${Object.keys(SHAPES).join(', ')}\n`);
         process.exitCode = 2;
         return;
       }
-      if (values.quantize !== undefined && !(QUANTIZE_MODES as readonly string[]).includes(values.quantize)) {
+      const quantize = QUANTIZE_MODES.find((m) => m === values.quantize);
+      if (values.quantize !== undefined && !quantize) {
         process.stderr.write(`--quantize must be one of ${QUANTIZE_MODES.join(', ')}\n`);
         process.exitCode = 2;
         return;
       }
-      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? numberFlag(values.threads, 'threads') : undefined, shape: values.shape as ShapeName | undefined, quantize: values.quantize as QuantizeMode | undefined });
+      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? numberFlag(values.threads, 'threads') : undefined, shape: values.shape as keyof typeof SHAPES | undefined, quantize });
       process.stdout.write(`${JSON.stringify(result.details, null, 2)}\n${JSON.stringify(result.summary)}\n`);
       return;
     }
@@ -72,18 +73,4 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-/**
- * A mistake the user can fix (a flag, the keys file, a model or adapter folder, a dataset) is one
- * line on stderr and exit status 2; anything else is a bug and keeps its stack trace.
- */
-function isUsageError(err: unknown): err is Error {
-  return err instanceof LoraServeError || String((err as { code?: unknown })?.code).startsWith('ERR_PARSE_ARGS_');
-}
-
-try {
-  await main(process.argv.slice(2));
-} catch (err) {
-  if (!isUsageError(err)) throw err;
-  process.stderr.write(`loraserve: ${err.message}\n`);
-  process.exit(2);
-}
+await runCommand(() => main(process.argv.slice(2)));

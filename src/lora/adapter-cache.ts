@@ -7,14 +7,16 @@
  *   from admission to its last token; a pinned slot is never evicted. When every slot is pinned,
  *   requests for other adapters wait (bounded by the server's queue limit).
  * - Evict before load; touch on hit; one load per adapter version however many ask at once; a
- *   failed load rejects everyone waiting on it and leaves nothing cached.
+ *   failed load rejects everyone waiting on it and leaves nothing cached. A load that fails
+ *   because the adapter was replaced or deleted meanwhile is retried on the current version (or
+ *   answers "not found"); one that fails on a sealed adapter's files is corruption at rest.
  * - Entries are keyed by adapter version, so a replaced adapter's running requests finish on the
  *   old weights while new requests load the new ones.
  * - The base model is slot 0, a pseudo-adapter that is always resident. An engine without adapter
  *   slots gets no cache at all (the server refuses adapter requests instead of waiting forever).
  */
 import { LRUCache } from 'lru-cache';
-import { AdapterInUseError, AdapterLoadFailedError, LoraServeError, RequestCancelledError } from '../errors.js';
+import { AdapterCorruptedError, AdapterInUseError, AdapterLoadFailedError, LoraServeError, RequestCancelledError } from '../errors.js';
 import type { ParsedAdapter } from './adapter.js';
 import { versionKey, type AdapterStore, type StoredAdapter } from './adapter-store.js';
 import type { SlotTable } from './slot-table.js';
@@ -29,6 +31,8 @@ export interface CacheEvents {
   hit(tier: 'host' | 'device'): void;
   miss(tier: 'host' | 'device'): void;
   evict(tier: 'host' | 'device'): void;
+  /** A load from disk failed for a reason other than a concurrent replace or delete. */
+  failed(name: string, code: string): void;
 }
 
 interface Slot {
@@ -132,7 +136,9 @@ export class AdapterCache {
       }
       const inFlight = this.loads.get(key);
       if (inFlight) {
-        await inFlight;
+        await inFlight.catch((err) => {
+          if (this.isCurrent(entry)) throw err;
+        });
         continue;
       }
       const victim = this.pickSlot();
@@ -144,8 +150,13 @@ export class AdapterCache {
       const load = this.load(entry, key, victim);
       this.loads.set(key, load);
       try {
-        const slot = await load;
-        return this.pin(slot, name);
+        // The load pinned the slot for this caller the moment it finished: between that and this
+        // continuation another acquire could otherwise take the slot for a different adapter.
+        return this.lease(await load, name);
+      } catch (err) {
+        if (!this.isCurrent(entry)) continue;
+        this.events.failed(name, err instanceof LoraServeError ? err.code : 'adapter_load_failed');
+        throw err;
       } finally {
         this.loads.delete(key);
       }
@@ -153,8 +164,13 @@ export class AdapterCache {
   }
 
   private pin(slot: number, name: string): Lease {
+    this.slots[slot]!.pins++;
+    return this.lease(slot, name);
+  }
+
+  /** A lease on a slot whose pin the caller has already counted. */
+  private lease(slot: number, name: string): Lease {
     const s = this.slots[slot]!;
-    s.pins++;
     s.lastUsed = ++this.clock;
     let released = false;
     return {
@@ -169,6 +185,10 @@ export class AdapterCache {
         else this.wakeWaiters();
       },
     };
+  }
+
+  private isCurrent(entry: StoredAdapter): boolean {
+    return this.store.get(entry.name)?.version === entry.version;
   }
 
   private currentKey(name: string): string | null {
@@ -188,6 +208,7 @@ export class AdapterCache {
     return best;
   }
 
+  /** Loads into `slot` and pins it once for the caller (see `acquire`). */
   private async load(entry: StoredAdapter, key: string, slot: number): Promise<number> {
     const s = this.slots[slot]!;
     if (s.key !== null) this.events.evict('device');
@@ -206,6 +227,7 @@ export class AdapterCache {
       }
       this.table.write(slot, parsed);
       s.loading = false;
+      s.pins++;
       return slot;
     } catch (err) {
       s.key = null;
@@ -213,6 +235,9 @@ export class AdapterCache {
       s.loading = false;
       this.table.clear(slot);
       this.wakeWaiters();
+      if (err instanceof AdapterCorruptedError) throw err;
+      // A sealed adapter passed validation at upload: if it no longer parses, its files changed.
+      if (entry.sealed) throw new AdapterCorruptedError(`adapter "${entry.name}" is damaged on disk: ${(err as Error).message}; upload the adapter again`, { cause: err });
       if (err instanceof LoraServeError) throw err;
       throw new AdapterLoadFailedError(`adapter "${entry.name}" could not be loaded: ${(err as Error).message}`, { cause: err });
     }

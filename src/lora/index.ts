@@ -5,7 +5,7 @@ export { summarizeAdapterConfig, type AdapterSummary } from './adapter-summary.j
 export { SlotTable, singleSlot, type AdapterMix } from './slot-table.js';
 export { writePeftAdapter, peftConfig, type PeftAdapterFiles } from './peft-writer.js';
 export { CONFIG_FILE, WEIGHTS_FILE, readAdapterFolder, type AdapterFiles } from './peft-format.js';
-export { AdapterStore, checkAdapterName, versionKey, ADAPTER_NAME, type StoredAdapter } from './adapter-store.js';
+export { AdapterStore, checkAdapterName, versionKey, ADAPTER_NAME, type StoredAdapter, type StoreStartup } from './adapter-store.js';
 export {
   AdapterCache,
   type Lease,

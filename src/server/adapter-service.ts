@@ -25,6 +25,7 @@ import {
   type MixMember,
   type SavedMix,
   type StoredAdapter,
+  type StoreStartup,
   type Tier,
 } from '../lora/index.js';
 import type { Caller } from './auth.js';
@@ -229,6 +230,11 @@ export class AdapterService {
 
   occupancy(): CacheOccupancy {
     return this.cache?.occupancy() ?? NO_SLOTS;
+  }
+
+  /** What the store repaired or skipped when it opened (for the startup log). */
+  storeStartup(): StoreStartup {
+    return this.store.startup;
   }
 
   private slots(): AdapterCache {

@@ -7,7 +7,7 @@ import type { GenerateRequest } from '../engine/index.js';
 import type { ChatMessage } from '../tokenizer/index.js';
 import type { ServerConfig } from './config.js';
 
-/** The fields chat and text completions share (OpenAI names, vLLM's top_k). */
+/** The fields chat and text completions share (OpenAI names, vLLM's top_k and ignore_eos). */
 export interface SamplingBody {
   max_tokens?: number | null;
   max_completion_tokens?: number | null;
@@ -21,6 +21,7 @@ export interface SamplingBody {
   n?: number | null;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean } | null;
+  ignore_eos?: boolean | null;
 }
 
 /** Chat messages with text parts joined: what the chat template renders. */
@@ -54,6 +55,7 @@ export function generateRequest(
     promptTokens,
     maxTokens: asked ?? limits.maxTokens,
     stop: body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
+    ignoreEos: body.ignore_eos ?? false,
     sampling: {
       temperature: body.temperature ?? 1,
       topP: body.top_p ?? 1,

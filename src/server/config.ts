@@ -38,6 +38,11 @@ export interface ServerConfig {
   chatBodyBytes: number;
   uploadBytes: number;
   logLevel: string;
+  /** When set, /metrics (which names adapters) answers only `Authorization: Bearer <metricsKey>` or an admin key. */
+  metricsKey: string | null;
+  /** When set, /metrics moves off the API listener to its own one on metricsHost:metricsPort. */
+  metricsPort: number | null;
+  metricsHost: string;
 }
 
 export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
@@ -67,4 +72,7 @@ export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
   chatBodyBytes: 1024 * 1024,
   uploadBytes: 1024 * 1024 * 1024,
   logLevel: 'info',
+  metricsKey: null,
+  metricsPort: null,
+  metricsHost: '127.0.0.1',
 };

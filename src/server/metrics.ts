@@ -59,6 +59,12 @@ export class Metrics {
     labelNames: ['tier'],
     registers: [this.registry],
   });
+  private readonly loadFailures = new Counter({
+    name: 'loraserve_adapter_load_failures_total',
+    help: 'Adapter loads from disk that failed, by adapter and error code (adapter_corrupted: its files changed on disk after upload).',
+    labelNames: ['adapter', 'code'],
+    registers: [this.registry],
+  });
   private readonly ttft = new Histogram({
     name: 'loraserve_time_to_first_token_seconds',
     help: 'Time from request arrival to its first token.',
@@ -74,11 +80,12 @@ export class Metrics {
     registers: [this.registry],
   });
 
-  /** The adapter cache's hit, miss and eviction counters. */
+  /** The adapter cache's hit, miss, eviction and load-failure counters. */
   readonly cacheEvents: CacheEvents = {
     hit: (tier) => this.cacheHits.inc({ tier }),
     miss: (tier) => this.cacheMisses.inc({ tier }),
     evict: (tier) => this.cacheEvictions.inc({ tier }),
+    failed: (adapter, code) => this.loadFailures.inc({ adapter, code }),
   };
 
   /** Registers the gauges, each reading `source` when scraped. */

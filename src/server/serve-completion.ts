@@ -1,16 +1,18 @@
 /**
  * Runs one chat or text completion and answers it: a JSON body, or Server-Sent Events in OpenAI's
  * chunk format. A client that goes away cancels its generation; a request that outlives the
- * timeout is cancelled too.
+ * timeout, or a drain's deadline, is cancelled too and answered at once with that error (in a
+ * stream: an error event, then [DONE]).
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
-import { RequestTimeoutError } from '../errors.js';
+import { LoraServeError, RequestCancelledError, RequestTimeoutError } from '../errors.js';
 import type { Generation } from '../engine/index.js';
 import { generateRequest, type SamplingBody } from './completion-request.js';
 import type { RequestTrack } from './metrics.js';
 import type { ResolvedModel, Serving } from './serving.js';
 import { SseWriter } from './sse.js';
+import { untilAborted } from '../util/until-aborted.js';
 import { usage, type WireShape } from './wire-shapes.js';
 
 export interface Completion {
@@ -27,23 +29,28 @@ export interface Completion {
 export async function serveCompletion(serving: Serving, request: FastifyRequest, reply: FastifyReply, c: Completion): Promise<unknown> {
   const track = serving.metrics.track(c.model.id, c.endpoint);
   const req = generateRequest(c.body, c.promptTokens, serving.config, c.endpoint === 'chat' ? 'messages' : 'prompt');
-  const limit = requestLimit(reply, serving.config.requestTimeoutMs);
+  const limit = requestLimit(serving, reply);
   let gen: Generation;
   try {
     gen = await serving.start(c.model, req, limit.signal);
   } catch (err) {
     limit.clear();
-    track.done((err as { status?: number }).status ?? 500);
-    if (limit.timedOut()) throw new RequestTimeoutError(`no adapter slot became free within ${serving.config.requestTimeoutMs} ms`);
-    throw err;
+    const reason = limit.reason() ?? err;
+    track.done((reason as { status?: number }).status ?? 500);
+    throw reason;
   }
   const id = `${c.shape.idPrefix}${randomUUID().replaceAll('-', '')}`;
   const created = Math.floor(Date.now() / 1000);
   try {
     if (!c.body.stream) {
-      for await (const _ of gen) track.token();
-      const result = await gen.result;
-      if (limit.timedOut()) throw new RequestTimeoutError(`generation did not finish within ${serving.config.requestTimeoutMs} ms`);
+      let result;
+      try {
+        for await (const _ of untilAborted(gen, limit.signal)) track.token();
+        result = await gen.result;
+      } catch (err) {
+        track.done((err as { status?: number }).status ?? 500);
+        throw err;
+      }
       track.done(200, result);
       return {
         id,
@@ -54,7 +61,7 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
         usage: usage(result),
       };
     }
-    await stream(new SseWriter(reply, String(request.id)), gen, c, { id, created }, track, request.log);
+    await stream(new SseWriter(reply, String(request.id)), gen, limit.signal, c, { id, created }, track, request.log);
     return reply;
   } finally {
     limit.clear();
@@ -65,6 +72,7 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
 async function stream(
   sse: SseWriter,
   gen: Generation,
+  signal: AbortSignal,
   c: Completion,
   ids: { id: string; created: number },
   track: RequestTrack,
@@ -83,7 +91,7 @@ async function stream(
       sse.send(frame([c.shape.chunk(c.echo ?? '', true, null)]));
       first = false;
     }
-    for await (const text of gen) {
+    for await (const text of untilAborted(gen, signal)) {
       track.token();
       sse.send(frame([c.shape.chunk(text, first, null)]));
       first = false;
@@ -94,25 +102,40 @@ async function stream(
     sse.done();
     track.done(200, result);
   } catch (err) {
-    log.error({ err }, 'stream failed');
-    const e = err as { code?: string; type?: string };
-    sse.send({ error: { message: 'generation failed', type: e.type ?? 'server_error', code: e.code ?? 'internal_error', param: null } });
-    track.done(500);
+    const known = err instanceof LoraServeError;
+    if (!known || err.status >= 500) log.error({ err }, 'stream failed');
+    else log.info({ code: err.code }, 'stream ended early');
+    sse.send({
+      error: known
+        ? { message: err.message, type: err.type, code: err.code, param: err.param }
+        : { message: 'generation failed', type: 'server_error', code: 'internal_error', param: null },
+    });
+    sse.done();
+    track.done(known ? err.status : 500);
   } finally {
     sse.end();
   }
 }
 
-/** Aborts when the client disconnects or the time limit passes. */
-function requestLimit(reply: FastifyReply, timeoutMs: number): { signal: AbortSignal; timedOut(): boolean; clear(): void } {
+/**
+ * The request's abort signal, tracked in the server's in-flight set (a drain waits for it and at
+ * its deadline aborts it). It aborts when the client disconnects or the time limit passes; the
+ * reason is the error the request is answered with.
+ */
+function requestLimit(serving: Serving, reply: FastifyReply): { signal: AbortSignal; reason(): LoraServeError | null; clear(): void } {
   const controller = new AbortController();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    controller.abort();
-  }, timeoutMs);
+  const untrack = serving.inFlight.add(controller);
+  const timeoutMs = serving.config.requestTimeoutMs;
+  const timer = setTimeout(() => controller.abort(new RequestTimeoutError(`the request did not finish within ${timeoutMs} ms`)), timeoutMs);
   reply.raw.on('close', () => {
-    if (!reply.raw.writableFinished) controller.abort();
+    if (!reply.raw.writableFinished) controller.abort(new RequestCancelledError('the client closed the connection'));
   });
-  return { signal: controller.signal, timedOut: () => timedOut, clear: () => clearTimeout(timer) };
+  return {
+    signal: controller.signal,
+    reason: () => (controller.signal.reason instanceof LoraServeError ? controller.signal.reason : null),
+    clear: () => {
+      clearTimeout(timer);
+      untrack();
+    },
+  };
 }

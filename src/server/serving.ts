@@ -9,6 +9,7 @@ import type { CacheOccupancy, MixMember } from '../lora/index.js';
 import { AdapterService, type ResolvedMix } from './adapter-service.js';
 import type { Caller, KeyRing } from './auth.js';
 import type { ServerConfig } from './config.js';
+import { InFlight } from './in-flight.js';
 import { Metrics, type GaugeSource } from './metrics.js';
 
 export interface ResolvedModel {
@@ -20,6 +21,7 @@ export interface ResolvedModel {
 
 export class Serving implements GaugeSource {
   shuttingDown = false;
+  readonly inFlight = new InFlight();
 
   constructor(
     readonly engine: Engine,

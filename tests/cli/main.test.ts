@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { writeRandomModel } from '../../src/testing/index.js';
@@ -40,6 +41,28 @@ describe('loraserve CLI errors: one line on stderr, exit status 2', () => {
       const r = await cli([...args]);
       assert.equal(r.status, 2, `${args.join(' ')}: ${r.stderr}`);
       oneLine(r.stderr, message);
+    }
+  });
+
+  it('a bad count, a folder that is not a model, a port already taken', async () => {
+    const root = tempDir();
+    writeRandomModel(join(root, 'm'), { family: 'llama', seed: 5 });
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const port = (taken.address() as AddressInfo).port;
+    try {
+      const cases = [
+        [['serve', '--slots', '1.5'], /^loraserve: --slots must be a whole number of at least 0, got "1.5"$/],
+        [['serve', '--model', root], /^loraserve: .* has no config\.json: not a Hugging Face model folder$/],
+        [['serve', '--model', join(root, 'm'), '--adapters', join(root, 'a'), '--port', String(port)], /^loraserve: cannot listen on 127\.0\.0\.1:\d+: the port is already in use$/],
+      ] as const;
+      const results = await Promise.all(cases.map(([args]) => cli([...args])));
+      for (const [i, [args, message]] of cases.entries()) {
+        assert.equal(results[i]!.status, 2, `${args.join(' ')}: ${results[i]!.stderr}`);
+        oneLine(results[i]!.stderr, message);
+      }
+    } finally {
+      taken.close();
     }
   });
 

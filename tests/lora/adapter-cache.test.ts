@@ -19,10 +19,14 @@ class FakeStore implements CacheSource {
   private hold: Promise<void> | null = null;
   private letGo: () => void = () => {};
 
-  put(name: string): StoredAdapter {
-    const entry = { name, dir: `/nowhere/${name}`, version: ++this.version, external: false, createdAt: 0, sizeBytes: 0 };
+  put(name: string, sealed = false): StoredAdapter {
+    const entry = { name, dir: `/nowhere/${name}`, version: ++this.version, external: false, createdAt: 0, sizeBytes: 0, sealed };
     this.entries.set(name, entry);
     return entry;
+  }
+
+  delete(name: string): void {
+    this.entries.delete(name);
   }
 
   get(name: string): StoredAdapter | undefined {
@@ -76,7 +80,7 @@ function setup(opts: { slots?: number; hostBytes?: number; failing?: string[] } 
   const parses: string[] = [];
   const parse = (config: string): ParsedAdapter => {
     parses.push(config);
-    if (opts.failing?.some((name) => config.startsWith(`${name}@`))) throw new Error(`${config} is broken`);
+    if (opts.failing?.some((f) => config === f || config.startsWith(`${f}@`))) throw new Error(`${config} is broken`);
     const adapter = { bytes: 100, modules: new Map() } as unknown as ParsedAdapter;
     tagOf.set(adapter, config);
     return adapter;
@@ -85,6 +89,7 @@ function setup(opts: { slots?: number; hostBytes?: number; failing?: string[] } 
     hit: (tier) => events.push(`hit:${tier}`),
     miss: (tier) => events.push(`miss:${tier}`),
     evict: (tier) => events.push(`evict:${tier}`),
+    failed: (name, code) => events.push(`failed:${name}:${code}`),
   });
   return { store, table, cache, events, parses };
 }
@@ -191,6 +196,55 @@ describe('adapter cache (fake store and slot table)', () => {
     assert.deepEqual(cache.tierOf('bad'), { tier: 'disk', slot: null });
     assert.deepEqual(table.held, [null, null]);
     assert.equal((await cache.acquire('good')).slot, 1);
+  });
+
+  it('a finished load is pinned for its caller before another acquire in the same tick can take the slot', async () => {
+    // Found by the soak run: the slot stayed unpinned until the caller resumed, so a second load
+    // took it and the first request ran on the second adapter's weights.
+    const { store, table, cache } = setup({ slots: 1 });
+    store.put('a');
+    store.put('b');
+    (await cache.acquire('b')).release();
+    (await cache.acquire('a')).release(); // both in the host tier, "a" in the only slot, unpinned
+    const forB = cache.acquire('b');
+    const forA = cache.acquire('a');
+    const b = await forB;
+    assert.equal(table.held[b.slot], 'b@2');
+    b.release();
+    const a = await forA;
+    assert.equal(table.held[a.slot], 'a@1');
+    a.release();
+  });
+
+  it('a load overtaken by a replace retries on the new version; by a delete, it answers not found', async () => {
+    // The reads of the overtaken versions fail, as they do when their folder is renamed away.
+    const { store, table, cache, events } = setup({ slots: 1, failing: ['a@1', 'gone'] });
+    store.put('a');
+    let release = store.holdReads();
+    const replaced = cache.acquire('a');
+    await turn();
+    store.put('a');
+    release();
+    const lease = await replaced;
+    assert.equal(table.held[lease.slot], 'a@2');
+    lease.release();
+    assert.ok(!events.some((e) => e.startsWith('failed:')), 'a replace is not a load failure');
+    store.put('gone');
+    release = store.holdReads();
+    const deleted = cache.acquire('gone');
+    await turn();
+    store.delete('gone');
+    release();
+    await assert.rejects(deleted, { code: 'adapter_not_found' });
+  });
+
+  it('a sealed adapter that no longer parses is corrupted at rest: adapter_corrupted, reported, nothing cached', async () => {
+    const { store, table, cache, events } = setup({ slots: 1, failing: ['bad'] });
+    store.put('bad', true);
+    await assert.rejects(cache.acquire('bad'), { code: 'adapter_corrupted', message: /adapter "bad" is damaged on disk: bad@1 is broken; upload the adapter again/ });
+    assert.deepEqual(events.filter((e) => e.startsWith('failed:')), ['failed:bad:adapter_corrupted']);
+    assert.deepEqual(table.held, [null, null]);
+    assert.deepEqual(cache.tierOf('bad'), { tier: 'disk', slot: null });
   });
 
   it('the host tier saves a second read, and is bounded in bytes', async () => {

@@ -111,7 +111,7 @@ describe('adapter mixes over the API', () => {
     // JSON cannot spell Infinity, but 1e999 parses to it; the schema refuses it before the service does.
     const r = await s.app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { ...ACME, 'content-type': 'application/json' }, payload: `{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"adapters":[{"name":"acme-legal","weight":1e999}]}` });
     assert.equal(r.statusCode, 400, r.body);
-    assert.match(r.json().error.message, /adapters\/0\/weight must be number/);
+    assert.match(r.json().error.message, /adapters\[0\]\.weight must be a number/);
     // A saved mix is checked the same way, and a tenant cannot save one outside its scope.
     assert.equal((await post('/v1/adapters/acme-x/mix', { adapters: [{ name: 'other', weight: 1 }] })).statusCode, 404);
     assert.equal((await post('/v1/adapters/beta-x/mix', { adapters: [{ name: 'acme-legal', weight: 1 }] })).statusCode, 403);
