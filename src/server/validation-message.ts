@@ -33,6 +33,9 @@ function typeOf(v: unknown): string {
 
 const shown = (v: unknown) => (typeof v === 'string' ? v : JSON.stringify(v));
 
+/** `string` → `strings`, `array of integers` → `arrays of integers`. */
+const plural = (noun: string) => noun.replace(/^(\w+)/, '$1s');
+
 /** What a schema accepts, in words: `a string`, `an array of strings`, `"text"`. */
 function describe(schema: unknown): string[] {
   const s = (schema ?? {}) as Record<string, unknown>;
@@ -42,7 +45,7 @@ function describe(schema: unknown): string[] {
   const type = s.type as string | undefined;
   if (type === 'array' && s.items) {
     const items = describe(s.items);
-    return [`an array of ${items.length === 1 ? items[0]!.replace(/^an? /, '') + 's' : `(${items.join(' or ')})`}`];
+    return [`an array of ${items.length === 1 ? plural(items[0]!.replace(/^an? /, '')) : `(${items.join(' or ')})`}`];
   }
   return [type ? (TYPE_WORDS[type] ?? type) : 'a valid value'];
 }
