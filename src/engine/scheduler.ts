@@ -11,7 +11,8 @@
  *   padded tokens.
  * - Requests join and leave only between steps. A finished or cancelled request keeps its row until
  *   the start of the next step, which frees it (and calls its `onDone`, releasing its adapter pin).
- * - Each row carries its own adapter slot (0 = base model), so any mix of adapters shares a step.
+ * - Each row carries its own adapters (none = base model, one, or a weighted mix), so rows of any
+ *   adapters share a step.
  * - n choices of one prompt read it once: when the first has read its prompt, each other choice
  *   takes a free row holding a copy of that row's cache and samples from the same logits.
  * - Logits are computed at each row's last position only, except for a request that asked for
@@ -19,6 +20,7 @@
  * - A failed forward pass fails the requests that were in it and nothing else.
  */
 import { EngineError } from '../errors.js';
+import type { AdapterMix } from '../lora/index.js';
 import { Generation, type FinishReason } from './generation.js';
 import { KvCache, type KvDims, type PastView } from './kv-cache.js';
 import { tokenLogprob } from './logprobs.js';
@@ -28,8 +30,8 @@ import { choosePrefill, decodeInputs, prefillInputs, type StepTokens } from './s
 export type { SequenceRequest } from './sequence.js';
 
 export interface ForwardInput extends StepTokens {
-  /** Adapter slot of each row (0 = base model). */
-  slots: Int32Array;
+  /** The adapters of each row, with weights ([] = base model). */
+  adapters: AdapterMix[];
   past: PastView;
 }
 
@@ -180,7 +182,7 @@ export class Scheduler {
       past.length,
     );
     this.steps.prefill++;
-    const out = await this.run(chosen, { ...tokens, slots: Int32Array.from(chosen, (s) => s.req.slot), past });
+    const out = await this.run(chosen, { ...tokens, adapters: chosen.map((s) => s.req.adapters), past });
     if (!out) return;
     this.kv.append(rows, counts, tokens.seq, out.keys, out.values);
     const V = out.logits.length / tokens.logitRows.length;
@@ -231,7 +233,7 @@ export class Scheduler {
     const past = this.kv.past(rows);
     const tokens = decodeInputs(byRow.map((s) => (s ? { token: s.lastToken, cached: this.kv.length(s.row) } : null)), past.length);
     this.steps.decode++;
-    const out = await this.run(stepping, { ...tokens, slots: Int32Array.from(byRow, (s) => s?.req.slot ?? 0), past });
+    const out = await this.run(stepping, { ...tokens, adapters: byRow.map((s) => s?.req.adapters ?? []), past });
     if (!out) return;
     this.kv.append(rows, byRow.map((s) => (s ? 1 : 0)), 1, out.keys, out.values);
     this.sampleAll(byRow, out.logits, out.logits.length / span, (r) => r, (s) => s !== null);

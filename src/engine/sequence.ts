@@ -1,3 +1,4 @@
+import type { AdapterMix } from '../lora/index.js';
 import type { Generation } from './generation.js';
 import type { TokenLogprob } from './logprobs.js';
 import { IncrementalDetokenizer } from '../tokenizer/index.js';
@@ -6,8 +7,8 @@ import { StopMatcher } from './stop-matcher.js';
 
 export interface SequenceRequest {
   promptTokens: number[];
-  /** Adapter slot; 0 = the base model. */
-  slot: number;
+  /** The adapters this request's row applies, with weights ([] = the base model). */
+  adapters: AdapterMix;
   sampling: SamplingParams;
   maxTokens: number;
   stop: readonly string[];

@@ -33,6 +33,8 @@ export interface ServerConfig {
   maxPromptTokens: number;
   /** Requests waiting (for a slot or a batch row) beyond which new ones get 429. */
   maxQueue: number;
+  /** Most adapters one weighted mix may name (each takes a device slot for the request). */
+  maxMixAdapters: number;
   requestTimeoutMs: number;
   drainTimeoutMs: number;
   chatBodyBytes: number;
@@ -69,6 +71,7 @@ export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
   maxChoices: 8,
   maxPromptTokens: 4096,
   maxQueue: 256,
+  maxMixAdapters: 4,
   requestTimeoutMs: 600_000,
   drainTimeoutMs: 30_000,
   chatBodyBytes: 1024 * 1024,

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from '../../src/engine/scheduler.js';
 import { DEFAULT_SAMPLING } from '../../src/engine/sampler.js';
+import { singleSlot } from '../../src/lora/index.js';
 
 /**
  * The scheduler against a fake forward pass (as vLLM tests its scheduler): a "model" whose next
@@ -41,7 +42,7 @@ function fakeModel(options: { failOn?: (step: number, input: ForwardInput) => bo
       for (let t = 0; t < seq; t++) {
         if (input.mask[r * width + past.length + t] !== 1n) continue;
         const position = Number(input.positions[r * seq + t]);
-        if (input.slots[r] !== 0 || cached > 0 || seq > 1) assert.equal(position, cached + fed, `row ${r}: new token continues the cache`);
+        if (input.adapters[r]!.length > 0 || cached > 0 || seq > 1) assert.equal(position, cached + fed, `row ${r}: new token continues the cache`);
         for (const l of [0, 1]) {
           keys[l]![(r * seq + t) * 2] = input.ids[r * seq + t]!;
           keys[l]![(r * seq + t) * 2 + 1] = position;
@@ -52,7 +53,7 @@ function fakeModel(options: { failOn?: (step: number, input: ForwardInput) => bo
     }
     input.logitRows.forEach((n, m) => (logits[m * VOCAB + ((input.ids[Number(n)]! + 1) % VOCAB)] = 1));
     const kind = seq > 1 || past.length === 0 ? 'prefill' : 'decode';
-    steps.push({ kind, batch, seq, liveRows: live, slots: [...input.slots] });
+    steps.push({ kind, batch, seq, liveRows: live, slots: input.adapters.map((mix) => mix[0]?.slot ?? 0) });
     if (options.failOn?.(steps.length, input)) throw new Error('injected failure');
     await new Promise((r) => setImmediate(r));
     return { logits, keys, values };
@@ -73,7 +74,7 @@ async function afterDecodes(s: Scheduler, decodes: number): Promise<void> {
 }
 
 const request = (prompt: number[], maxTokens: number, slot = 0, extra: Record<string, unknown> = {}) => ({
-  promptTokens: prompt, slot, maxTokens, stop: [], sampling: { ...DEFAULT_SAMPLING, temperature: 0 }, ...extra,
+  promptTokens: prompt, adapters: singleSlot(slot), maxTokens, stop: [], sampling: { ...DEFAULT_SAMPLING, temperature: 0 }, ...extra,
 });
 const expected = (prompt: number[], n: number) => Array.from({ length: n }, (_, i) => `<${prompt[prompt.length - 1]! + 1 + i}>`).join('');
 

@@ -12,10 +12,11 @@ export const gpt2: Architecture = {
   parseDims(c) {
     const hidden = configNumber(c, 'n_embd');
     const heads = configNumber(c, 'n_head');
+    const layers = configNumber(c, 'n_layer');
     return {
       vocabSize: configNumber(c, 'vocab_size'),
       hidden,
-      layers: configNumber(c, 'n_layer'),
+      layers,
       heads,
       kvHeads: heads,
       headDim: hidden / heads,
@@ -24,6 +25,7 @@ export const gpt2: Architecture = {
       normEps: configNumber(c, 'layer_norm_epsilon', 1e-5),
       tieWordEmbeddings: true,
       rope: null,
+      slidingWindows: Array.from({ length: layers }, () => null),
       bias: { qkv: true, out: true, mlp: true },
     };
   },

@@ -34,7 +34,7 @@ export const completionRoutes: FastifyPluginAsyncTypebox = async (app) => {
     ),
     async (request, reply) => {
       const body = request.body as unknown as ChatCompletionRequest;
-      const model = serving.resolve(request.caller, body.model);
+      const model = await serving.resolve(request.caller, body.model, body.adapters);
       const tokens = serving.engine.tokenizer.applyChatTemplate(chatMessages(body.messages));
       return serveCompletion(serving, request, reply, {
         model,
@@ -57,7 +57,7 @@ export const completionRoutes: FastifyPluginAsyncTypebox = async (app) => {
     ),
     async (request, reply) => {
       const body = request.body as unknown as CompletionRequest;
-      const model = serving.resolve(request.caller, body.model);
+      const model = await serving.resolve(request.caller, body.model, body.adapters);
       return serveCompletion(serving, request, reply, {
         model,
         prompts: completionPrompts(body.prompt, Boolean(body.echo), serving.engine.tokenizer, serving.engine.model.dims.vocabSize),

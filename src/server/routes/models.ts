@@ -13,10 +13,13 @@ function models(serving: Serving, caller: Caller) {
     ...serving.adapters
       .visible(caller)
       .map((a) => ({ id: a.name, object: 'model' as const, created: a.createdAt, owned_by: 'loraserve', root: base, parent: base })),
+    ...serving.adapters
+      .visibleMixes(caller)
+      .map((m) => ({ id: m.name, object: 'model' as const, created: m.createdAt, owned_by: 'loraserve', root: base, parent: base })),
   ];
 }
 
-/** OpenAI's model list: the base model and every adapter this caller may use (parent = base, as vLLM does). */
+/** OpenAI's model list: the base model and every adapter and saved mix this caller may use (parent = base, as vLLM does). */
 export const modelRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/models', {
     schema: { tags: ['models'], summary: 'List the base model and the adapters this caller may use', response: { 200: Type.Ref(ModelList), ...errorResponses(401) } },
@@ -25,7 +28,7 @@ export const modelRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/models/:model', {
     schema: { tags: ['models'], summary: 'One model', params: Type.Object({ model: Type.String() }), response: { 200: Type.Ref(Model), ...errorResponses(401, 404) } },
   }, async (request) => {
-    const resolved = app.serving.resolve(request.caller, request.params.model);
+    const resolved = await app.serving.resolve(request.caller, request.params.model);
     return models(app.serving, request.caller).find((m) => m.id === resolved.id)!;
   });
 };

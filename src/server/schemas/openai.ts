@@ -4,8 +4,23 @@ import { Usage } from './common.js';
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 
 /** Sampling fields shared by chat and text completions (OpenAI names, vLLM extensions). */
+export const AdapterMixMember = Type.Object(
+  { name: Type.String({ description: 'An adapter this key may use.' }), weight: Type.Number({ description: 'Its weight wᵢ in y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x.' }) },
+  { $id: 'AdapterMixMember' },
+);
+
 const SamplingFields = {
-  model: Type.String({ description: 'An adapter name, or the base model id.' }),
+  model: Type.String({ description: 'An adapter name, a saved adapter mix, or the base model id.' }),
+  adapters: Type.Optional(
+    Nullable(
+      Type.Array(Type.Ref(AdapterMixMember), {
+        minItems: 1,
+        description:
+          'LoRAX\'s weighted adapter mix for this request: the row computes y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x over these adapters ' +
+          '(distinct names, finite weights, at most --max-mix-adapters, no DoRA adapter). `model` then only names the answer.',
+      }),
+    ),
+  ),
   max_tokens: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
   max_completion_tokens: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
   temperature: Type.Optional(Nullable(Type.Number({ minimum: 0, maximum: 2 }))),
