@@ -29,6 +29,7 @@ describe('validation messages', () => {
     ['/v1/chat/completions', [1, 2], 'the request body must be an object, not an array', null],
     ['/v1/completions', { model: 'm', prompt: 5 }, 'prompt must be a string, an array of strings, an array of integers or an array of arrays of integers, not an integer', 'prompt'],
     ['/v1/completions', { model: 'm', prompt: [[1, 'a']] }, 'prompt[0][1] must be an integer, not a string', 'prompt[0][1]'],
+    ['/v1/completions', { model: 'm', prompt: [] }, 'prompt must hold at least 1 item', 'prompt'],
     ['/v1/load_lora_adapter', { lora_name: 'Bad Name', lora_path: 'x' }, 'lora_name must match ^[a-z0-9][a-z0-9_.-]{0,63}$', 'lora_name'],
   ];
   for (const [url, body, message, param] of cases) {
