@@ -60,6 +60,8 @@ export class AdapterNotFoundError extends define('adapter_not_found', 404, 'not_
 export class InvalidAdapterNameError extends define('invalid_adapter_name', 400, 'invalid_request_error') {}
 export class AdapterLoadFailedError extends define('adapter_load_failed', 422, 'invalid_request_error') {}
 export class AdapterInUseError extends define('adapter_in_use', 409, 'conflict_error') {}
+/** A stored adapter whose files changed on disk after upload (truncated, bit-flipped, deleted). */
+export class AdapterCorruptedError extends define('adapter_corrupted', 500, 'server_error') {}
 export class InvalidUploadError extends define('invalid_upload', 400, 'invalid_request_error') {}
 export class PathOutsideRootError extends define('path_outside_root', 403, 'permission_error') {}
 
@@ -75,6 +77,9 @@ export class QueueFullError extends define('queue_full', 429, 'rate_limit_error'
 export class ShuttingDownError extends define('shutting_down', 503, 'service_unavailable') {}
 export class RequestTimeoutError extends define('request_timeout', 408, 'invalid_request_error') {}
 export class RequestCancelledError extends define('request_cancelled', 499, 'invalid_request_error') {}
+
+// Command line (never sent over HTTP; the status is nominal).
+export class CommandLineError extends define('invalid_argument', 400, 'invalid_request_error') {}
 
 // Engine configuration.
 export class ProviderUnavailableError extends define('provider_unavailable', 500, 'server_error') {}

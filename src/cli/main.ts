@@ -1,9 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
-import { runBench, SHAPES, type ShapeName } from '../bench/index.js';
-import { serve } from './serve.js';
-import { trainCommand } from './train.js';
-import { mergeAdapter } from '../lora/index.js';
+import { runCommand } from './fatal.js';
 
 const USAGE = `loraserve <command> [options]
 
@@ -17,13 +14,15 @@ commands:
            --shape gpt2-small|qwen2-0.5b   one shape's section only
            --threads N`;
 
+// Each command imports what it needs when it runs: serving never loads TensorFlow.js, and a bad
+// flag is reported before any model library loads.
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
     case 'serve':
-      return serve(rest);
+      return (await import('./serve.js')).serve(rest);
     case 'train':
-      return trainCommand(rest);
+      return (await import('./train.js')).trainCommand(rest);
     case 'merge': {
       const { values } = parseArgs({ args: rest, options: { model: { type: 'string' }, adapter: { type: 'string' }, out: { type: 'string' } } });
       if (!values.model || !values.adapter || !values.out) {
@@ -31,18 +30,20 @@ async function main(argv: string[]): Promise<void> {
         process.exitCode = 2;
         return;
       }
+      const { mergeAdapter } = await import('../lora/index.js');
       const r = await mergeAdapter(values.model, values.adapter, values.out);
       process.stdout.write(`${JSON.stringify({ out: values.out, merged_modules: r.mergedModules })}\n`);
       return;
     }
     case 'bench': {
       const { values } = parseArgs({ args: rest, options: { quick: { type: 'boolean', default: false }, threads: { type: 'string' }, shape: { type: 'string' } } });
+      const { runBench, SHAPES } = await import('../bench/index.js');
       if (values.shape !== undefined && !(values.shape in SHAPES)) {
         process.stderr.write(`--shape must be one of ${Object.keys(SHAPES).join(', ')}\n`);
         process.exitCode = 2;
         return;
       }
-      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? Number(values.threads) : undefined, shape: values.shape as ShapeName | undefined });
+      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? Number(values.threads) : undefined, shape: values.shape as keyof typeof SHAPES | undefined });
       process.stdout.write(`${JSON.stringify(result.details, null, 2)}\n${JSON.stringify(result.summary)}\n`);
       return;
     }
@@ -57,4 +58,4 @@ async function main(argv: string[]): Promise<void> {
   }
 }
 
-await main(process.argv.slice(2));
+await runCommand(() => main(process.argv.slice(2)));

@@ -1,32 +1,43 @@
 import { parseArgs } from 'node:util';
-import { buildApp, DEFAULTS, KeyRing, Serving, type ServerConfig } from '../server/index.js';
+import { CommandLineError } from '../errors.js';
+import { DEFAULTS, type ServerConfig } from '../server/config.js';
 import type { ExecutionProvider } from '../engine/index.js';
+
+/** A whole number in [min, max], or a CommandLineError naming the flag. */
+const int = (min: number, max = Number.MAX_SAFE_INTEGER) => (v: string, flag: string): number => {
+  const n = Number(v);
+  if (!/^\s*\d+\s*$/.test(v) || n < min || n > max) throw new CommandLineError(`--${flag} must be a whole number from ${min}${max === Number.MAX_SAFE_INTEGER ? ' up' : ` to ${max}`}, got "${v}"`);
+  return n;
+};
 
 /** Each flag, its LORASERVE_* variable, and how to read it. */
 const FLAGS = {
   model: { env: 'LORASERVE_MODEL', help: 'Hugging Face model folder', parse: String },
   adapters: { env: 'LORASERVE_ADAPTERS', help: 'adapter store folder', parse: String },
   host: { env: 'LORASERVE_HOST', help: 'bind address', parse: String },
-  port: { env: 'LORASERVE_PORT', help: 'port', parse: Number },
+  port: { env: 'LORASERVE_PORT', help: 'port (0: any free port)', parse: int(0, 65535) },
   provider: { env: 'LORASERVE_PROVIDER', help: 'cpu | cuda | webgpu', parse: String },
-  slots: { env: 'LORASERVE_SLOTS', help: 'adapter slots on the device', parse: Number },
-  'max-rank': { env: 'LORASERVE_MAX_RANK', help: 'largest LoRA rank served', parse: Number },
+  slots: { env: 'LORASERVE_SLOTS', help: 'adapter slots on the device', parse: int(0) },
+  'max-rank': { env: 'LORASERVE_MAX_RANK', help: 'largest LoRA rank served', parse: int(1) },
   'lora-modules': { env: 'LORASERVE_LORA_MODULES', help: 'all-linear, or comma-separated module names with LoRA slots', parse: (v: string) => (v === 'all-linear' ? v : v.split(',').map((s) => s.trim()).filter(Boolean)) },
-  'host-cache-bytes': { env: 'LORASERVE_HOST_CACHE_BYTES', help: 'host-memory bound of parsed adapters', parse: Number },
-  'max-batch': { env: 'LORASERVE_MAX_BATCH', help: 'rows per forward pass', parse: Number },
-  'max-batch-tokens': { env: 'LORASERVE_MAX_BATCH_TOKENS', help: 'padded prompt tokens per prefill step', parse: Number },
-  'prefill-chunk': { env: 'LORASERVE_PREFILL_CHUNK', help: 'most prompt tokens of one request per step (longer prompts alternate chunks with decode steps)', parse: Number },
-  threads: { env: 'LORASERVE_THREADS', help: 'ONNX Runtime intra-op threads (0 = all cores)', parse: Number },
+  'host-cache-bytes': { env: 'LORASERVE_HOST_CACHE_BYTES', help: 'host-memory bound of parsed adapters', parse: int(1) },
+  'max-batch': { env: 'LORASERVE_MAX_BATCH', help: 'rows per forward pass', parse: int(1) },
+  'max-batch-tokens': { env: 'LORASERVE_MAX_BATCH_TOKENS', help: 'padded prompt tokens per prefill', parse: int(1) },
+  'prefill-chunk': { env: 'LORASERVE_PREFILL_CHUNK', help: 'most prompt tokens of one request per step (longer prompts alternate chunks with decode steps)', parse: int(1) },
+  threads: { env: 'LORASERVE_THREADS', help: 'ONNX Runtime intra-op threads (0 = all cores)', parse: int(0) },
   keys: { env: 'LORASERVE_KEYS', help: 'API keys file (JSON)', parse: String },
   'lora-root': { env: 'LORASERVE_LORA_ROOT', help: 'root for vLLM-style load_lora_adapter paths', parse: String },
   preload: { env: 'LORASERVE_PRELOAD', help: 'comma-separated adapters to warm at start', parse: (v: string) => v.split(',').map((s) => s.trim()).filter(Boolean) },
-  'max-tokens': { env: 'LORASERVE_MAX_TOKENS', help: 'largest max_tokens a request may ask', parse: Number },
-  'max-prompt-tokens': { env: 'LORASERVE_MAX_PROMPT_TOKENS', help: 'longest prompt accepted', parse: Number },
-  'max-queue': { env: 'LORASERVE_MAX_QUEUE', help: 'waiting requests before 429', parse: Number },
-  'request-timeout-ms': { env: 'LORASERVE_REQUEST_TIMEOUT_MS', help: 'per-request time limit', parse: Number },
-  'drain-timeout-ms': { env: 'LORASERVE_DRAIN_TIMEOUT_MS', help: 'how long SIGTERM waits for running requests', parse: Number },
-  'upload-bytes': { env: 'LORASERVE_UPLOAD_BYTES', help: 'largest adapter upload', parse: Number },
+  'max-tokens': { env: 'LORASERVE_MAX_TOKENS', help: 'largest max_tokens a request may ask', parse: int(1) },
+  'max-prompt-tokens': { env: 'LORASERVE_MAX_PROMPT_TOKENS', help: 'longest prompt accepted', parse: int(1) },
+  'max-queue': { env: 'LORASERVE_MAX_QUEUE', help: 'waiting requests before 429', parse: int(0) },
+  'request-timeout-ms': { env: 'LORASERVE_REQUEST_TIMEOUT_MS', help: 'per-request time limit', parse: int(1) },
+  'drain-timeout-ms': { env: 'LORASERVE_DRAIN_TIMEOUT_MS', help: 'how long SIGTERM waits for running requests before cancelling them', parse: int(0) },
+  'upload-bytes': { env: 'LORASERVE_UPLOAD_BYTES', help: 'largest adapter upload', parse: int(1) },
   'log-level': { env: 'LORASERVE_LOG_LEVEL', help: 'pino log level', parse: String },
+  'metrics-key': { env: 'LORASERVE_METRICS_KEY', help: 'bearer key /metrics requires (admin keys work too)', parse: String },
+  'metrics-port': { env: 'LORASERVE_METRICS_PORT', help: 'serve /metrics on its own port instead of the API port', parse: int(0, 65535) },
+  'metrics-host': { env: 'LORASERVE_METRICS_HOST', help: 'bind address of the metrics port', parse: String },
 } as const;
 
 const KEY_OF: Record<keyof typeof FLAGS, keyof ServerConfig> = {
@@ -35,6 +46,7 @@ const KEY_OF: Record<keyof typeof FLAGS, keyof ServerConfig> = {
   threads: 'threads', keys: 'keysFile', 'lora-root': 'loraRoot', preload: 'preload', 'max-tokens': 'maxTokens',
   'max-prompt-tokens': 'maxPromptTokens', 'max-queue': 'maxQueue', 'request-timeout-ms': 'requestTimeoutMs',
   'drain-timeout-ms': 'drainTimeoutMs', 'upload-bytes': 'uploadBytes', 'log-level': 'logLevel',
+  'metrics-key': 'metricsKey', 'metrics-port': 'metricsPort', 'metrics-host': 'metricsHost',
 };
 
 export const DEMO_MODEL = 'models/loraserve-demo';
@@ -50,11 +62,10 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerCo
   for (const [flag, spec] of Object.entries(FLAGS) as Array<[keyof typeof FLAGS, (typeof FLAGS)[keyof typeof FLAGS]]>) {
     const raw = (values as Record<string, string | undefined>)[flag] ?? env[spec.env];
     if (raw === undefined || raw === '') continue;
-    const v = spec.parse(raw);
-    if (typeof v === 'number' && !Number.isFinite(v)) throw new Error(`--${flag} must be a number, got "${raw}"`);
-    config[KEY_OF[flag]] = v;
+    config[KEY_OF[flag]] = spec.parse(raw, flag);
   }
-  if (!['cpu', 'cuda', 'webgpu'].includes(config.provider as string)) throw new Error(`--provider must be cpu, cuda or webgpu`);
+  if (!['cpu', 'cuda', 'webgpu'].includes(config.provider as string)) throw new CommandLineError(`--provider must be cpu, cuda or webgpu, got "${String(config.provider)}"`);
+  if (typeof config.metricsKey === 'string' && config.metricsKey.length < 8) throw new CommandLineError('--metrics-key must be at least 8 characters');
   return config as unknown as ServerConfig & { provider: ExecutionProvider };
 }
 
@@ -64,6 +75,8 @@ export async function serve(args: string[]): Promise<void> {
     return;
   }
   const config = parseServeArgs(args, process.env);
+  // Loaded after the flags are checked: a typo is reported without loading the model libraries.
+  const { buildApp, drain, KeyRing, listenMetrics, Serving } = await import('../server/index.js');
   const keys = config.keysFile ? KeyRing.load(config.keysFile) : null;
   const logger = { level: config.logLevel, transport: undefined };
   if (!keys && config.host !== '127.0.0.1' && config.host !== 'localhost' && config.host !== '::1') {
@@ -72,22 +85,30 @@ export async function serve(args: string[]): Promise<void> {
   }
   const serving = await Serving.create(config, keys);
   const app = await buildApp(serving, { logger });
+  const loopback = ['127.0.0.1', 'localhost', '::1'].includes(config.host);
   if (!keys) app.log.warn('no API keys file: every caller is an admin; listening on loopback only');
+  else if (!loopback && !config.metricsKey && config.metricsPort === null) {
+    app.log.warn('/metrics names every adapter and needs no key: set --metrics-key or --metrics-port so tenants cannot list each other\'s adapters');
+  }
+  const { removed, restored, skipped } = serving.store.startup;
+  if (removed.length || restored.length) app.log.warn({ removed, restored }, 'adapter store: finished writes a crash interrupted');
+  for (const s of skipped) app.log.error({ adapter: s.name, reason: s.reason }, 'adapter store: folder skipped');
   for (const name of config.preload) {
     await serving.cache.warm(name);
     app.log.info({ adapter: name }, 'preloaded');
   }
   app.log.info({ model: serving.baseId, adapters: serving.store.list().length, slots: config.slots, provider: config.provider }, 'model loaded');
   await app.listen({ host: config.host, port: config.port });
+  const metrics = config.metricsPort === null ? null : await listenMetrics(serving, config.metricsHost, config.metricsPort);
+  if (metrics) app.log.info({ url: metrics.url }, 'metrics listening');
 
   let stopping = false;
   const stop = async (signal: string) => {
     if (stopping) return;
     stopping = true;
-    app.log.info({ signal }, 'draining: new requests get 503');
-    serving.shuttingDown = true;
-    const drained = await Promise.race([serving.engine.scheduler.idle().then(() => true), new Promise<boolean>((r) => setTimeout(() => r(false), config.drainTimeoutMs))]);
-    if (!drained) app.log.warn('drain timeout: closing with requests still running');
+    app.log.info({ signal }, 'shutting down');
+    await drain(serving, config.drainTimeoutMs, app.log);
+    await metrics?.close();
     await app.close();
     await serving.close();
     process.exit(0);

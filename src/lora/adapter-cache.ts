@@ -7,13 +7,15 @@
  *   from admission to its last token; a pinned slot is never evicted. When every slot is pinned,
  *   requests for other adapters wait (bounded by the server's queue limit).
  * - Evict before load; touch on hit; one load per adapter version however many ask at once; a
- *   failed load rejects everyone waiting on it and leaves nothing cached.
+ *   failed load rejects everyone waiting on it and leaves nothing cached. A load that fails
+ *   because the adapter was replaced or deleted meanwhile is retried on the current version (or
+ *   answers "not found"); one that fails on a sealed adapter's files is corruption at rest.
  * - Entries are keyed by adapter version, so a replaced adapter's running requests finish on the
  *   old weights while new requests load the new ones.
  * - The base model is slot 0, a pseudo-adapter that is always resident.
  */
 import { LRUCache } from 'lru-cache';
-import { AdapterInUseError, AdapterLoadFailedError, LoraServeError, RequestCancelledError } from '../errors.js';
+import { AdapterCorruptedError, AdapterInUseError, AdapterLoadFailedError, LoraServeError, RequestCancelledError } from '../errors.js';
 import type { ParsedAdapter } from './adapter.js';
 import type { AdapterStore, StoredAdapter } from './adapter-store.js';
 import type { SlotTable } from './slot-table.js';
@@ -24,6 +26,8 @@ export interface CacheEvents {
   hit(tier: 'host' | 'device'): void;
   miss(tier: 'host' | 'device'): void;
   evict(tier: 'host' | 'device'): void;
+  /** A load from disk failed for a reason other than a concurrent replace or delete. */
+  failed(name: string, code: string): void;
 }
 
 interface Slot {
@@ -118,7 +122,9 @@ export class AdapterCache {
       }
       const inFlight = this.loads.get(key);
       if (inFlight) {
-        await inFlight;
+        await inFlight.catch((err) => {
+          if (this.isCurrent(entry)) throw err;
+        });
         continue;
       }
       const victim = this.pickSlot();
@@ -132,6 +138,10 @@ export class AdapterCache {
       try {
         const slot = await load;
         return this.pin(slot, name);
+      } catch (err) {
+        if (!this.isCurrent(entry)) continue;
+        this.events.failed(name, err instanceof LoraServeError ? err.code : 'adapter_load_failed');
+        throw err;
       } finally {
         this.loads.delete(key);
       }
@@ -155,6 +165,10 @@ export class AdapterCache {
         else this.wakeWaiters();
       },
     };
+  }
+
+  private isCurrent(entry: StoredAdapter): boolean {
+    return this.store.get(entry.name)?.version === entry.version;
   }
 
   private currentKey(name: string): string | null {
@@ -199,6 +213,9 @@ export class AdapterCache {
       s.loading = false;
       this.table?.clear(slot);
       this.wakeWaiters();
+      if (err instanceof AdapterCorruptedError) throw err;
+      // A sealed adapter passed validation at upload: if it no longer parses, its files changed.
+      if (entry.sealed) throw new AdapterCorruptedError(`adapter "${entry.name}" is damaged on disk: ${(err as Error).message}; upload the adapter again`, { cause: err });
       if (err instanceof LoraServeError) throw err;
       throw new AdapterLoadFailedError(`adapter "${entry.name}" could not be loaded: ${(err as Error).message}`, { cause: err });
     }

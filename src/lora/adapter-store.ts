@@ -1,13 +1,17 @@
 /**
  * The disk tier: one folder per adapter under the store root. Uploads are validated in full by
- * the caller before `put` is called; `put` writes to a temp folder, fsyncs, then swaps it in, so
- * no reader ever sees half an adapter. Adapters registered by path (vLLM's load_lora_adapter)
- * are read where they lie and never written or deleted.
+ * the caller before `put` is called; `put` writes to a temp folder (files, then a manifest sealing
+ * their sizes and hashes), fsyncs, then swaps it in by rename, so no reader ever sees half an
+ * adapter. A delete renames the folder away before removing it. Whatever moment a crash hits,
+ * `open` finds either the old or the new adapter and removes the leftovers (see `recover`).
+ * Adapters registered by path (vLLM's load_lora_adapter) are read where they lie and never
+ * written or deleted.
  */
 import { lstat, mkdir, open, readdir, readFile, realpath, rename, rm } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
 import { join, resolve, sep } from 'node:path';
-import { AdapterNotFoundError, InvalidAdapterNameError, InvalidUploadError, PathOutsideRootError } from '../errors.js';
+import { AdapterCorruptedError, AdapterNotFoundError, InvalidAdapterNameError, InvalidUploadError, PathOutsideRootError } from '../errors.js';
+import { checkManifest, MANIFEST_FILE, manifestOf } from './adapter-manifest.js';
 
 export const ADAPTER_NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
 export const CONFIG_FILE = 'adapter_config.json';
@@ -29,12 +33,27 @@ export interface StoredAdapter {
   external: boolean;
   createdAt: number;
   sizeBytes: number;
+  /** Written by this store with a manifest: its files passed validation, so a later failure to read them is corruption. */
+  sealed: boolean;
 }
 
 export interface AdapterFiles {
   config: string;
   weights: Uint8Array;
 }
+
+/** Temp names in the store root: `.upload-<name>-<hex>` (being written), `.old-<name>-<hex>` (replaced), `.deleted-<name>-<hex>`. */
+const LEFTOVER = /^\.(upload|old|deleted)-(.+)-[0-9a-f]{12}$/;
+const tempName = (kind: 'upload' | 'old' | 'deleted', name: string) => `.${kind}-${name}-${randomBytes(6).toString('hex')}`;
+
+/** What `open` found and did: leftovers of interrupted writes, and folders it could not register. */
+export interface StoreStartup {
+  removed: string[];
+  restored: string[];
+  skipped: Array<{ name: string; reason: string }>;
+}
+
+const isMissing = (err: unknown) => (err as NodeJS.ErrnoException)?.code === 'ENOENT' || (err as NodeJS.ErrnoException)?.code === 'ENOTDIR';
 
 async function fsyncPath(path: string): Promise<void> {
   const fh = await open(path, 'r');
@@ -61,21 +80,52 @@ export class AdapterStore {
 
   private constructor(readonly root: string) {}
 
-  /** Opens the store and registers every adapter folder in it (nothing is loaded). */
+  readonly startup: StoreStartup = { removed: [], restored: [], skipped: [] };
+
+  /** Opens the store, finishes or undoes writes a crash interrupted, and registers every adapter folder (nothing is loaded). */
   static async open(root: string): Promise<AdapterStore> {
     const store = new AdapterStore(resolve(root));
     await mkdir(store.root, { recursive: true });
+    await store.recover();
     for (const entry of await readdir(store.root, { withFileTypes: true })) {
       if (!entry.isDirectory() || !ADAPTER_NAME.test(entry.name)) continue;
       const dir = join(store.root, entry.name);
-      const size = await store.checkFiles(dir).catch(() => null);
-      if (size !== null) store.register(entry.name, dir, false, size);
+      try {
+        const size = await store.checkFiles(dir);
+        const sealed = await lstat(join(dir, MANIFEST_FILE)).then((st) => st.isFile(), () => false);
+        store.register(entry.name, dir, false, size, sealed);
+      } catch (err) {
+        store.startup.skipped.push({ name: entry.name, reason: isMissing(err) ? 'a PEFT file is missing' : (err as Error).message });
+      }
     }
     return store;
   }
 
-  private register(name: string, dir: string, external: boolean, sizeBytes: number): StoredAdapter {
-    const entry = { name, dir, version: this.nextVersion++, external, createdAt: Math.floor(Date.now() / 1000), sizeBytes };
+  /**
+   * A crash can leave: a `.upload-` folder (the write never became visible: removed), a `.deleted-`
+   * folder (the delete was visible: removed), or a `.old-` folder, which is the previous version
+   * of a replaced adapter: if the new one was renamed in it is removed, else it is put back.
+   */
+  private async recover(): Promise<void> {
+    const names = (await readdir(this.root)).sort();
+    for (const file of names) {
+      const m = LEFTOVER.exec(file);
+      if (!m) continue;
+      const [, kind, name] = m;
+      const final = join(this.root, name!);
+      if (kind === 'old' && ADAPTER_NAME.test(name!) && !(await lstat(final).then(() => true, () => false))) {
+        await rename(join(this.root, file), final);
+        this.startup.restored.push(name!);
+      } else {
+        await rm(join(this.root, file), { recursive: true, force: true });
+        this.startup.removed.push(file);
+      }
+    }
+    if (this.startup.removed.length || this.startup.restored.length) await fsyncPath(this.root);
+  }
+
+  private register(name: string, dir: string, external: boolean, sizeBytes: number, sealed: boolean): StoredAdapter {
+    const entry = { name, dir, version: this.nextVersion++, external, createdAt: Math.floor(Date.now() / 1000), sizeBytes, sealed };
     this.entries.set(name, entry);
     return entry;
   }
@@ -105,10 +155,26 @@ export class AdapterStore {
     return e;
   }
 
+  /**
+   * An adapter's files. A sealed adapter whose files are gone or differ from their manifest
+   * throws AdapterCorruptedError; files that vanish because the adapter was replaced or deleted
+   * meanwhile throw the same, and the cache tells the two apart by the entry's version.
+   */
   async read(entry: StoredAdapter): Promise<AdapterFiles> {
-    await this.checkFiles(entry.dir);
-    const [config, weights] = await Promise.all([readFile(join(entry.dir, CONFIG_FILE), 'utf8'), readFile(join(entry.dir, WEIGHTS_FILE))]);
-    return { config, weights };
+    let files: AdapterFiles;
+    let manifest: string | null = null;
+    try {
+      await this.checkFiles(entry.dir);
+      const [config, weights] = await Promise.all([readFile(join(entry.dir, CONFIG_FILE), 'utf8'), readFile(join(entry.dir, WEIGHTS_FILE))]);
+      files = { config, weights };
+      if (entry.sealed) manifest = await readFile(join(entry.dir, MANIFEST_FILE), 'utf8');
+    } catch (cause) {
+      if (!isMissing(cause) && !(cause instanceof InvalidUploadError)) throw cause;
+      const what = cause instanceof InvalidUploadError ? 'a PEFT file is no longer a regular file' : 'a file is missing';
+      throw new AdapterCorruptedError(`adapter "${entry.name}" is damaged on disk: ${what}; upload the adapter again`, { cause });
+    }
+    if (manifest !== null) checkManifest(entry.name, manifest, { [CONFIG_FILE]: files.config, [WEIGHTS_FILE]: files.weights });
+    return files;
   }
 
   /** Writes (or replaces) an adapter atomically; the caller has validated the files. */
@@ -118,12 +184,13 @@ export class AdapterStore {
   }
 
   private async write(name: string, files: AdapterFiles): Promise<StoredAdapter> {
-    const tmp = join(this.root, `.upload-${name}-${randomBytes(6).toString('hex')}`);
-    const trash = join(this.root, `.old-${name}-${randomBytes(6).toString('hex')}`);
+    const tmp = join(this.root, tempName('upload', name));
     const final = join(this.root, name);
     await mkdir(tmp);
     try {
-      for (const [file, data] of [[CONFIG_FILE, files.config], [WEIGHTS_FILE, files.weights]] as const) {
+      const contents: Array<[string, Uint8Array | string]> = [[CONFIG_FILE, files.config], [WEIGHTS_FILE, files.weights]];
+      contents.push([MANIFEST_FILE, manifestOf(Object.fromEntries(contents))]);
+      for (const [file, data] of contents) {
         const fh = await open(join(tmp, file), 'wx');
         try {
           await fh.writeFile(data);
@@ -133,17 +200,27 @@ export class AdapterStore {
         }
       }
       await fsyncPath(tmp);
-      const previous = this.entries.get(name);
-      const hadFolder = await lstat(final).then((s) => s.isDirectory(), () => false);
-      if (hadFolder && !previous?.external) await rename(final, trash);
-      await rename(tmp, final);
-      await fsyncPath(this.root);
-      await rm(trash, { recursive: true, force: true });
-      return this.register(name, final, false, Buffer.byteLength(files.config) + files.weights.byteLength);
     } catch (err) {
       await rm(tmp, { recursive: true, force: true });
       throw err;
     }
+    // From here a crash is repaired by `recover`: before the second rename the old version is
+    // put back, after it the new one stays.
+    const previous = this.entries.get(name);
+    const hadFolder = await lstat(final).then((s) => s.isDirectory(), () => false);
+    const trash = join(this.root, tempName('old', name));
+    const moved = hadFolder && !previous?.external;
+    if (moved) await rename(final, trash);
+    try {
+      await rename(tmp, final);
+    } catch (err) {
+      if (moved) await rename(trash, final);
+      await rm(tmp, { recursive: true, force: true });
+      throw err;
+    }
+    await fsyncPath(this.root);
+    await rm(trash, { recursive: true, force: true });
+    return this.register(name, final, false, Buffer.byteLength(files.config) + files.weights.byteLength, true);
   }
 
   /** Registers an adapter folder outside the store, which must lie under `allowedRoot`. */
@@ -161,8 +238,11 @@ export class AdapterStore {
     if (real !== rootReal && !real.startsWith(rootReal + sep)) {
       throw new PathOutsideRootError(`lora_path ${JSON.stringify(path)} lies outside the allowed root`, { param: 'lora_path' });
     }
-    const size = await this.checkFiles(real);
-    return this.register(name, real, true, size);
+    const size = await this.checkFiles(real).catch((cause) => {
+      if (!isMissing(cause)) throw cause;
+      throw new AdapterNotFoundError(`lora_path ${JSON.stringify(path)} holds no ${CONFIG_FILE} and ${WEIGHTS_FILE}`, { cause, param: 'lora_path' });
+    });
+    return this.register(name, real, true, size, false);
   }
 
   /** Removes an adapter (its folder too, unless it was registered by path). */
@@ -170,7 +250,17 @@ export class AdapterStore {
     return this.serial(name, async () => {
       const entry = this.require(name);
       this.entries.delete(name);
-      if (!entry.external) await rm(entry.dir, { recursive: true, force: true });
+      if (entry.external) return entry;
+      // One rename makes the delete durable; a crash before the rm leaves a `.deleted-` folder that `open` removes.
+      const trash = join(this.root, tempName('deleted', name));
+      try {
+        await rename(entry.dir, trash);
+      } catch (err) {
+        if (isMissing(err)) return entry;
+        throw err;
+      }
+      await fsyncPath(this.root);
+      await rm(trash, { recursive: true, force: true });
       return entry;
     });
   }

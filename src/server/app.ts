@@ -34,7 +34,7 @@ export async function buildApp(serving: Serving, options: { logger?: FastifyServ
     logger: options.logger ?? false,
     genReqId: (req) => (typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 128 ? req.headers['x-request-id'] : randomUUID()),
     bodyLimit: serving.config.chatBodyBytes,
-    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false }, plugins: [] },
+    ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, verbose: true }, plugins: [] },
   }).withTypeProvider<TypeBoxTypeProvider>();
   app.decorate('serving', serving);
   app.decorateRequest('caller', null as never);

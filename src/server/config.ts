@@ -31,6 +31,11 @@ export interface ServerConfig {
   chatBodyBytes: number;
   uploadBytes: number;
   logLevel: string;
+  /** When set, /metrics (which names adapters) answers only `Authorization: Bearer <metricsKey>` or an admin key. */
+  metricsKey: string | null;
+  /** When set, /metrics moves off the API listener to its own one on metricsHost:metricsPort. */
+  metricsPort: number | null;
+  metricsHost: string;
 }
 
 export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
@@ -57,4 +62,7 @@ export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
   chatBodyBytes: 1024 * 1024,
   uploadBytes: 1024 * 1024 * 1024,
   logLevel: 'info',
+  metricsKey: null,
+  metricsPort: null,
+  metricsHost: '127.0.0.1',
 };

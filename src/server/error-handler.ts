@@ -1,5 +1,6 @@
 import type { FastifyError, FastifyReply, FastifyRequest } from 'fastify';
 import { LoraServeError } from '../errors.js';
+import { validationMessage, type SchemaError } from './validation-message.js';
 
 interface ErrorBody {
   error: { message: string; type: string; code: string; param: string | null };
@@ -31,9 +32,8 @@ export function errorHandler(err: FastifyError, request: FastifyRequest, reply: 
     return;
   }
   if (err.validation) {
-    const first = err.validation[0];
-    const param = first?.instancePath ? first.instancePath.replace(/^\//, '').replaceAll('/', '.') : ((first?.params as { missingProperty?: string })?.missingProperty ?? null);
-    void reply.code(400).send(body(`invalid request: ${err.message}`, 'invalid_request_error', 'invalid_request', param));
+    const { message, param } = validationMessage(err.validation as SchemaError[], err.validationContext);
+    void reply.code(400).send(body(message, 'invalid_request_error', 'invalid_request', param));
     return;
   }
   const known = err.code ? FASTIFY_CODES[err.code] : undefined;

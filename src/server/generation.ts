@@ -1,11 +1,13 @@
 /**
  * Runs one generation for a chat or text completion route and answers it: a JSON body, or
  * Server-Sent Events in OpenAI's chunk format ending with `data: [DONE]`. A client that goes away
- * cancels its generation; a request that outlives the timeout is cancelled too.
+ * cancels its generation; a request that outlives the timeout, or a drain's deadline, is
+ * cancelled too and answered at once with that error (in a stream: an error chunk, then [DONE]).
  */
 import { randomUUID } from 'node:crypto';
 import type { FastifyReply, FastifyRequest } from 'fastify';
-import { MaxTokensTooLargeError, PromptTooLongError, RequestTimeoutError, UnsupportedParameterError } from '../errors.js';
+import { LoraServeError, MaxTokensTooLargeError, PromptTooLongError, RequestCancelledError, RequestTimeoutError, UnsupportedParameterError } from '../errors.js';
+import { untilAborted } from '../util/until-aborted.js';
 import type { FinishReason, Generation } from '../engine/index.js';
 import type { ResolvedModel, Serving } from './serving.js';
 
@@ -22,6 +24,7 @@ export interface SamplingBody {
   n?: number | null;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean } | null;
+  ignore_eos?: boolean | null;
 }
 
 /** How chat and text completions differ on the wire. */
@@ -73,13 +76,10 @@ export async function serveGeneration(
   if (asked && asked > cfg.maxTokens) throw new MaxTokensTooLargeError(`max_tokens ${asked} exceeds this server's limit of ${cfg.maxTokens}`, { param: 'max_tokens' });
   const temperature = body.temperature ?? 1;
   const controller = new AbortController();
-  let timedOut = false;
-  const timer = setTimeout(() => {
-    timedOut = true;
-    controller.abort();
-  }, cfg.requestTimeoutMs);
+  const untrack = serving.inFlight.add(controller);
+  const timer = setTimeout(() => controller.abort(new RequestTimeoutError(`the request did not finish within ${cfg.requestTimeoutMs} ms`)), cfg.requestTimeoutMs);
   reply.raw.on('close', () => {
-    if (!reply.raw.writableFinished) controller.abort();
+    if (!reply.raw.writableFinished) controller.abort(new RequestCancelledError('the client closed the connection'));
   });
   const labels = { adapter: model.id, endpoint };
   let gen: Generation;
@@ -88,6 +88,7 @@ export async function serveGeneration(
       promptTokens,
       maxTokens: asked ?? cfg.maxTokens,
       stop: body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
+      ignoreEos: body.ignore_eos ?? false,
       sampling: {
         temperature,
         topP: body.top_p ?? 1,
@@ -99,9 +100,10 @@ export async function serveGeneration(
     }, controller.signal);
   } catch (err) {
     clearTimeout(timer);
-    serving.metrics.requests.inc({ ...labels, status: String((err as { status?: number }).status ?? 500) });
-    if (timedOut) throw new RequestTimeoutError(`no adapter slot became free within ${cfg.requestTimeoutMs} ms`);
-    throw err;
+    untrack();
+    const reason = controller.signal.aborted && controller.signal.reason instanceof LoraServeError ? controller.signal.reason : err;
+    serving.metrics.requests.inc({ ...labels, status: String((reason as { status?: number }).status ?? 500) });
+    throw reason;
   }
   const id = `${shape.idPrefix}${randomUUID().replaceAll('-', '')}`;
   const created = Math.floor(Date.now() / 1000);
@@ -122,13 +124,16 @@ export async function serveGeneration(
 
   if (!body.stream) {
     try {
-      for await (const _ of gen) observe();
+      for await (const _ of untilAborted(gen, controller.signal)) observe();
       const result = await gen.result;
-      if (timedOut) throw new RequestTimeoutError(`generation did not finish within ${cfg.requestTimeoutMs} ms`);
       account(result, 200);
       return { id, object: shape.object, created, model: model.id, choices: [shape.choice((args.echo ?? '') + result.text, result.finishReason)], usage: usage(result) };
+    } catch (err) {
+      serving.metrics.requests.inc({ ...labels, status: String((err as { status?: number }).status ?? 500) });
+      throw err;
     } finally {
       clearTimeout(timer);
+      untrack();
     }
   }
 
@@ -143,7 +148,7 @@ export async function serveGeneration(
       send(frame([shape.chunk(args.echo ?? '', true, null)]));
       first = false;
     } else if (args.echo) send(frame([shape.chunk(args.echo, true, null)]));
-    for await (const text of gen) {
+    for await (const text of untilAborted(gen, controller.signal)) {
       observe();
       send(frame([shape.chunk(text, first, null)]));
       first = false;
@@ -154,12 +159,15 @@ export async function serveGeneration(
     res.write('data: [DONE]\n\n');
     account(result, 200);
   } catch (err) {
-    request.log.error({ err }, 'stream failed');
-    const e = err as { message?: string; code?: string; type?: string };
-    send({ error: { message: 'generation failed', type: e.type ?? 'server_error', code: e.code ?? 'internal_error', param: null } });
-    serving.metrics.requests.inc({ ...labels, status: '500' });
+    const known = err instanceof LoraServeError;
+    if (!known || err.status >= 500) request.log.error({ err }, 'stream failed');
+    else request.log.info({ code: err.code }, 'stream ended early');
+    send({ error: known ? { message: err.message, type: err.type, code: err.code, param: err.param } : { message: 'generation failed', type: 'server_error', code: 'internal_error', param: null } });
+    res.write('data: [DONE]\n\n');
+    serving.metrics.requests.inc({ ...labels, status: String(known ? err.status : 500) });
   } finally {
     clearTimeout(timer);
+    untrack();
     res.end();
   }
   return reply;

@@ -12,6 +12,7 @@ export class Metrics {
   readonly cacheHits = new Counter({ name: 'loraserve_adapter_cache_hits_total', help: 'Adapter cache hits by tier.', labelNames: ['tier'], registers: [this.registry] });
   readonly cacheMisses = new Counter({ name: 'loraserve_adapter_cache_misses_total', help: 'Adapter cache misses by tier.', labelNames: ['tier'], registers: [this.registry] });
   readonly cacheEvictions = new Counter({ name: 'loraserve_adapter_cache_evictions_total', help: 'Adapter cache evictions by tier.', labelNames: ['tier'], registers: [this.registry] });
+  readonly loadFailures = new Counter({ name: 'loraserve_adapter_load_failures_total', help: 'Adapter loads from disk that failed, by adapter and error code (adapter_corrupted: files changed on disk after upload).', labelNames: ['adapter', 'code'], registers: [this.registry] });
   readonly slotsUsed = new Gauge({ name: 'loraserve_adapter_slots_used', help: 'Device slots holding an adapter.', registers: [this.registry] });
   readonly slotsPinned = new Gauge({ name: 'loraserve_adapter_slots_pinned', help: 'Device slots pinned by running requests.', registers: [this.registry] });
   readonly slotsTotal = new Gauge({ name: 'loraserve_adapter_slots', help: 'Device slots for adapters.', registers: [this.registry] });

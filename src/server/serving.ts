@@ -8,6 +8,7 @@ import { AdapterNotFoundError, ModelNotFoundError, QueueFullError, ShuttingDownE
 import { AdapterCache, AdapterStore, parsePeftConfig, resolveTargets, type StoredAdapter } from '../lora/index.js';
 import type { Caller, KeyRing } from './auth.js';
 import type { ServerConfig } from './config.js';
+import { InFlight } from './in-flight.js';
 import { Metrics } from './metrics.js';
 
 export interface ResolvedModel {
@@ -28,6 +29,7 @@ export interface AdapterDetails {
 
 export class Serving {
   shuttingDown = false;
+  readonly inFlight = new InFlight();
   private readonly details = new Map<string, AdapterDetails>();
 
   constructor(
@@ -59,6 +61,7 @@ export class Serving {
       hit: (tier) => metrics.cacheHits.inc({ tier }),
       miss: (tier) => metrics.cacheMisses.inc({ tier }),
       evict: (tier) => metrics.cacheEvictions.inc({ tier }),
+      failed: (adapter, code) => metrics.loadFailures.inc({ adapter, code }),
     });
     return new Serving(engine, store, cache, config, metrics, keys);
   }

@@ -1,7 +1,9 @@
 /**
  * Reads an adapter upload: multipart/form-data with a `name` field and either the two PEFT files
  * (recognised by file name) or one `.tar` / `.tar.gz` holding them. Archive entries that are not
- * regular files, or whose paths climb out (`..`, absolute), are refused.
+ * regular files, or whose paths climb out (`..`, absolute), are refused; other files in the
+ * archive are skipped unread, and what is unpacked is bounded by the upload limit (a small
+ * gzip cannot unpack into gigabytes).
  */
 import { Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
@@ -18,7 +20,7 @@ export interface Upload {
 
 const ARCHIVE = /\.(tar|tar\.gz|tgz)$/i;
 
-async function readArchive(data: Buffer): Promise<Map<string, Buffer>> {
+async function readArchive(data: Buffer, limit: number): Promise<Map<string, Buffer>> {
   const out = new Map<string, Buffer>();
   const extract = tar.extract();
   const gz = data[0] === 0x1f && data[1] === 0x8b;
@@ -33,21 +35,32 @@ async function readArchive(data: Buffer): Promise<Map<string, Buffer>> {
       }
       if (header.type !== 'file') return reject(new InvalidUploadError(`archive entry "${header.name}" is a ${header.type}; only regular files are accepted`));
       if (path.startsWith('/') || path.split('/').includes('..')) return reject(new InvalidUploadError(`archive entry "${header.name}" points outside the archive`));
+      const base = path.split('/').pop()!;
+      if (base !== CONFIG_FILE && base !== WEIGHTS_FILE) {
+        stream.resume();
+        stream.on('end', next);
+        return;
+      }
+      if (out.has(base)) return reject(new InvalidUploadError(`the archive holds ${base} twice`));
       const chunks: Buffer[] = [];
       stream.on('data', (c: unknown) => chunks.push(c as Buffer));
       stream.on('end', () => {
-        const base = path.split('/').pop()!;
-        if (base === CONFIG_FILE || base === WEIGHTS_FILE) {
-          if (out.has(base)) return reject(new InvalidUploadError(`the archive holds ${base} twice`));
-          out.set(base, Buffer.concat(chunks));
-        }
+        out.set(base, Buffer.concat(chunks));
         next();
       });
     });
     extract.on('finish', resolve);
-    extract.on('error', (cause) => reject(new InvalidUploadError(`the archive could not be read: ${cause.message}`, { cause })));
+    extract.on('error', (cause) => reject(cause instanceof PayloadTooLargeError ? cause : new InvalidUploadError(`the archive could not be read: ${cause.message}`, { cause })));
   });
-  (gz ? source.pipe(createGunzip()).on('error', (cause) => extract.destroy(cause)) : source).pipe(extract);
+  if (gz) {
+    let unpacked = 0;
+    const gunzip = createGunzip();
+    gunzip.on('data', (c: Buffer) => {
+      unpacked += c.length;
+      if (unpacked > limit) gunzip.destroy(new PayloadTooLargeError(`the archive unpacks to more than this server's ${limit}-byte upload limit`));
+    });
+    source.pipe(gunzip).on('error', (cause) => extract.destroy(cause)).pipe(extract);
+  } else source.pipe(extract);
   await done;
   return out;
 }
@@ -64,7 +77,7 @@ export async function readUpload(request: FastifyRequest): Promise<Upload> {
     const data = await part.toBuffer();
     if (part.file.truncated) throw new PayloadTooLargeError(`file "${part.filename}" is larger than this server accepts`);
     const filename = part.filename.split(/[\\/]/).pop() ?? '';
-    if (ARCHIVE.test(filename)) for (const [k, v] of await readArchive(data)) files.set(k, v);
+    if (ARCHIVE.test(filename)) for (const [k, v] of await readArchive(data, request.server.serving.config.uploadBytes)) files.set(k, v);
     else if (filename === CONFIG_FILE || filename === WEIGHTS_FILE) files.set(filename, data);
     else throw new InvalidUploadError(`unexpected file "${part.filename}": send ${CONFIG_FILE} and ${WEIGHTS_FILE}, or one .tar/.tar.gz holding them`);
   }

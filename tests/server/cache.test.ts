@@ -83,8 +83,8 @@ describe('three-tier adapter cache under concurrent load', () => {
     writeFileSync(join(entry.dir, 'adapter_model.safetensors'), Buffer.alloc(4));
     const rs = await Promise.all(Array.from({ length: 3 }, () => s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'a4', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 } })));
     for (const r of rs) {
-      assert.equal(r.statusCode, 400);
-      assert.equal(r.json().error.code, 'invalid_safetensors');
+      assert.equal(r.statusCode, 500);
+      assert.equal(r.json().error.code, 'adapter_corrupted');
     }
     assert.equal(s.serving.cache.tierOf('a4').tier, 'disk');
     assert.equal(s.serving.cache.occupancy().pinned, 0);

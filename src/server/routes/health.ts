@@ -2,6 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { errorResponses } from '../schemas/common.js';
 import { ShuttingDownError } from '../../errors.js';
+import { checkMetricsAccess, renderMetrics } from '../metrics-endpoint.js';
 
 /** Liveness, readiness and Prometheus metrics (no API key needed). */
 export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
@@ -14,8 +15,13 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     return reply.send({ status: 'ready' as const, model: app.serving.baseId });
   });
 
-  app.get('/metrics', { schema: { tags: ['health'], summary: 'Prometheus metrics, including the Gateway API Inference Extension (vllm:*) ones', produces: ['text/plain'], response: { 200: Type.String() } } }, async (_request, reply) => {
-    app.serving.refreshGauges();
-    return reply.type(app.serving.metrics.registry.contentType).send(await app.serving.metrics.registry.metrics());
+  // With --metrics-port the metrics live on their own listener (metrics-endpoint.ts), not here.
+  if (app.serving.config.metricsPort !== null) return;
+  app.get('/metrics', {
+    schema: { tags: ['health'], summary: 'Prometheus metrics, including the Gateway API Inference Extension (vllm:*) ones; with --metrics-key it needs that bearer key', produces: ['text/plain'], response: { 200: Type.String(), ...errorResponses(401, 403) } },
+  }, async (request, reply) => {
+    checkMetricsAccess(app.serving, request.headers.authorization);
+    const { contentType, body } = await renderMetrics(app.serving);
+    return reply.type(contentType).send(body);
   });
 };

@@ -18,6 +18,7 @@ const SamplingFields = {
   n: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 1, description: 'Only 1 is supported.' }))),
   stream: Type.Optional(Nullable(Type.Boolean())),
   stream_options: Type.Optional(Nullable(Type.Object({ include_usage: Type.Optional(Type.Boolean()) }))),
+  ignore_eos: Type.Optional(Nullable(Type.Boolean({ description: 'vLLM extension: generate through end-of-sequence tokens until max_tokens.' }))),
   user: Type.Optional(Type.String()),
 };
 
