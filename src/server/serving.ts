@@ -70,22 +70,37 @@ export class Serving {
     return this.engine.model.id;
   }
 
-  visibleAdapters(caller: Caller): StoredAdapter[] {
-    return this.store.list().filter((a) => caller.canUse(a.name));
+  /** Every adapter in the (possibly shared) store this caller may use, re-read from disk. */
+  async visibleAdapters(caller: Caller): Promise<StoredAdapter[]> {
+    const before = new Map(this.store.list().map((a) => [a.name, a]));
+    const now = await this.store.rescan();
+    for (const [name, a] of before) if (this.store.get(name) !== a) this.cache.forget(name);
+    return now.filter((a) => caller.canUse(a.name));
+  }
+
+  /**
+   * `name`'s current version in the store, which other replicas may have written, replaced or
+   * deleted: checked on every admission, and cached versions that are no longer current dropped.
+   */
+  async current(name: string): Promise<StoredAdapter | undefined> {
+    const before = this.store.get(name);
+    const now = await this.store.refresh(name);
+    if (now !== before) this.cache.forget(name);
+    return now;
   }
 
   /** The adapter (or base model) a request names; anything this caller may not see is "not found". */
-  resolve(caller: Caller, model: string): ResolvedModel {
+  async resolve(caller: Caller, model: string): Promise<ResolvedModel> {
     if (model === this.baseId) return { id: model, adapter: null };
-    const adapter = this.store.get(model);
-    if (adapter && caller.canUse(model)) return { id: model, adapter };
-    const names = [this.baseId, ...this.visibleAdapters(caller).map((a) => a.name)];
+    const adapter = caller.canUse(model) ? await this.current(model) : undefined;
+    if (adapter) return { id: model, adapter };
+    const names = [this.baseId, ...(await this.visibleAdapters(caller)).map((a) => a.name)];
     throw new ModelNotFoundError(`model "${model}" does not exist; available: ${names.join(', ')}`, { param: 'model' });
   }
 
-  requireAdapter(caller: Caller, name: string): StoredAdapter {
-    const adapter = this.store.get(name);
-    if (!adapter || !caller.canUse(name)) throw new AdapterNotFoundError(`adapter "${name}" does not exist`, { param: 'name' });
+  async requireAdapter(caller: Caller, name: string): Promise<StoredAdapter> {
+    const adapter = caller.canUse(name) ? await this.current(name) : undefined;
+    if (!adapter) throw new AdapterNotFoundError(`adapter "${name}" does not exist`, { param: 'name' });
     return adapter;
   }
 

@@ -47,7 +47,7 @@ export const adapterRoutes: FastifyPluginAsyncTypebox = async (app) => {
     const name = checkAdapterName(upload.name);
     mayWrite(request.caller, name);
     serving.engine.parseAdapter(upload.files.config, upload.files.weights);
-    const replaced = serving.store.get(name) !== undefined;
+    const replaced = (await serving.current(name)) !== undefined;
     const stored = await serving.store.put(name, upload.files);
     serving.cache.forget(name);
     request.log.info({ adapter: name, replaced }, 'adapter stored');
@@ -56,16 +56,16 @@ export const adapterRoutes: FastifyPluginAsyncTypebox = async (app) => {
 
   app.get('/v1/adapters', {
     schema: { tags: ['adapters'], summary: 'List the adapters this caller may use', response: { 200: Type.Ref(AdapterList), ...errorResponses(401) } },
-  }, async (request) => ({ object: 'list' as const, data: await Promise.all(serving.visibleAdapters(request.caller).map(info)) }));
+  }, async (request) => ({ object: 'list' as const, data: await Promise.all((await serving.visibleAdapters(request.caller)).map(info)) }));
 
   app.get('/v1/adapters/:name', {
     schema: { tags: ['adapters'], summary: 'One adapter: config summary, size, rank, targets and cache tier', params: AdapterParams, response: { 200: Type.Ref(Adapter), ...errorResponses(401, 404) } },
-  }, async (request) => info(serving.requireAdapter(request.caller, request.params.name)));
+  }, async (request) => info(await serving.requireAdapter(request.caller, request.params.name)));
 
   app.delete('/v1/adapters/:name', {
     schema: { tags: ['adapters'], summary: 'Delete an adapter (requests already running finish first)', params: AdapterParams, response: { 200: Type.Ref(AdapterDeleted), ...errorResponses(401, 404) } },
   }, async (request) => {
-    const a = serving.requireAdapter(request.caller, request.params.name);
+    const a = await serving.requireAdapter(request.caller, request.params.name);
     await serving.store.delete(a.name);
     serving.cache.forget(a.name);
     return { id: a.name, object: 'adapter' as const, deleted: true as const };
@@ -74,7 +74,7 @@ export const adapterRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/adapters/:name/load', {
     schema: { tags: ['adapters'], summary: 'Warm an adapter into a device slot', params: AdapterParams, response: { 200: Type.Ref(Adapter), ...errorResponses(401, 404, 422) } },
   }, async (request) => {
-    const a = serving.requireAdapter(request.caller, request.params.name);
+    const a = await serving.requireAdapter(request.caller, request.params.name);
     await serving.cache.warm(a.name);
     return info(a);
   });
@@ -82,7 +82,7 @@ export const adapterRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.post('/v1/adapters/:name/unload', {
     schema: { tags: ['adapters'], summary: 'Drop an adapter from the device and host caches (it stays on disk)', params: AdapterParams, response: { 200: Type.Ref(Adapter), ...errorResponses(401, 404, 409) } },
   }, async (request) => {
-    const a = serving.requireAdapter(request.caller, request.params.name);
+    const a = await serving.requireAdapter(request.caller, request.params.name);
     serving.cache.unload(a.name);
     return info(a);
   });
@@ -111,7 +111,7 @@ export const adapterRoutes: FastifyPluginAsyncTypebox = async (app) => {
   }, async (request, reply) => {
     adminOnly(request.caller);
     const { lora_name: name } = request.body as { lora_name: string };
-    serving.requireAdapter(request.caller, name);
+    await serving.requireAdapter(request.caller, name);
     await serving.store.delete(name);
     serving.cache.forget(name);
     return reply.type('text/plain').send(`Success: LoRA adapter '${name}' removed successfully.`);

@@ -22,7 +22,7 @@ export const generationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     Type.Ref(ChatCompletionRequest), Type.Ref(ChatCompletion), Type.Ref(ChatCompletionChunk),
   ), async (request, reply) => {
     const body = request.body as unknown as ChatCompletionRequest;
-    const model = serving.resolve(request.caller, body.model);
+    const model = await serving.resolve(request.caller, body.model);
     const messages = body.messages.map((m) => ({ role: m.role, content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join('') }));
     const promptTokens = serving.engine.tokenizer.applyChatTemplate(messages);
     return serveGeneration(serving, request, reply, { model, promptTokens, body, shape: CHAT_SHAPE, endpoint: 'chat' });
@@ -33,7 +33,7 @@ export const generationRoutes: FastifyPluginAsyncTypebox = async (app) => {
     Type.Ref(CompletionRequest), Type.Ref(Completion), Type.Ref(Completion),
   ), async (request, reply) => {
     const body = request.body as unknown as CompletionRequest;
-    const model = serving.resolve(request.caller, body.model);
+    const model = await serving.resolve(request.caller, body.model);
     const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]!;
     const promptTokens = serving.engine.tokenizer.encodePrompt(prompt);
     return serveGeneration(serving, request, reply, { model, promptTokens, body, shape: TEXT_SHAPE, endpoint: 'completions', echo: body.echo ? prompt : undefined });
