@@ -26,8 +26,16 @@ async function servedBy(cluster: Cluster, alive: number[]): Promise<Map<string, 
   return out;
 }
 
-const diff = (now: Map<string, Map<number, number>>, then: Map<string, Map<number, number>>) =>
-  new Map([...now].map(([a, by]) => [a, new Map([...by].map(([i, n]) => [i, n - (then.get(a)?.get(i) ?? 0)]).filter(([, n]) => n > 0))]));
+/** Requests served between two `servedBy` readings. */
+function diff(now: Map<string, Map<number, number>>, then: Map<string, Map<number, number>>): Map<string, Map<number, number>> {
+  const out = new Map<string, Map<number, number>>();
+  for (const [adapter, by] of now) {
+    const added = new Map<number, number>();
+    for (const [i, n] of by) if (n > (then.get(adapter)?.get(i) ?? 0)) added.set(i, n - (then.get(adapter)?.get(i) ?? 0));
+    out.set(adapter, added);
+  }
+  return out;
+}
 
 async function allOk(cluster: Cluster, names: string[]): Promise<void> {
   const replies = await Promise.all(names.map((name) => chat(cluster.url, name)));
