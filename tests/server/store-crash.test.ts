@@ -58,7 +58,7 @@ describe('crash safety of the adapter store (kill -9)', () => {
     for (const [name, point] of Object.entries(POINTS)) {
       const sent = point.startsWith('delete')
         ? fetch(`${s.url}/v1/adapters/${name}`, { method: 'DELETE' })
-        : fetch(`${s.url}/v1/adapters`, { method: 'POST', ...(({ payload, headers }) => ({ body: payload, headers }))(upload(name)) });
+        : fetch(`${s.url}/v1/adapters`, { method: 'POST', ...(({ payload, headers }) => ({ body: new Uint8Array(payload), headers }))(upload(name)) });
       sent.catch(() => {});
     }
     // r-body: the upload's body stops halfway (the client stalls), so the crash hits mid-body.
