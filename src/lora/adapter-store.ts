@@ -325,13 +325,14 @@ export class AdapterStore {
     // version in between our two renames; then we move that one aside too and try again, so the
     // last rename wins whole and nothing is ever mixed.
     const previous = this.entries.get(name);
-    const trashes: string[] = [];
+    const trashes = [join(this.root, tempName('old', name))];
+    let moved = false;
     for (let attempt = 0; ; attempt++) {
       const hadFolder = await lstat(final).then((s) => s.isDirectory(), () => false);
       if (hadFolder && !previous?.external) {
-        const trash = join(this.root, tempName('old', name));
+        if (moved) trashes.push(join(this.root, tempName('old', name)));
         // ENOENT: the other writer moved it aside first.
-        if (await rename(final, trash).then(() => true, (err) => (isMissing(err) ? false : Promise.reject(err)))) trashes.push(trash);
+        moved = await rename(final, trashes.at(-1)!).then(() => true, (err) => (isMissing(err) ? false : Promise.reject(err)));
       }
       try {
         await rename(tmp, final);
@@ -339,15 +340,13 @@ export class AdapterStore {
       } catch (err) {
         const raced = ['ENOTEMPTY', 'EEXIST'].includes((err as NodeJS.ErrnoException).code ?? '');
         if (raced && attempt < 10) continue;
-        const last = trashes.pop();
-        if (last) await rename(last, final).catch(() => {});
+        if (moved) await rename(trashes.at(-1)!, final).catch(() => {});
         await rm(tmp, { recursive: true, force: true });
-        await Promise.all(trashes.map((t) => rm(t, { recursive: true, force: true })));
         throw err;
       }
     }
     await fsyncPath(this.root);
-    await Promise.all(trashes.map((t) => rm(t, { recursive: true, force: true })));
+    for (const trash of trashes) await rm(trash, { recursive: true, force: true });
     return this.register(name, final, false, Buffer.byteLength(files.config) + files.weights.byteLength, true, stamp);
   }
 

@@ -92,7 +92,12 @@ export async function startCluster(root: string, count: number, replicaArgs: str
 
 /** A random PEFT adapter for the cluster's tiny model, as the files an upload sends. */
 export async function adapterFiles(modelDir: string, dir: string, r: number, seed: number): Promise<Record<string, Buffer>> {
-  await writeRandomAdapter(dir, loadHfModel(modelDir), { r, lora_alpha: 2 * r, target_modules: ['q_proj', 'v_proj'] }, seed);
+  const model = loadHfModel(modelDir);
+  try {
+    await writeRandomAdapter(dir, model, { r, lora_alpha: 2 * r, target_modules: ['q_proj', 'v_proj'] }, seed);
+  } finally {
+    model.weights.close();
+  }
   return { 'adapter_config.json': readFileSync(join(dir, 'adapter_config.json')), 'adapter_model.safetensors': readFileSync(join(dir, 'adapter_model.safetensors')) };
 }
 
