@@ -1,4 +1,5 @@
 import { AdapterConfigError, AdapterUnsupportedFeatureError } from '../errors.js';
+import { MAX_JSON_DEPTH, nestsDeeperThan } from '../util/strict-json.js';
 
 /** A PEFT LoRA `adapter_config.json`, normalised. Field names follow PEFT's LoraConfig. */
 export interface PeftLoraConfig {
@@ -54,6 +55,7 @@ export function parsePeftConfig(text: string): PeftLoraConfig {
     throw new AdapterConfigError(`adapter_config.json is not valid JSON: ${(cause as Error).message}`, { cause });
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('must be a JSON object', '');
+  if (nestsDeeperThan(raw, MAX_JSON_DEPTH)) fail(`nests deeper than ${MAX_JSON_DEPTH} levels`, '');
   const c = raw as Record<string, unknown>;
   const peftType = c.peft_type ?? 'LORA';
   if (peftType !== 'LORA') {

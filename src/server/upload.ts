@@ -10,7 +10,7 @@ import { createGunzip } from 'node:zlib';
 import type { FastifyRequest } from 'fastify';
 import '@fastify/multipart';
 import tar from 'tar-stream';
-import { InvalidUploadError, PayloadTooLargeError } from '../errors.js';
+import { InvalidUploadError, LoraServeError, PayloadTooLargeError } from '../errors.js';
 import { CONFIG_FILE, WEIGHTS_FILE, type AdapterFiles } from '../lora/index.js';
 
 export interface Upload {
@@ -27,6 +27,8 @@ async function readArchive(data: Buffer, limit: number): Promise<Map<string, Buf
   const source = Readable.from([data]);
   const done = new Promise<void>((resolve, reject) => {
     extract.on('entry', (header, stream, next) => {
+      // A broken archive destroys the entry stream too; its error is the archive's, reported below.
+      stream.on('error', () => {});
       const path = header.name.replace(/^\.\//, '');
       if (header.type === 'directory') {
         stream.resume();
@@ -69,17 +71,23 @@ export async function readUpload(request: FastifyRequest): Promise<Upload> {
   if (!request.isMultipart()) throw new InvalidUploadError('send multipart/form-data with a "name" field and the adapter files');
   let name: unknown;
   const files = new Map<string, Buffer>();
-  for await (const part of request.parts()) {
-    if (part.type === 'field') {
-      if (part.fieldname === 'name') name = part.value;
-      continue;
+  try {
+    for await (const part of request.parts()) {
+      if (part.type === 'field') {
+        if (part.fieldname === 'name') name = part.value;
+        continue;
+      }
+      const data = await part.toBuffer();
+      if (part.file.truncated) throw new PayloadTooLargeError(`file "${part.filename}" is larger than this server accepts`);
+      const filename = part.filename.split(/[\\/]/).pop() ?? '';
+      if (ARCHIVE.test(filename)) for (const [k, v] of await readArchive(data, request.server.serving.config.uploadBytes)) files.set(k, v);
+      else if (filename === CONFIG_FILE || filename === WEIGHTS_FILE) files.set(filename, data);
+      else throw new InvalidUploadError(`unexpected file "${part.filename}": send ${CONFIG_FILE} and ${WEIGHTS_FILE}, or one .tar/.tar.gz holding them`);
     }
-    const data = await part.toBuffer();
-    if (part.file.truncated) throw new PayloadTooLargeError(`file "${part.filename}" is larger than this server accepts`);
-    const filename = part.filename.split(/[\\/]/).pop() ?? '';
-    if (ARCHIVE.test(filename)) for (const [k, v] of await readArchive(data, request.server.serving.config.uploadBytes)) files.set(k, v);
-    else if (filename === CONFIG_FILE || filename === WEIGHTS_FILE) files.set(filename, data);
-    else throw new InvalidUploadError(`unexpected file "${part.filename}": send ${CONFIG_FILE} and ${WEIGHTS_FILE}, or one .tar/.tar.gz holding them`);
+  } catch (err) {
+    // The multipart parser's own errors (a wrong boundary, a body cut short) carry no code; Fastify's carry FST_*.
+    if (err instanceof LoraServeError || String((err as { code?: unknown }).code ?? '').startsWith('FST_')) throw err;
+    throw new InvalidUploadError(`the multipart body could not be read: ${(err as Error).message}`, { cause: err });
   }
   const config = files.get(CONFIG_FILE);
   const weights = files.get(WEIGHTS_FILE);

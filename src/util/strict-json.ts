@@ -1,11 +1,23 @@
 /**
  * JSON.parse that refuses duplicate object keys (JSON.parse silently keeps the last one, which
- * would let an uploaded safetensors header name a tensor twice).
+ * would let an uploaded safetensors header name a tensor twice) and nesting deeper than
+ * MAX_JSON_DEPTH (no file format here needs more, and deep input would exhaust the stack of
+ * anything that walks it recursively).
  */
 export class StrictJsonError extends Error {}
 
+export const MAX_JSON_DEPTH = 64;
+
+/** Whether a parsed JSON value nests containers deeper than `limit` (recursion stops at the limit). */
+export function nestsDeeperThan(value: unknown, limit: number): boolean {
+  if (value === null || typeof value !== 'object') return false;
+  if (limit === 0) return true;
+  return Object.values(value).some((v) => nestsDeeperThan(v, limit - 1));
+}
+
 export function parseStrictJson(text: string): unknown {
   let pos = 0;
+  let depth = 0;
   const fail = (what: string): never => {
     throw new StrictJsonError(`${what} at character ${pos}`);
   };
@@ -15,8 +27,12 @@ export function parseStrictJson(text: string): unknown {
   const value = (): unknown => {
     ws();
     const c = text[pos];
-    if (c === '{') return object();
-    if (c === '[') return array();
+    if (c === '{' || c === '[') {
+      if (++depth > MAX_JSON_DEPTH) fail(`nesting deeper than ${MAX_JSON_DEPTH} levels`);
+      const container = c === '{' ? object() : array();
+      depth--;
+      return container;
+    }
     if (c === '"') return string();
     if (c === 't' && text.startsWith('true', pos)) return (pos += 4), true;
     if (c === 'f' && text.startsWith('false', pos)) return (pos += 5), false;

@@ -25,6 +25,7 @@ export function brokenSafetensors(): Record<string, { bytes: Uint8Array; message
     'header not UTF-8': { bytes: rawSafetensors(null, 0, Uint8Array.from([0x7b, 0x22, 0xff, 0x22, 0x7d])), message: /not valid UTF-8/ },
     'header not JSON': { bytes: rawSafetensors(null, 0, '{"a": [1,}'), message: /not valid JSON/ },
     'header not an object': { bytes: rawSafetensors(null, 0, '{'), message: /not valid JSON/ },
+    'header nested too deep': { bytes: rawSafetensors(null, 0, `{"a":${'['.repeat(100)}${']'.repeat(100)}}`), message: /nesting deeper than 64 levels/ },
     'header does not start with {': { bytes: rawSafetensors(null, 0, '[1, 2]'), message: /does not start with "\{"/ },
     'duplicate tensor name': { bytes: rawSafetensors(null, 8, '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'), message: /duplicate key "a"/ },
     'unknown dtype': { bytes: rawSafetensors({ a: t('F31', [1], [0, 4]) }, 4), message: /unknown dtype "F31"/ },

@@ -3,16 +3,18 @@
  * codes, kill -9, crashes). Optionally loads the test-only fault hooks (fault-hooks.ts).
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { writeRandomModel, type RandomModelOptions } from '../../src/model/random-model.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const HOOKS = join(import.meta.dirname, 'fault-hooks.ts');
+const MAX_LINES = 20_000;
 
 export interface ChildServer {
   proc: ChildProcess;
   url: string;
-  /** Everything the process wrote so far. */
+  /** What the process wrote so far (its last lines). */
   stdout(): string;
   stderr(): string;
   /** Resolves with the exit code (null when killed by a signal) and the signal. */
@@ -38,43 +40,62 @@ export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ c
   return new Promise((resolve) => proc.on('close', (code) => resolve({ code, stdout, stderr })));
 }
 
-/** Starts `loraserve serve --port 0 …args` and resolves once it listens (or rejects if it exits first). */
+/** A port nobody listens on right now (the child binds it a moment later). */
+async function freePort(): Promise<number> {
+  const server = createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** Starts `loraserve serve …args` on a free port and resolves once /health answers (or rejects if it exits first). */
 export async function spawnServer(args: string[], options: { env?: NodeJS.ProcessEnv; hooks?: boolean } = {}): Promise<ChildServer> {
-  const node = ['--import', 'tsx', ...(options.hooks ? ['--import', HOOKS] : []), join(ROOT, 'src/cli/main.ts'), 'serve', '--port', '0', ...args];
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const node = ['--import', 'tsx', ...(options.hooks ? ['--import', HOOKS] : []), join(ROOT, 'src/cli/main.ts'), 'serve', '--port', String(port), ...args];
   const proc = spawn(process.execPath, node, { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
+  // The last lines of each stream; watchers see every line as it arrives.
+  const lines = { out: [] as string[], err: [] as string[] };
   const watchers: Array<{ re: RegExp; resolve: (line: string) => void }> = [];
-  const check = () => {
-    for (const w of [...watchers]) {
-      const line = `${out}\n${err}`.split('\n').find((l) => w.re.test(l));
-      if (line !== undefined) {
-        watchers.splice(watchers.indexOf(w), 1);
-        w.resolve(line);
+  const collect = (stream: NodeJS.ReadableStream, into: string[]) => {
+    let partial = '';
+    stream.on('data', (d: Buffer) => {
+      const parts = (partial + d.toString('utf8')).split('\n');
+      partial = parts.pop()!;
+      for (const line of parts) {
+        into.push(line);
+        for (const w of watchers.filter((w) => w.re.test(line))) {
+          watchers.splice(watchers.indexOf(w), 1);
+          w.resolve(line);
+        }
       }
-    }
-  };
-  proc.stdout!.on('data', (d) => {
-    out += d;
-    check();
-  });
-  proc.stderr!.on('data', (d) => {
-    err += d;
-    check();
-  });
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  const waitFor = (re: RegExp) =>
-    new Promise<string>((resolve, reject) => {
-      watchers.push({ re, resolve });
-      check();
-      void exited.then(({ code, signal }) => reject(new Error(`server exited (${code ?? signal}) before printing ${re}:\n${err.slice(-2000)}`)));
+      if (into.length > MAX_LINES) into.splice(0, into.length - MAX_LINES);
     });
-  const listening = await waitFor(/Server listening at http:\/\/127\.0\.0\.1:\d+/);
-  const url = /(http:\/\/127\.0\.0\.1:\d+)/.exec(listening)![1]!;
+  };
+  collect(proc.stdout!, lines.out);
+  collect(proc.stderr!, lines.err);
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
+  const died = (what: string) => exited.then(({ code, signal }) => Promise.reject(new Error(`server exited (${code ?? signal}) before ${what}:\n${lines.err.slice(-20).join('\n')}`)));
+  const waitFor = (re: RegExp) => {
+    const seen = [...lines.out, ...lines.err].find((l) => re.test(l));
+    if (seen !== undefined) return Promise.resolve(seen);
+    return Promise.race([new Promise<string>((resolve) => watchers.push({ re, resolve })), died(`printing ${re}`)]);
+  };
+  let gone = false;
+  void exited.then(() => (gone = true));
+  const healthy = (async () => {
+    while (!gone) {
+      const ok = await fetch(`${url}/health`).then((r) => r.ok, () => false);
+      if (ok) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  })();
+  await Promise.race([healthy, died('answering /health')]);
   return {
     proc, url, exited, waitFor,
-    stdout: () => out,
-    stderr: () => err,
+    stdout: () => lines.out.join('\n'),
+    stderr: () => lines.err.join('\n'),
     async stop() {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill('SIGKILL');
       await exited;

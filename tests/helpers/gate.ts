@@ -4,12 +4,19 @@ interface HasForward {
   forward(input: ForwardInput): Promise<ForwardOutput>;
 }
 
+export interface Gate {
+  open(): void;
+  close(): void;
+  /** Forward passes waiting at the gate now. */
+  held(): number;
+}
+
 /**
- * Holds every forward pass of `target` (an engine, or Engine.prototype) until `open()`: requests
+ * Holds the forward passes of `target` (an engine, or Engine.prototype) while closed: requests
  * stay queued or mid-generation for exactly as long as a test needs, without timing.
  */
-export function gateForward(target: HasForward): { open(): void; held(): number } {
-  let isOpen = false;
+export function gateForward(target: HasForward, initiallyOpen = false): Gate {
+  let isOpen = initiallyOpen;
   const waiting: Array<() => void> = [];
   const forward = target.forward;
   target.forward = async function gated(this: HasForward, input: ForwardInput) {
@@ -21,6 +28,14 @@ export function gateForward(target: HasForward): { open(): void; held(): number 
       isOpen = true;
       for (const w of waiting.splice(0)) w();
     },
+    close() {
+      isOpen = false;
+    },
     held: () => waiting.length,
   };
+}
+
+/** Resolves once `condition()` holds, checking after every turn of the event loop. */
+export async function until(condition: () => boolean): Promise<void> {
+  while (!condition()) await new Promise((resolve) => setImmediate(resolve));
 }

@@ -56,9 +56,10 @@ describe('crash safety of the adapter store (kill -9)', () => {
     servers.push(s);
     const upload = (name: string) => multipart({ name }, { [CONFIG_FILE]: newFiles.config, [WEIGHTS_FILE]: newFiles.weights });
     for (const [name, point] of Object.entries(POINTS)) {
+      const { payload, headers } = upload(name);
       const sent = point.startsWith('delete')
         ? fetch(`${s.url}/v1/adapters/${name}`, { method: 'DELETE' })
-        : fetch(`${s.url}/v1/adapters`, { method: 'POST', ...(({ payload, headers }) => ({ body: new Uint8Array(payload), headers }))(upload(name)) });
+        : fetch(`${s.url}/v1/adapters`, { method: 'POST', body: new Uint8Array(payload), headers });
       sent.catch(() => {});
     }
     // r-body: the upload's body stops halfway (the client stalls), so the crash hits mid-body.
