@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { train, TRAIN_DEFAULTS } from '../src/train/index.js';
 import { Engine } from '../src/engine/index.js';
+import { readAdapterFolder } from '../src/lora/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const base = join(root, 'models/loraserve-demo');
@@ -31,7 +32,8 @@ for (const [name, d] of Object.entries(DOMAINS)) {
   });
   // Score: greedy answers to every training question, served by the engine like the server does.
   const engine = await Engine.create({ modelDir: base, slots: 1, maxRank: 32 });
-  engine.slots!.write(1, engine.parseAdapter(readFileSync(join(dir, 'adapter_config.json'), 'utf8'), readFileSync(join(dir, 'adapter_model.safetensors'))));
+  const files = readAdapterFolder(dir);
+  engine.slots!.write(1, engine.parseAdapter(files.config, files.weights));
   const lines = readFileSync(dataPath, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { instruction: string; key: string });
   let hits = 0;
   for (const row of lines) {

@@ -7,9 +7,9 @@
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { writeRandomModel } from '../src/model/random-model.js';
+import { writeRandomModel } from '../src/testing/index.js';
 import { trainByteLevelBpe, train, TRAIN_DEFAULTS, parseLine } from '../src/train/index.js';
-import { CHATML_SPECIALS } from '../src/engine/byte-level-bpe.js';
+import { CHATML_SPECIALS } from '../src/tokenizer/index.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));
 const out = join(root, process.env.DEMO_BASE_OUT ?? 'models/loraserve-demo');

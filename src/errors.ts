@@ -60,6 +60,7 @@ export class AdapterNotFoundError extends define('adapter_not_found', 404, 'not_
 export class InvalidAdapterNameError extends define('invalid_adapter_name', 400, 'invalid_request_error') {}
 export class AdapterLoadFailedError extends define('adapter_load_failed', 422, 'invalid_request_error') {}
 export class AdapterInUseError extends define('adapter_in_use', 409, 'conflict_error') {}
+export class AdaptersDisabledError extends define('adapters_disabled', 400, 'invalid_request_error') {}
 /** A stored adapter whose files changed on disk after upload (truncated, bit-flipped, deleted). */
 export class AdapterCorruptedError extends define('adapter_corrupted', 500, 'server_error') {}
 export class InvalidUploadError extends define('invalid_upload', 400, 'invalid_request_error') {}
@@ -67,6 +68,7 @@ export class PathOutsideRootError extends define('path_outside_root', 403, 'perm
 
 // Requests.
 export class InvalidRequestError extends define('invalid_request', 400, 'invalid_request_error') {}
+export class EmptyPromptError extends define('empty_prompt', 400, 'invalid_request_error') {}
 export class PromptTooLongError extends define('prompt_too_long', 400, 'invalid_request_error') {}
 export class ModelNotFoundError extends define('model_not_found', 404, 'not_found_error') {}
 export class NotFoundError extends define('not_found', 404, 'not_found_error') {}
@@ -78,10 +80,10 @@ export class ShuttingDownError extends define('shutting_down', 503, 'service_una
 export class RequestTimeoutError extends define('request_timeout', 408, 'invalid_request_error') {}
 export class RequestCancelledError extends define('request_cancelled', 499, 'invalid_request_error') {}
 
-// Command line (never sent over HTTP; the status is nominal).
-export class CommandLineError extends define('invalid_argument', 400, 'invalid_request_error') {}
+// Server and CLI configuration (flags, environment, the keys file): the CLI prints one line and exits 2.
+export class ConfigError extends define('invalid_config', 500, 'server_error') {}
 
-// Engine configuration.
+// Engine.
 export class ProviderUnavailableError extends define('provider_unavailable', 500, 'server_error') {}
 export class EngineError extends define('engine_error', 500, 'server_error') {}
 

@@ -1,6 +1,4 @@
-import type { Engine, GenerateRequest } from '../engine/index.js';
-import type { PastView } from '../engine/kv-cache.js';
-import { decodeInputs } from '../engine/step-inputs.js';
+import { decodeInputs, type Engine, type GenerateRequest, type PastView } from '../engine/index.js';
 
 export interface Throughput {
   tokens: number;

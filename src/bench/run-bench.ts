@@ -18,11 +18,13 @@ import { cpus, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { Engine, type EngineOptions, type GenerateRequest } from '../engine/index.js';
-import { loadHfModel, type HfModel } from '../model/index.js';
-import { parseAdapter, writeRandomAdapter, type ParsedAdapter } from '../lora/index.js';
+import { loadHfModel, type HfModel, type QuantizeMode } from '../model/index.js';
+import { parseAdapter, type ParsedAdapter } from '../lora/index.js';
+import { writeGgufLora, writeGgufModel, writeRandomAdapter } from '../testing/index.js';
 import { rng } from '../util/rng.js';
-import { Progress } from '../cli/progress.js';
-import { decodeStepMs, runRequests } from './measure.js';
+import { Progress } from '../util/progress.js';
+import { runLlamaPeer, type LlamaPeerResult } from './llama-peer.js';
+import { decodeStepMs, runRequests, type Latency, type Throughput } from './measure.js';
 import type { RssProbeResult } from './rss-probe.js';
 import { SHAPES, writeShape, type ShapeName } from './shapes.js';
 
@@ -31,6 +33,8 @@ export interface BenchOptions {
   threads?: number;
   /** Run one shape's section only; both by default (the Qwen2.5-0.5B one is skipped by --quick). */
   shape?: ShapeName;
+  /** Base weights of the GPT-2-small section's engines (the Qwen2.5-0.5B section runs every precision). */
+  quantize?: QuantizeMode;
 }
 
 const ADAPTERS = 8;
@@ -88,6 +92,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   const generate = opts.quick ? 16 : 64;
   const serialRequests = opts.quick ? 4 : 8;
   const threads = opts.threads ?? 0;
+  const quantize = opts.quantize ?? null;
   const { targets } = SHAPES[shape];
   log(`writing a ${SHAPES[shape].label}`);
   const modelDir = writeShape(join(dir, shape), shape);
@@ -97,7 +102,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   model.weights.close();
   const ps = prompts(CONCURRENT, promptLen, vocab);
 
-  const lora = await loraEngine(modelDir, adapters, { threads }, targets);
+  const lora = await loraEngine(modelDir, adapters, { threads, quantize }, targets);
   await runRequests(lora, requests([ps[0]!], 4, () => 1), false); // warm-up: ORT's allocations and kernel choice
   log('(a) serial, adapter switched per request');
   const serial = await runRequests(lora, requests(ps.slice(0, serialRequests), generate, () => 1), false, (i) => lora.slots!.write(1, adapters[i % ADAPTERS]!));
@@ -118,7 +123,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   }
   await lora.close();
 
-  const base = await Engine.create({ modelDir, slots: 0, maxBatch: CONCURRENT, threads });
+  const base = await Engine.create({ modelDir, slots: 0, maxBatch: CONCURRENT, threads, quantize });
   await runRequests(base, requests([ps[0]!], 4, () => 0), false);
   log(`(c) the same ${CONCURRENT} requests, no LoRA in the graph`);
   const plain = await runRequests(base, requests(ps, generate, () => 0), true);
@@ -127,14 +132,14 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   await base.close();
 
   log('(d) hetero on an engine built for 64 slots of rank up to 64');
-  const wide = await loraEngine(modelDir, adapters, { threads, slots: 64, maxRank: 64 }, targets);
+  const wide = await loraEngine(modelDir, adapters, { threads, quantize, slots: 64, maxRank: 64 }, targets);
   await runRequests(wide, requests([ps[0]!], 4, () => 1), false);
   const hetero64 = await runRequests(wide, requests(ps, generate, slotOfRow(64)), true);
   await wide.close();
 
   return {
     details: {
-      model: SHAPES[shape].label, adapters: ADAPTERS, rank: RANK, targets, promptTokens: promptLen, generatedTokens: generate, concurrent: CONCURRENT, serialRequests,
+      model: SHAPES[shape].label, base_weights: quantize ?? 'fp32', adapters: ADAPTERS, rank: RANK, targets, promptTokens: promptLen, generatedTokens: generate, concurrent: CONCURRENT, serialRequests,
       serial, hetero, base: plain, hetero_s64_r64: hetero64,
       decode_step_ms: { lora: { cached_64: step64, cached_512: step512 }, base: { cached_64: baseStep64, cached_512: baseStep512 } },
       long_context: long,
@@ -148,41 +153,106 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   };
 }
 
+/** loraserve's base-weight precisions and llama.cpp's weight type that matches each. */
+const PRECISIONS = [
+  { ours: 'fp32', quantize: null, peer: 'F32' },
+  { ours: 'int8', quantize: 'int8', peer: 'Q8_0' },
+  { ours: 'int4', quantize: 'int4', peer: 'Q4_0' },
+] as const;
+
+type Workloads = { single: Throughput; multi_adapter: Throughput & Latency; no_adapter: Throughput };
+
+/**
+ * The Qwen2.5-0.5B shape, loraserve at each precision and llama.cpp at the matching one, on the
+ * same workloads (prompt 32, 32 generated, greedy, EOS ignored): (a) one stream, 4 requests one
+ * after another, each on its adapter; (b) 32 requests over 8 adapters at once; (c) 32 requests
+ * without adapters. Then decode-step times and resident memory.
+ */
 async function qwenSection(dir: string, opts: BenchOptions) {
   const shape = 'qwen2-0.5b';
   const threads = opts.threads ?? 0;
   const { targets } = SHAPES[shape];
+  const base = join(dir, shape);
   log(`writing a ${SHAPES[shape].label} (about a minute)`);
-  const modelDir = writeShape(join(dir, shape), shape);
+  const modelDir = writeShape(join(base, 'model'), shape);
   const model = loadHfModel(modelDir);
-  const adapters = await writeAdapters(join(dir, shape), model, shape);
+  const adapters = await writeAdapters(base, model, shape);
   const vocab = model.dims.vocabSize;
-  model.weights.close();
-  const ps = prompts(CONCURRENT, 64, vocab);
+  const ps = prompts(CONCURRENT, 32, vocab);
   const generate = 32;
-  const engine = await loraEngine(modelDir, adapters, { threads }, targets);
-  await runRequests(engine, requests([ps[0]!], 2, () => 1), false);
-  log('qwen2-0.5b: batch 1, then 32 requests over 8 adapters');
-  const one = await runRequests(engine, requests([ps[0]!], generate, () => 1), false);
-  const all = await runRequests(engine, requests(ps, generate, slotOfRow(ADAPTERS)), true);
-  const rowSlots = ps.map((_, i) => slotOfRow(ADAPTERS)(i));
-  const step64 = await decodeStepMs(engine, rowSlots, 64, 3);
-  const step512 = await decodeStepMs(engine, rowSlots, 512, 3);
-  await engine.close();
-  log('qwen2-0.5b: resident memory of a serving engine, in a child process');
-  const rss = await rssProbe({ modelDir, slots: ADAPTERS, maxRank: RANK, loraModules: [...targets], threads, promptTokens: 64, generate: 8 });
+  const singles = 4;
+  const ours: Record<string, Workloads> = {};
+  const rss: Record<string, RssProbeResult> = {};
+  let steps = { cached_64: 0, cached_512: 0 };
+  for (const p of PRECISIONS) {
+    const engine = await loraEngine(modelDir, adapters, { threads, ...(p.quantize ? { quantize: p.quantize } : {}) }, targets);
+    await runRequests(engine, requests([ps[0]!], 2, () => 1), false);
+    log(`qwen2-0.5b ${p.ours}: one stream, 32 requests over 8 adapters, 32 without`);
+    ours[p.ours] = {
+      single: await runRequests(engine, requests(ps.slice(0, singles), generate, slotOfRow(ADAPTERS)), false),
+      multi_adapter: await runRequests(engine, requests(ps, generate, slotOfRow(ADAPTERS)), true),
+      no_adapter: await runRequests(engine, requests(ps, generate, () => 0), true),
+    };
+    if (p.ours === 'fp32') {
+      const rowSlots = ps.map((_, i) => slotOfRow(ADAPTERS)(i));
+      steps = { cached_64: await decodeStepMs(engine, rowSlots, 64, 3), cached_512: await decodeStepMs(engine, rowSlots, 512, 3) };
+    }
+    await engine.close();
+    log(`qwen2-0.5b ${p.ours}: resident memory of a serving engine, in a child process`);
+    rss[p.ours] = await rssProbe({ modelDir, slots: ADAPTERS, maxRank: RANK, loraModules: [...targets], threads, promptTokens: 32, generate: 8, ...(p.quantize ? { quantize: p.quantize } : {}) });
+  }
+  const peer = await llamaPeer(base, model, modelDir, ps, generate, singles, threads);
+  model.weights.close();
+
+  const fp32 = ours.fp32!;
+  const ratios = (pick: (w: Workloads) => number, peerPick: (r: LlamaPeerResult) => number) => {
+    const best = PRECISIONS.reduce((a, b) => (pick(ours[b.ours]!) > pick(ours[a.ours]!) ? b : a));
+    const against = peer?.[best.peer];
+    return against ? +(pick(ours[best.ours]!) / peerPick(against)).toFixed(3) : null;
+  };
+  const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
   return {
     details: {
-      model: SHAPES[shape].label, adapters: ADAPTERS, rank: RANK, targets, promptTokens: 64, generatedTokens: generate,
-      batch_1: one, batch_32: all, decode_step_ms: { cached_64: step64, cached_512: step512 },
-      rss: { rss_mib: Math.round(rss.rss_bytes / 2 ** 20), weights_f32_mib: Math.round(rss.weights_f32_bytes / 2 ** 20), kv_mib: +(rss.kv_bytes / 2 ** 20).toFixed(1) },
+      model: SHAPES[shape].label, adapters: ADAPTERS, rank: RANK, targets, promptTokens: 32, generatedTokens: generate,
+      loraserve: ours,
+      decode_step_ms: steps,
+      rss_mib: Object.fromEntries(Object.entries(rss).map(([k, r]) => [k, { rss: mib(r.rss_bytes), weights_f32: mib(r.weights_f32_bytes), kv: +(r.kv_bytes / 2 ** 20).toFixed(1) }])),
+      llama_cpp: peer ?? 'not run: node-llama-cpp is not installed (a dev dependency)',
     },
     summary: {
-      qwen_tokens_per_s_batch_1: one.tokens_per_s,
-      qwen_tokens_per_s_batch_32: all.tokens_per_s,
-      rss_vs_weights: +(rss.rss_bytes / rss.weights_f32_bytes).toFixed(3),
+      qwen_tokens_per_s_batch_1: fp32.single.tokens_per_s,
+      qwen_tokens_per_s_batch_32: fp32.multi_adapter.tokens_per_s,
+      rss_vs_weights: +(rss.fp32!.rss_bytes / rss.fp32!.weights_f32_bytes).toFixed(3),
+      peer_multi_adapter_ratio: ratios((w) => w.multi_adapter.tokens_per_s, (r) => r.multiAdapter.tokens_per_s),
+      peer_single_stream_ratio: ratios((w) => w.single.tokens_per_s, (r) => r.single.tokens_per_s),
+      int4_vs_fp32_single: +(ours.int4!.single.tokens_per_s / fp32.single.tokens_per_s).toFixed(3),
+      int4_rss_vs_fp32: +(rss.int4!.rss_bytes / rss.fp32!.rss_bytes).toFixed(3),
     },
   };
+}
+
+/** llama.cpp on the same model and adapters, written as GGUF at each precision; null without node-llama-cpp. */
+async function llamaPeer(dir: string, model: HfModel, modelDir: string, ps: number[][], generate: number, singles: number, threads: number): Promise<Record<string, LlamaPeerResult> | null> {
+  try {
+    await import('node-llama-cpp');
+  } catch {
+    log('llama.cpp peer skipped: node-llama-cpp is not installed');
+    return null;
+  }
+  const ggufAdapters = Array.from({ length: ADAPTERS }, (_, i) => {
+    const path = join(dir, `adapter-${i}.gguf`);
+    writeGgufLora(join(dir, `adapter-${i}`), model, path);
+    return path;
+  });
+  const results: Record<string, LlamaPeerResult> = {};
+  for (const p of PRECISIONS) {
+    const ggufModel = join(dir, `model-${p.peer}.gguf`);
+    log(`llama.cpp ${p.peer}: writing the GGUF, then the same three workloads`);
+    writeGgufModel(modelDir, ggufModel, p.peer);
+    results[p.peer] = await runLlamaPeer({ ggufModel, ggufAdapters, prompts: ps, genTokens: generate, threads: threads || cpus().length, singleRequests: singles });
+    await rm(ggufModel, { force: true });
+  }
+  return results;
 }
 
 /** Runs the benchmark; `details` holds every figure, `summary` the ratios the issues track. */

@@ -1,5 +1,5 @@
-import { bytesToUnicode } from '../engine/byte-level-bpe.js';
-import { writeRandomModel, type RandomModelOptions } from '../model/random-model.js';
+import { writeRandomModel, type RandomModelOptions } from '../testing/index.js';
+import { bytesToUnicode } from '../tokenizer/index.js';
 
 /** Model shapes the benchmark builds with random weights (no model hub is reachable). */
 export const SHAPES = {

@@ -1,27 +1,24 @@
 /**
- * How a command fails: one line on stderr naming the problem, a non-zero exit code, and no stack
- * trace (set LORASERVE_DEBUG=1 to get one). Usage errors exit 2, everything else 1.
+ * How a command fails. A mistake the user can fix (a flag, the keys file, a model or adapter
+ * folder, a dataset, a port already taken) is one line on stderr and exit status 2, no stack
+ * trace; anything else is a bug and keeps its stack trace.
  */
-import { CommandLineError, LoraServeError } from '../errors.js';
+import { LoraServeError } from '../errors.js';
+
+type SystemError = NodeJS.ErrnoException & { address?: string; port?: number };
 
 const oneLine = (s: string) => s.replace(/\s+/g, ' ').trim();
 
-function isUsage(err: unknown): boolean {
-  const code = (err as { code?: unknown })?.code;
-  return err instanceof CommandLineError || (typeof code === 'string' && code.startsWith('ERR_PARSE_ARGS_'));
-}
-
-/** The sentence a user sees for an error that stopped a command. */
-export function failureLine(err: unknown): string {
-  const e = err as NodeJS.ErrnoException & { address?: string; port?: number };
+/** The sentence for a mistake the user can fix, or null when the error is a bug. */
+export function usageLine(err: unknown): string | null {
+  const e = err as SystemError;
   const quoted = () => /'([^']+)'/.exec(e.message)?.[1] ?? '';
   if (e?.code === 'ERR_PARSE_ARGS_UNKNOWN_OPTION') return `unknown option ${quoted()}: see --help for the options`;
   if (e?.code === 'ERR_PARSE_ARGS_UNEXPECTED_POSITIONAL') return `unexpected argument ${quoted()}: options take the form --name value`;
-  if (e?.code === 'EADDRINUSE') return `cannot listen on ${e.address}:${e.port}: the port is already in use`;
-  if (e?.code === 'EACCES' && e.syscall === 'listen') return `cannot listen on ${e.address}:${e.port}: permission denied`;
-  if (!(err instanceof Error)) return oneLine(String(err));
-  const cause = err.cause instanceof Error && err instanceof LoraServeError && !err.message.includes(err.cause.message) ? ` (${err.cause.message})` : '';
-  return oneLine(`${err.message}${cause}`);
+  if (String(e?.code).startsWith('ERR_PARSE_ARGS_')) return oneLine(e.message);
+  if (e?.syscall === 'listen' && e.code === 'EADDRINUSE') return `cannot listen on ${e.address}:${e.port}: the port is already in use`;
+  if (e?.syscall === 'listen' && e.code === 'EACCES') return `cannot listen on ${e.address}:${e.port}: permission denied`;
+  return err instanceof LoraServeError ? oneLine(err.message) : null;
 }
 
 /** Runs a command to completion, or exits with its failure line. */
@@ -29,8 +26,9 @@ export async function runCommand(work: () => Promise<void>): Promise<void> {
   try {
     await work();
   } catch (err) {
-    process.stderr.write(`loraserve: ${failureLine(err)}\n`);
-    if (process.env.LORASERVE_DEBUG) process.stderr.write(`${(err as Error)?.stack ?? String(err)}\n`);
-    process.exit(isUsage(err) ? 2 : 1);
+    const line = usageLine(err);
+    if (line === null) throw err;
+    process.stderr.write(`loraserve: ${line}\n`);
+    process.exit(2);
   }
 }

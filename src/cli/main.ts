@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util';
 import { runCommand } from './fatal.js';
+import { numberFlag } from './flags.js';
 
 const USAGE = `loraserve <command> [options]
 
@@ -12,10 +13,11 @@ commands:
            the summary object is printed last)
            --quick   small run (GPT-2-small shape only), about a minute on 2 cores
            --shape gpt2-small|qwen2-0.5b   one shape's section only
+           --quantize int8|int4   base weights of the GPT-2-small section (the Qwen2.5-0.5B one runs all)
            --threads N`;
 
-// Each command imports what it needs when it runs: serving never loads TensorFlow.js, and a bad
-// flag is reported before any model library loads.
+// Each command imports what it needs when it runs: serving never loads TensorFlow.js or the
+// benchmark's peer, and a bad flag is reported before any model library loads.
 async function main(argv: string[]): Promise<void> {
   const [command, ...rest] = argv;
   switch (command) {
@@ -36,14 +38,21 @@ async function main(argv: string[]): Promise<void> {
       return;
     }
     case 'bench': {
-      const { values } = parseArgs({ args: rest, options: { quick: { type: 'boolean', default: false }, threads: { type: 'string' }, shape: { type: 'string' } } });
+      const { values } = parseArgs({ args: rest, options: { quick: { type: 'boolean', default: false }, threads: { type: 'string' }, shape: { type: 'string' }, quantize: { type: 'string' } } });
       const { runBench, SHAPES } = await import('../bench/index.js');
+      const { QUANTIZE_MODES } = await import('../model/index.js');
       if (values.shape !== undefined && !(values.shape in SHAPES)) {
         process.stderr.write(`--shape must be one of ${Object.keys(SHAPES).join(', ')}\n`);
         process.exitCode = 2;
         return;
       }
-      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? Number(values.threads) : undefined, shape: values.shape as keyof typeof SHAPES | undefined });
+      const quantize = QUANTIZE_MODES.find((m) => m === values.quantize);
+      if (values.quantize !== undefined && !quantize) {
+        process.stderr.write(`--quantize must be one of ${QUANTIZE_MODES.join(', ')}\n`);
+        process.exitCode = 2;
+        return;
+      }
+      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? numberFlag(values.threads, 'threads') : undefined, shape: values.shape as keyof typeof SHAPES | undefined, quantize });
       process.stdout.write(`${JSON.stringify(result.details, null, 2)}\n${JSON.stringify(result.summary)}\n`);
       return;
     }

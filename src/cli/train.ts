@@ -1,5 +1,9 @@
 import { parseArgs } from 'node:util';
+import { ConfigError } from '../errors.js';
 import { train, TRAIN_DEFAULTS, type TrainOptions } from '../train/index.js';
+import { numberFlag } from './flags.js';
+
+const SCHEDULES: ReadonlyArray<TrainOptions['schedule']> = ['cosine', 'linear', 'constant'];
 
 export const TRAIN_USAGE = `loraserve train --model DIR --data FILE.jsonl --out DIR [options]
 
@@ -29,17 +33,24 @@ export async function trainCommand(args: string[]): Promise<void> {
     if (!values.help) process.exitCode = 2;
     return;
   }
-  const num = (v: string | undefined, fallback: number) => (v === undefined ? fallback : Number(v));
+  const num = (flag: keyof typeof values, fallback: number) => {
+    const raw = values[flag];
+    return typeof raw === 'string' ? numberFlag(raw, flag) : fallback;
+  };
+  const schedule = (values.schedule ?? TRAIN_DEFAULTS.schedule) as TrainOptions['schedule'];
+  if (!SCHEDULES.includes(schedule)) {
+    throw new ConfigError(`--schedule must be ${SCHEDULES.join(', ')}, not "${schedule}"`, { param: 'schedule' });
+  }
   const options: TrainOptions = {
     ...TRAIN_DEFAULTS,
     modelDir: values.model, dataPath: values.data, outDir: values.out, full: values.full ?? false,
-    r: num(values.r, TRAIN_DEFAULTS.r), alpha: num(values.alpha, TRAIN_DEFAULTS.alpha), dropout: num(values.dropout, TRAIN_DEFAULTS.dropout),
+    r: num('r', TRAIN_DEFAULTS.r), alpha: num('alpha', TRAIN_DEFAULTS.alpha), dropout: num('dropout', TRAIN_DEFAULTS.dropout),
     targetModules: values.target === undefined ? TRAIN_DEFAULTS.targetModules : values.target === 'all-linear' ? 'all-linear' : values.target.split(','),
-    useRslora: values.rslora ?? false, epochs: num(values.epochs, TRAIN_DEFAULTS.epochs), learningRate: num(values.lr, TRAIN_DEFAULTS.learningRate),
-    batchSize: num(values.batch, TRAIN_DEFAULTS.batchSize), gradAccum: num(values['grad-accum'], TRAIN_DEFAULTS.gradAccum),
-    weightDecay: num(values['weight-decay'], TRAIN_DEFAULTS.weightDecay), warmupRatio: num(values.warmup, TRAIN_DEFAULTS.warmupRatio),
-    schedule: (values.schedule ?? TRAIN_DEFAULTS.schedule) as TrainOptions['schedule'], valSplit: num(values['val-split'], TRAIN_DEFAULTS.valSplit), valDataPath: values['val-data'],
-    maxSeq: num(values['max-seq'], TRAIN_DEFAULTS.maxSeq), seed: num(values.seed, TRAIN_DEFAULTS.seed),
+    useRslora: values.rslora ?? false, epochs: num('epochs', TRAIN_DEFAULTS.epochs), learningRate: num('lr', TRAIN_DEFAULTS.learningRate),
+    batchSize: num('batch', TRAIN_DEFAULTS.batchSize), gradAccum: num('grad-accum', TRAIN_DEFAULTS.gradAccum),
+    weightDecay: num('weight-decay', TRAIN_DEFAULTS.weightDecay), warmupRatio: num('warmup', TRAIN_DEFAULTS.warmupRatio),
+    schedule, valSplit: num('val-split', TRAIN_DEFAULTS.valSplit), valDataPath: values['val-data'],
+    maxSeq: num('max-seq', TRAIN_DEFAULTS.maxSeq), seed: num('seed', TRAIN_DEFAULTS.seed),
   };
   const result = await train(options);
   const last = result.trainLoss.at(-1);

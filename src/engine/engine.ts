@@ -1,11 +1,11 @@
-import { ModelConfigError, PromptTooLongError } from '../errors.js';
-import { buildGraph, INPUT, loadHfModel, OUTPUT, type HfModel } from '../model/index.js';
+import { ConfigError, EmptyPromptError, PromptTooLongError } from '../errors.js';
+import { buildGraph, INPUT, loadHfModel, OUTPUT, quantizeBase, type BaseQuantization, type HfModel, type QuantizeMode } from '../model/index.js';
 import { SlotTable, selectModules, parseAdapter, type ParsedAdapter } from '../lora/index.js';
 import { OnnxSession, type ExecutionProvider, type HostTensor } from './onnx-backend.js';
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from './scheduler.js';
 import type { Generation } from './generation.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
-import { Tokenizer } from './tokenizer.js';
+import { Tokenizer } from '../tokenizer/index.js';
 
 export interface EngineOptions {
   modelDir: string;
@@ -22,6 +22,10 @@ export interface EngineOptions {
   prefillChunk?: number;
   maxContext?: number;
   threads?: number;
+  /** Weight-only quantization of the base model's linear layers and LM head; null keeps float32. */
+  quantize?: QuantizeMode | null;
+  /** Where quantized weights are cached between starts; null: `.loraserve-cache` in the model folder. */
+  quantCacheDir?: string | null;
 }
 
 export interface GenerateRequest {
@@ -47,20 +51,23 @@ export class Engine {
     readonly slots: SlotTable | null,
     readonly scheduler: Scheduler,
     readonly options: Required<EngineOptions>,
+    /** The quantized base weights in use, or null for float32. */
+    readonly quantization: BaseQuantization | null,
   ) {}
 
   static async create(options: EngineOptions): Promise<Engine> {
     const model = loadHfModel(options.modelDir);
     const opts: Required<EngineOptions> = {
-      provider: 'cpu', slots: 8, maxRank: 16, loraModules: 'all-linear', maxBatch: 32, maxBatchTokens: 4096, prefillChunk: 512, threads: 0,
+      provider: 'cpu', slots: 8, maxRank: 16, loraModules: 'all-linear', maxBatch: 32, maxBatchTokens: 4096, prefillChunk: 512, threads: 0, quantize: null, quantCacheDir: null,
       ...options,
       maxContext: Math.min(options.maxContext ?? model.dims.maxPositions, model.dims.maxPositions),
     };
     const tokenizer = await Tokenizer.load(model.dir);
     const layout = opts.slots > 0 && opts.maxRank > 0 ? { slots: opts.slots + 1, maxRank: opts.maxRank } : null;
     const loraLinears = selectModules(model.linears, opts.loraModules);
-    if (layout && loraLinears.length === 0) throw new ModelConfigError(`--lora-modules ${JSON.stringify(opts.loraModules)} names no linear layer of ${model.id}`);
-    const graph = buildGraph(model, layout, new Set(loraLinears.map((m) => m.name)));
+    if (layout && loraLinears.length === 0) throw new ConfigError(`--lora-modules ${JSON.stringify(opts.loraModules)} names no linear layer of ${model.id}`);
+    const quantization = opts.quantize ? await quantizeBase(model, opts.quantize, opts.quantCacheDir ?? undefined) : null;
+    const graph = buildGraph(model, layout, new Set(loraLinears.map((m) => m.name)), quantization);
     const session = await OnnxSession.create(graph, { provider: opts.provider, threads: opts.threads });
     const slots = layout ? new SlotTable(layout, loraLinears) : null;
     const eos = new Set(model.generation.eosTokenIds);
@@ -68,7 +75,7 @@ export class Engine {
     const limits: SchedulerLimits = { maxBatch: opts.maxBatch, maxBatchTokens: opts.maxBatchTokens, maxContext: opts.maxContext, prefillChunk: Math.min(opts.prefillChunk, opts.maxBatchTokens) };
     let engine: Engine;
     const scheduler = new Scheduler((input) => engine.forward(input), model.dims, limits, eos, (ids) => tokenizer.decode(ids));
-    engine = new Engine(model, tokenizer, session, graph.tokenEmbedding, slots, scheduler, opts);
+    engine = new Engine(model, tokenizer, session, graph.tokenEmbedding, slots, scheduler, opts, quantization);
     return engine;
   }
 
@@ -81,7 +88,7 @@ export class Engine {
   /** Queues a request; its tokens stream from the returned Generation. */
   generate(req: GenerateRequest): Generation {
     const room = this.options.maxContext - req.promptTokens.length;
-    if (req.promptTokens.length === 0) throw new PromptTooLongError('the prompt is empty', { param: 'messages' });
+    if (req.promptTokens.length === 0) throw new EmptyPromptError('the prompt is empty', { param: 'messages' });
     if (room < 1) {
       throw new PromptTooLongError(`the prompt is ${req.promptTokens.length} tokens; this model's context holds ${this.options.maxContext}`, { param: 'messages' });
     }

@@ -1,7 +1,9 @@
 export { Engine, type EngineOptions, type GenerateRequest } from './engine.js';
 export { Generation, type GenerationResult, type FinishReason } from './generation.js';
-export { Tokenizer, type ChatMessage } from './tokenizer.js';
 export { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
 export { availableProviders, type ExecutionProvider } from './onnx-backend.js';
 export type { SchedulerLimits } from './scheduler.js';
 export type { ForwardInput, ForwardOutput } from './scheduler.js';
+// The benchmark drives decode steps by hand with the scheduler's own input builder.
+export type { PastView } from './kv-cache.js';
+export { decodeInputs } from './step-inputs.js';

@@ -1,5 +1,5 @@
 import type { Generation } from './generation.js';
-import { IncrementalDetokenizer } from './detokenizer.js';
+import { IncrementalDetokenizer } from '../tokenizer/index.js';
 import { Sampler, type SamplingParams } from './sampler.js';
 import { StopMatcher } from './stop-matcher.js';
 

@@ -12,13 +12,18 @@
  *   answers "not found"); one that fails on a sealed adapter's files is corruption at rest.
  * - Entries are keyed by adapter version, so a replaced adapter's running requests finish on the
  *   old weights while new requests load the new ones.
- * - The base model is slot 0, a pseudo-adapter that is always resident.
+ * - The base model is slot 0, a pseudo-adapter that is always resident. An engine without adapter
+ *   slots gets no cache at all (the server refuses adapter requests instead of waiting forever).
  */
 import { LRUCache } from 'lru-cache';
 import { AdapterCorruptedError, AdapterInUseError, AdapterLoadFailedError, LoraServeError, RequestCancelledError } from '../errors.js';
 import type { ParsedAdapter } from './adapter.js';
-import type { AdapterStore, StoredAdapter } from './adapter-store.js';
+import { versionKey, type AdapterStore, type StoredAdapter } from './adapter-store.js';
 import type { SlotTable } from './slot-table.js';
+
+/** The parts of the store and of the slot table the cache uses (unit tests pass fakes). */
+export type CacheSource = Pick<AdapterStore, 'get' | 'require' | 'read'>;
+export type CacheSlots = Pick<SlotTable, 'slots' | 'write' | 'clear'>;
 
 export type Tier = 'disk' | 'host' | 'device';
 
@@ -40,67 +45,76 @@ interface Slot {
   loading: boolean;
 }
 
+export interface CacheOccupancy {
+  /** Adapter slots on the device (slot 0, the base model, not counted). */
+  capacity: number;
+  used: number;
+  pinned: number;
+  /** Bytes of parsed adapters held in host memory. */
+  hostBytes: number;
+  /** Requests waiting for a slot. */
+  queued: number;
+  /** Names in device slots and names waited for (the gateway metrics). */
+  running: string[];
+  waiting: string[];
+}
+
 export interface Lease {
   slot: number;
   name: string;
   release(): void;
 }
 
-const keyOf = (e: StoredAdapter) => `${e.name}@${e.version}`;
+const cancelled = () => new RequestCancelledError('the request was cancelled while waiting for an adapter slot');
+
+/** A host-tier entry; its key is the version key, the name lets `forget` find every version. */
+interface HostEntry {
+  name: string;
+  adapter: ParsedAdapter;
+}
 
 export class AdapterCache {
-  private readonly host: LRUCache<string, ParsedAdapter>;
+  private readonly host: LRUCache<string, HostEntry>;
   private readonly slots: Slot[];
   private readonly loads = new Map<string, Promise<number>>();
   private waiters: Array<{ name: string; wake: () => void }> = [];
   private clock = 0;
 
   constructor(
-    private readonly store: AdapterStore,
-    private readonly table: SlotTable | null,
+    private readonly store: CacheSource,
+    private readonly table: CacheSlots,
     hostBytes: number,
     private readonly parse: (config: string, weights: Uint8Array) => ParsedAdapter,
     private readonly events: CacheEvents,
   ) {
-    this.host = new LRUCache<string, ParsedAdapter>({
+    this.host = new LRUCache<string, HostEntry>({
       maxSize: Math.max(1, hostBytes),
-      sizeCalculation: (a) => Math.max(1, a.bytes),
+      sizeCalculation: (e) => Math.max(1, e.adapter.bytes),
       dispose: (_v, _k, reason) => {
         if (reason === 'evict') this.events.evict('host');
       },
     });
-    this.slots = Array.from({ length: table ? table.slots : 1 }, () => ({ key: null, name: null, pins: 0, lastUsed: 0, loading: false }));
+    this.slots = Array.from({ length: table.slots }, () => ({ key: null, name: null, pins: 0, lastUsed: 0, loading: false }));
   }
 
-  /** Adapter slots the engine has (slot 0, the base model, not counted). */
-  get capacity(): number {
-    return this.slots.length - 1;
-  }
-
-  get hostBytes(): number {
-    return this.host.calculatedSize;
-  }
-
-  /** Names in device slots and names waiting for one (for the gateway metrics). */
-  occupancy(): { running: string[]; waiting: string[]; used: number; pinned: number } {
+  occupancy(): CacheOccupancy {
     const inSlots = this.slots.slice(1).filter((s) => s.name);
     return {
-      running: [...new Set(inSlots.map((s) => s.name!))],
-      waiting: [...new Set(this.waiters.map((w) => w.name))],
+      capacity: this.slots.length - 1,
       used: inSlots.length,
       pinned: inSlots.filter((s) => s.pins > 0).length,
+      hostBytes: this.host.calculatedSize,
+      queued: this.waiters.length,
+      running: [...new Set(inSlots.map((s) => s.name!))],
+      waiting: [...new Set(this.waiters.map((w) => w.name))],
     };
-  }
-
-  get waiting(): number {
-    return this.waiters.length;
   }
 
   /** Where an adapter's current version sits now, and in which slot if on the device. */
   tierOf(name: string): { tier: Tier; slot: number | null } {
     const entry = this.store.get(name);
     if (!entry) return { tier: 'disk', slot: null };
-    const key = keyOf(entry);
+    const key = versionKey(entry);
     const slot = this.slots.findIndex((s, i) => i > 0 && s.key === key && !s.loading);
     if (slot > 0) return { tier: 'device', slot };
     return { tier: this.host.has(key) ? 'host' : 'disk', slot: null };
@@ -112,9 +126,9 @@ export class AdapterCache {
    */
   async acquire(name: string, signal?: AbortSignal): Promise<Lease> {
     for (;;) {
-      signal?.throwIfAborted();
+      if (signal?.aborted) throw cancelled();
       const entry = this.store.require(name);
-      const key = keyOf(entry);
+      const key = versionKey(entry);
       const hit = this.slots.findIndex((s, i) => i > 0 && s.key === key && !s.loading);
       if (hit > 0) {
         this.events.hit('device');
@@ -136,8 +150,9 @@ export class AdapterCache {
       const load = this.load(entry, key, victim);
       this.loads.set(key, load);
       try {
-        const slot = await load;
-        return this.pin(slot, name);
+        // The load pinned the slot for this caller the moment it finished: between that and this
+        // continuation another acquire could otherwise take the slot for a different adapter.
+        return this.lease(await load, name);
       } catch (err) {
         if (!this.isCurrent(entry)) continue;
         this.events.failed(name, err instanceof LoraServeError ? err.code : 'adapter_load_failed');
@@ -149,8 +164,13 @@ export class AdapterCache {
   }
 
   private pin(slot: number, name: string): Lease {
+    this.slots[slot]!.pins++;
+    return this.lease(slot, name);
+  }
+
+  /** A lease on a slot whose pin the caller has already counted. */
+  private lease(slot: number, name: string): Lease {
     const s = this.slots[slot]!;
-    s.pins++;
     s.lastUsed = ++this.clock;
     let released = false;
     return {
@@ -173,7 +193,7 @@ export class AdapterCache {
 
   private currentKey(name: string): string | null {
     const e = this.store.get(name);
-    return e ? keyOf(e) : null;
+    return e ? versionKey(e) : null;
   }
 
   /** A free slot, else the least recently used unpinned one; -1 when all are pinned or loading. */
@@ -188,6 +208,7 @@ export class AdapterCache {
     return best;
   }
 
+  /** Loads into `slot` and pins it once for the caller (see `acquire`). */
   private async load(entry: StoredAdapter, key: string, slot: number): Promise<number> {
     const s = this.slots[slot]!;
     if (s.key !== null) this.events.evict('device');
@@ -196,22 +217,23 @@ export class AdapterCache {
     s.name = entry.name;
     s.loading = true;
     try {
-      let parsed = this.host.get(key);
+      let parsed = this.host.get(key)?.adapter;
       if (parsed) this.events.hit('host');
       else {
         this.events.miss('host');
         const files = await this.store.read(entry);
         parsed = this.parse(files.config, files.weights);
-        this.host.set(key, parsed);
+        this.host.set(key, { name: entry.name, adapter: parsed });
       }
-      this.table!.write(slot, parsed);
+      this.table.write(slot, parsed);
       s.loading = false;
+      s.pins++;
       return slot;
     } catch (err) {
       s.key = null;
       s.name = null;
       s.loading = false;
-      this.table?.clear(slot);
+      this.table.clear(slot);
       this.wakeWaiters();
       if (err instanceof AdapterCorruptedError) throw err;
       // A sealed adapter passed validation at upload: if it no longer parses, its files changed.
@@ -232,7 +254,7 @@ export class AdapterCache {
       };
       const onAbort = () => {
         this.waiters = this.waiters.filter((w) => w !== waiter);
-        reject(new RequestCancelledError('the request was cancelled while waiting for an adapter slot'));
+        reject(cancelled());
       };
       signal?.addEventListener('abort', onAbort, { once: true });
       this.waiters.push(waiter);
@@ -253,7 +275,7 @@ export class AdapterCache {
   /** Drops an adapter from both tiers; refuses while requests are using it. */
   unload(name: string): void {
     const entry = this.store.require(name);
-    const key = keyOf(entry);
+    const key = versionKey(entry);
     const i = this.slots.findIndex((s, j) => j > 0 && s.key === key);
     if (i > 0 && (this.slots[i]!.pins > 0 || this.slots[i]!.loading)) {
       throw new AdapterInUseError(`adapter "${name}" is serving requests; unload it when they finish`);
@@ -268,7 +290,8 @@ export class AdapterCache {
    */
   forget(name: string): void {
     const currentKey = this.currentKey(name);
-    for (const key of [...this.host.keys()]) if (key.startsWith(`${name}@`) && key !== currentKey) this.host.delete(key);
+    const stale = [...this.host.entries()].filter(([key, e]) => e.name === name && key !== currentKey).map(([key]) => key);
+    for (const key of stale) this.host.delete(key);
     this.slots.forEach((s, i) => {
       if (i > 0 && s.name === name && s.key !== currentKey && s.pins === 0 && !s.loading) this.freeSlot(i);
     });
@@ -278,7 +301,7 @@ export class AdapterCache {
     const s = this.slots[i]!;
     s.key = null;
     s.name = null;
-    this.table?.clear(i);
+    this.table.clear(i);
     this.wakeWaiters();
   }
 }

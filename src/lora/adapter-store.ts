@@ -20,10 +20,9 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { join, resolve, sep } from 'node:path';
 import { AdapterCorruptedError, AdapterLoadFailedError, AdapterNotFoundError, InvalidAdapterNameError, InvalidUploadError, PathOutsideRootError } from '../errors.js';
 import { checkManifest, MANIFEST_FILE, manifestOf } from './adapter-manifest.js';
+import { CONFIG_FILE, WEIGHTS_FILE, type AdapterFiles } from './peft-format.js';
 
 export const ADAPTER_NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
-export const CONFIG_FILE = 'adapter_config.json';
-export const WEIGHTS_FILE = 'adapter_model.safetensors';
 /** A random id per write: what replicas sharing the store compare to notice a replace. */
 export const VERSION_FILE = 'loraserve-version';
 
@@ -49,10 +48,8 @@ export interface StoredAdapter {
   sealed: boolean;
 }
 
-export interface AdapterFiles {
-  config: string;
-  weights: Uint8Array;
-}
+/** What caches key one version of an adapter by. */
+export const versionKey = (e: Pick<StoredAdapter, 'name' | 'version'>): string => `${e.name}@${e.version}`;
 
 /**
  * Temp names in the store root: `.upload-<name>-<hex>` (being written), `.old-<name>-<hex>`

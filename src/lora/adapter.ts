@@ -1,6 +1,8 @@
 import { AdapterBaseMismatchError, AdapterRankTooLargeError, AdapterUnsupportedFeatureError, AdapterWeightsError, LoraServeError } from '../errors.js';
 import { parseSafetensorsBuffer, type HfModel, type LinearModule } from '../model/index.js';
+import { summarizeAdapter, type AdapterSummary } from './adapter-summary.js';
 import { parsePeftConfig, type PeftLoraConfig } from './peft-config.js';
+import { KEY_PREFIX as PREFIX } from './peft-format.js';
 import { resolveTargets } from './targets.js';
 
 /** One adapted linear layer in the layout the engine's slots take. */
@@ -14,19 +16,6 @@ export interface SlotModule {
   bias: Float32Array | null;
 }
 
-export interface AdapterSummary {
-  r: number;
-  loraAlpha: number;
-  useRslora: boolean;
-  bias: PeftLoraConfig['bias'];
-  /** Distinct module names adapted (the last path component), e.g. ["q_proj", "v_proj"]. */
-  targetModules: string[];
-  /** Largest rank over the adapted modules (rank_pattern may raise some). */
-  maxRank: number;
-  adaptedLayers: number;
-  baseModelNameOrPath: string | null;
-}
-
 /** A validated adapter, ready to be written into a slot. */
 export interface ParsedAdapter {
   config: PeftLoraConfig;
@@ -37,7 +26,6 @@ export interface ParsedAdapter {
   bytes: number;
 }
 
-const PREFIX = 'base_model.model.';
 /** `<module>.lora_A[.<adapter name>].weight` and friends. */
 const LORA_KEY = /^(.+)\.(lora_A|lora_B)(?:\.([^.]+))?\.(weight|bias)$/;
 
@@ -97,7 +85,7 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
     throw err instanceof LoraServeError ? err : new AdapterWeightsError('adapter_model.safetensors could not be read', { cause: err });
   }
   const present = classifyKeys(file.header.tensors.keys(), byName);
-  const targeted = resolveTargets(config, model.linears, String(model.config.model_type ?? model.arch.family));
+  const targeted = resolveTargets(config, model);
   if (targeted.length === 0) throw new AdapterBaseMismatchError(`target_modules ${JSON.stringify(config.targetModules)} matches no linear layer of the base model`, { param: 'target_modules' });
   const targetedNames = new Set(targeted.map((t) => t.module.name));
   for (const [name, t] of present) {
@@ -111,7 +99,6 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
   }
   const modules = new Map<string, SlotModule>();
   let bytes = 0;
-  let maxSeen = 0;
   const shapeOf = (key: string) => file.header.tensors.get(key)!.shape;
   const read = (key: string) => {
     try {
@@ -156,7 +143,6 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
     }
     const slot: SlotModule = { rank, a: read(t.A), b: transpose(read(t.B), module.outFeatures, rank, scale), bias };
     bytes += (slot.a.length + slot.b.length + (bias?.length ?? 0)) * 4;
-    maxSeen = Math.max(maxSeen, rank);
     modules.set(module.name, slot);
   }
   // Trained biases of linear layers that carry no LoRA (bias="all").
@@ -169,20 +155,5 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
     modules.set(name, { rank: 0, a: new Float32Array(0), b: new Float32Array(0), bias });
     bytes += bias.byteLength;
   }
-  const names = [...new Set(targeted.map((t) => t.module.name.split('.').pop()!))];
-  return {
-    config,
-    modules,
-    bytes,
-    summary: {
-      r: config.r,
-      loraAlpha: config.loraAlpha,
-      useRslora: config.useRslora,
-      bias: config.bias,
-      targetModules: names,
-      maxRank: maxSeen,
-      adaptedLayers: targeted.length,
-      baseModelNameOrPath: config.baseModelNameOrPath,
-    },
-  };
+  return { config, modules, bytes, summary: summarizeAdapter(config, targeted) };
 }

@@ -1,9 +1,18 @@
-export { parsePeftConfig, type PeftLoraConfig } from './peft-config.js';
+export { parsePeftConfig, loraScale, type PeftLoraConfig } from './peft-config.js';
 export { resolveTargets, selectModules, type TargetedModule } from './targets.js';
-export { parseAdapter, type ParsedAdapter, type SlotModule, type AdapterSummary } from './adapter.js';
+export { parseAdapter, type ParsedAdapter, type SlotModule } from './adapter.js';
+export { summarizeAdapterConfig, type AdapterSummary } from './adapter-summary.js';
 export { SlotTable } from './slot-table.js';
 export { writePeftAdapter, peftConfig, type PeftAdapterFiles } from './peft-writer.js';
-export { writeRandomAdapter, type LoraModuleWeights } from './random-adapter.js';
-export { AdapterStore, checkAdapterName, ADAPTER_NAME, CONFIG_FILE, WEIGHTS_FILE, type StoredAdapter, type AdapterFiles } from './adapter-store.js';
-export { AdapterCache, type Lease, type Tier, type CacheEvents } from './adapter-cache.js';
+export { CONFIG_FILE, WEIGHTS_FILE, readAdapterFolder, type AdapterFiles } from './peft-format.js';
+export { AdapterStore, checkAdapterName, versionKey, ADAPTER_NAME, type StoredAdapter, type StoreStartup } from './adapter-store.js';
+export {
+  AdapterCache,
+  type Lease,
+  type Tier,
+  type CacheEvents,
+  type CacheOccupancy,
+  type CacheSource,
+  type CacheSlots,
+} from './adapter-cache.js';
 export { mergeAdapter } from './merge.js';

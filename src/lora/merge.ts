@@ -4,18 +4,17 @@
  * Hugging Face folder that serves on its own. The adapter goes through the same validation and
  * slot conversion as serving, so merged and unmerged outputs agree by construction of one path.
  */
-import { copyFileSync, existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { loadHfModel, writeSafetensors, type TensorToWrite } from '../model/index.js';
+import { copyModelSideFiles, loadHfModel, writeSafetensors, type TensorToWrite } from '../model/index.js';
 import { parseAdapter } from './adapter.js';
-import { CONFIG_FILE, WEIGHTS_FILE } from './adapter-store.js';
-
-const COPIED = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+import { readAdapterFolder } from './peft-format.js';
 
 export async function mergeAdapter(modelDir: string, adapterDir: string, outDir: string): Promise<{ mergedModules: number }> {
   const model = loadHfModel(modelDir);
   try {
-    const adapter = parseAdapter(readFileSync(join(adapterDir, CONFIG_FILE), 'utf8'), readFileSync(join(adapterDir, WEIGHTS_FILE)), model, Number.MAX_SAFE_INTEGER);
+    const files = readAdapterFolder(adapterDir);
+    const adapter = parseAdapter(files.config, files.weights, model, Number.MAX_SAFE_INTEGER);
     const tensors: Record<string, TensorToWrite> = {};
     for (const name of model.weights.names()) tensors[name] = { dtype: 'F32', shape: model.weights.ref(name).shape, data: model.weights.readF32(name) };
     for (const m of model.linears) {
@@ -38,7 +37,7 @@ export async function mergeAdapter(modelDir: string, adapterDir: string, outDir:
     }
     mkdirSync(outDir, { recursive: true });
     await writeSafetensors(join(outDir, 'model.safetensors'), tensors, { format: 'pt' });
-    for (const f of COPIED) if (existsSync(join(model.dir, f))) copyFileSync(join(model.dir, f), join(outDir, f));
+    copyModelSideFiles(model.dir, outDir);
     return { mergedModules: adapter.modules.size };
   } finally {
     model.weights.close();

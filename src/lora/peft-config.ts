@@ -22,6 +22,11 @@ export interface PeftLoraConfig {
   taskType: string | null;
 }
 
+/** PEFT's scaling of B·A: alpha / r, or alpha / √r with rsLoRA. */
+export function loraScale(alpha: number, r: number, useRslora: boolean): number {
+  return useRslora ? alpha / Math.sqrt(r) : alpha / r;
+}
+
 const fail = (msg: string, field: string): never => {
   throw new AdapterConfigError(`adapter_config.json: ${msg}`, { param: field });
 };

@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { writeSafetensors, type TensorToWrite } from '../model/index.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
+import { CONFIG_FILE, KEY_PREFIX, WEIGHTS_FILE } from './peft-format.js';
 
 export interface PeftAdapterFiles {
   /** adapter_config.json fields as PEFT writes them (snake_case). */
@@ -40,10 +41,10 @@ export async function writePeftAdapter(dir: string, files: PeftAdapterFiles): Pr
   await mkdir(dir, { recursive: true });
   const tensors: Record<string, TensorToWrite> = {};
   for (const [name, m] of files.modules) {
-    tensors[`base_model.model.${name}.lora_A.weight`] = { dtype: 'F32', shape: [m.rank, m.inFeatures], data: m.A };
-    tensors[`base_model.model.${name}.lora_B.weight`] = { dtype: 'F32', shape: [m.outFeatures, m.rank], data: m.B };
-    if (m.bias) tensors[`base_model.model.${name}.bias`] = { dtype: 'F32', shape: [m.outFeatures], data: m.bias };
+    tensors[`${KEY_PREFIX}${name}.lora_A.weight`] = { dtype: 'F32', shape: [m.rank, m.inFeatures], data: m.A };
+    tensors[`${KEY_PREFIX}${name}.lora_B.weight`] = { dtype: 'F32', shape: [m.outFeatures, m.rank], data: m.B };
+    if (m.bias) tensors[`${KEY_PREFIX}${name}.bias`] = { dtype: 'F32', shape: [m.outFeatures], data: m.bias };
   }
-  await writeSafetensors(join(dir, 'adapter_model.safetensors'), tensors);
-  await writeFileAtomic(join(dir, 'adapter_config.json'), JSON.stringify(files.config, null, 2));
+  await writeSafetensors(join(dir, WEIGHTS_FILE), tensors);
+  await writeFileAtomic(join(dir, CONFIG_FILE), JSON.stringify(files.config, null, 2));
 }

@@ -1,7 +1,7 @@
 import { AdapterConfigError } from '../errors.js';
-import type { LinearModule } from '../model/index.js';
+import type { HfModel, LinearModule } from '../model/index.js';
 import { execAll, RegexBudgetError } from '../util/bounded-regex.js';
-import type { PeftLoraConfig } from './peft-config.js';
+import { loraScale, type PeftLoraConfig } from './peft-config.js';
 
 /** PEFT's default target_modules when a config leaves them null, by model_type. */
 const DEFAULT_TARGETS: Record<string, string[]> = {
@@ -76,20 +76,20 @@ function patternValue(re: ModuleRegexes, patterns: Record<string, number>, name:
 export interface TargetedModule {
   module: LinearModule;
   rank: number;
-  /** alpha / r, or alpha / √r with rsLoRA. */
+  /** `loraScale` of its alpha and rank. */
   scale: number;
 }
 
 /** The base model's linear layers this adapter config adapts, with their rank and scale. */
-export function resolveTargets(c: PeftLoraConfig, linears: LinearModule[], modelType: string): TargetedModule[] {
-  const targets = c.targetModules ?? DEFAULT_TARGETS[modelType] ?? [];
+export function resolveTargets(c: PeftLoraConfig, model: Pick<HfModel, 'linears' | 'config' | 'arch'>): TargetedModule[] {
+  const targets = c.targetModules ?? DEFAULT_TARGETS[String(model.config.model_type ?? model.arch.family)] ?? [];
   const out: TargetedModule[] = [];
-  const re = new ModuleRegexes(linears.map((m) => m.name));
-  for (const module of linears) {
+  const re = new ModuleRegexes(model.linears.map((m) => m.name));
+  for (const module of model.linears) {
     if (!isTargeted(c, re, targets, module.name) || isExcluded(c, re, module.name)) continue;
     const rank = patternValue(re, c.rankPattern, module.name, 'rank_pattern') ?? c.r;
     const alpha = patternValue(re, c.alphaPattern, module.name, 'alpha_pattern') ?? c.loraAlpha;
-    out.push({ module, rank, scale: c.useRslora ? alpha / Math.sqrt(rank) : alpha / rank });
+    out.push({ module, rank, scale: loraScale(alpha, rank, c.useRslora) });
   }
   return out;
 }

@@ -2,11 +2,15 @@ import { GraphBuilder } from './graph-builder.js';
 import { GraphOps, type LoraLayout } from './graph-ops.js';
 import type { HfModel } from './hf-model.js';
 import { encodeModel } from './onnx-proto.js';
+import type { BaseQuantization } from './quantize-model.js';
 
 export interface BuiltGraph {
   /** Encoded ONNX model whose initializers are external data in `externalDir`. */
   bytes: Uint8Array;
-  /** The model folder: the safetensors files are referenced there, in place. */
+  /**
+   * The folder ORT resolves external data against: the model folder, or above it when the
+   * quantization cache lies elsewhere. Weights are referenced in place, never copied.
+   */
   externalDir: string;
   /** The weight whose rows the caller feeds as `inputs_embeds`. */
   tokenEmbedding: string;
@@ -14,10 +18,13 @@ export interface BuiltGraph {
 
 export const OPSET = 17;
 
-/** The decoder graph for one model: one step of the batch, with KV cache and optional LoRA slots. */
-export function buildGraph(model: HfModel, lora: LoraLayout | null, loraModules?: ReadonlySet<string>): BuiltGraph {
+/**
+ * The decoder graph for one model: one step of the batch, with KV cache, optional LoRA slots and
+ * optionally quantized base weights.
+ */
+export function buildGraph(model: HfModel, lora: LoraLayout | null, loraModules?: ReadonlySet<string>, quant: BaseQuantization | null = null): BuiltGraph {
   const g = new GraphBuilder();
-  const ops = new GraphOps(g, model.dims, model.weights, model.linears, lora, loraModules);
+  const ops = new GraphOps(g, model.dims, model.weights, model.linears, lora, loraModules, quant);
   const hidden = model.arch.forward(ops, model.dims);
   ops.logits(hidden, model.arch.lmHead(model.dims));
   if (!ops.tokenEmbedding) throw new Error(`architecture ${model.arch.family} embeds no tokens`);

@@ -1,5 +1,5 @@
-import { basename, dirname } from 'node:path';
-import { TensorDataType, type AttributeValue, type GraphProto, type NodeProto, type TensorProto, type ValueInfo } from './onnx-proto.js';
+import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
+import { TensorDataType, type AttributeValue, type GraphProto, type NodeProto, type TensorDataTypeValue, type TensorProto, type ValueInfo } from './onnx-proto.js';
 import type { WeightRef } from './weights.js';
 
 /**
@@ -11,8 +11,13 @@ export class GraphBuilder {
   readonly initializers: TensorProto[] = [];
   readonly inputs: ValueInfo[] = [];
   readonly outputs: ValueInfo[] = [];
-  /** Folder holding every safetensors file the graph references; locations are relative to it. */
+  /**
+   * Folder holding every file the graph references as external data, set by `graph()`: the
+   * nearest common ancestor of those files. ORT resolves locations against it and refuses any
+   * that are absolute or climb out of it.
+   */
   externalDir: string | null = null;
+  private readonly externalFiles: Array<{ tensor: TensorProto; file: string }> = [];
   private readonly weightValues = new Map<string, string>();
   private counter = 0;
   private constCache = new Map<string, string>();
@@ -72,26 +77,50 @@ export class GraphBuilder {
     return this.constFloat([v], []);
   }
 
+  /** A constant of any type whose bytes the graph carries itself (small tensors, tests). */
+  constTensor(dataType: TensorDataTypeValue, dims: number[], bytes: Uint8Array): string {
+    const name = `const_${this.counter++}`;
+    this.initializers.push({ name, dataType, dims, raw: bytes });
+    return name;
+  }
+
+  /** A constant read in place from a byte range of a file (ONNX external data); `file` is absolute. */
+  external(name: string, dataType: TensorDataTypeValue, dims: number[], file: string, offset: number, length: number): string {
+    const tensor: TensorProto = { name, dataType, dims, external: { location: file, offset, length } };
+    this.initializers.push(tensor);
+    this.externalFiles.push({ tensor, file: resolve(file) });
+    return name;
+  }
+
   /**
-   * A weight read in place from its safetensors file (ONNX external data at the tensor's byte
-   * offset). Half-precision weights get a Cast that ORT constant-folds to float32 at load.
+   * A weight read in place from its safetensors file. Half-precision weights get a Cast that ORT
+   * constant-folds to float32 at load.
    */
   weight(ref: WeightRef): string {
     const known = this.weightValues.get(ref.name);
     if (known) return known;
-    const dir = dirname(ref.file);
-    if (this.externalDir !== null && this.externalDir !== dir) throw new Error(`weights span two folders: ${this.externalDir} and ${dir}`);
-    this.externalDir = dir;
-    const location = basename(ref.file);
     const dataType = ref.dtype === 'F32' ? TensorDataType.FLOAT : ref.dtype === 'F16' ? TensorDataType.FLOAT16 : TensorDataType.BFLOAT16;
-    const name = ref.name;
-    this.initializers.push({ name, dataType, dims: ref.shape, external: { location, offset: ref.fileOffset, length: ref.byteLength } });
+    const name = this.external(ref.name, dataType, ref.shape, ref.file, ref.fileOffset, ref.byteLength);
     const value = dataType === TensorDataType.FLOAT ? name : this.op('Cast', [name], { to: TensorDataType.FLOAT });
     this.weightValues.set(ref.name, value);
     return value;
   }
 
   graph(name: string): GraphProto {
+    if (this.externalFiles.length > 0) {
+      const outside = (dir: string, file: string) => {
+        const rel = relative(dir, file);
+        return rel === '..' || rel.startsWith(`..${sep}`) || isAbsolute(rel);
+      };
+      let dir = dirname(this.externalFiles[0]!.file);
+      for (const { file } of this.externalFiles) while (outside(dir, file) && dirname(dir) !== dir) dir = dirname(dir);
+      for (const { tensor, file } of this.externalFiles) {
+        if (outside(dir, file)) throw new Error(`external data files ${this.externalFiles[0]!.file} and ${file} share no folder`);
+        const location = relative(dir, file);
+        tensor.external!.location = location.split(sep).join('/');
+      }
+      this.externalDir = dir;
+    }
     return { name, nodes: this.nodes, initializers: this.initializers, inputs: this.inputs, outputs: this.outputs };
   }
 }

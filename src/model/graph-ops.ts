@@ -2,6 +2,8 @@ import type { GraphBuilder } from './graph-builder.js';
 import { ropeInverseFrequencies, type LinearModule, type ModelDims } from './dims.js';
 import type { WeightStore } from './weights.js';
 import { TensorDataType } from './onnx-proto.js';
+import { cachedQuantized, matMulNBits } from './matmul-nbits.js';
+import type { BaseQuantization } from './quantize-model.js';
 
 /**
  * Sizes of the engine's adapter slots; null builds a plain base-model graph. `slots` counts slot 0,
@@ -57,6 +59,8 @@ export class GraphOps {
     readonly lora: LoraLayout | null,
     /** The linear layers that get LoRA slot inputs (all of them unless the engine narrows it). */
     private readonly loraModules: ReadonlySet<string> = new Set(linears.map((m) => m.name)),
+    /** Quantized base weights (block linears and LM head); null runs them in float32. */
+    private readonly quant: BaseQuantization | null = null,
   ) {
     this.linearsByName = new Map(linears.map((m) => [m.name, m]));
     const { kvHeads, headDim, layers } = dims;
@@ -150,10 +154,8 @@ export class GraphOps {
     const m = this.linearsByName.get(moduleName);
     if (!m) throw new Error(`architecture declares no linear "${moduleName}"`);
     const g = this.g;
-    const w = this.weight(m.weight, m.fanInFanOut ? [m.inFeatures, m.outFeatures] : [m.outFeatures, m.inFeatures]);
-    const gemmInputs = m.bias ? [x, w, this.weight(m.bias, [m.outFeatures])] : [x, w];
-    // y[n] = x[n] @ W (+ b); Gemm's transB reads torch's [out, in] layout without a copy.
-    const base = g.op('Gemm', gemmInputs, { transB: m.fanInFanOut ? 0 : 1 });
+    const baseBias = m.bias ? this.weight(m.bias, [m.outFeatures]) : null;
+    const base = this.quant ? this.quantizedMatMul(x, m.weight, baseBias) : this.floatMatMul(x, m.weight, [m.outFeatures, m.inFeatures], m.fanInFanOut, baseBias);
     if (!this.lora || !this.loraModules.has(m.name)) return base;
     // The step is fed only the adapters its rows use, packed side by side (W columns in all, U
     // adapters), so the delta costs what the batch uses, not what the server could hold.
@@ -167,6 +169,18 @@ export class GraphOps {
     const bias = g.op('Unsqueeze', [g.op('MatMul', [INPUT.loraRows, INPUT.loraBias(m.name)]), g.constInt64([1])]);
     const biasRows = g.op('Reshape', [g.op('Add', [g.op('Reshape', [delta, this.shape3(m.outFeatures)]), bias]), g.constInt64([-1, m.outFeatures])]);
     return g.op('Add', [base, biasRows]);
+  }
+
+  /** y[n] = x[n] @ Wᵀ (+ b) for W `[out, in]` (`[in, out]` when fanInFanOut); Gemm's transB reads either layout without a copy. */
+  private floatMatMul(x: string, weight: string, [out, inFeatures]: [number, number], fanInFanOut: boolean, bias: string | null): string {
+    const w = this.weight(weight, fanInFanOut ? [inFeatures, out] : [out, inFeatures]);
+    return this.g.op('Gemm', bias ? [x, w, bias] : [x, w], { transB: fanInFanOut ? 0 : 1 });
+  }
+
+  /** The same product over the weight's quantized copy in the cache file (MatMulNBits adds the bias). */
+  private quantizedMatMul(x: string, weight: string, bias: string | null): string {
+    const q = this.quant!;
+    return matMulNBits(this.g, x, cachedQuantized(this.g, q.entry, weight), bias, q.accuracyLevel);
   }
 
   /** The row column weights as [B, 1, W], built once per graph. */
@@ -283,8 +297,8 @@ export class GraphOps {
 
   /** logits[b] = h[b] @ Wᵀ: [B, V]. */
   logits(h: string, headWeight: string): void {
-    const w = this.weight(headWeight, [this.dims.vocabSize, this.dims.hidden]);
-    const logits = this.g.op('Gemm', [h, w], { transB: 1 });
+    const { vocabSize, hidden } = this.dims;
+    const logits = this.quant ? this.quantizedMatMul(h, headWeight, null) : this.floatMatMul(h, headWeight, [vocabSize, hidden], false, null);
     this.g.output(logits, { name: OUTPUT.logits, elemType: TensorDataType.FLOAT, shape: ['batch', this.dims.vocabSize] });
   }
 }

@@ -1,4 +1,4 @@
-import { existsSync, readFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync } from 'node:fs';
 import { basename, join, resolve } from 'node:path';
 import { ModelConfigError } from '../errors.js';
 import type { Architecture } from './architecture.js';
@@ -23,6 +23,18 @@ export interface HfModel {
   linears: LinearModule[];
   weights: WeightStore;
   generation: GenerationDefaults;
+}
+
+/** Everything of a model folder besides its weights: what a merged or retrained copy carries over. */
+const SIDE_FILES = ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json'];
+
+/** Copies the side files that exist from one model folder into another (not onto themselves). */
+export function copyModelSideFiles(fromDir: string, toDir: string): void {
+  for (const f of SIDE_FILES) {
+    const from = join(fromDir, f);
+    const to = join(toDir, f);
+    if (existsSync(from) && resolve(from) !== resolve(to)) copyFileSync(from, to);
+  }
 }
 
 function readJson(path: string): Record<string, unknown> {

@@ -1,5 +1,6 @@
-export { loadHfModel, type HfModel, type GenerationDefaults } from './hf-model.js';
+export { loadHfModel, copyModelSideFiles, type HfModel, type GenerationDefaults } from './hf-model.js';
 export { buildGraph, type BuiltGraph } from './build-graph.js';
+export { quantizeBase, QUANTIZE_MODES, type BaseQuantization, type QuantizeMode } from './quantize-model.js';
 export { INPUT, OUTPUT, type LoraLayout } from './graph-ops.js';
 export type { LinearModule, ModelDims, RopeConfig } from './dims.js';
 export { ropeInverseFrequencies } from './dims.js';

@@ -214,40 +214,68 @@ function toF32(info: TensorInfo, bytes: Uint8Array, source: string): Float32Arra
 }
 
 export interface TensorToWrite {
-  dtype: 'F32' | 'F16' | 'BF16' | 'I64';
+  dtype: 'F32' | 'F16' | 'BF16' | 'I64' | 'U8';
   shape: number[];
-  data: Float32Array | Uint16Array | BigInt64Array;
+  data: Float32Array | Uint16Array | BigInt64Array | Uint8Array;
 }
 
-/** Encodes tensors as safetensors bytes (header padded with spaces to 8-byte alignment). */
-export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array {
+export interface TensorLayout {
+  name: string;
+  dtype: Dtype;
+  shape: number[];
+}
+
+/**
+ * The length-prefixed header (padded with spaces to 8-byte alignment) of a file whose tensors lie
+ * back to back in the given order. Metadata values of the same length give a header of the same
+ * length, so a header can be rewritten in place once its data is written.
+ */
+export function encodeSafetensorsHeader(tensors: TensorLayout[], metadata?: Record<string, string>): Uint8Array {
   const header: Record<string, unknown> = {};
   if (metadata) header.__metadata__ = metadata;
   let offset = 0;
-  const names = Object.keys(tensors).sort();
-  for (const name of names) {
-    const t = tensors[name]!;
-    const bytes = t.data.byteLength;
-    const expected = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
-    if (bytes !== expected) throw new SafetensorsError(`tensor "${name}": ${bytes} bytes of data for shape ${JSON.stringify(t.shape)} ${t.dtype}`);
-    header[name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
+  for (const t of tensors) {
+    const bytes = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    header[t.name] = { dtype: t.dtype, shape: t.shape, data_offsets: [offset, offset + bytes] };
     offset += bytes;
   }
   let json = JSON.stringify(header);
   json += ' '.repeat((8 - ((8 + Buffer.byteLength(json)) % 8)) % 8);
   const headerBytes = Buffer.from(json, 'utf8');
-  const out = new Uint8Array(8 + headerBytes.length + offset);
+  const out = new Uint8Array(8 + headerBytes.length);
   new DataView(out.buffer).setBigUint64(0, BigInt(headerBytes.length), true);
   out.set(headerBytes, 8);
-  let at = 8 + headerBytes.length;
+  return out;
+}
+
+/** The pieces of a safetensors file in write order: the header, then each tensor's bytes, sorted by name. */
+function safetensorsParts(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array[] {
+  const names = Object.keys(tensors).sort();
   for (const name of names) {
+    const t = tensors[name]!;
+    const expected = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
+    if (t.data.byteLength !== expected) throw new SafetensorsError(`tensor "${name}": ${t.data.byteLength} bytes of data for shape ${JSON.stringify(t.shape)} ${t.dtype}`);
+  }
+  const header = encodeSafetensorsHeader(names.map((name) => ({ name, dtype: tensors[name]!.dtype, shape: tensors[name]!.shape })), metadata);
+  return [header, ...names.map((name) => {
     const d = tensors[name]!.data;
-    out.set(new Uint8Array(d.buffer, d.byteOffset, d.byteLength), at);
-    at += d.byteLength;
+    return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+  })];
+}
+
+/** Encodes tensors as safetensors bytes in one buffer. */
+export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Uint8Array {
+  const parts = safetensorsParts(tensors, metadata);
+  const out = new Uint8Array(parts.reduce((a, p) => a + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
   }
   return out;
 }
 
+/** Writes a safetensors file crash-safely, streaming each tensor rather than concatenating them. */
 export async function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
-  await writeFileAtomic(path, encodeSafetensors(tensors, metadata));
+  await writeFileAtomic(path, safetensorsParts(tensors, metadata));
 }

@@ -3,14 +3,14 @@ import Fastify, { type FastifyServerOptions } from 'fastify';
 import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import multipart from '@fastify/multipart';
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
+import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
 import { NotFoundError } from '../errors.js';
 import { ANONYMOUS_ADMIN } from './auth.js';
 import { errorHandler } from './error-handler.js';
 import { ErrorResponse, Usage } from './schemas/common.js';
 import { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Completion, CompletionRequest, Model, ModelList } from './schemas/openai.js';
 import { Adapter, AdapterDeleted, AdapterList, LoadLoraAdapterRequest, UnloadLoraAdapterRequest } from './schemas/adapters.js';
-import { generationRoutes } from './routes/chat.js';
+import { completionRoutes } from './routes/completions.js';
 import { modelRoutes } from './routes/models.js';
 import { adapterRoutes } from './routes/adapters.js';
 import { healthRoutes } from './routes/health.js';
@@ -65,14 +65,27 @@ export async function buildApp(serving: Serving, options: { logger?: FastifyServ
   });
   app.addHook('onRequest', async (request, reply) => {
     reply.header('x-request-id', request.id);
-    request.caller = serving.keys && request.url.startsWith('/v1/')
-      ? serving.keys.authenticate(request.headers.authorization, request.headers['x-api-key'] as string | undefined)
-      : ANONYMOUS_ADMIN;
   });
 
-  await app.register(generationRoutes);
-  await app.register(modelRoutes);
-  await app.register(adapterRoutes);
+  await app.register(v1Routes, { prefix: '/v1' });
   await app.register(healthRoutes);
   return app;
 }
+
+/**
+ * The API proper. Registered as its own (encapsulated) plugin, so its authentication hook runs for
+ * these routes and its unknown paths, and for nothing outside them (probes, metrics, docs).
+ */
+const v1Routes: FastifyPluginAsyncTypebox = async (v1) => {
+  const keys = v1.serving.keys;
+  v1.addHook('onRequest', async (request) => {
+    const { authorization, 'x-api-key': apiKey } = request.headers;
+    request.caller = keys ? keys.authenticate(authorization, typeof apiKey === 'string' ? apiKey : undefined) : ANONYMOUS_ADMIN;
+  });
+  v1.setNotFoundHandler((request) => {
+    throw new NotFoundError(`no route ${request.method} ${request.url}`);
+  });
+  await v1.register(completionRoutes);
+  await v1.register(modelRoutes);
+  await v1.register(adapterRoutes);
+};

@@ -5,7 +5,7 @@
  * scope exist: they answer 404 exactly like missing ones.
  */
 import { readFileSync } from 'node:fs';
-import { ModelConfigError, UnauthorizedError } from '../errors.js';
+import { ConfigError, UnauthorizedError } from '../errors.js';
 
 export interface Caller {
   admin: boolean;
@@ -33,8 +33,12 @@ export class KeyRing {
 
   constructor(entries: KeyEntry[]) {
     for (const [i, e] of entries.entries()) {
-      if (typeof e.key !== 'string' || e.key.length < 8) throw new ModelConfigError(`keys file: entry ${i} needs a "key" of at least 8 characters`);
-      if (!e.admin && !Array.isArray(e.adapters)) throw new ModelConfigError(`keys file: tenant entry ${i} needs "adapters": a list of names or "prefix-*" patterns`);
+      if (typeof e.key !== 'string' || e.key.length < 8) {
+        throw new ConfigError(`keys file: entry ${i} needs a "key" of at least 8 characters`);
+      }
+      if (!e.admin && !Array.isArray(e.adapters)) {
+        throw new ConfigError(`keys file: tenant entry ${i} needs "adapters": a list of names or "prefix-*" patterns`);
+      }
       const tenant = e.tenant ?? (e.admin ? 'admin' : `tenant-${i}`);
       this.keys.set(e.key, e.admin ? { admin: true, tenant, canUse: () => true } : { admin: false, tenant, canUse: scopeMatcher(e.adapters!) });
     }
@@ -45,9 +49,9 @@ export class KeyRing {
     try {
       parsed = JSON.parse(readFileSync(path, 'utf8'));
     } catch (cause) {
-      throw new ModelConfigError(`keys file ${path} is not readable JSON`, { cause });
+      throw new ConfigError(`keys file ${path} is not readable JSON`, { cause });
     }
-    if (!Array.isArray(parsed.keys)) throw new ModelConfigError(`keys file ${path} needs {"keys": [...]}`);
+    if (!Array.isArray(parsed.keys)) throw new ConfigError(`keys file ${path} needs {"keys": [...]}`);
     return new KeyRing(parsed.keys);
   }
 

@@ -1,4 +1,5 @@
 import type { ExecutionProvider } from '../engine/index.js';
+import type { QuantizeMode } from '../model/index.js';
 
 /** Everything the server is configured with; flags and LORASERVE_* environment variables map onto it. */
 export interface ServerConfig {
@@ -17,6 +18,10 @@ export interface ServerConfig {
   maxBatchTokens: number;
   prefillChunk: number;
   threads: number;
+  /** Weight-only quantization of the base model (int8 | int4); null serves float32. */
+  quantize: QuantizeMode | null;
+  /** Cache folder for quantized weights; null: `.loraserve-cache` inside the model folder. */
+  quantCacheDir: string | null;
   keysFile: string | null;
   /** Root under which vLLM-style load_lora_adapter may read adapters by path; null disables it. */
   loraRoot: string | null;
@@ -51,6 +56,8 @@ export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
   maxBatchTokens: 4096,
   prefillChunk: 512,
   threads: 0,
+  quantize: null,
+  quantCacheDir: null,
   keysFile: null,
   loraRoot: null,
   preload: [],

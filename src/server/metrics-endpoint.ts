@@ -28,9 +28,8 @@ export function checkMetricsAccess(serving: Serving, authorization: string | und
   if (!admin) throw new ForbiddenError('this key may not read /metrics');
 }
 
-/** The Prometheus text exposition, with the gauges brought up to date. */
+/** The Prometheus text exposition (gauges read their sources as it is collected). */
 export async function renderMetrics(serving: Serving): Promise<{ contentType: string; body: string }> {
-  serving.refreshGauges();
   return { contentType: serving.metrics.registry.contentType, body: await serving.metrics.registry.metrics() };
 }
 

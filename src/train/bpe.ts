@@ -3,7 +3,7 @@
  * characters, text split by GPT-2's pre-tokenizer pattern, the most frequent adjacent pair merged
  * until the vocabulary reaches its size). The result is written as tokenizer.json.
  */
-import { bytesToUnicode } from '../engine/byte-level-bpe.js';
+import { bytesToUnicode } from '../tokenizer/index.js';
 
 const PRETOKENIZE = /'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+/gu;
 

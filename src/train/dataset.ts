@@ -7,7 +7,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { DatasetError } from '../errors.js';
-import type { ChatMessage, Tokenizer } from '../engine/index.js';
+import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
 
 export interface Example {
   /** 1-based line of the JSONL file it came from. */

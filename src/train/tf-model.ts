@@ -5,6 +5,7 @@
  */
 import { UnsupportedArchitectureError } from '../errors.js';
 import { ropeInverseFrequencies, type HfModel, type LinearModule } from '../model/index.js';
+import { loraScale } from '../lora/index.js';
 import { rng } from '../util/rng.js';
 import { tf } from './tf-backend.js';
 
@@ -64,7 +65,7 @@ export class TfCausalLM {
     }
     if (loraConfig) {
       const r = rng(seed);
-      const scale = loraConfig.useRslora ? loraConfig.alpha / Math.sqrt(loraConfig.r) : loraConfig.alpha / loraConfig.r;
+      const scale = loraScale(loraConfig.alpha, loraConfig.r, loraConfig.useRslora);
       for (const m of loraConfig.modules) {
         // PEFT: A ~ kaiming_uniform(a=√5) = U(−1/√in, 1/√in); B = 0, so training starts at the base model.
         const bound = 1 / Math.sqrt(m.inFeatures);

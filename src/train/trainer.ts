@@ -5,14 +5,14 @@
  * split. Writes a PEFT adapter exactly as PEFT saves one (or a full HF model folder), plus
  * train-log.json and loss-plot.svg.
  */
-import { copyFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, writeFileSync } from 'node:fs';
 import { basename, join } from 'node:path';
-import { DatasetError } from '../errors.js';
-import { Tokenizer } from '../engine/index.js';
-import { loadHfModel, writeSafetensors, type HfModel, type TensorToWrite } from '../model/index.js';
+import { ConfigError, DatasetError } from '../errors.js';
+import { Tokenizer } from '../tokenizer/index.js';
+import { copyModelSideFiles, loadHfModel, writeSafetensors, type HfModel, type TensorToWrite } from '../model/index.js';
 import { peftConfig, resolveTargets, parsePeftConfig, writePeftAdapter } from '../lora/index.js';
 import { rng } from '../util/rng.js';
-import { Progress } from '../cli/progress.js';
+import { Progress } from '../util/progress.js';
 import { initTf, tf } from './tf-backend.js';
 import { TfCausalLM } from './tf-model.js';
 import { loadDataset, type Example } from './dataset.js';
@@ -109,8 +109,10 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   if (trainSet.length === 0) throw new DatasetError(`${o.dataPath}: no examples left for training after the validation split`);
 
   const peft = o.full ? null : parsePeftConfig(JSON.stringify(peftConfig({ r: o.r, lora_alpha: o.alpha, target_modules: o.targetModules, use_rslora: o.useRslora })));
-  const modules = peft ? resolveTargets(peft, model.linears, String(model.config.model_type)).map((t) => t.module) : [];
-  if (peft && modules.length === 0) throw new DatasetError(`target modules ${JSON.stringify(o.targetModules)} match no linear layer of ${model.id}`);
+  const modules = peft ? resolveTargets(peft, model).map((t) => t.module) : [];
+  if (peft && modules.length === 0) {
+    throw new ConfigError(`target modules ${JSON.stringify(o.targetModules)} match no linear layer of ${model.id}`);
+  }
   const lm = new TfCausalLM(model, o.full ? 'full' : 'lora', peft ? { r: o.r, alpha: o.alpha, dropout: o.dropout, useRslora: o.useRslora, modules } : null, o.seed);
   const pad = model.generation.padTokenId ?? model.generation.eosTokenIds[0] ?? 0;
   const optimizer = tf.train.adam(o.learningRate, 0.9, 0.999, 1e-8);
@@ -193,9 +195,7 @@ async function writeOutput(lm: TfCausalLM, model: HfModel, o: TrainOptions, resu
     const tensors: Record<string, TensorToWrite> = {};
     for (const [name, w] of lm.exportWeights()) tensors[name] = { dtype: 'F32', shape: w.shape, data: w.data };
     await writeSafetensors(join(o.outDir, 'model.safetensors'), tensors, { format: 'pt' });
-    for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json', 'special_tokens_map.json']) {
-      if (existsSync(join(model.dir, f)) && join(model.dir, f) !== join(o.outDir, f)) copyFileSync(join(model.dir, f), join(o.outDir, f));
-    }
+    copyModelSideFiles(model.dir, o.outDir);
   } else {
     const modules = new Map();
     for (const [name, l] of lm.exportLora()) {

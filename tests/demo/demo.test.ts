@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { buildApp, DEFAULTS, Serving, type App } from '../../src/server/index.js';
+import { ANONYMOUS_ADMIN, buildApp, DEFAULTS, Serving, type App } from '../../src/server/index.js';
 import { initTf, TfCausalLM } from '../../src/train/index.js';
 import { loadHfModel, parseSafetensorsBuffer } from '../../src/model/index.js';
 import { tempDir } from '../helpers/adapters.js';
@@ -104,8 +104,7 @@ describe('embedded demo: adapters visibly route', () => {
       l.Bt.assign(tf.transpose(tf.tensor2d(weights.readF32(`base_model.model.${name}.lora_B.weight`), [l.module.outFeatures, config.r])));
     }
     const adaptedTf = last();
-    await serving.cache.warm('medical');
-    const slot = serving.cache.tierOf('medical').slot!;
+    const slot = (await serving.adapters.warm(ANONYMOUS_ADMIN, 'medical')).slot!;
     const ort = await prefill(serving.engine, [tokens, tokens], [0, slot]);
     assert.ok(relError(baseTf, ort.logits[0]!) < 1e-4, `base: ${relError(baseTf, ort.logits[0]!)}`);
     assert.ok(relError(adaptedTf, ort.logits[1]!) < 1e-4, `medical: ${relError(adaptedTf, ort.logits[1]!)}`);

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Engine, availableProviders } from '../../src/engine/index.js';
-import { writeRandomModel } from '../../src/model/random-model.js';
+import { writeRandomModel } from '../../src/testing/index.js';
 import { tempDir } from '../helpers/adapters.js';
 
 describe('execution provider selection', () => {

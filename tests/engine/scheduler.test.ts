@@ -2,8 +2,8 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Engine, type Generation } from '../../src/engine/index.js';
-import { writeRandomModel } from '../../src/model/random-model.js';
-import { IncrementalDetokenizer } from '../../src/engine/detokenizer.js';
+import { writeRandomModel } from '../../src/testing/index.js';
+import { IncrementalDetokenizer } from '../../src/tokenizer/index.js';
 import { readAdapter, tempDir, writeRandomAdapter } from '../helpers/adapters.js';
 
 async function collect(gen: Generation): Promise<{ text: string; chunks: string[] }> {

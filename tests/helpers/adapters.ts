@@ -1,8 +1,9 @@
-import { mkdtempSync, readFileSync } from 'node:fs';
+import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import type { HfModel } from '../../src/model/index.js';
-import { parseAdapter, writeRandomAdapter as writeAdapter, type ParsedAdapter } from '../../src/lora/index.js';
+import { parseAdapter, readAdapterFolder, type ParsedAdapter } from '../../src/lora/index.js';
+import { writeRandomAdapter as writeAdapter } from '../../src/testing/index.js';
 import type { RefLora } from './reference.js';
 
 export function tempDir(prefix = 'loraserve-test-'): string {
@@ -20,5 +21,6 @@ export async function writeRandomAdapter(dir: string, model: HfModel, fields: Re
 }
 
 export function readAdapter(dir: string, model: HfModel, maxRank = 16): ParsedAdapter {
-  return parseAdapter(readFileSync(join(dir, 'adapter_config.json'), 'utf8'), readFileSync(join(dir, 'adapter_model.safetensors')), model, maxRank);
+  const { config, weights } = readAdapterFolder(dir);
+  return parseAdapter(config, weights, model, maxRank);
 }

@@ -5,7 +5,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
-import { writeRandomModel, type RandomModelOptions } from '../../src/model/random-model.js';
+import { writeRandomModel, type RandomModelOptions } from '../../src/testing/index.js';
 
 const ROOT = join(import.meta.dirname, '..', '..');
 const HOOKS = join(import.meta.dirname, 'fault-hooks.ts');
@@ -28,16 +28,6 @@ export interface ChildServer {
 export function writeTinyModel(dir: string, options: Partial<RandomModelOptions> = {}): string {
   writeRandomModel(dir, { family: 'llama', seed: 77, ...options });
   return dir;
-}
-
-/** Runs the CLI with `args` and collects its output (for commands that exit by themselves). */
-export function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; stdout: string; stderr: string }> {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), ...args], { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-  let stdout = '';
-  let stderr = '';
-  proc.stdout.on('data', (d) => (stdout += d));
-  proc.stderr.on('data', (d) => (stderr += d));
-  return new Promise((resolve) => proc.on('close', (code) => resolve({ code, stdout, stderr })));
 }
 
 /** A port nobody listens on right now (the child binds it a moment later). */

@@ -1,6 +1,6 @@
-import { readFileSync } from 'node:fs';
-import { join } from 'node:path';
-import { Engine, type ChatMessage } from '../../src/engine/index.js';
+import { Engine } from '../../src/engine/index.js';
+import { readAdapterFolder } from '../../src/lora/index.js';
+import type { ChatMessage } from '../../src/tokenizer/index.js';
 
 /**
  * Greedy answers computed straight on an engine (no HTTP, no cache): what the server must return
@@ -19,7 +19,8 @@ export class Expected {
     if (adapterDir && slot === 0) {
       slot = this.slotOf.size + 1;
       this.slotOf.set(adapterDir, slot);
-      this.engine.slots!.write(slot, this.engine.parseAdapter(readFileSync(join(adapterDir, 'adapter_config.json'), 'utf8'), readFileSync(join(adapterDir, 'adapter_model.safetensors'))));
+      const { config, weights } = readAdapterFolder(adapterDir);
+      this.engine.slots!.write(slot, this.engine.parseAdapter(config, weights));
     }
     const gen = this.engine.generate({ promptTokens: this.engine.tokenizer.applyChatTemplate(messages), slot, maxTokens, sampling: { temperature: 0 } });
     return (await gen.result).text;

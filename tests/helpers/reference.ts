@@ -2,9 +2,7 @@
  * An independent reference forward pass: plain float64 loops over the same HF weights, with no
  * ONNX Runtime and none of the engine's code. Engine logits are checked against it.
  */
-import type { TinyModel } from '../../src/model/random-model.js';
-
-import type { LoraModuleWeights as RefLora } from '../../src/lora/index.js';
+import type { LoraModuleWeights as RefLora, TinyModel } from '../../src/testing/index.js';
 export type { RefLora };
 
 type Vec = Float64Array;

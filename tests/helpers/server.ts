@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildApp, DEFAULTS, KeyRing, Serving, type App, type ServerConfig } from '../../src/server/index.js';
-import { writeRandomModel, type RandomModelOptions } from '../../src/model/random-model.js';
+import { writeRandomModel, type RandomModelOptions } from '../../src/testing/index.js';
 import { tempDir } from './adapters.js';
 
 export interface TestServer {

@@ -2,7 +2,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine/index.js';
-import { writeRandomModel, type TinyModel, type Family } from '../../src/model/random-model.js';
+import { writeRandomModel, type TinyModel, type Family } from '../../src/testing/index.js';
 import { referenceLogits, relError, type RefLora } from '../helpers/reference.js';
 import { readAdapter, tempDir, writeRandomAdapter } from '../helpers/adapters.js';
 import { prefill, decode } from '../helpers/drive.js';

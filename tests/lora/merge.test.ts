@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine/index.js';
 import { mergeAdapter } from '../../src/lora/index.js';
-import { writeRandomModel } from '../../src/model/random-model.js';
+import { writeRandomModel } from '../../src/testing/index.js';
 import { loadHfModel } from '../../src/model/index.js';
 import { readAdapter, tempDir, writeRandomAdapter } from '../helpers/adapters.js';
 import { prefill } from '../helpers/drive.js';

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { loadHfModel, encodeSafetensors, type HfModel } from '../../src/model/index.js';
 import { parseAdapter, peftConfig } from '../../src/lora/index.js';
-import { writeRandomModel } from '../../src/model/random-model.js';
+import { writeRandomModel } from '../../src/testing/index.js';
 import { tempDir } from '../helpers/adapters.js';
 
 /** Adapter tensors for the tiny Llama's q_proj/v_proj at rank r (hidden 32, kv 16). */

@@ -2,7 +2,7 @@ import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { Engine } from '../../src/engine/index.js';
-import { writeRandomModel, type RandomModelOptions } from '../../src/model/random-model.js';
+import { writeRandomModel, type RandomModelOptions } from '../../src/testing/index.js';
 import { referenceLogits, relError } from '../helpers/reference.js';
 import { tempDir } from '../helpers/adapters.js';
 import { decode, prefill } from '../helpers/drive.js';

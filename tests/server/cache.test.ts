@@ -7,6 +7,7 @@ import { tempDir, writeRandomAdapter } from '../helpers/adapters.js';
 import { multipart } from '../helpers/multipart.js';
 import { Expected } from '../helpers/expected.js';
 import { loadHfModel } from '../../src/model/index.js';
+import { ANONYMOUS_ADMIN } from '../../src/server/index.js';
 
 describe('three-tier adapter cache under concurrent load', () => {
   let s: TestServer;
@@ -60,16 +61,16 @@ describe('three-tier adapter cache under concurrent load', () => {
     assert.ok(value(/loraserve_adapter_cache_evictions_total\{tier="host"\} (\d+)/) > 0, 'host evictions happened');
     assert.ok(value(/loraserve_adapter_cache_hits_total\{tier="device"\} (\d+)/) > 0, 'device hits happened');
     await s.serving.engine.scheduler.idle();
-    const occ = s.serving.cache.occupancy();
+    const occ = s.serving.adapters.occupancy();
     assert.ok(occ.used <= 2);
     assert.equal(occ.pinned, 0, 'every pin was released');
-    assert.equal(s.serving.cache.waiting, 0);
-    assert.ok(s.serving.cache.hostBytes <= hostBytes, `host tier ${s.serving.cache.hostBytes} ≤ ${hostBytes}`);
+    assert.equal(occ.queued, 0);
+    assert.ok(occ.hostBytes <= hostBytes, `host tier ${occ.hostBytes} ≤ ${hostBytes}`);
     assert.equal(s.serving.engine.scheduler.stats.kvFloats, 0, 'no KV cache left behind');
   });
 
   it('concurrent requests for a cold adapter trigger one load', async () => {
-    s.serving.cache.unload('a3');
+    await s.serving.adapters.unload(ANONYMOUS_ADMIN, 'a3');
     const before = (await s.app.inject({ method: 'GET', url: '/metrics' })).body.match(/loraserve_adapter_cache_misses_total\{tier="device"\} (\d+)/)![1];
     await Promise.all(Array.from({ length: 4 }, () => s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'a3', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 } })));
     const afterCount = (await s.app.inject({ method: 'GET', url: '/metrics' })).body.match(/loraserve_adapter_cache_misses_total\{tier="device"\} (\d+)/)![1];
@@ -77,8 +78,7 @@ describe('three-tier adapter cache under concurrent load', () => {
   });
 
   it('a failed load fails its waiters with the reason and caches nothing', async () => {
-    const entry = s.serving.store.get('a4')!;
-    s.serving.cache.unload('a4');
+    const entry = (await s.serving.adapters.unload(ANONYMOUS_ADMIN, 'a4')).stored;
     const { writeFileSync } = await import('node:fs');
     writeFileSync(join(entry.dir, 'adapter_model.safetensors'), Buffer.alloc(4));
     const rs = await Promise.all(Array.from({ length: 3 }, () => s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'a4', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 } })));
@@ -86,8 +86,8 @@ describe('three-tier adapter cache under concurrent load', () => {
       assert.equal(r.statusCode, 500);
       assert.equal(r.json().error.code, 'adapter_corrupted');
     }
-    assert.equal(s.serving.cache.tierOf('a4').tier, 'disk');
-    assert.equal(s.serving.cache.occupancy().pinned, 0);
+    assert.equal((await s.serving.adapters.describe(ANONYMOUS_ADMIN, 'a4')).tier, 'disk');
+    assert.equal(s.serving.adapters.occupancy().pinned, 0);
     // Other adapters are unaffected.
     assert.equal((await s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'a0', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 } })).statusCode, 200);
   });

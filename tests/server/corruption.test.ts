@@ -7,6 +7,7 @@ import { tempDir, writeRandomAdapter } from '../helpers/adapters.js';
 import { multipart } from '../helpers/multipart.js';
 import { loadHfModel } from '../../src/model/index.js';
 import { CONFIG_FILE, WEIGHTS_FILE } from '../../src/lora/index.js';
+import { ANONYMOUS_ADMIN } from '../../src/server/index.js';
 
 // Promise 3 (README, Reliability): an adapter file changed on disk after upload fails only the
 // requests that need it, with adapter_corrupted; the server stays healthy; nothing of it stays
@@ -46,7 +47,7 @@ describe('corruption at rest', () => {
     rmSync(path('deleted', WEIGHTS_FILE));
     writeFileSync(path('config-flip', CONFIG_FILE), files.config.toString('utf8').replace('"r": 4', '"r": 5'));
     writeFileSync(path('cached', WEIGHTS_FILE), Buffer.alloc(16));
-    const hostBytes = s.serving.cache.hostBytes;
+    const hostBytes = s.serving.adapters.occupancy().hostBytes;
 
     const damaged = ['truncated', 'bitflip', 'deleted', 'config-flip'];
     const answers = await Promise.all([...damaged, 'good', 'cached', s.serving.baseId].map(chat));
@@ -55,13 +56,13 @@ describe('corruption at rest', () => {
       const error = answers[i]!.json().error;
       assert.equal(error.code, 'adapter_corrupted', name);
       assert.match(error.message, new RegExp(`adapter "${name}" is damaged on disk: .*; upload the adapter again`));
-      assert.equal(s.serving.cache.tierOf(name).tier, 'disk', `${name} is in no cache`);
+      assert.equal((await s.serving.adapters.describe(ANONYMOUS_ADMIN, name)).tier, 'disk', `${name} is in no cache`);
     }
     assert.match(answers[1]!.json().error.message, /adapter_model\.safetensors has a different SHA-256 than at upload/);
     assert.match(answers[0]!.json().error.message, /adapter_model\.safetensors is \d+ bytes, \d+ at upload/);
     for (const r of answers.slice(damaged.length)) assert.equal(r.statusCode, 200, r.body);
-    assert.equal(s.serving.cache.hostBytes, hostBytes, 'no damaged adapter entered the host cache');
-    assert.equal(s.serving.cache.occupancy().pinned, 0);
+    assert.equal(s.serving.adapters.occupancy().hostBytes, hostBytes, 'no damaged adapter entered the host cache');
+    assert.equal(s.serving.adapters.occupancy().pinned, 0);
 
     for (const probe of ['/health', '/ready']) assert.equal((await s.app.inject({ method: 'GET', url: probe })).statusCode, 200);
     const metrics = (await s.app.inject({ method: 'GET', url: '/metrics' })).body;

@@ -20,7 +20,7 @@ describe('client disconnects', () => {
   let gate: Gate;
   const steps = () => s.serving.engine.scheduler.steps.prefill + s.serving.engine.scheduler.steps.decode;
   const running = () => s.serving.engine.scheduler.stats.running;
-  const pinned = () => s.serving.cache.occupancy().pinned;
+  const pinned = () => s.serving.adapters.occupancy().pinned;
   const body = (model: string, extra: Record<string, unknown> = {}) => ({ model, messages: [{ role: 'user', content: 'hello' }], max_tokens: 200, ignore_eos: true, stream: true, ...extra });
 
   before(async () => {
@@ -65,9 +65,9 @@ describe('client disconnects', () => {
     const req = request(url, { method: 'POST', headers: { 'content-type': 'application/json' } });
     req.on('error', () => {});
     req.end(JSON.stringify(body('b', { stream: false })));
-    await until(() => s.serving.cache.waiting === 1);
+    await until(() => s.serving.adapters.occupancy().queued === 1);
     req.destroy();
-    await until(() => s.serving.cache.waiting === 0 && s.serving.inFlight.size === 1);
+    await until(() => s.serving.adapters.occupancy().queued === 0 && s.serving.inFlight.size === 1);
     gate.open();
     assert.equal((await holder.done).at(-1), '[DONE]');
     await until(() => pinned() === 0 && running() === 0);

@@ -37,7 +37,7 @@ describe('drain on SIGTERM', { concurrency: 2 }, () => {
     assert.equal((await fetch(`${s.url}/health`)).status, 200);
   }
 
-  it('lets running streams finish with [DONE] while refusing new work, then exits 0', async () => {
+  it('lets running streams finish with [DONE] while refusing new work, then exits 0', { timeout: 180_000 }, async () => {
     const s = await start(600_000);
     servers.push(s);
     const streams = await admitted(s, 3, 40);
@@ -56,13 +56,14 @@ describe('drain on SIGTERM', { concurrency: 2 }, () => {
     assert.deepEqual(await s.exited, { code: 0, signal: null });
   });
 
-  it('at --drain-timeout-ms cancels what is still running with an error chunk, then exits 0', async () => {
+  it('at --drain-timeout-ms cancels what is still running with an error chunk, then exits 0', { timeout: 180_000 }, async () => {
     const s = await start(300);
     servers.push(s);
     const streams = await admitted(s, 2, 200);
     const plain = fetch(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chat({ stream: false, max_tokens: 200 })) });
-    // Admitted: it waits in the engine's queue behind the held prefill of the two streams.
-    while (!/^loraserve_queue_depth 1$/m.test(await (await fetch(`${s.url}/metrics`)).text())) await new Promise((r) => setTimeout(r, 20));
+    // Admitted once the engine holds three requests (running or queued) behind the held step.
+    const held = (text: string) => ['loraserve_running_requests', 'loraserve_queue_depth'].reduce((n, m) => n + Number(new RegExp(`^${m} (\\d+)$`, 'm').exec(text)?.[1] ?? 0), 0);
+    while (held(await (await fetch(`${s.url}/metrics`)).text()) < 3) await new Promise((r) => setTimeout(r, 20));
     s.proc.kill('SIGTERM');
     await s.waitFor(/drain timeout: cancelling/);
     for (const st of streams) {

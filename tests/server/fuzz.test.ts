@@ -5,7 +5,7 @@ import { runFuzz } from '../fuzz/run-fuzz.js';
 // Promise 6 (README, Reliability): bad input never reaches a 5xx. A small fixed-seed run of the
 // fuzzer (`npm run fuzz -- --cases N --seed S` runs any other) against a real server process.
 describe('fuzzer, fixed seed', () => {
-  it('300 mutated requests: no 5xx, no crash, store unchanged, healthy afterwards', async () => {
+  it('300 mutated requests: no 5xx, no crash, store unchanged, healthy afterwards', { timeout: 300_000 }, async () => {
     const report = await runFuzz({ cases: 300, seed: 1 });
     assert.deepEqual(report.findings, []);
     assert.equal(report.crashed, false);

@@ -39,7 +39,7 @@ describe('overload', () => {
       assert.equal(r.json().usage.completion_tokens, 12);
       assert.equal(r.json().choices[0].finish_reason, 'length');
     }
-    assert.equal(s.serving.queueDepth, 0);
+    assert.equal(s.serving.queueDepth(), 0);
     const after = await Promise.all(Array.from({ length: maxQueue }, chat));
     assert.deepEqual(after.map((r) => r.statusCode), after.map(() => 200));
     const metrics = (await s.app.inject({ method: 'GET', url: '/metrics' })).body;

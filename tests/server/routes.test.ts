@@ -81,6 +81,7 @@ describe('routes', () => {
     ['temperature out of range', () => post('/v1/chat/completions', chatBody({ temperature: 3 })), 400, 'invalid_request', 'temperature'],
     ['n > 1', () => post('/v1/chat/completions', chatBody({ n: 2 })), 400, 'invalid_request', 'n'],
     ['max_tokens over the server cap', () => post('/v1/chat/completions', chatBody({ max_tokens: 100000 })), 400, 'max_tokens_too_large', 'max_tokens'],
+    ['empty prompt', () => post('/v1/completions', { model: 'tiny-llama', prompt: '' }), 400, 'empty_prompt', 'prompt'],
     ['prompt over the server limit', () => post('/v1/completions', { model: 'tiny-llama', prompt: 'x'.repeat(300) }), 400, 'prompt_too_long', 'messages'],
     ['invalid JSON', () => s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: '{oops', headers: { 'content-type': 'application/json' } }), 400, 'invalid_json', null],
     ['chat body over the limit', () => post('/v1/chat/completions', chatBody({ messages: [{ role: 'user', content: 'x'.repeat(5000) }] })), 413, 'payload_too_large', null],
@@ -113,7 +114,7 @@ describe('routes', () => {
     assert.equal(busy.json().error.code, 'adapter_in_use');
     // The single slot is pinned by "one": requests for "two" wait; beyond max-queue they get 429.
     const waiting = [post('/v1/chat/completions', chatBody({ model: 'two' })), post('/v1/chat/completions', chatBody({ model: 'two' }))];
-    while (s.serving.cache.waiting < 2) await new Promise((r) => setImmediate(r));
+    while (s.serving.adapters.occupancy().queued < 2) await new Promise((r) => setImmediate(r));
     const rejected = await post('/v1/chat/completions', chatBody({ model: 'two' }));
     assert.equal(rejected.statusCode, 429);
     assert.equal(rejected.json().error.code, 'queue_full');
@@ -132,7 +133,7 @@ describe('routes', () => {
     req.destroy();
     await s.serving.engine.scheduler.idle();
     assert.equal(s.serving.engine.scheduler.stats.running, 0);
-    assert.equal(s.serving.cache.occupancy().pinned, 0);
+    assert.equal(s.serving.adapters.occupancy().pinned, 0);
     const metrics = (await s.app.inject({ method: 'GET', url: '/metrics' })).body;
     const completion = Number(metrics.match(/loraserve_tokens_total\{adapter="one",kind="completion"\} (\d+)/)?.[1]);
     assert.ok(Number.isFinite(completion));

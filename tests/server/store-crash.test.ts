@@ -48,7 +48,7 @@ describe('crash safety of the adapter store (kill -9)', () => {
     for (const name of Object.keys(EXPECTED)) if (!name.startsWith('u-')) await seeded.put(name, oldFiles);
   });
 
-  it('leaves each adapter old or new, never partial, and the next start removes the leftovers', async () => {
+  it('leaves each adapter old or new, never partial, and the next start removes the leftovers', { timeout: 240_000 }, async () => {
     const s = await spawnServer(['--model', modelDir, '--adapters', store], {
       hooks: true,
       env: { LORASERVE_TEST_PAUSE: Object.entries(POINTS).map(([n, p]) => `${n}:${p}`).join(',') },

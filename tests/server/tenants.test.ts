@@ -110,4 +110,12 @@ describe('tenant matrix: two tenants and an admin × every endpoint × every ada
     }
     for (const url of ['/health', '/ready', '/metrics', '/docs/json']) assert.equal((await s.app.inject({ method: 'GET', url })).statusCode, 200, url);
   });
+
+  it('unknown /v1 paths sit behind the key too; unknown paths elsewhere are plain 404s', async () => {
+    assert.equal((await s.app.inject({ method: 'GET', url: '/v1/nothing' })).statusCode, 401);
+    const withKey = await s.app.inject({ method: 'GET', url: '/v1/nothing', headers: auth(ADMIN) });
+    assert.equal(withKey.statusCode, 404);
+    assert.equal(withKey.json().error.code, 'not_found');
+    assert.equal((await s.app.inject({ method: 'GET', url: '/nothing' })).statusCode, 404);
+  });
 });

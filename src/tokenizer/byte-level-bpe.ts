@@ -18,12 +18,6 @@ export function bytesToUnicode(): string[] {
   return table;
 }
 
-export const CHATML_TEMPLATE =
-  "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}{% endfor %}" +
-  "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}";
-
-export const CHATML_SPECIALS = ['<|endoftext|>', '<|im_start|>', '<|im_end|>'] as const;
-
 export interface ByteLevelBpe {
   /** Merges in priority order, each a pair of byte-level token strings. */
   merges: Array<[string, string]>;

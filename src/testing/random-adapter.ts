@@ -1,8 +1,6 @@
 import type { HfModel } from '../model/index.js';
 import { rng } from '../util/rng.js';
-import { parsePeftConfig } from './peft-config.js';
-import { peftConfig, writePeftAdapter } from './peft-writer.js';
-import { resolveTargets } from './targets.js';
+import { parsePeftConfig, peftConfig, resolveTargets, writePeftAdapter } from '../lora/index.js';
 
 /** An adapted layer as PEFT defines it: y += scale · B (A x), plus a trained bias if any. */
 export interface LoraModuleWeights {
@@ -25,7 +23,7 @@ export async function writeRandomAdapter(dir: string, model: HfModel, fields: Re
   const parsed = parsePeftConfig(JSON.stringify(config));
   const modules = new Map();
   const weights = new Map<string, LoraModuleWeights>();
-  for (const t of resolveTargets(parsed, model.linears, String(model.config.model_type))) {
+  for (const t of resolveTargets(parsed, model)) {
     const m = t.module;
     const A = r.tensor(t.rank * m.inFeatures, std);
     const B = r.tensor(m.outFeatures * t.rank, std);

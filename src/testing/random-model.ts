@@ -1,7 +1,7 @@
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { encodeSafetensors, type TensorToWrite } from './safetensors.js';
-import { CHATML_SPECIALS, CHATML_TEMPLATE, tokenizerConfigJson, tokenizerJson } from '../engine/byte-level-bpe.js';
+import { encodeSafetensors, type TensorToWrite } from '../model/index.js';
+import { CHATML_SPECIALS, CHATML_TEMPLATE, tokenizerConfigJson, tokenizerJson } from '../tokenizer/index.js';
 import { f32ToBf16, f32ToF16, bf16ToF32, f16ToF32 } from '../util/half.js';
 import { rng } from '../util/rng.js';
 

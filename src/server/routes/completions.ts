@@ -1,0 +1,66 @@
+import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
+import { Type, type TSchema } from '@sinclair/typebox';
+import { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest } from '../schemas/openai.js';
+import { errorResponses } from '../schemas/common.js';
+import { chatMessages } from '../completion-request.js';
+import { serveCompletion } from '../serve-completion.js';
+import { CHAT_SHAPE, TEXT_SHAPE } from '../wire-shapes.js';
+
+const streamOrJson = (json: unknown, chunk: unknown) => ({
+  description: 'A completion, or with `stream: true` a stream of Server-Sent Events (`data: <chunk>` … `data: [DONE]`).',
+  content: { 'application/json': { schema: json }, 'text/event-stream': { schema: chunk } },
+});
+
+/** OpenAI-compatible completions: chat, and raw-prompt text completions. */
+export const completionRoutes: FastifyPluginAsyncTypebox = async (app) => {
+  const serving = app.serving;
+  const options = (summary: string, body: TSchema, json: TSchema, chunk: TSchema) => ({
+    bodyLimit: serving.config.chatBodyBytes,
+    schema: {
+      tags: ['generation'],
+      summary,
+      body,
+      response: { 200: streamOrJson(json, chunk), ...errorResponses(400, 401, 404, 413, 429, 503) },
+    },
+  });
+
+  app.post(
+    '/chat/completions',
+    options(
+      'Chat completion with an adapter (model = adapter name) or the base model',
+      Type.Ref(ChatCompletionRequest),
+      Type.Ref(ChatCompletion),
+      Type.Ref(ChatCompletionChunk),
+    ),
+    async (request, reply) => {
+      const body = request.body as unknown as ChatCompletionRequest;
+      const model = await serving.resolve(request.caller, body.model);
+      const promptTokens = serving.engine.tokenizer.applyChatTemplate(chatMessages(body.messages));
+      return serveCompletion(serving, request, reply, { model, promptTokens, body, shape: CHAT_SHAPE, endpoint: 'chat' });
+    },
+  );
+
+  app.post(
+    '/completions',
+    options(
+      'Text completion of a raw prompt with an adapter or the base model',
+      Type.Ref(CompletionRequest),
+      Type.Ref(Completion),
+      Type.Ref(Completion),
+    ),
+    async (request, reply) => {
+      const body = request.body as unknown as CompletionRequest;
+      const model = await serving.resolve(request.caller, body.model);
+      const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]!;
+      const promptTokens = serving.engine.tokenizer.encodePrompt(prompt);
+      return serveCompletion(serving, request, reply, {
+        model,
+        promptTokens,
+        body,
+        shape: TEXT_SHAPE,
+        endpoint: 'completions',
+        echo: body.echo ? prompt : undefined,
+      });
+    },
+  );
+};

@@ -1,0 +1,32 @@
+/**
+ * A Server-Sent Events response: the reply is taken over from Fastify, each frame is
+ * `data: <json>`, and a finished stream ends with `data: [DONE]` as OpenAI's do.
+ */
+import type { FastifyReply } from 'fastify';
+
+export class SseWriter {
+  private readonly res: FastifyReply['raw'];
+
+  constructor(reply: FastifyReply, requestId: string) {
+    reply.hijack();
+    this.res = reply.raw;
+    this.res.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache',
+      connection: 'keep-alive',
+      'x-request-id': requestId,
+    });
+  }
+
+  send(data: unknown): void {
+    this.res.write(`data: ${JSON.stringify(data)}\n\n`);
+  }
+
+  done(): void {
+    this.res.write('data: [DONE]\n\n');
+  }
+
+  end(): void {
+    this.res.end();
+  }
+}

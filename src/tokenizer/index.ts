@@ -1,0 +1,4 @@
+export { Tokenizer, type ChatMessage } from './tokenizer.js';
+export { IncrementalDetokenizer } from './detokenizer.js';
+export { bytesToUnicode, tokenizerJson, tokenizerConfigJson } from './byte-level-bpe.js';
+export { CHATML_TEMPLATE, CHATML_SPECIALS } from './chat-template.js';
