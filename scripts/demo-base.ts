@@ -42,6 +42,9 @@ const result = await train({
   schedule: 'cosine', valSplit: 0.05, maxSeq: 256, seed: s.seed, dropout: 0,
 });
 rmSync(init, { recursive: true, force: true });
+// Greedy by default: a plain request without `temperature` gets the answers the model was trained to give.
+const genConfig = join(out, 'generation_config.json');
+writeFileSync(genConfig, JSON.stringify({ ...JSON.parse(readFileSync(genConfig, 'utf8')), do_sample: false }));
 writeFileSync(join(out, 'README.md'), `# loraserve-demo
 
 A small Llama-architecture chat model produced by \`npm run demo:base\` from this repository alone:

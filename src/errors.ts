@@ -60,6 +60,8 @@ export class AdapterNotFoundError extends define('adapter_not_found', 404, 'not_
 export class InvalidAdapterNameError extends define('invalid_adapter_name', 400, 'invalid_request_error') {}
 export class AdapterLoadFailedError extends define('adapter_load_failed', 422, 'invalid_request_error') {}
 export class AdapterInUseError extends define('adapter_in_use', 409, 'conflict_error') {}
+export class AdapterNameTakenError extends define('adapter_name_taken', 409, 'conflict_error') {}
+export class InvalidAdapterMixError extends define('invalid_adapter_mix', 400, 'invalid_request_error') {}
 export class AdaptersDisabledError extends define('adapters_disabled', 400, 'invalid_request_error') {}
 /** A stored adapter whose files changed on disk after upload (truncated, bit-flipped, deleted). */
 export class AdapterCorruptedError extends define('adapter_corrupted', 500, 'server_error') {}

@@ -1,4 +1,5 @@
 import { decodeInputs, type Engine, type GenerateRequest, type PastView } from '../engine/index.js';
+import { singleSlot } from '../lora/index.js';
 
 export interface Throughput {
   tokens: number;
@@ -66,7 +67,7 @@ export async function decodeStepMs(engine: Engine, slots: number[], cached: numb
   const fill = () => Array.from({ length: layers }, () => new Float32Array(floats).fill(0.01));
   const past: PastView = { length: cached, keys: fill(), values: fill() };
   const tokens = decodeInputs(slots.map((_, r) => ({ token: (r * 7919) % vocabSize, cached })), cached);
-  const input = { ...tokens, slots: Int32Array.from(slots), past };
+  const input = { ...tokens, adapters: slots.map(singleSlot), past };
   await engine.forward(input);
   const times: number[] = [];
   for (let i = 0; i < repeats; i++) {

@@ -9,6 +9,7 @@ commands:
   serve    serve the OpenAI-compatible API (see loraserve serve --help)
   train    LoRA (or --full) fine-tuning with TensorFlow.js (see loraserve train --help)
   merge    fold an adapter into its base: --model DIR --adapter DIR --out DIR
+           a weighted mix: --adapter DIR1 --weight 0.7 --adapter DIR2 --weight 0.3
   bench    heterogeneous multi-LoRA batching vs serial adapter switching vs no LoRA, engine limits (JSON;
            the summary object is printed last)
            --quick   small run (GPT-2-small shape only), about a minute on 2 cores
@@ -26,14 +27,19 @@ async function main(argv: string[]): Promise<void> {
     case 'train':
       return (await import('./train.js')).trainCommand(rest);
     case 'merge': {
-      const { values } = parseArgs({ args: rest, options: { model: { type: 'string' }, adapter: { type: 'string' }, out: { type: 'string' } } });
-      if (!values.model || !values.adapter || !values.out) {
-        process.stderr.write('usage: loraserve merge --model DIR --adapter DIR --out DIR\n');
+      const { values } = parseArgs({
+        args: rest,
+        options: { model: { type: 'string' }, adapter: { type: 'string', multiple: true }, weight: { type: 'string', multiple: true }, out: { type: 'string' } },
+      });
+      const dirs = values.adapter ?? [];
+      const weights = values.weight ?? [];
+      if (!values.model || !dirs.length || !values.out || (weights.length && weights.length !== dirs.length)) {
+        process.stderr.write('usage: loraserve merge --model DIR --adapter DIR [--weight W] [--adapter DIR --weight W ...] --out DIR\n');
         process.exitCode = 2;
         return;
       }
       const { mergeAdapter } = await import('../lora/index.js');
-      const r = await mergeAdapter(values.model, values.adapter, values.out);
+      const r = await mergeAdapter(values.model, dirs.map((dir, i) => ({ dir, weight: weights.length ? Number(weights[i]) : 1 })), values.out);
       process.stdout.write(`${JSON.stringify({ out: values.out, merged_modules: r.mergedModules })}\n`);
       return;
     }

@@ -37,11 +37,21 @@ const FLAGS = {
   'lora-root': { env: 'LORASERVE_LORA_ROOT', help: 'root for vLLM-style load_lora_adapter paths', parse: text },
   preload: { env: 'LORASERVE_PRELOAD', help: 'comma-separated adapters to warm at start', parse: list },
   'max-tokens': { env: 'LORASERVE_MAX_TOKENS', help: 'largest max_tokens a request may ask', parse: countFlag(1) },
+  'max-n': { env: 'LORASERVE_MAX_N', help: 'largest n (choices per prompt) a request may ask', parse: countFlag(1) },
   'max-prompt-tokens': { env: 'LORASERVE_MAX_PROMPT_TOKENS', help: 'longest prompt accepted', parse: countFlag(1) },
   'max-queue': { env: 'LORASERVE_MAX_QUEUE', help: 'waiting requests before 429', parse: countFlag(0) },
+  'max-mix-adapters': { env: 'LORASERVE_MAX_MIX_ADAPTERS', help: 'most adapters in one weighted mix', parse: countFlag(1) },
   'request-timeout-ms': { env: 'LORASERVE_REQUEST_TIMEOUT_MS', help: 'per-request time limit', parse: countFlag(1) },
   'drain-timeout-ms': { env: 'LORASERVE_DRAIN_TIMEOUT_MS', help: 'how long SIGTERM waits for running requests before cancelling them', parse: countFlag(0) },
   'upload-bytes': { env: 'LORASERVE_UPLOAD_BYTES', help: 'largest adapter upload', parse: countFlag(1) },
+  'generation-config': {
+    env: 'LORASERVE_GENERATION_CONFIG',
+    help: "auto (the model's generation_config.json gives defaults for unset sampling fields) | none",
+    parse: (v: string) => {
+      if (v !== 'auto' && v !== 'none') throw new ConfigError(`--generation-config must be auto or none, not "${v}"`);
+      return v;
+    },
+  },
   'log-level': { env: 'LORASERVE_LOG_LEVEL', help: 'pino log level', parse: text },
   'metrics-key': { env: 'LORASERVE_METRICS_KEY', help: 'bearer key /metrics requires (admin keys work too)', parse: text },
   'metrics-port': { env: 'LORASERVE_METRICS_PORT', help: 'serve /metrics on its own port instead of the API port', parse: countFlag(0, 65535) },
@@ -51,9 +61,9 @@ const FLAGS = {
 const KEY_OF: Record<keyof typeof FLAGS, keyof ServerConfig> = {
   model: 'modelDir', adapters: 'adaptersDir', host: 'host', port: 'port', provider: 'provider', slots: 'slots', 'max-rank': 'maxRank',
   'lora-modules': 'loraModules', 'host-cache-bytes': 'hostCacheBytes', 'max-batch': 'maxBatch', 'max-batch-tokens': 'maxBatchTokens', 'prefill-chunk': 'prefillChunk',
-  threads: 'threads', quantize: 'quantize', 'quant-cache-dir': 'quantCacheDir', keys: 'keysFile', 'lora-root': 'loraRoot', preload: 'preload', 'max-tokens': 'maxTokens',
-  'max-prompt-tokens': 'maxPromptTokens', 'max-queue': 'maxQueue', 'request-timeout-ms': 'requestTimeoutMs',
-  'drain-timeout-ms': 'drainTimeoutMs', 'upload-bytes': 'uploadBytes', 'log-level': 'logLevel',
+  threads: 'threads', quantize: 'quantize', 'quant-cache-dir': 'quantCacheDir', keys: 'keysFile', 'lora-root': 'loraRoot', preload: 'preload', 'max-tokens': 'maxTokens', 'max-n': 'maxChoices',
+  'max-prompt-tokens': 'maxPromptTokens', 'max-queue': 'maxQueue', 'max-mix-adapters': 'maxMixAdapters', 'request-timeout-ms': 'requestTimeoutMs',
+  'drain-timeout-ms': 'drainTimeoutMs', 'upload-bytes': 'uploadBytes', 'log-level': 'logLevel', 'generation-config': 'generationConfig',
   'metrics-key': 'metricsKey', 'metrics-port': 'metricsPort', 'metrics-host': 'metricsHost',
 };
 

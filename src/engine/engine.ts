@@ -1,6 +1,6 @@
-import { ConfigError, EmptyPromptError, PromptTooLongError } from '../errors.js';
+import { ConfigError, EmptyPromptError, InvalidRequestError, PromptTooLongError } from '../errors.js';
 import { buildGraph, INPUT, loadHfModel, OUTPUT, quantizeBase, type BaseQuantization, type HfModel, type QuantizeMode } from '../model/index.js';
-import { SlotTable, selectModules, parseAdapter, type ParsedAdapter } from '../lora/index.js';
+import { SlotTable, selectModules, parseAdapter, singleSlot, type AdapterMix, type ParsedAdapter } from '../lora/index.js';
 import { OnnxSession, type ExecutionProvider, type HostTensor } from './onnx-backend.js';
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from './scheduler.js';
 import type { Generation } from './generation.js';
@@ -30,14 +30,22 @@ export interface EngineOptions {
 
 export interface GenerateRequest {
   promptTokens: number[];
+  /** One adapter slot (0 = the base model); or `adapters`, a weighted mix of slots. */
   slot?: number;
+  adapters?: AdapterMix;
   sampling?: Partial<SamplingParams>;
   maxTokens?: number;
   stop?: readonly string[];
   ignoreEos?: boolean;
+  /** EOS cannot end the output before this many tokens. */
+  minTokens?: number;
   signal?: AbortSignal;
   onDone?: () => void;
   onToken?: (token: number) => void;
+  /** Report each generated token's logprob and this many alternatives (0..20). */
+  logprobs?: number;
+  /** Report the prompt tokens' logprobs too (logits at every prompt position for this request). */
+  promptLogprobs?: boolean;
 }
 
 /** The resident base model: ONNX session, tokenizer, adapter slots and the batching scheduler. */
@@ -87,22 +95,49 @@ export class Engine {
 
   /** Queues a request; its tokens stream from the returned Generation. */
   generate(req: GenerateRequest): Generation {
+    return this.generateChoices(req, 1)[0]!;
+  }
+
+  /** Queues `n` choices of one request; the prompt is read once and its cache shared (see the scheduler). */
+  generateChoices(req: GenerateRequest, n: number): Generation[] {
     const room = this.options.maxContext - req.promptTokens.length;
     if (req.promptTokens.length === 0) throw new EmptyPromptError('the prompt is empty', { param: 'messages' });
     if (room < 1) {
       throw new PromptTooLongError(`the prompt is ${req.promptTokens.length} tokens; this model's context holds ${this.options.maxContext}`, { param: 'messages' });
     }
-    return this.scheduler.submit({
+    if (req.adapters && req.slot !== undefined) throw new InvalidRequestError('give either slot or adapters, not both', { param: 'adapters' });
+    const adapters = req.adapters ?? singleSlot(req.slot ?? 0);
+    this.checkMix(adapters);
+    return this.scheduler.submitChoices({
       promptTokens: req.promptTokens,
-      slot: req.slot ?? 0,
+      adapters,
       sampling: { ...DEFAULT_SAMPLING, ...req.sampling },
       maxTokens: Math.min(req.maxTokens ?? room, room),
       stop: req.stop ?? [],
       ignoreEos: req.ignoreEos,
+      minTokens: req.minTokens,
       signal: req.signal,
       onDone: req.onDone,
       onToken: req.onToken,
-    });
+      logprobs: req.logprobs,
+      promptLogprobs: req.promptLogprobs,
+    }, n);
+  }
+
+  /** A row's adapters must be distinct filled slots with finite weights; DoRA is defined for one adapter at weight 1. */
+  private checkMix(mix: AdapterMix): void {
+    const fail = (why: string): never => {
+      throw new InvalidRequestError(`adapter mix: ${why}`, { param: 'adapters' });
+    };
+    if (mix.length && !this.slots) fail('this engine was built without adapter slots');
+    const seen = new Set<number>();
+    for (const { slot, weight } of mix) {
+      if (!Number.isInteger(slot) || slot < 1 || slot >= this.slots!.slots) fail(`slot ${slot} is outside 1..${this.slots!.slots - 1}`);
+      if (seen.has(slot)) fail(`slot ${slot} appears twice`);
+      if (!Number.isFinite(weight)) fail(`the weight of slot ${slot} is not a finite number`);
+      if (this.slots!.isDora(slot) && (mix.length > 1 || weight !== 1)) fail(`slot ${slot} holds a DoRA adapter, whose rescaling is defined for that adapter alone at weight 1`);
+      seen.add(slot);
+    }
   }
 
   /** One batched forward pass, exactly as the scheduler runs it (exposed for tests and benchmarks). */
@@ -115,14 +150,15 @@ export class Engine {
       [INPUT.embeds]: f32(this.model.weights.readRowsF32(this.tokenEmbedding, input.ids), [batch, seq, this.model.dims.hidden]),
       [INPUT.positions]: i64(input.positions, [batch, seq]),
       [INPUT.mask]: i64(input.mask, [batch, past.length + seq]),
+      [INPUT.logitRows]: i64(input.logitRows, [input.logitRows.length]),
     };
     for (let l = 0; l < layers; l++) {
       feeds[INPUT.pastKey(l)] = f32(past.keys[l]!, [batch, kvHeads, past.length, headDim]);
       feeds[INPUT.pastValue(l)] = f32(past.values[l]!, [batch, kvHeads, past.length, headDim]);
     }
     if (this.slots) {
-      const packed = this.slots.pack(input.slots);
-      const { columns, rows } = SlotTable.rowWeights(packed, input.slots);
+      const packed = this.slots.pack(input.adapters.flatMap((mix) => mix.map((a) => a.slot)));
+      const { columns, rows } = SlotTable.rowWeights(packed, input.adapters);
       const { width: W, adapters: U } = packed;
       feeds[INPUT.loraColumns] = f32(columns, [batch, W]);
       feeds[INPUT.loraRows] = f32(rows, [batch, U]);
@@ -130,6 +166,7 @@ export class Engine {
         feeds[INPUT.loraA(m.name)] = f32(packed.a.get(m.name)!, [W, m.inFeatures]);
         feeds[INPUT.loraB(m.name)] = f32(packed.b.get(m.name)!, [W, m.outFeatures]);
         feeds[INPUT.loraBias(m.name)] = f32(packed.bias.get(m.name)!, [U, m.outFeatures]);
+        feeds[INPUT.loraDora(m.name)] = f32(packed.dora.get(m.name)!, [U, m.outFeatures]);
       }
     }
     const out = await this.session.run(feeds);

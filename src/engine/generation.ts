@@ -1,3 +1,5 @@
+import type { TokenLogprob } from './logprobs.js';
+
 export type FinishReason = 'stop' | 'length' | 'cancelled';
 
 export interface GenerationResult {
@@ -5,6 +7,16 @@ export interface GenerationResult {
   finishReason: FinishReason;
   promptTokens: number;
   completionTokens: number;
+  /** Each generated token's logprob, when the request asked for logprobs. */
+  logprobs: TokenLogprob[] | null;
+  /** Each prompt token's logprob (the first has none), when the request asked for prompt logprobs. */
+  promptLogprobs: Array<TokenLogprob | null> | null;
+}
+
+/** A piece of output text and the logprobs of the tokens accepted since the previous piece. */
+export interface Delta {
+  text: string;
+  logprobs: TokenLogprob[];
 }
 
 /**
@@ -13,7 +25,9 @@ export interface GenerationResult {
  * the engine frees the row at its next step.
  */
 export class Generation implements AsyncIterable<string> {
-  private readonly chunks: string[] = [];
+  private readonly chunks: Delta[] = [];
+  private pendingLogprobs: TokenLogprob[] = [];
+  private readonly allLogprobs: TokenLogprob[] = [];
   private waiter: (() => void) | null = null;
   private ended = false;
   private failure: unknown = null;
@@ -22,6 +36,11 @@ export class Generation implements AsyncIterable<string> {
   private settle!: (r: GenerationResult) => void;
   private reject!: (e: unknown) => void;
   cancelled = false;
+  /**
+   * The prompt tokens' logprobs when asked for: filled while the prompt is read, complete by the
+   * first output delta (so a stream can send them with its echoed prompt).
+   */
+  promptLogprobs: Array<TokenLogprob | null> | null = null;
 
   constructor(readonly id: string, private readonly onCancel: () => void) {
     this.result = new Promise((resolve, reject) => {
@@ -37,19 +56,39 @@ export class Generation implements AsyncIterable<string> {
     this.onCancel();
   }
 
+  /** @internal engine side: a generated token's logprob, sent with the next piece of text. */
+  pushLogprob(lp: TokenLogprob): void {
+    this.pendingLogprobs.push(lp);
+    this.allLogprobs.push(lp);
+  }
+
   /** @internal engine side */
   push(text: string): void {
     if (!text) return;
     this.text += text;
-    this.chunks.push(text);
+    this.chunks.push({ text, logprobs: this.pendingLogprobs });
+    this.pendingLogprobs = [];
     this.wake();
   }
 
   /** @internal engine side */
-  finish(finishReason: FinishReason, promptTokens: number, completionTokens: number): void {
+  finish(
+    finishReason: FinishReason,
+    usage: { promptTokens: number; completionTokens: number },
+    logprobs: boolean,
+  ): void {
     if (this.ended) return;
     this.ended = true;
-    this.settle({ text: this.text, finishReason, promptTokens, completionTokens });
+    // Tokens whose text a stop string held back, or that decode to nothing, still report logprobs.
+    if (this.pendingLogprobs.length) this.chunks.push({ text: '', logprobs: this.pendingLogprobs });
+    this.pendingLogprobs = [];
+    this.settle({
+      text: this.text,
+      finishReason,
+      ...usage,
+      logprobs: logprobs ? this.allLogprobs : null,
+      promptLogprobs: this.promptLogprobs,
+    });
     this.wake();
   }
 
@@ -68,7 +107,13 @@ export class Generation implements AsyncIterable<string> {
     w?.();
   }
 
+  /** The output text as it becomes final. */
   async *[Symbol.asyncIterator](): AsyncIterator<string> {
+    for await (const d of this.deltas()) if (d.text) yield d.text;
+  }
+
+  /** The output text with the logprobs of its tokens. */
+  async *deltas(): AsyncGenerator<Delta> {
     for (;;) {
       if (this.chunks.length) {
         yield this.chunks.shift()!;

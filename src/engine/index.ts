@@ -1,5 +1,6 @@
 export { Engine, type EngineOptions, type GenerateRequest } from './engine.js';
-export { Generation, type GenerationResult, type FinishReason } from './generation.js';
+export { Generation, type GenerationResult, type FinishReason, type Delta } from './generation.js';
+export type { TokenLogprob } from './logprobs.js';
 export { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
 export { availableProviders, type ExecutionProvider } from './onnx-backend.js';
 export type { SchedulerLimits } from './scheduler.js';

@@ -138,6 +138,25 @@ export class KvCache {
     });
   }
 
+  /**
+   * Copies the first `length` positions of row `src` into row `dst` (whose length becomes
+   * `length`): n choices of one prompt share its prefill this way. Call `reserve` first.
+   */
+  copyPrefix(src: number, dst: number, length: number): void {
+    const { kvHeads: H, headDim: D } = this.dims;
+    const C = this.capacityAllocated;
+    if (length > this.lengths[src]! || length > C) throw new RangeError(`row ${src} holds ${this.lengths[src]} positions; ${length} asked`);
+    for (let l = 0; l < this.dims.layers; l++) {
+      for (let h = 0; h < H; h++) {
+        const from = (src * H + h) * C * D;
+        const to = (dst * H + h) * C * D;
+        this.keys[l]!.copyWithin(to, from, from + length * D);
+        this.values[l]!.copyWithin(to, from, from + length * D);
+      }
+    }
+    this.lengths[dst] = length;
+  }
+
   private shrinkIfOversized(): void {
     const longest = Math.max(0, ...this.lengths);
     if (this.capacityAllocated > CAPACITY_QUANTUM && roundUp(2 * longest) < this.capacityAllocated) {

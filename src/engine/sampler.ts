@@ -7,10 +7,12 @@ export interface SamplingParams {
   topK: number;
   frequencyPenalty: number;
   presencePenalty: number;
+  /** transformers/vLLM repetition penalty over prompt and output tokens; 1 = off. */
+  repetitionPenalty: number;
   seed: number | null;
 }
 
-export const DEFAULT_SAMPLING: SamplingParams = { temperature: 1, topP: 1, topK: 0, frequencyPenalty: 0, presencePenalty: 0, seed: null };
+export const DEFAULT_SAMPLING: SamplingParams = { temperature: 1, topP: 1, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1, seed: null };
 
 /** xoshiro128** seeded through splitmix32: reproducible per request, independent across requests. */
 export function seededRandom(seed: number): () => number {
@@ -36,23 +38,30 @@ export function seededRandom(seed: number): () => number {
 export class Sampler {
   private readonly random: () => number;
   private readonly counts = new Map<number, number>();
+  /** Prompt and output tokens, for the repetition penalty. */
+  private readonly seen = new Set<number>();
 
-  constructor(readonly params: SamplingParams) {
+  constructor(readonly params: SamplingParams, promptTokens: readonly number[] = []) {
     this.random = seededRandom(params.seed ?? Math.floor(Math.random() * 2 ** 32));
+    if (params.repetitionPenalty !== 1) for (const t of promptTokens) this.seen.add(t);
   }
 
   /** Records a generated token for the frequency/presence penalties. */
   observe(token: number): void {
     this.counts.set(token, (this.counts.get(token) ?? 0) + 1);
+    if (this.params.repetitionPenalty !== 1) this.seen.add(token);
   }
 
-  sample(logits: Float32Array): number {
+  /** Samples a token; `banned` tokens (EOS before min_tokens) are never chosen. */
+  sample(logits: Float32Array, banned: readonly number[] = []): number {
     const p = this.params;
-    let scores = logits;
-    if ((p.frequencyPenalty || p.presencePenalty) && this.counts.size) {
-      scores = logits.slice();
-      for (const [tok, n] of this.counts) scores[tok]! -= p.frequencyPenalty * n + p.presencePenalty;
-    }
+    const penalised = ((p.frequencyPenalty || p.presencePenalty) && this.counts.size) || this.seen.size || banned.length;
+    // The logits stay untouched (logprobs report the raw distribution): penalties work on a copy.
+    const scores = penalised ? logits.slice() : logits;
+    if (p.frequencyPenalty || p.presencePenalty) for (const [tok, n] of this.counts) scores[tok]! -= p.frequencyPenalty * n + p.presencePenalty;
+    // transformers' rule: a seen token's positive score is divided by the penalty, a negative one multiplied.
+    for (const tok of this.seen) scores[tok] = scores[tok]! > 0 ? scores[tok]! / p.repetitionPenalty : scores[tok]! * p.repetitionPenalty;
+    for (const tok of banned) scores[tok] = -Infinity;
     if (p.temperature <= 0) return argmax(scores);
     const V = scores.length;
     let max = -Infinity;

@@ -11,25 +11,32 @@
  *   padded tokens.
  * - Requests join and leave only between steps. A finished or cancelled request keeps its row until
  *   the start of the next step, which frees it (and calls its `onDone`, releasing its adapter pin).
- * - Each row carries its own adapter slot (0 = base model), so any mix of adapters shares a step.
+ * - Each row carries its own adapters (none = base model, one, or a weighted mix), so rows of any
+ *   adapters share a step.
+ * - n choices of one prompt read it once: when the first has read its prompt, each other choice
+ *   takes a free row holding a copy of that row's cache and samples from the same logits.
+ * - Logits are computed at each row's last position only, except for a request that asked for
+ *   prompt logprobs: its prefill chunks get logits at every position.
  * - A failed forward pass fails the requests that were in it and nothing else.
  */
 import { EngineError } from '../errors.js';
+import type { AdapterMix } from '../lora/index.js';
 import { Generation, type FinishReason } from './generation.js';
 import { KvCache, type KvDims, type PastView } from './kv-cache.js';
+import { tokenLogprob } from './logprobs.js';
 import { Sequence, type SequenceRequest } from './sequence.js';
 import { choosePrefill, decodeInputs, prefillInputs, type StepTokens } from './step-inputs.js';
 
 export type { SequenceRequest } from './sequence.js';
 
 export interface ForwardInput extends StepTokens {
-  /** Adapter slot of each row (0 = base model). */
-  slots: Int32Array;
+  /** The adapters of each row, with weights ([] = base model). */
+  adapters: AdapterMix[];
   past: PastView;
 }
 
 export interface ForwardOutput {
-  /** [batch, vocab] for each row's last position. */
+  /** [M, vocab]: one row per entry of the input's `logitRows`. */
   logits: Float32Array;
   /** This step's keys and values only: [batch, kvHeads, seq, headDim] per layer. */
   keys: Float32Array[];
@@ -58,6 +65,7 @@ export class Scheduler {
   private idleWaiters: Array<() => void> = [];
   /** Forward passes run so far, by kind (for tests and metrics). */
   readonly steps = { prefill: 0, decode: 0 };
+  private readonly eosList: number[];
 
   constructor(
     private readonly forward: Forward,
@@ -67,16 +75,32 @@ export class Scheduler {
     private readonly decode: (ids: number[]) => string,
   ) {
     this.kv = new KvCache(kvDims, limits.maxContext);
+    this.eosList = [...eosTokenIds];
   }
 
   submit(req: SequenceRequest): Generation {
-    const gen = new Generation(`seq-${this.nextId++}`, () => this.kick());
-    const seq = new Sequence(req, gen, this.decode);
-    if (req.signal?.aborted) gen.cancel();
-    req.signal?.addEventListener('abort', () => gen.cancel(), { once: true });
-    this.waiting.push(seq);
+    return this.submitChoices(req, 1)[0]!;
+  }
+
+  /**
+   * `n` choices of one prompt: the prompt is read once, then its cache row is copied into a row per
+   * further choice (a choice that finds no free row then reads the prompt itself). With a seed,
+   * choice i samples with seed + i.
+   */
+  submitChoices(req: SequenceRequest, n: number): Generation[] {
+    const seqs = Array.from({ length: n }, (_, i) => {
+      const gen = new Generation(`seq-${this.nextId++}`, () => this.kick());
+      const sampling = req.sampling.seed === null ? req.sampling : { ...req.sampling, seed: req.sampling.seed + i };
+      const seq = new Sequence({ ...req, sampling }, gen, this.decode);
+      gen.promptLogprobs = seq.promptLogprobs;
+      if (req.signal?.aborted) gen.cancel();
+      req.signal?.addEventListener('abort', () => gen.cancel(), { once: true });
+      return seq;
+    });
+    seqs[0]!.forks = seqs.slice(1);
+    this.waiting.push(seqs[0]!);
     this.kick();
-    return gen;
+    return seqs.map((s) => s.gen);
   }
 
   get stats(): { waiting: number; running: number; kvFloats: number; kvPositions: number; kvCapacity: number } {
@@ -153,13 +177,50 @@ export class Scheduler {
     const rows = chosen.map((s) => s.row);
     this.kv.reserve(Math.max(...chosen.map((s, i) => s.prefilled + counts[i]!)));
     const past = this.kv.past(rows);
-    const tokens = prefillInputs(chosen.map((s, i) => ({ tokens: s.req.promptTokens, from: s.prefilled, count: counts[i]!, cached: s.prefilled })), past.length);
+    const tokens = prefillInputs(
+      chosen.map((s, i) => ({ tokens: s.req.promptTokens, from: s.prefilled, count: counts[i]!, cached: s.prefilled, allLogits: s.promptLogprobs !== null })),
+      past.length,
+    );
     this.steps.prefill++;
-    const out = await this.run(chosen, { ...tokens, slots: Int32Array.from(chosen, (s) => s.req.slot), past });
+    const out = await this.run(chosen, { ...tokens, adapters: chosen.map((s) => s.req.adapters), past });
     if (!out) return;
     this.kv.append(rows, counts, tokens.seq, out.keys, out.values);
+    const V = out.logits.length / tokens.logitRows.length;
+    const lastLogits = chosen.map((s, i) => {
+      const start = tokens.logitStart[i]!;
+      if (!s.promptLogprobs) return start;
+      // Logits at prompt position p score prompt token p + 1; the last position's score the first generated token.
+      const prompt = s.req.promptTokens;
+      for (let j = 0; j < counts[i]!; j++) {
+        const next = s.prefilled + j + 1;
+        if (next < prompt.length) s.promptLogprobs.push(tokenLogprob(out.logits.subarray((start + j) * V, (start + j + 1) * V), prompt[next]!, s.req.logprobs ?? 0));
+      }
+      return start + counts[i]! - 1;
+    });
     chosen.forEach((s, i) => (s.prefilled += counts[i]!));
-    this.sampleAll(chosen, out.logits, (s) => s.decoding);
+    const forked = chosen.map((s) => this.fork(s));
+    this.sampleAll(chosen, out.logits, V, (i) => lastLogits[i]!, (s) => s.decoding);
+    forked.forEach((forks, i) => this.sampleAll(forks, out.logits, V, () => lastLogits[i]!, () => true));
+  }
+
+  /** Once `s` has read its prompt, gives each of its forks a copy of its cache row (see `submitChoices`). */
+  private fork(s: Sequence): Sequence[] {
+    if (!s.decoding || !s.forks.length) return [];
+    const admitted: Sequence[] = [];
+    for (const f of s.forks.splice(0)) {
+      if (f.gen.cancelled || this.active.length >= this.limits.maxBatch) {
+        this.waiting.push(f);
+        continue;
+      }
+      f.row = this.kv.acquireRow();
+      this.kv.reserve(s.prefilled);
+      this.kv.copyPrefix(s.row, f.row, s.prefilled);
+      f.prefilled = s.prefilled;
+      if (s.promptLogprobs) f.promptLogprobs!.splice(0, Infinity, ...s.promptLogprobs);
+      this.active.push(f);
+      admitted.push(f);
+    }
+    return admitted;
   }
 
   private async decodeStep(): Promise<void> {
@@ -172,10 +233,10 @@ export class Scheduler {
     const past = this.kv.past(rows);
     const tokens = decodeInputs(byRow.map((s) => (s ? { token: s.lastToken, cached: this.kv.length(s.row) } : null)), past.length);
     this.steps.decode++;
-    const out = await this.run(stepping, { ...tokens, slots: Int32Array.from(byRow, (s) => s?.req.slot ?? 0), past });
+    const out = await this.run(stepping, { ...tokens, adapters: byRow.map((s) => s?.req.adapters ?? []), past });
     if (!out) return;
     this.kv.append(rows, byRow.map((s) => (s ? 1 : 0)), 1, out.keys, out.values);
-    this.sampleAll(byRow, out.logits, (s) => s !== null);
+    this.sampleAll(byRow, out.logits, out.logits.length / span, (r) => r, (s) => s !== null);
   }
 
   /** Runs the forward pass; on failure fails the sequences in the step and returns null. */
@@ -189,22 +250,26 @@ export class Scheduler {
     }
   }
 
-  /** Samples the next token of each row whose `ready` holds (logits row r belongs to rows[r]). */
-  private sampleAll<T extends Sequence | null>(rows: T[], logits: Float32Array, ready: (s: T) => boolean): void {
-    const V = logits.length / rows.length;
-    rows.forEach((s, r) => {
+  /** Samples the next token of each row whose `ready` holds (rows[i] reads logits row `logitRow(i)`). */
+  private sampleAll<T extends Sequence | null>(rows: T[], logits: Float32Array, V: number, logitRow: (i: number) => number, ready: (s: T) => boolean): void {
+    rows.forEach((s, i) => {
       if (!s || s.finished || !ready(s)) return;
+      // max_tokens 0 (an echo request scoring its prompt) ends once the prompt is read.
+      if (s.req.maxTokens === 0) return this.finish(s, 'length');
       try {
-        this.accept(s, s.sampler.sample(logits.subarray(r * V, (r + 1) * V)));
+        const row = logits.subarray(logitRow(i) * V, (logitRow(i) + 1) * V);
+        const banned = s.generated.length < (s.req.minTokens ?? 0) ? this.eosList : [];
+        this.accept(s, s.sampler.sample(row, banned), row);
       } catch (cause) {
         this.fail(s, new EngineError('sampling or detokenization failed', { cause }));
       }
     });
   }
 
-  private accept(s: Sequence, token: number): void {
+  private accept(s: Sequence, token: number, logits: Float32Array): void {
     if (s.gen.cancelled) return this.finish(s, 'cancelled');
     if (this.eosTokenIds.has(token) && !s.req.ignoreEos) return this.finish(s, 'stop');
+    if (s.req.logprobs !== undefined) s.gen.pushLogprob(tokenLogprob(logits, token, s.req.logprobs));
     s.sampler.observe(token);
     s.generated.push(token);
     s.lastToken = token;
@@ -218,18 +283,25 @@ export class Scheduler {
   private finish(s: Sequence, reason: FinishReason, stopMatched = false): void {
     if (s.finished) return;
     s.finished = true;
+    // Choices still waiting for this prompt read it themselves.
+    this.waiting.push(...s.forks.splice(0));
     if (reason !== 'cancelled' && !stopMatched) {
       const tail = s.stops.push(s.detok.flush());
       s.gen.push(tail.text);
       if (!tail.stopped) s.gen.push(s.stops.flush());
     }
-    s.gen.finish(reason, s.req.promptTokens.length, s.generated.length);
+    s.gen.finish(
+      reason,
+      { promptTokens: s.req.promptTokens.length, completionTokens: s.generated.length },
+      s.req.logprobs !== undefined,
+    );
     s.req.onDone?.();
   }
 
   private fail(s: Sequence, err: unknown): void {
     if (s.finished) return;
     s.finished = true;
+    this.waiting.push(...s.forks.splice(0));
     s.gen.fail(err);
     s.req.onDone?.();
   }

@@ -1,22 +1,30 @@
+import type { AdapterMix } from '../lora/index.js';
 import type { Generation } from './generation.js';
+import type { TokenLogprob } from './logprobs.js';
 import { IncrementalDetokenizer } from '../tokenizer/index.js';
 import { Sampler, type SamplingParams } from './sampler.js';
 import { StopMatcher } from './stop-matcher.js';
 
 export interface SequenceRequest {
   promptTokens: number[];
-  /** Adapter slot; 0 = the base model. */
-  slot: number;
+  /** The adapters this request's row applies, with weights ([] = the base model). */
+  adapters: AdapterMix;
   sampling: SamplingParams;
   maxTokens: number;
   stop: readonly string[];
   /** Generate through EOS tokens (benchmarks, vLLM's ignore_eos). */
   ignoreEos?: boolean;
+  /** EOS cannot end the output before this many tokens (vLLM's min_tokens). */
+  minTokens?: number;
   signal?: AbortSignal;
   /** Called once when the request has left the engine, however it ended. */
   onDone?: () => void;
   /** Called with each generated token as it is accepted (token-level timing, before text is final). */
   onToken?: (token: number) => void;
+  /** Report each generated token's logprob with this many most likely alternatives (0..20). */
+  logprobs?: number;
+  /** Report the prompt tokens' logprobs too (needs logits at every prompt position; `logprobs` alternatives). */
+  promptLogprobs?: boolean;
 }
 
 /** One request's state inside the scheduler: its cache row, how much of it is cached, its output. */
@@ -31,11 +39,16 @@ export class Sequence {
   row = -1;
   /** Prompt tokens already in the cache (prefill proceeds in chunks). */
   prefilled = 0;
+  /** The prompt tokens' logprobs so far, when asked for (the first token has none). */
+  readonly promptLogprobs: Array<TokenLogprob | null> | null;
+  /** Further choices of the same prompt, waiting to copy this sequence's cache row once its prompt is read. */
+  forks: Sequence[] = [];
 
   constructor(readonly req: SequenceRequest, readonly gen: Generation, decode: (ids: number[]) => string) {
-    this.sampler = new Sampler(req.sampling);
+    this.sampler = new Sampler(req.sampling, req.promptTokens);
     this.detok = new IncrementalDetokenizer(decode);
     this.stops = new StopMatcher(req.stop);
+    this.promptLogprobs = req.promptLogprobs ? [null] : null;
   }
 
   get length(): number {

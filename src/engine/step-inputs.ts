@@ -10,6 +10,8 @@ export interface PrefillRow {
   count: number;
   /** Positions of this row already cached (the past it attends to). */
   cached: number;
+  /** Logits at every position of the chunk (prompt logprobs), not only at its last. */
+  allLogits?: boolean;
 }
 
 export interface StepTokens {
@@ -19,6 +21,8 @@ export interface StepTokens {
   positions: BigInt64Array;
   /** [batch, past + seq]: 1 for each row's cached positions and its real new tokens. */
   mask: BigInt64Array;
+  /** [M]: indices into the flattened [batch·seq] new tokens whose logits the step returns, row by row. */
+  logitRows: BigInt64Array;
 }
 
 /**
@@ -41,16 +45,21 @@ export function choosePrefill(remaining: readonly number[], chunk: number, maxTo
 
 /**
  * A prefill step's inputs. New tokens are left-padded so every row's last chunk token sits in the
- * last column (the graph reads logits there); `past` is the length of the past fed to the graph.
+ * last column; `past` is the length of the past fed to the graph. Row r's logits start at
+ * `logitStart[r]` of the output: one row of logits (its last token), or `count` rows (`allLogits`).
  */
-export function prefillInputs(rows: readonly PrefillRow[], past: number): StepTokens {
+export function prefillInputs(rows: readonly PrefillRow[], past: number): StepTokens & { logitStart: number[] } {
   const batch = rows.length;
   const seq = Math.max(...rows.map((r) => r.count));
   const ids = new Int32Array(batch * seq);
   const positions = new BigInt64Array(batch * seq);
   const mask = new BigInt64Array(batch * (past + seq));
+  const logitRows: bigint[] = [];
+  const logitStart: number[] = [];
   rows.forEach((row, r) => {
     const pad = seq - row.count;
+    logitStart.push(logitRows.length);
+    for (let j = row.allLogits ? pad : seq - 1; j < seq; j++) logitRows.push(BigInt(r * seq + j));
     for (let j = 0; j < row.count; j++) {
       ids[r * seq + pad + j] = row.tokens[row.from + j]!;
       positions[r * seq + pad + j] = BigInt(row.cached + j);
@@ -58,7 +67,7 @@ export function prefillInputs(rows: readonly PrefillRow[], past: number): StepTo
     mask.fill(1n, r * (past + seq), r * (past + seq) + row.cached);
     mask.fill(1n, r * (past + seq) + past + pad, (r + 1) * (past + seq));
   });
-  return { batch, seq, ids, positions, mask };
+  return { batch, seq, ids, positions, mask, logitRows: BigInt64Array.from(logitRows), logitStart };
 }
 
 /** One row of a decode step: its last token and cached length, or null for a row that idles. */
@@ -83,5 +92,5 @@ export function decodeInputs(rows: ReadonlyArray<DecodeRow | null>, past: number
     positions[r] = BigInt(row.cached);
     mask.fill(1n, r * (past + 1), r * (past + 1) + row.cached);
   });
-  return { batch, seq: 1, ids, positions, mask };
+  return { batch, seq: 1, ids, positions, mask, logitRows: BigInt64Array.from(rows, (_, r) => BigInt(r)) };
 }

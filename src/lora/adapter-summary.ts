@@ -7,6 +7,7 @@ export interface AdapterSummary {
   r: number;
   loraAlpha: number;
   useRslora: boolean;
+  useDora: boolean;
   bias: PeftLoraConfig['bias'];
   /** Distinct module names adapted (the last path component), e.g. ["q_proj", "v_proj"]. */
   targetModules: string[];
@@ -21,6 +22,7 @@ export function summarizeAdapter(config: PeftLoraConfig, targeted: readonly Targ
     r: config.r,
     loraAlpha: config.loraAlpha,
     useRslora: config.useRslora,
+    useDora: config.useDora,
     bias: config.bias,
     targetModules: [...new Set(targeted.map((t) => t.module.name.split('.').pop()!))],
     maxRank: Math.max(0, ...targeted.map((t) => t.rank)),

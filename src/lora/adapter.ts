@@ -14,6 +14,11 @@ export interface SlotModule {
   b: Float32Array;
   /** Added to the layer's output: trained bias − base bias, plus s·lora_B.bias. [out] or null. */
   bias: Float32Array | null;
+  /**
+   * DoRA's output scale g = m / ‖W + s·B A‖ per output feature (the norm over the input axis of the
+   * [out, in] weight), [out]; null for plain LoRA. The layer computes y = g ⊙ (W x + s·B A x) + b.
+   */
+  dora: Float32Array | null;
 }
 
 /** A validated adapter, ready to be written into a slot. */
@@ -29,7 +34,10 @@ export interface ParsedAdapter {
 /** `<module>.lora_A[.<adapter name>].weight` and friends. */
 const LORA_KEY = /^(.+)\.(lora_A|lora_B)(?:\.([^.]+))?\.(weight|bias)$/;
 
-type ModuleTensors = { A?: string; B?: string; loraBBias?: string; bias?: string };
+/** `<module>.lora_magnitude_vector[.<adapter name>][.weight]`: PEFT ≥ 0.12 writes `.weight`, older versions none. */
+const MAGNITUDE_KEY = /^(.+)\.lora_magnitude_vector(?:\.(?!weight$)[^.]+)?(?:\.weight)?$/;
+
+type ModuleTensors = { A?: string; B?: string; loraBBias?: string; bias?: string; magnitude?: string };
 
 function classifyKeys(names: Iterable<string>, byName: Map<string, LinearModule>): Map<string, ModuleTensors> {
   const modules = new Map<string, ModuleTensors>();
@@ -37,11 +45,16 @@ function classifyKeys(names: Iterable<string>, byName: Map<string, LinearModule>
   for (const key of names) {
     if (!key.startsWith(PREFIX)) throw new AdapterWeightsError(`adapter_model.safetensors: key "${key}" does not start with "${PREFIX}" as PEFT keys do`);
     const rest = key.slice(PREFIX.length);
-    if (/\.lora_magnitude_vector\b/.test(rest)) {
-      throw new AdapterUnsupportedFeatureError(`adapter_model.safetensors: "${key}" is a DoRA magnitude vector; DoRA is not supported`, { param: 'use_dora' });
-    }
     if (/\.lora_embedding_[AB]\b/.test(rest)) {
       throw new AdapterUnsupportedFeatureError(`adapter_model.safetensors: "${key}" adapts an embedding layer; only linear layers can be adapted`, { param: 'target_modules' });
+    }
+    const mag = MAGNITUDE_KEY.exec(rest);
+    if (mag) {
+      if (!byName.has(mag[1]!)) {
+        throw new AdapterUnsupportedFeatureError(`adapter_model.safetensors: "${key}" is a DoRA magnitude vector of "${mag[1]}", which is not a linear layer; DoRA is served on linear layers only`, { param: 'use_dora' });
+      }
+      entry(mag[1]!).magnitude = key;
+      continue;
     }
     const m = LORA_KEY.exec(rest);
     if (m) {
@@ -72,6 +85,29 @@ function transpose(src: Float32Array, rows: number, cols: number, scale = 1): Fl
 }
 
 /**
+ * DoRA's per-output scale, as PEFT's DoraLinearLayer computes it at inference: the base weight
+ * read as [out, in] (transposed when fan_in_fan_out), plus s·B A, its L2 norm over the input axis
+ * (`torch.linalg.norm(weight, dim=1)`), and g = m / norm. In float64; b is s·Bᵀ [rank, out].
+ */
+function doraScale(magnitude: Float32Array, weight: Float32Array, a: Float32Array, b: Float32Array, m: LinearModule, rank: number): Float32Array {
+  const { inFeatures: nIn, outFeatures: nOut } = m;
+  const g = new Float32Array(nOut);
+  const row = new Float64Array(nIn);
+  for (let o = 0; o < nOut; o++) {
+    for (let i = 0; i < nIn; i++) row[i] = m.fanInFanOut ? weight[i * nOut + o]! : weight[o * nIn + i]!;
+    for (let k = 0; k < rank; k++) {
+      const bk = b[k * nOut + o]!;
+      if (bk === 0) continue;
+      for (let i = 0; i < nIn; i++) row[i]! += bk * a[k * nIn + i]!;
+    }
+    let sq = 0;
+    for (let i = 0; i < nIn; i++) sq += row[i]! * row[i]!;
+    g[o] = magnitude[o]! / Math.sqrt(sq);
+  }
+  return g;
+}
+
+/**
  * Validates a PEFT adapter against the base model and converts it to slot tensors. Every error
  * names what is wrong: the field, the key, the module or the shape.
  */
@@ -89,9 +125,13 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
   if (targeted.length === 0) throw new AdapterBaseMismatchError(`target_modules ${JSON.stringify(config.targetModules)} matches no linear layer of the base model`, { param: 'target_modules' });
   const targetedNames = new Set(targeted.map((t) => t.module.name));
   for (const [name, t] of present) {
-    if ((t.A || t.B) && !targetedNames.has(name)) {
+    if ((t.A || t.B || t.magnitude) && !targetedNames.has(name)) {
       throw new AdapterWeightsError(`adapter_model.safetensors has LoRA weights for "${name}", which adapter_config.json does not target`, { param: 'target_modules' });
     }
+  }
+  if (!config.useDora) {
+    const withMagnitude = [...present].find(([, t]) => t.magnitude);
+    if (withMagnitude) throw new AdapterWeightsError(`adapter_model.safetensors holds a DoRA magnitude vector for "${withMagnitude[0]}" but use_dora is false`, { param: 'use_dora' });
   }
   if (config.bias === 'none') {
     const withBias = [...present].find(([, t]) => t.bias);
@@ -141,8 +181,17 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
       bias ??= new Float32Array(module.outFeatures);
       for (let i = 0; i < lb.length; i++) bias[i]! += scale * lb[i]!;
     }
-    const slot: SlotModule = { rank, a: read(t.A), b: transpose(read(t.B), module.outFeatures, rank, scale), bias };
-    bytes += (slot.a.length + slot.b.length + (bias?.length ?? 0)) * 4;
+    const a = read(t.A);
+    const b = transpose(read(t.B), module.outFeatures, rank, scale);
+    let dora: Float32Array | null = null;
+    if (config.useDora) {
+      if (!t.magnitude) throw new AdapterWeightsError(`adapter_model.safetensors lacks the DoRA magnitude vector (lora_magnitude_vector) of "${module.name}", but use_dora is true`, { param: 'use_dora' });
+      const m = read(t.magnitude);
+      if (m.length !== module.outFeatures) throw new AdapterWeightsError(`"${t.magnitude}" has ${m.length} values, the layer has ${module.outFeatures} outputs`);
+      dora = doraScale(m, model.weights.readF32(module.weight), a, b, module, rank);
+    }
+    const slot: SlotModule = { rank, a, b, bias, dora };
+    bytes += (a.length + b.length + (bias?.length ?? 0) + (dora?.length ?? 0)) * 4;
     modules.set(module.name, slot);
   }
   // Trained biases of linear layers that carry no LoRA (bias="all").
@@ -152,7 +201,7 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
       throw new AdapterUnsupportedFeatureError(`adapter trains the bias of "${name}", which this server does not serve LoRA on; restart it with that module in --lora-modules`, { param: 'bias' });
     }
     const bias = biasDelta(t.bias, byName.get(name)!);
-    modules.set(name, { rank: 0, a: new Float32Array(0), b: new Float32Array(0), bias });
+    modules.set(name, { rank: 0, a: new Float32Array(0), b: new Float32Array(0), bias, dora: null });
     bytes += bias.byteLength;
   }
   return { config, modules, bytes, summary: summarizeAdapter(config, targeted) };

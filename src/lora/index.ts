@@ -2,7 +2,7 @@ export { parsePeftConfig, loraScale, type PeftLoraConfig } from './peft-config.j
 export { resolveTargets, selectModules, type TargetedModule } from './targets.js';
 export { parseAdapter, type ParsedAdapter, type SlotModule } from './adapter.js';
 export { summarizeAdapterConfig, type AdapterSummary } from './adapter-summary.js';
-export { SlotTable } from './slot-table.js';
+export { SlotTable, singleSlot, type AdapterMix } from './slot-table.js';
 export { writePeftAdapter, peftConfig, type PeftAdapterFiles } from './peft-writer.js';
 export { CONFIG_FILE, WEIGHTS_FILE, readAdapterFolder, type AdapterFiles } from './peft-format.js';
 export { AdapterStore, checkAdapterName, versionKey, ADAPTER_NAME, type StoredAdapter, type StoreStartup } from './adapter-store.js';
@@ -15,4 +15,5 @@ export {
   type CacheSource,
   type CacheSlots,
 } from './adapter-cache.js';
-export { mergeAdapter } from './merge.js';
+export { MixStore, type MixMember, type SavedMix } from './mix-store.js';
+export { mergeAdapter, type MergeInput } from './merge.js';

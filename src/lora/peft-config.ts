@@ -17,6 +17,8 @@ export interface PeftLoraConfig {
   bias: 'none' | 'lora_only' | 'all';
   /** lora_B carries a bias of its own (PEFT `lora_bias`). */
   loraBias: boolean;
+  /** DoRA: each adapted layer's output is rescaled per feature by its magnitude vector (PEFT `use_dora`). */
+  useDora: boolean;
   baseModelNameOrPath: string | null;
   loraDropout: number;
   taskType: string | null;
@@ -69,8 +71,9 @@ export function parsePeftConfig(text: string): PeftLoraConfig {
   if (c.task_type !== undefined && c.task_type !== null && c.task_type !== 'CAUSAL_LM') {
     fail(`task_type "${String(c.task_type)}" cannot be served by a causal LM server; expected CAUSAL_LM`, 'task_type');
   }
-  if (c.use_dora === true) {
-    throw new AdapterUnsupportedFeatureError('adapter_config.json: use_dora is true; DoRA adapters are not supported (retrain with use_dora=false)', { param: 'use_dora' });
+  if (c.use_dora === true && c.lora_bias === true) {
+    // PEFT's LoraConfig refuses this pair too: DoRA's rescaling has no defined place for lora_B's bias.
+    throw new AdapterUnsupportedFeatureError('adapter_config.json: lora_bias=true is not supported together with use_dora=true (PEFT refuses it as well)', { param: 'lora_bias' });
   }
   if (Array.isArray(c.modules_to_save) && c.modules_to_save.length > 0) {
     throw new AdapterUnsupportedFeatureError(
@@ -116,6 +119,7 @@ export function parsePeftConfig(text: string): PeftLoraConfig {
     fanInFanOut: c.fan_in_fan_out === true,
     bias: bias as PeftLoraConfig['bias'],
     loraBias: c.lora_bias === true,
+    useDora: c.use_dora === true,
     baseModelNameOrPath: typeof c.base_model_name_or_path === 'string' ? c.base_model_name_or_path : null,
     loraDropout: typeof c.lora_dropout === 'number' ? c.lora_dropout : 0,
     taskType: typeof c.task_type === 'string' ? c.task_type : null,

@@ -11,13 +11,26 @@ export interface PackedLora {
   width: number;
   /** U: adapters packed. */
   adapters: number;
-  /** Per module: A_packed [W, in] (PEFT's lora_A rows), B_packed [W, out] (s·Bᵀ), bias [U, out]. */
+  /**
+   * Per module: A_packed [W, in] (PEFT's lora_A rows), B_packed [W, out] (s·Bᵀ), bias [U, out], and
+   * dora [U, out] = g − 1 for DoRA adapters (0 for plain LoRA ones, so their rows keep scale 1).
+   */
   a: Map<string, Float32Array>;
   b: Map<string, Float32Array>;
   bias: Map<string, Float32Array>;
+  dora: Map<string, Float32Array>;
   /** Slot → its adapter index u and column block. */
   blocks: Map<number, { index: number; offset: number; width: number }>;
 }
+
+/**
+ * The adapters one row applies, each with its weight: [] is the base model, one entry of weight 1
+ * a plain adapter, several a weighted mix (y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x). Slots are distinct.
+ */
+export type AdapterMix = ReadonlyArray<{ slot: number; weight: number }>;
+
+/** The mix of a single slot (0 = the base model). */
+export const singleSlot = (slot: number): AdapterMix => (slot > 0 ? [{ slot, weight: 1 }] : []);
 
 /** Per-row weights over a packed step: `columns` [B, W] and `rows` [B, U]. */
 export interface RowWeights {
@@ -78,11 +91,12 @@ export class SlotTable {
     // A step without adapters still feeds one all-zero column and adapter: ORT's kernels do not all
     // take zero-sized dimensions, and one column costs nothing measurable.
     width = Math.max(1, width);
-    const packed: PackedLora = { width, adapters: Math.max(1, used.length), a: new Map(), b: new Map(), bias: new Map(), blocks };
+    const packed: PackedLora = { width, adapters: Math.max(1, used.length), a: new Map(), b: new Map(), bias: new Map(), dora: new Map(), blocks };
     for (const m of this.linears) {
       const a = new Float32Array(width * m.inFeatures);
       const b = new Float32Array(width * m.outFeatures);
       const bias = new Float32Array(packed.adapters * m.outFeatures);
+      const dora = new Float32Array(packed.adapters * m.outFeatures);
       for (const [slot, block] of blocks) {
         const t = this.held[slot]!.modules.get(m.name);
         if (!t) continue;
@@ -91,27 +105,39 @@ export class SlotTable {
         a.set(t.a, block.offset * m.inFeatures);
         b.set(t.b, block.offset * m.outFeatures);
         if (t.bias) bias.set(t.bias, block.index * m.outFeatures);
+        if (t.dora) for (let o = 0; o < m.outFeatures; o++) dora[block.index * m.outFeatures + o] = t.dora[o]! - 1;
       }
       packed.a.set(m.name, a);
       packed.b.set(m.name, b);
       packed.bias.set(m.name, bias);
+      packed.dora.set(m.name, dora);
     }
     this.lastPack = { key, packed };
     return packed;
   }
 
-  /** Each row's weights over a packing: 1 on its own adapter's columns and index, 0 elsewhere (base rows: all 0). */
-  static rowWeights(packed: PackedLora, rowSlots: ArrayLike<number>): RowWeights {
-    const B = rowSlots.length;
+  /**
+   * Each row's weights over a packing: its mix's weight on each of its adapters' columns and index,
+   * 0 elsewhere (base rows: all 0). A mix is the output-space sum Σ wᵢ (sᵢ Bᵢ Aᵢ x + biasᵢ).
+   */
+  static rowWeights(packed: PackedLora, rowAdapters: ReadonlyArray<AdapterMix>): RowWeights {
+    const B = rowAdapters.length;
     const columns = new Float32Array(B * packed.width);
     const rows = new Float32Array(B * packed.adapters);
     for (let r = 0; r < B; r++) {
-      const block = packed.blocks.get(rowSlots[r]!);
-      if (!block) continue;
-      columns.fill(1, r * packed.width + block.offset, r * packed.width + block.offset + block.width);
-      rows[r * packed.adapters + block.index] = 1;
+      for (const { slot, weight } of rowAdapters[r]!) {
+        const block = packed.blocks.get(slot);
+        if (!block) continue;
+        columns.fill(weight, r * packed.width + block.offset, r * packed.width + block.offset + block.width);
+        rows[r * packed.adapters + block.index] = weight;
+      }
     }
     return { columns, rows };
+  }
+
+  /** True when the adapter in `slot` is a DoRA adapter (its rescaling is defined for it alone, at weight 1). */
+  isDora(slot: number): boolean {
+    return this.held[slot]?.config.useDora === true;
   }
 
   private checkSlot(slot: number): void {

@@ -21,6 +21,11 @@ export interface ModelDims {
   normEps: number;
   tieWordEmbeddings: boolean;
   rope: RopeConfig | null;
+  /**
+   * Per layer: the sliding attention window (a query at position q sees keys at positions
+   * k with q − window < k ≤ q, transformers' sliding_window_overlay), or null for full attention.
+   */
+  slidingWindows: Array<number | null>;
   /** Which linear layers carry a bias (Qwen2: q/k/v only; GPT-2: all). */
   bias: { qkv: boolean; out: boolean; mlp: boolean };
 }

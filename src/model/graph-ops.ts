@@ -25,13 +25,21 @@ export const INPUT = {
   loraColumns: 'lora_columns',
   /** [B, U]: the weight of each packed adapter for the row (for the adapters' bias deltas). */
   loraRows: 'lora_rows',
+  /**
+   * [M]: the positions (indices into the flattened [B·T] new tokens) that get logits. Usually each
+   * row's last position; every prompt position for requests that asked for prompt logprobs.
+   */
+  logitRows: 'logit_rows',
   pastKey: (l: number) => `past_key.${l}`,
   pastValue: (l: number) => `past_value.${l}`,
   loraA: (m: string) => `lora_A.${m}`,
   loraB: (m: string) => `lora_B.${m}`,
   loraBias: (m: string) => `lora_bias.${m}`,
+  /** [U, out]: g − 1 per packed adapter (DoRA's output scale; 0 for plain LoRA adapters). */
+  loraDora: (m: string) => `lora_dora.${m}`,
 } as const;
 export const OUTPUT = {
+  /** [M, vocab]: one row per entry of `logit_rows`. */
   logits: 'logits',
   /** [B, kvHeads, T, headDim]: only this step's keys; the caller writes them into its own cache. */
   newKey: (l: number) => `new_key.${l}`,
@@ -46,7 +54,8 @@ export const OUTPUT = {
 export class GraphOps {
   private readonly linearsByName: Map<string, LinearModule>;
   private readonly batchSeq: string;
-  private maskBias: string | null = null;
+  private readonly maskBias = new Map<number | null, string>();
+  private visible: string | null = null;
   private loraColumns3: string | null = null;
   private pastLength: string | null = null;
   private rope: { cos: string; sin: string } | null = null;
@@ -69,6 +78,7 @@ export class GraphOps {
     g.input({ name: INPUT.embeds, elemType: f32, shape: ['batch', 'seq', dims.hidden] });
     g.input({ name: INPUT.positions, elemType: i64, shape: ['batch', 'seq'] });
     g.input({ name: INPUT.mask, elemType: i64, shape: ['batch', 'total'] });
+    g.input({ name: INPUT.logitRows, elemType: i64, shape: ['logit_rows'] });
     for (let l = 0; l < layers; l++) {
       g.input({ name: INPUT.pastKey(l), elemType: f32, shape: ['batch', kvHeads, 'past', headDim] });
       g.input({ name: INPUT.pastValue(l), elemType: f32, shape: ['batch', kvHeads, 'past', headDim] });
@@ -80,6 +90,7 @@ export class GraphOps {
         g.input({ name: INPUT.loraA(m.name), elemType: f32, shape: ['lora_width', m.inFeatures] });
         g.input({ name: INPUT.loraB(m.name), elemType: f32, shape: ['lora_width', m.outFeatures] });
         g.input({ name: INPUT.loraBias(m.name), elemType: f32, shape: ['lora_adapters', m.outFeatures] });
+        g.input({ name: INPUT.loraDora(m.name), elemType: f32, shape: ['lora_adapters', m.outFeatures] });
       }
     }
     this.batchSeq = g.op('Slice', [g.op('Shape', [INPUT.embeds]), g.constInt64([0]), g.constInt64([2])]);
@@ -164,11 +175,16 @@ export class GraphOps {
     // h[b, t, :] ⊙= columns[b]: [B, T, W] ⊙ [B, 1, W], the row keeps its own adapter's block only
     const own = g.op('Reshape', [g.op('Mul', [g.op('Reshape', [h, this.shape3(-1)]), this.loraColumnMask()]), g.op('Shape', [h])]);
     // delta[n] = h[n] @ B_packed: [N, W] @ [W, out]; B_packed holds s·Bᵀ per adapter, scale folded in
-    const delta = g.op('MatMul', [own, INPUT.loraB(m.name)]);
+    const delta = g.op('Reshape', [g.op('MatMul', [own, INPUT.loraB(m.name)]), this.shape3(m.outFeatures)]);
     // bias[b] = rows[b] @ bias_packed: [B, U] @ [U, out], broadcast over the row's tokens
-    const bias = g.op('Unsqueeze', [g.op('MatMul', [INPUT.loraRows, INPUT.loraBias(m.name)]), g.constInt64([1])]);
-    const biasRows = g.op('Reshape', [g.op('Add', [g.op('Reshape', [delta, this.shape3(m.outFeatures)]), bias]), g.constInt64([-1, m.outFeatures])]);
-    return g.op('Add', [base, biasRows]);
+    const perRow = (packed: string) => g.op('Unsqueeze', [g.op('MatMul', [INPUT.loraRows, packed]), g.constInt64([1])]);
+    // DoRA: y = g ⊙ (W x + s·B A x) + b, the bias outside the scale (PEFT's DoraLinearLayer).
+    // e[b] = rows[b] @ (g − 1)_packed is 0 for rows without DoRA, so y = base + delta + e ⊙ (W x + delta) + bias.
+    const base3 = g.op('Reshape', [base, this.shape3(m.outFeatures)]);
+    const unbiased = baseBias ? g.op('Sub', [base3, baseBias]) : base3;
+    const rescaled = g.op('Mul', [g.op('Add', [unbiased, delta]), perRow(INPUT.loraDora(m.name))]);
+    const adapted = g.op('Add', [g.op('Add', [delta, perRow(INPUT.loraBias(m.name))]), rescaled]);
+    return g.op('Add', [base, g.op('Reshape', [adapted, g.constInt64([-1, m.outFeatures])])]);
   }
 
   /** y[n] = x[n] @ Wᵀ (+ b) for W `[out, in]` (`[in, out]` when fanInFanOut); Gemm's transB reads either layout without a copy. */
@@ -221,24 +237,47 @@ export class GraphOps {
   /**
    * Additive mask [B, 1, G·T, S] over keys S = P past + T new: 0 where key j is visible to query t
    * (a real position, and for new tokens j ≤ t), −1e9 elsewhere; repeated for the G query heads
-   * that share a KV head, as attention stacks them.
+   * that share a KV head, as attention stacks them. With a sliding window w, a key must also lie
+   * within the window: its position k > q − w for the query's position q (transformers'
+   * sliding_window_overlay). Positions come from position_ids for new tokens; past column p holds
+   * position p, since the cache keeps a row's positions 0..len-1 in order.
    */
-  private attentionBias(): string {
-    if (this.maskBias) return this.maskBias;
+  private attentionBias(window: number | null): string {
+    const known = this.maskBias.get(window);
+    if (known) return known;
+    const g = this.g;
+    let allowed = this.visibleKeys();
+    if (window !== null) {
+      const P = g.op('Squeeze', [this.pastPositions()], {});
+      const batch = g.op('Slice', [this.batchSeq, g.constInt64([0]), g.constInt64([1])]);
+      const pastPos = g.op('Expand', [g.op('Unsqueeze', [g.op('Range', [g.constInt64([0], []), P, g.constInt64([1], [])]), g.constInt64([0])]), g.op('Concat', [batch, this.pastPositions()], { axis: 0 })]);
+      // keyPos [B, 1, S]: 0..P-1 for the past, position_ids for the new tokens; queryPos [B, T, 1]
+      const keyPos = g.op('Unsqueeze', [g.op('Concat', [pastPos, INPUT.positions], { axis: 1 }), g.constInt64([1])]);
+      const queryPos = g.op('Unsqueeze', [INPUT.positions, g.constInt64([2])]);
+      const inWindow = g.op('Greater', [keyPos, g.op('Sub', [queryPos, g.constInt64([window], [])])]);
+      allowed = g.op('And', [allowed, inWindow]);
+    }
+    const bias = g.op('Unsqueeze', [g.op('Where', [allowed, g.scalar(0), g.scalar(-1e9)]), g.constInt64([1])]);
+    const groups = this.dims.heads / this.dims.kvHeads;
+    const tiled = groups === 1 ? bias : g.op('Tile', [bias, g.constInt64([1, 1, groups, 1])]);
+    this.maskBias.set(window, tiled);
+    return tiled;
+  }
+
+  /** [B, T, S]: key j is a real position of the row and, for new tokens, not after query t. */
+  private visibleKeys(): string {
+    if (this.visible) return this.visible;
     const g = this.g;
     const scalarAt = (shape: string, i: number) => g.op('Gather', [shape, g.constInt64([i], [])], { axis: 0 });
     const t = scalarAt(this.batchSeq, 1);
     const s = scalarAt(g.op('Shape', [INPUT.mask]), 1);
     const one = g.constInt64([1], []);
-    const queryPos = g.op('Unsqueeze', [g.op('Range', [g.op('Sub', [s, t]), s, one]), g.constInt64([1])]);
-    const keyPos = g.op('Unsqueeze', [g.op('Range', [g.constInt64([0], []), s, one]), g.constInt64([0])]);
-    const causal = g.op('LessOrEqual', [keyPos, queryPos]);
+    const queryCol = g.op('Unsqueeze', [g.op('Range', [g.op('Sub', [s, t]), s, one]), g.constInt64([1])]);
+    const keyCol = g.op('Unsqueeze', [g.op('Range', [g.constInt64([0], []), s, one]), g.constInt64([0])]);
+    const causal = g.op('LessOrEqual', [keyCol, queryCol]);
     const notPad = g.op('Unsqueeze', [g.op('Cast', [INPUT.mask], { to: TensorDataType.BOOL }), g.constInt64([1])]);
-    const allowed = g.op('And', [causal, notPad]);
-    const bias = g.op('Unsqueeze', [g.op('Where', [allowed, g.scalar(0), g.scalar(-1e9)]), g.constInt64([1])]);
-    const groups = this.dims.heads / this.dims.kvHeads;
-    this.maskBias = groups === 1 ? bias : g.op('Tile', [bias, g.constInt64([1, 1, groups, 1])]);
-    return this.maskBias;
+    this.visible = g.op('And', [causal, notPad]);
+    return this.visible;
   }
 
   /**
@@ -271,7 +310,7 @@ export class GraphOps {
     const past = g.op('FusedMatMul', [qs, INPUT.pastKey(layer)], { transB: 1, alpha: { float: 1 } }, 'com.microsoft');
     const own = g.op('FusedMatMul', [qs, k], { transB: 1, alpha: { float: 1 } }, 'com.microsoft');
     // probs over each row's real past positions and its new tokens up to the query's own
-    const probs = g.op('Softmax', [g.op('Add', [g.op('Concat', [past, own], { axis: -1 }), this.attentionBias()])], { axis: -1 });
+    const probs = g.op('Softmax', [g.op('Add', [g.op('Concat', [past, own], { axis: -1 }), this.attentionBias(this.dims.slidingWindows[layer] ?? null)])], { axis: -1 });
     const P = this.pastPositions();
     const axis = g.constInt64([3]);
     const probsPast = g.op('Slice', [probs, g.constInt64([0]), P, axis]);
@@ -288,17 +327,19 @@ export class GraphOps {
     return this.pastLength;
   }
 
-  /** [N, hidden] → [B, hidden]: each row's last position (prompts are left-padded). */
-  lastPosition(x: string): string {
-    const g = this.g;
-    const x3 = g.op('Reshape', [x, this.shape3(this.dims.hidden)]);
-    return g.op('Gather', [x3, g.constInt64([-1], [])], { axis: 1 });
+  /**
+   * [N, hidden] → [M, hidden]: the positions named by `logit_rows` (the caller picks each row's last
+   * position, or every position of a prompt whose logprobs were asked for), so the LM head, the
+   * widest GEMM, runs only where logits are read.
+   */
+  logitPositions(x: string): string {
+    return this.g.op('Gather', [x, INPUT.logitRows], { axis: 0 });
   }
 
-  /** logits[b] = h[b] @ Wᵀ: [B, V]. */
+  /** logits[m] = h[m] @ Wᵀ: [M, V]. */
   logits(h: string, headWeight: string): void {
     const { vocabSize, hidden } = this.dims;
     const logits = this.quant ? this.quantizedMatMul(h, headWeight, null) : this.floatMatMul(h, headWeight, [vocabSize, hidden], false, null);
-    this.g.output(logits, { name: OUTPUT.logits, elemType: TensorDataType.FLOAT, shape: ['batch', this.dims.vocabSize] });
+    this.g.output(logits, { name: OUTPUT.logits, elemType: TensorDataType.FLOAT, shape: ['logit_rows', this.dims.vocabSize] });
   }
 }

@@ -10,6 +10,24 @@ export interface GenerationDefaults {
   eosTokenIds: number[];
   bosTokenId: number | null;
   padTokenId: number | null;
+  /**
+   * The sampling settings generation_config.json sets (absent fields stay unset); `do_sample: false`
+   * reads as temperature 0 (greedy), as in transformers.
+   */
+  sampling: { temperature?: number; topP?: number; topK?: number; repetitionPenalty?: number; maxNewTokens?: number };
+}
+
+/** The sampling fields of a generation_config.json that hold a usable number. */
+function samplingDefaults(gen: Record<string, unknown>): GenerationDefaults['sampling'] {
+  const num = (v: unknown) => (typeof v === 'number' && Number.isFinite(v) ? v : undefined);
+  const out: GenerationDefaults['sampling'] = {
+    temperature: gen.do_sample === false ? 0 : num(gen.temperature),
+    topP: num(gen.top_p),
+    topK: num(gen.top_k),
+    repetitionPenalty: num(gen.repetition_penalty),
+    maxNewTokens: num(gen.max_new_tokens),
+  };
+  return Object.fromEntries(Object.entries(out).filter(([, v]) => v !== undefined));
 }
 
 /** A Hugging Face model folder, parsed and validated; weights stay in their files. */
@@ -81,6 +99,7 @@ export function loadHfModel(dir: string): HfModel {
       eosTokenIds: eos,
       bosTokenId: ids(gen.bos_token_id ?? config.bos_token_id)[0] ?? null,
       padTokenId: ids(gen.pad_token_id ?? config.pad_token_id)[0] ?? null,
+      sampling: samplingDefaults(gen),
     },
   };
 }

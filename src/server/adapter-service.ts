@@ -8,11 +8,12 @@
  * Without adapter slots (`--slots 0`) no cache is built: the base model is served alone, and
  * anything that needs a slot fails at once with `adapters_disabled` instead of waiting for one.
  */
-import { AdaptersDisabledError, AdapterNotFoundError, ForbiddenError } from '../errors.js';
+import { AdapterNameTakenError, AdaptersDisabledError, AdapterNotFoundError, ForbiddenError, InvalidAdapterMixError } from '../errors.js';
 import type { Engine } from '../engine/index.js';
 import {
   AdapterCache,
   AdapterStore,
+  MixStore,
   checkAdapterName,
   summarizeAdapterConfig,
   versionKey,
@@ -21,6 +22,8 @@ import {
   type CacheEvents,
   type CacheOccupancy,
   type Lease,
+  type MixMember,
+  type SavedMix,
   type StoredAdapter,
   type StoreStartup,
   type Tier,
@@ -38,28 +41,35 @@ export interface AdapterView {
   slot: number | null;
 }
 
+/** The adapters one request applies, each with its weight: [] is the base model. */
+export type ResolvedMix = Array<{ adapter: StoredAdapter; weight: number }>;
+
 const NO_SLOTS: CacheOccupancy = { capacity: 0, used: 0, pinned: 0, hostBytes: 0, queued: 0, running: [], waiting: [] };
 
 export class AdapterService {
   private readonly summaries = new Map<string, AdapterSummary | null>();
+  /** Requests needing several slots take them one request at a time (see `acquireAll`). */
+  private mixGate: Promise<unknown> = Promise.resolve();
 
   private constructor(
     private readonly engine: Engine,
     private readonly store: AdapterStore,
+    private readonly mixes: MixStore,
     /** null when the engine has no adapter slots. */
     private readonly cache: AdapterCache | null,
-    private readonly config: Pick<ServerConfig, 'loraRoot'>,
+    private readonly config: Pick<ServerConfig, 'loraRoot' | 'maxMixAdapters'>,
   ) {}
 
   static async open(
     engine: Engine,
-    config: Pick<ServerConfig, 'adaptersDir' | 'hostCacheBytes' | 'loraRoot'>,
+    config: Pick<ServerConfig, 'adaptersDir' | 'hostCacheBytes' | 'loraRoot' | 'maxMixAdapters'>,
     events: CacheEvents,
   ): Promise<AdapterService> {
     const store = await AdapterStore.open(config.adaptersDir);
+    const mixes = await MixStore.open(store.root);
     const parse = (c: string, w: Uint8Array) => engine.parseAdapter(c, w);
     const cache = engine.slots ? new AdapterCache(store, engine.slots, config.hostCacheBytes, parse, events) : null;
-    return new AdapterService(engine, store, cache, config);
+    return new AdapterService(engine, store, mixes, cache, config);
   }
 
   /**
@@ -90,6 +100,7 @@ export class AdapterService {
   async upload(caller: Caller, name: unknown, files: AdapterFiles): Promise<{ adapter: AdapterView; replaced: boolean }> {
     const checked = checkAdapterName(name);
     if (!caller.canUse(checked)) throw new ForbiddenError(`this API key may not manage an adapter named "${checked}"`, { param: 'name' });
+    if (this.mixes.get(checked)) throw new AdapterNameTakenError(`"${checked}" is a saved adapter mix; delete it first or choose another name`, { param: 'name' });
     this.validate(files);
     const replaced = (await this.current(checked)) !== undefined;
     const stored = await this.store.put(checked, files);
@@ -101,6 +112,7 @@ export class AdapterService {
   async register(caller: Caller, name: string, path: string): Promise<void> {
     adminOnly(caller);
     checkAdapterName(name);
+    if (this.mixes.get(name)) throw new AdapterNameTakenError(`"${name}" is a saved adapter mix; delete it first or choose another name`, { param: 'lora_name' });
     const stored = await this.store.registerPath(name, path, this.config.loraRoot);
     try {
       this.validate(await this.store.read(stored));
@@ -139,9 +151,86 @@ export class AdapterService {
     return this.view(adapter);
   }
 
-  /** Pins the adapter's current version into a device slot for one request. */
-  acquire(adapter: StoredAdapter, signal?: AbortSignal): Promise<Lease> {
-    return this.slots().acquire(adapter.name, signal);
+  /**
+   * Checks a weighted mix for a caller: at most --max-mix-adapters (and no more than the device
+   * slots), distinct names the caller may use, finite weights, no DoRA adapter (its rescaling is
+   * defined for one adapter alone, so a mix of it has no PEFT meaning).
+   */
+  async resolveMix(caller: Caller, members: readonly MixMember[]): Promise<ResolvedMix> {
+    const cache = this.slots();
+    const limit = Math.min(this.config.maxMixAdapters, cache.occupancy().capacity);
+    const fail = (why: string): never => {
+      throw new InvalidAdapterMixError(`adapters: ${why}`, { param: 'adapters' });
+    };
+    if (members.length === 0) fail('name at least one adapter');
+    if (members.length > limit) fail(`${members.length} adapters; this server mixes at most ${limit}`);
+    const seen = new Set<string>();
+    const mix: ResolvedMix = [];
+    for (const { name, weight } of members) {
+      if (seen.has(name)) fail(`"${name}" is named twice`);
+      seen.add(name);
+      if (!Number.isFinite(weight)) fail(`the weight of "${name}" is not a finite number`);
+      if (this.mixes.get(name) && caller.canUse(name)) fail(`"${name}" is itself a saved mix; list its adapters instead`);
+      const adapter = await this.find(caller, name);
+      if (!adapter) throw new AdapterNotFoundError(`adapters: adapter "${name}" does not exist`, { param: 'adapters' });
+      if ((await this.summary(adapter))?.useDora) fail(`"${name}" is a DoRA adapter, whose rescaling is defined for that adapter alone; serve it as model "${name}"`);
+      mix.push({ adapter, weight });
+    }
+    return mix;
+  }
+
+  /** The saved mix of that name, if it exists and this caller may use it. */
+  findMix(caller: Caller, name: string): SavedMix | undefined {
+    const mix = this.mixes.get(name);
+    return mix && caller.canUse(name) ? mix : undefined;
+  }
+
+  visibleMixes(caller: Caller): SavedMix[] {
+    return this.mixes.list().filter((m) => caller.canUse(m.name));
+  }
+
+  /** Saves (or replaces) a named mix once its members resolve for this caller; no weights are written. */
+  async saveMix(caller: Caller, name: string, members: MixMember[]): Promise<{ mix: SavedMix; replaced: boolean }> {
+    const checked = checkAdapterName(name);
+    if (!caller.canUse(checked)) throw new ForbiddenError(`this API key may not manage an adapter named "${checked}"`, { param: 'name' });
+    if (await this.current(checked)) throw new AdapterNameTakenError(`"${checked}" is an adapter; a mix needs a name of its own`, { param: 'name' });
+    await this.resolveMix(caller, members);
+    const replaced = this.mixes.get(checked) !== undefined;
+    return { mix: await this.mixes.put(checked, members.map(({ name: n, weight }) => ({ name: n, weight }))), replaced };
+  }
+
+  requireMix(caller: Caller, name: string): SavedMix {
+    const mix = this.findMix(caller, name);
+    if (!mix) throw new AdapterNotFoundError(`adapter mix "${name}" does not exist`, { param: 'name' });
+    return mix;
+  }
+
+  async deleteMix(caller: Caller, name: string): Promise<void> {
+    await this.mixes.delete(this.requireMix(caller, name).name);
+  }
+
+  /**
+   * Pins every adapter of a request into a device slot; the leases come back in the mix's order.
+   * Requests that need more than one slot take theirs one request at a time: two such requests
+   * each holding part of what they need could otherwise wait on each other forever. Single-adapter
+   * requests never wait on this gate, and what a mix holds is released if it is cancelled.
+   */
+  async acquireAll(mix: ResolvedMix, signal?: AbortSignal): Promise<Lease[]> {
+    const cache = this.slots();
+    if (mix.length === 1) return [await cache.acquire(mix[0]!.adapter.name, signal)];
+    const take = async () => {
+      const leases: Lease[] = [];
+      try {
+        for (const { adapter } of mix) leases.push(await cache.acquire(adapter.name, signal));
+        return leases;
+      } catch (err) {
+        for (const l of leases) l.release();
+        throw err;
+      }
+    };
+    const run = this.mixGate.then(take, take);
+    this.mixGate = run.catch(() => {});
+    return run;
   }
 
   occupancy(): CacheOccupancy {

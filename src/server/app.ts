@@ -8,8 +8,8 @@ import { NotFoundError } from '../errors.js';
 import { ANONYMOUS_ADMIN } from './auth.js';
 import { errorHandler } from './error-handler.js';
 import { ErrorResponse, Usage } from './schemas/common.js';
-import { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Completion, CompletionRequest, Model, ModelList } from './schemas/openai.js';
-import { Adapter, AdapterDeleted, AdapterList, LoadLoraAdapterRequest, UnloadLoraAdapterRequest } from './schemas/adapters.js';
+import { AdapterMixMember, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Completion, CompletionRequest, Model, ModelList } from './schemas/openai.js';
+import { Adapter, AdapterDeleted, AdapterList, AdapterMix, LoadLoraAdapterRequest, UnloadLoraAdapterRequest } from './schemas/adapters.js';
 import { completionRoutes } from './routes/completions.js';
 import { modelRoutes } from './routes/models.js';
 import { adapterRoutes } from './routes/adapters.js';
@@ -18,8 +18,8 @@ import type { Serving } from './serving.js';
 import type { App } from './types.js';
 
 export const SHARED_SCHEMAS = [
-  ErrorResponse, Usage, ChatMessage, ChatCompletionRequest, CompletionRequest, ChatCompletion, ChatCompletionChunk, Completion,
-  Model, ModelList, Adapter, AdapterList, AdapterDeleted, LoadLoraAdapterRequest, UnloadLoraAdapterRequest,
+  ErrorResponse, Usage, AdapterMixMember, ChatMessage, ChatCompletionRequest, CompletionRequest, ChatCompletion, ChatCompletionChunk, Completion,
+  Model, ModelList, Adapter, AdapterList, AdapterDeleted, AdapterMix, LoadLoraAdapterRequest, UnloadLoraAdapterRequest,
 ];
 
 export const OPENAPI_INFO = {

@@ -2,9 +2,10 @@
  * From an OpenAI completion body to what the engine runs: the sampling fields mapped to the
  * engine's names, and the server's limits (prompt length, max_tokens, n) checked first.
  */
-import { EmptyPromptError, MaxTokensTooLargeError, PromptTooLongError, UnsupportedParameterError } from '../errors.js';
+import { EmptyPromptError, InvalidRequestError, MaxTokensTooLargeError, PromptTooLongError, UnsupportedParameterError } from '../errors.js';
 import type { GenerateRequest } from '../engine/index.js';
-import type { ChatMessage } from '../tokenizer/index.js';
+import type { GenerationDefaults } from '../model/index.js';
+import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
 import type { ServerConfig } from './config.js';
 
 /** The fields chat and text completions share (OpenAI names, vLLM's top_k and ignore_eos). */
@@ -18,7 +19,11 @@ export interface SamplingBody {
   presence_penalty?: number | null;
   seed?: number | null;
   stop?: string | string[] | null;
+  repetition_penalty?: number | null;
+  min_tokens?: number | null;
   n?: number | null;
+  best_of?: number | null;
+  response_format?: { type: string } | null;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean } | null;
   ignore_eos?: boolean | null;
@@ -32,14 +37,52 @@ export function chatMessages(messages: ReadonlyArray<{ role: string; content: st
   }));
 }
 
+export interface CompletionPrompt {
+  tokens: number[];
+  /** Text completions with `echo`: the prompt text, sent back before the answer. */
+  echo?: string;
+}
+
+/** Chat's `logprobs` / `top_logprobs` as the alternatives per token, or null when logprobs are off. */
+export function chatLogprobs(body: { logprobs?: boolean | null; top_logprobs?: number | null }): number | null {
+  if (!body.logprobs) {
+    if (body.top_logprobs !== undefined && body.top_logprobs !== null) {
+      throw new InvalidRequestError('top_logprobs needs logprobs: true', { param: 'top_logprobs' });
+    }
+    return null;
+  }
+  return body.top_logprobs ?? 0;
+}
+
+/**
+ * The prompts of a text completion in any of OpenAI's forms (a string, strings, token ids, lists of
+ * token ids); each becomes one choice. Token ids are checked against the vocabulary.
+ */
+export function completionPrompts(prompt: string | string[] | number[] | number[][], echo: boolean, tokenizer: Tokenizer, vocabSize: number): CompletionPrompt[] {
+  const list: Array<string | number[]> = typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
+  return list.map((p) => {
+    if (typeof p === 'string') return { tokens: tokenizer.encodePrompt(p), ...(echo ? { echo: p } : {}) };
+    const bad = p.find((id) => id >= vocabSize);
+    if (bad !== undefined) throw new InvalidRequestError(`token id ${bad} is outside this model's vocabulary of ${vocabSize}`, { param: 'prompt' });
+    return { tokens: p, ...(echo ? { echo: tokenizer.decode(p) } : {}) };
+  });
+}
+
 /** The engine request for a body and its prompt tokens; `promptParam` names the field a prompt error points at. */
 export function generateRequest(
   body: SamplingBody,
   promptTokens: number[],
-  limits: Pick<ServerConfig, 'maxPromptTokens' | 'maxTokens'>,
+  limits: Pick<ServerConfig, 'maxPromptTokens' | 'maxTokens' | 'maxChoices'>,
   promptParam: 'messages' | 'prompt',
+  defaults: GenerationDefaults['sampling'] = {},
 ): Omit<GenerateRequest, 'slot' | 'signal' | 'onDone'> {
-  if (body.n !== undefined && body.n !== null && body.n !== 1) throw new UnsupportedParameterError('n must be 1', { param: 'n' });
+  if ((body.n ?? 1) > limits.maxChoices) {
+    throw new UnsupportedParameterError(`n ${body.n} exceeds this server's limit of ${limits.maxChoices} choices`, { param: 'n' });
+  }
+  if (body.response_format && body.response_format.type !== 'text') {
+    throw new UnsupportedParameterError(`response_format ${body.response_format.type} is not supported yet: only "text"`, { param: 'response_format' });
+  }
+  if ((body.best_of ?? 1) > 1) throw new UnsupportedParameterError('best_of is not supported; use n', { param: 'best_of' });
   if (promptTokens.length === 0)
     throw new EmptyPromptError('the prompt is empty: give it at least one token of text', { param: promptParam });
   if (promptTokens.length > limits.maxPromptTokens) {
@@ -53,15 +96,17 @@ export function generateRequest(
   }
   return {
     promptTokens,
-    maxTokens: asked ?? limits.maxTokens,
+    maxTokens: asked ?? Math.min(defaults.maxNewTokens ?? limits.maxTokens, limits.maxTokens),
+    ...(body.min_tokens ? { minTokens: body.min_tokens } : {}),
     stop: body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
     ignoreEos: body.ignore_eos ?? false,
     sampling: {
-      temperature: body.temperature ?? 1,
-      topP: body.top_p ?? 1,
-      topK: body.top_k && body.top_k > 0 ? body.top_k : 0,
+      temperature: body.temperature ?? defaults.temperature ?? 1,
+      topP: body.top_p ?? defaults.topP ?? 1,
+      topK: Math.max(0, body.top_k ?? defaults.topK ?? 0),
       frequencyPenalty: body.frequency_penalty ?? 0,
       presencePenalty: body.presence_penalty ?? 0,
+      repetitionPenalty: body.repetition_penalty ?? defaults.repetitionPenalty ?? 1,
       seed: body.seed ?? null,
     },
   };

@@ -28,14 +28,20 @@ export interface ServerConfig {
   preload: string[];
   /** Upper bound on max_tokens a request may ask for. */
   maxTokens: number;
+  /** Largest `n` (choices per prompt) a request may ask. */
+  maxChoices: number;
   maxPromptTokens: number;
   /** Requests waiting (for a slot or a batch row) beyond which new ones get 429. */
   maxQueue: number;
+  /** Most adapters one weighted mix may name (each takes a device slot for the request). */
+  maxMixAdapters: number;
   requestTimeoutMs: number;
   drainTimeoutMs: number;
   chatBodyBytes: number;
   uploadBytes: number;
   logLevel: string;
+  /** "auto": the model's generation_config.json gives defaults for unset sampling fields (as vLLM); "none": OpenAI's defaults. */
+  generationConfig: 'auto' | 'none';
   /** When set, /metrics (which names adapters) answers only `Authorization: Bearer <metricsKey>` or an admin key. */
   metricsKey: string | null;
   /** When set, /metrics moves off the API listener to its own one on metricsHost:metricsPort. */
@@ -62,13 +68,16 @@ export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
   loraRoot: null,
   preload: [],
   maxTokens: 1024,
+  maxChoices: 8,
   maxPromptTokens: 4096,
   maxQueue: 256,
+  maxMixAdapters: 4,
   requestTimeoutMs: 600_000,
   drainTimeoutMs: 30_000,
   chatBodyBytes: 1024 * 1024,
   uploadBytes: 1024 * 1024 * 1024,
   logLevel: 'info',
+  generationConfig: 'auto',
   metricsKey: null,
   metricsPort: null,
   metricsHost: '127.0.0.1',

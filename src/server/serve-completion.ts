@@ -7,33 +7,49 @@
 import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import { LoraServeError, RequestCancelledError, RequestTimeoutError } from '../errors.js';
-import type { Generation } from '../engine/index.js';
-import { generateRequest, type SamplingBody } from './completion-request.js';
+import type { Generation, GenerationResult } from '../engine/index.js';
+import { generateRequest, type CompletionPrompt, type SamplingBody } from './completion-request.js';
+import { LogprobWire } from './logprobs-wire.js';
 import type { RequestTrack } from './metrics.js';
 import type { ResolvedModel, Serving } from './serving.js';
 import { SseWriter } from './sse.js';
 import { untilAborted } from '../util/until-aborted.js';
-import { usage, type WireShape } from './wire-shapes.js';
+import { usage, type LogprobSpan, type WireShape } from './wire-shapes.js';
 
 export interface Completion {
   model: ResolvedModel;
-  promptTokens: number[];
+  /** `n` choices per prompt (text completions may send several), indexed prompt by prompt. */
+  prompts: CompletionPrompt[];
   body: SamplingBody;
   shape: WireShape;
   /** Label of the endpoint in metrics. */
   endpoint: 'chat' | 'completions';
-  /** Text completions with `echo`: the prompt, sent back before the answer. */
-  echo?: string;
+  /** Alternatives reported per token when logprobs were asked for; null when they were not. */
+  logprobs: number | null;
+}
+
+interface Choice {
+  prompt: CompletionPrompt;
+  gen: Generation;
 }
 
 export async function serveCompletion(serving: Serving, request: FastifyRequest, reply: FastifyReply, c: Completion): Promise<unknown> {
   const track = serving.metrics.track(c.model.id, c.endpoint);
-  const req = generateRequest(c.body, c.promptTokens, serving.config, c.endpoint === 'chat' ? 'messages' : 'prompt');
+  const param = c.endpoint === 'chat' ? 'messages' : 'prompt';
+  const logprobs = c.logprobs === null ? {} : { logprobs: c.logprobs };
+  const reqs = c.prompts.map((p) => ({
+    ...generateRequest(c.body, p.tokens, serving.config, param, serving.samplingDefaults),
+    ...logprobs,
+    promptLogprobs: c.logprobs !== null && p.echo !== undefined,
+  }));
   const limit = requestLimit(serving, reply);
-  let gen: Generation;
+  const choices: Choice[] = [];
   try {
-    gen = await serving.start(c.model, req, limit.signal);
+    for (const [i, req] of reqs.entries()) {
+      for (const gen of await serving.startChoices(c.model, req, c.body.n ?? 1, limit.signal)) choices.push({ prompt: c.prompts[i]!, gen });
+    }
   } catch (err) {
+    for (const ch of choices) ch.gen.cancel();
     limit.clear();
     const reason = limit.reason() ?? err;
     track.done((reason as { status?: number }).status ?? 500);
@@ -41,67 +57,120 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
   }
   const id = `${c.shape.idPrefix}${randomUUID().replaceAll('-', '')}`;
   const created = Math.floor(Date.now() / 1000);
+  const wire = new LogprobWire(serving.engine.tokenizer);
   try {
     if (!c.body.stream) {
-      let result;
+      let results: GenerationResult[];
       try {
-        for await (const _ of untilAborted(gen, limit.signal)) track.token();
-        result = await gen.result;
+        results = await Promise.all(
+          choices.map(async (ch) => {
+            for await (const _ of untilAborted(ch.gen, limit.signal)) track.token();
+            return ch.gen.result;
+          }),
+        );
       } catch (err) {
+        for (const ch of choices) ch.gen.cancel();
         track.done((err as { status?: number }).status ?? 500);
         throw err;
       }
-      track.done(200, result);
+      const total = totalUsage(choices, results);
+      track.done(200, total);
       return {
         id,
         object: c.shape.object,
         created,
         model: c.model.id,
-        choices: [c.shape.choice((c.echo ?? '') + result.text, result.finishReason)],
-        usage: usage(result),
+        choices: results.map((r, i) => {
+          const echo = choices[i]!.prompt.echo;
+          return c.shape.choice(i, (echo ?? '') + r.text, r.finishReason, c.logprobs === null ? null : c.shape.logprobs(wire, resultSpan(choices[i]!, r)));
+        }),
+        usage: usage(total),
       };
     }
-    await stream(new SseWriter(reply, String(request.id)), gen, limit.signal, c, { id, created }, track, request.log);
+    await stream(new SseWriter(reply, String(request.id)), choices, limit.signal, c, { id, created, wire }, track, request.log);
     return reply;
   } finally {
     limit.clear();
   }
 }
 
-/** Streams a generation's chunks; a failure mid-stream becomes an error event (the status line is already sent). */
+/** A whole choice's logprobs: the echoed prompt's (first null) then the generated tokens'. */
+function resultSpan(ch: Choice, r: GenerationResult): LogprobSpan {
+  const generated = r.logprobs ?? [];
+  const prompt = ch.prompt.echo !== undefined ? (r.promptLogprobs ?? []) : [];
+  return {
+    tokens: [...(ch.prompt.echo !== undefined ? ch.prompt.tokens : []), ...generated.map((l) => l.token)],
+    logprobs: [...prompt, ...generated],
+    offset: 0,
+  };
+}
+
+/** Each prompt counts once, each choice's completion tokens add up. */
+function totalUsage(choices: Choice[], results: GenerationResult[]): { promptTokens: number; completionTokens: number } {
+  const prompts = new Set(choices.map((ch) => ch.prompt));
+  return {
+    promptTokens: [...prompts].reduce((sum, p) => sum + p.tokens.length, 0),
+    completionTokens: results.reduce((sum, r) => sum + r.completionTokens, 0),
+  };
+}
+
+/**
+ * Streams every choice's chunks as they come (each tagged with its index); a failure mid-stream
+ * becomes an error event (the status line is already sent).
+ */
 async function stream(
   sse: SseWriter,
-  gen: Generation,
+  choices: Choice[],
   signal: AbortSignal,
   c: Completion,
-  ids: { id: string; created: number },
+  ctx: { id: string; created: number; wire: LogprobWire },
   track: RequestTrack,
   log: FastifyBaseLogger,
 ): Promise<void> {
-  const frame = (choices: unknown[], extra: Record<string, unknown> = {}) => ({
-    ...ids,
+  const frame = (chunks: unknown[], extra: Record<string, unknown> = {}) => ({
+    id: ctx.id,
+    created: ctx.created,
     object: c.shape.chunkObject,
     model: c.model.id,
-    choices,
+    choices: chunks,
     ...extra,
   });
-  try {
+  const wireLogprobs = (span: LogprobSpan) => (c.logprobs === null ? null : c.shape.logprobs(ctx.wire, span));
+  const one = async (ch: Choice, index: number): Promise<GenerationResult> => {
     let first = true;
-    if (c.shape.opensWithRole || c.echo) {
-      sse.send(frame([c.shape.chunk(c.echo ?? '', true, null)]));
+    let offset = 0;
+    const send = (text: string | null, finish: GenerationResult['finishReason'] | null, span: LogprobSpan | null) => {
+      sse.send(frame([c.shape.chunk(index, text, first, finish, span ? wireLogprobs(span) : null)]));
       first = false;
-    }
-    for await (const text of untilAborted(gen, signal)) {
+      if (text) offset += text.length;
+    };
+    // The echoed prompt goes first; its logprobs are complete once the first delta (or the end) arrives.
+    const open = () => {
+      if (!first) return;
+      if (ch.prompt.echo !== undefined) {
+        const lps = ch.gen.promptLogprobs;
+        send(ch.prompt.echo, null, lps ? { tokens: ch.prompt.tokens, logprobs: lps, offset } : null);
+      } else if (c.shape.opensWithRole) send('', null, null);
+    };
+    if (c.shape.opensWithRole) open();
+    for await (const d of untilAborted(ch.gen.deltas(), signal)) {
+      open();
       track.token();
-      sse.send(frame([c.shape.chunk(text, first, null)]));
-      first = false;
+      send(d.text, null, d.logprobs.length ? { tokens: d.logprobs.map((l) => l.token), logprobs: d.logprobs, offset } : null);
     }
-    const result = await gen.result;
-    sse.send(frame([c.shape.chunk(null, first, result.finishReason)]));
-    if (c.body.stream_options?.include_usage) sse.send(frame([], { usage: usage(result) }));
+    const result = await ch.gen.result;
+    open();
+    send(null, result.finishReason, null);
+    return result;
+  };
+  try {
+    const results = await Promise.all(choices.map(one));
+    const total = totalUsage(choices, results);
+    if (c.body.stream_options?.include_usage) sse.send(frame([], { usage: usage(total) }));
     sse.done();
-    track.done(200, result);
+    track.done(200, total);
   } catch (err) {
+    for (const ch of choices) ch.gen.cancel();
     const known = err instanceof LoraServeError;
     if (!known || err.status >= 500) log.error({ err }, 'stream failed');
     else log.info({ code: err.code }, 'stream ended early');

@@ -5,17 +5,19 @@
  */
 import { Engine, type GenerateRequest, type Generation } from '../engine/index.js';
 import { ModelNotFoundError, QueueFullError, ShuttingDownError } from '../errors.js';
-import type { CacheOccupancy, StoredAdapter } from '../lora/index.js';
-import { AdapterService } from './adapter-service.js';
+import type { CacheOccupancy, MixMember } from '../lora/index.js';
+import type { GenerationDefaults } from '../model/index.js';
+import { AdapterService, type ResolvedMix } from './adapter-service.js';
 import type { Caller, KeyRing } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { InFlight } from './in-flight.js';
 import { Metrics, type GaugeSource } from './metrics.js';
 
 export interface ResolvedModel {
-  /** The name clients used: an adapter name or the base id. */
+  /** The name clients used: an adapter or saved mix name, or the base id. */
   id: string;
-  adapter: StoredAdapter | null;
+  /** The adapters the request applies with their weights ([] = the base model). */
+  mix: ResolvedMix;
 }
 
 export class Serving implements GaugeSource {
@@ -51,31 +53,64 @@ export class Serving implements GaugeSource {
     return new Serving(engine, adapters, config, metrics, keys);
   }
 
+  /** Sampling defaults for fields a request leaves unset (empty with --generation-config none). */
+  get samplingDefaults(): GenerationDefaults['sampling'] {
+    return this.config.generationConfig === 'auto' ? this.engine.model.generation.sampling : {};
+  }
+
   get baseId(): string {
     return this.engine.model.id;
   }
 
-  /** The adapter (or base model) a request names; anything this caller may not see is "not found". */
-  async resolve(caller: Caller, model: string): Promise<ResolvedModel> {
-    if (model === this.baseId) return { id: model, adapter: null };
+  /**
+   * The adapters a request applies: its `model` (the base id, an adapter, or a saved mix), or with
+   * `adapters` (LoRAX's field) exactly that weighted list, `model` then only labelling the answer.
+   * Anything this caller may not see is "not found".
+   */
+  async resolve(caller: Caller, model: string, adapters?: readonly MixMember[] | null): Promise<ResolvedModel> {
+    const named = await this.resolveName(caller, model);
+    if (adapters === undefined || adapters === null) return named;
+    return { id: model, mix: await this.adapters.resolveMix(caller, adapters) };
+  }
+
+  private async resolveName(caller: Caller, model: string): Promise<ResolvedModel> {
+    if (model === this.baseId) return { id: model, mix: [] };
     const adapter = await this.adapters.find(caller, model);
-    if (adapter) return { id: model, adapter };
-    const names = [this.baseId, ...(await this.adapters.visible(caller)).map((a) => a.name)];
+    if (adapter) return { id: model, mix: [{ adapter, weight: 1 }] };
+    const saved = this.adapters.findMix(caller, model);
+    if (saved) {
+      // Members are looked up when used: one deleted since the mix was saved is "not found".
+      const mix = await Promise.all(saved.members.map(async ({ name, weight }) => {
+        const member = await this.adapters.find(caller, name);
+        if (!member) throw new ModelNotFoundError(`adapter mix "${model}" names adapter "${name}", which no longer exists`, { param: 'model' });
+        return { adapter: member, weight };
+      }));
+      return { id: model, mix };
+    }
+    const names = [this.baseId, ...(await this.adapters.visible(caller)).map((a) => a.name), ...this.adapters.visibleMixes(caller).map((m) => m.name)];
     throw new ModelNotFoundError(`model "${model}" does not exist; available: ${names.join(', ')}`, { param: 'model' });
   }
 
-  /** Admits a request: checks shutdown and the queue bound, pins its adapter, queues it. */
-  async start(model: ResolvedModel, req: Omit<GenerateRequest, 'slot' | 'onDone' | 'signal'>, signal: AbortSignal): Promise<Generation> {
+  /** Admits a request: checks shutdown and the queue bound, pins its adapters, queues it. */
+  async start(model: ResolvedModel, req: Omit<GenerateRequest, 'slot' | 'adapters' | 'onDone' | 'signal'>, signal: AbortSignal): Promise<Generation> {
+    return (await this.startChoices(model, req, 1, signal))[0]!;
+  }
+
+  /** `start` for n choices of one prompt (read once); the adapters stay pinned until the last choice ends. */
+  async startChoices(model: ResolvedModel, req: Omit<GenerateRequest, 'slot' | 'adapters' | 'onDone' | 'signal'>, n: number, signal: AbortSignal): Promise<Generation[]> {
     if (this.shuttingDown)
       throw new ShuttingDownError('the server is shutting down; retry on another replica', { headers: { 'retry-after': '5' } });
     if (this.queueDepth() >= this.config.maxQueue) {
       throw new QueueFullError(`${this.queueDepth()} requests are already waiting; retry shortly`, { headers: { 'retry-after': '1' } });
     }
-    const lease = model.adapter ? await this.adapters.acquire(model.adapter, signal) : null;
+    const leases = model.mix.length ? await this.adapters.acquireAll(model.mix, signal) : [];
+    const release = () => leases.forEach((l) => l.release());
     try {
-      return this.engine.generate({ ...req, slot: lease?.slot ?? 0, signal, onDone: () => lease?.release() });
+      const adapters = leases.map((l, i) => ({ slot: l.slot, weight: model.mix[i]!.weight }));
+      let running = n;
+      return this.engine.generateChoices({ ...req, adapters, signal, onDone: () => --running === 0 && release() }, n);
     } catch (err) {
-      lease?.release();
+      release();
       throw err;
     }
   }

@@ -1,5 +1,13 @@
 /** How chat and text completions look on the wire, whole and as stream chunks (OpenAI's formats). */
-import type { FinishReason, GenerationResult } from '../engine/index.js';
+import type { FinishReason, GenerationResult, TokenLogprob } from '../engine/index.js';
+import type { LogprobWire } from './logprobs-wire.js';
+
+/** Tokens and their logprobs (null for a first prompt token) to put on the wire; `offset`: where their text starts. */
+export interface LogprobSpan {
+  tokens: readonly number[];
+  logprobs: ReadonlyArray<TokenLogprob | null>;
+  offset: number;
+}
 
 export interface WireShape {
   object: 'chat.completion' | 'text_completion';
@@ -7,8 +15,9 @@ export interface WireShape {
   idPrefix: string;
   /** The stream opens with a role-only chunk (chat) or with nothing (text, unless echoing). */
   opensWithRole: boolean;
-  choice(text: string, finish: FinishReason | null): Record<string, unknown>;
-  chunk(text: string | null, first: boolean, finish: FinishReason | null): Record<string, unknown>;
+  choice(index: number, text: string, finish: FinishReason | null, logprobs: unknown): Record<string, unknown>;
+  chunk(index: number, text: string | null, first: boolean, finish: FinishReason | null, logprobs: unknown): Record<string, unknown>;
+  logprobs(wire: LogprobWire, span: LogprobSpan): unknown;
 }
 
 /** OpenAI's finish reasons have no "cancelled": a stream cut by the request timeout ends with "stop". */
@@ -19,18 +28,19 @@ export const CHAT_SHAPE: WireShape = {
   chunkObject: 'chat.completion.chunk',
   idPrefix: 'chatcmpl-',
   opensWithRole: true,
-  choice: (text, finish) => ({
-    index: 0,
+  choice: (index, text, finish, logprobs) => ({
+    index,
     message: { role: 'assistant', content: text },
     finish_reason: wireFinish(finish),
-    logprobs: null,
+    logprobs,
   }),
-  chunk: (text, first, finish) => ({
-    index: 0,
+  chunk: (index, text, first, finish, logprobs) => ({
+    index,
     delta: { ...(first ? { role: 'assistant' } : {}), ...(text !== null ? { content: text } : {}) },
     finish_reason: wireFinish(finish),
-    logprobs: null,
+    logprobs,
   }),
+  logprobs: (wire, span) => wire.chat(span.logprobs.filter((l) => l !== null)),
 };
 
 export const TEXT_SHAPE: WireShape = {
@@ -38,8 +48,9 @@ export const TEXT_SHAPE: WireShape = {
   chunkObject: 'text_completion',
   idPrefix: 'cmpl-',
   opensWithRole: false,
-  choice: (text, finish) => ({ index: 0, text, finish_reason: wireFinish(finish), logprobs: null }),
-  chunk: (text, _first, finish) => ({ index: 0, text: text ?? '', finish_reason: wireFinish(finish), logprobs: null }),
+  choice: (index, text, finish, logprobs) => ({ index, text, finish_reason: wireFinish(finish), logprobs }),
+  chunk: (index, text, _first, finish, logprobs) => ({ index, text: text ?? '', finish_reason: wireFinish(finish), logprobs }),
+  logprobs: (wire, span) => wire.text(span.tokens, span.logprobs, span.offset),
 };
 
 export function usage(r: Pick<GenerationResult, 'promptTokens' | 'completionTokens'>) {

@@ -11,11 +11,14 @@ export interface LoraModuleWeights {
   r: number;
   scale: number;
   bias?: Float32Array;
+  /** DoRA's lora_magnitude_vector [out] (use_dora adapters only). */
+  magnitude?: Float32Array;
 }
 
 /**
  * Writes a PEFT adapter with random A and B for the given config fields. B is non-zero (unlike
- * PEFT's initialisation) so the adapter changes the output: fixtures for tests and benchmarks.
+ * PEFT's initialisation) so the adapter changes the output: fixtures for tests and benchmarks. With
+ * `use_dora` each module also gets a random positive magnitude vector.
  */
 export async function writeRandomAdapter(dir: string, model: HfModel, fields: Record<string, unknown>, seed: number, std = 0.3): Promise<Map<string, LoraModuleWeights>> {
   const r = rng(seed);
@@ -28,8 +31,10 @@ export async function writeRandomAdapter(dir: string, model: HfModel, fields: Re
     const A = r.tensor(t.rank * m.inFeatures, std);
     const B = r.tensor(m.outFeatures * t.rank, std);
     const bias = parsed.bias !== 'none' && m.bias ? r.tensor(m.outFeatures, std) : undefined;
-    modules.set(m.name, { A, B, rank: t.rank, inFeatures: m.inFeatures, outFeatures: m.outFeatures, bias });
-    weights.set(m.name, { A, B, r: t.rank, scale: t.scale, bias });
+    // A trained magnitude is positive; 0.5..~2 keeps outputs in a sane range whatever the row norms.
+    const magnitude = parsed.useDora ? r.tensor(m.outFeatures, 1).map((v) => 0.5 + Math.abs(v)) : undefined;
+    modules.set(m.name, { A, B, rank: t.rank, inFeatures: m.inFeatures, outFeatures: m.outFeatures, bias, magnitude });
+    weights.set(m.name, { A, B, r: t.rank, scale: t.scale, bias, magnitude });
   }
   await writePeftAdapter(dir, { config, modules });
   return weights;

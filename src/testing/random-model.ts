@@ -25,6 +25,8 @@ export interface RandomModelOptions {
   maxPositions?: number;
   /** Byte-pair merges for the tokenizer; enough of them gives every vocabulary id a token. */
   merges?: Array<[string, string]>;
+  /** Extra config.json fields, written over the family's (e.g. Mistral's model_type and sliding_window). */
+  config?: Record<string, unknown>;
   /** Scale of the random weights (the tiny test models use larger ones so logits spread). */
   std?: number;
 }
@@ -136,6 +138,7 @@ export function writeRandomModel(dir: string, o: RandomModelOptions): TinyModel 
   } else {
     writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(toWrite, { format: 'pt' }));
   }
+  config = { ...config, ...o.config };
   writeFileSync(join(dir, 'config.json'), JSON.stringify(config, null, 2));
   writeFileSync(join(dir, 'generation_config.json'), JSON.stringify({ eos_token_id: eosId, bos_token_id: eosId }));
   writeFileSync(join(dir, 'tokenizer.json'), JSON.stringify(tokenizerJson({ merges, specials: CHATML_SPECIALS })));

@@ -1,11 +1,15 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { AutoTokenizer, env, type PreTrainedTokenizer } from '@huggingface/transformers';
 import { InvalidRequestError, TokenizerError } from '../errors.js';
+import { bytesToUnicode } from './byte-level-bpe.js';
 
 // Offline by construction: tokenizers only ever come from local model folders.
 env.allowRemoteModels = false;
 env.allowLocalModels = true;
+
+/** GPT-2's byte table reversed: the byte each byte-level character stands for. */
+const BYTE_OF = new Map(bytesToUnicode().map((ch, b) => [ch, b]));
 
 export interface ChatMessage {
   role: string;
@@ -14,13 +18,21 @@ export interface ChatMessage {
 
 /** The model folder's tokenizer and chat template, through @huggingface/transformers. */
 export class Tokenizer {
-  private constructor(private readonly tok: PreTrainedTokenizer) {}
+  private vocab: string[] | null = null;
+
+  private constructor(
+    private readonly tok: PreTrainedTokenizer,
+    /** The decoder of tokenizer.json maps token strings to bytes through GPT-2's byte table. */
+    private readonly byteLevel: boolean,
+  ) {}
 
   static async load(dir: string): Promise<Tokenizer> {
-    if (!existsSync(join(dir, 'tokenizer.json'))) throw new TokenizerError(`${dir} has no tokenizer.json`);
+    const file = join(dir, 'tokenizer.json');
+    if (!existsSync(file)) throw new TokenizerError(`${dir} has no tokenizer.json`);
     try {
       env.localModelPath = '/';
-      return new Tokenizer(await AutoTokenizer.from_pretrained(dir, { local_files_only: true }));
+      const tok = await AutoTokenizer.from_pretrained(dir, { local_files_only: true });
+      return new Tokenizer(tok, JSON.stringify(JSON.parse(readFileSync(file, 'utf8')).decoder ?? null).includes('"ByteLevel"'));
     } catch (cause) {
       throw new TokenizerError(`could not load the tokenizer in ${dir}: ${(cause as Error).message}`, { cause });
     }
@@ -38,6 +50,28 @@ export class Tokenizer {
   decode(ids: number[]): string {
     if (ids.length === 0) return '';
     return this.tok.decode(ids, { skip_special_tokens: true });
+  }
+
+  /**
+   * The bytes one token stands for (OpenAI's `bytes` field): a byte-level token's characters mapped
+   * back through GPT-2's byte table, a SentencePiece `<0xNN>` byte token as its byte, else its
+   * UTF-8 text with `▁` as a space.
+   */
+  tokenBytes(id: number): Uint8Array {
+    this.vocab ??= this.vocabById();
+    const piece = this.vocab[id] ?? '';
+    if (this.byteLevel) {
+      if ([...piece].every((ch) => BYTE_OF.has(ch))) return Uint8Array.from([...piece], (ch) => BYTE_OF.get(ch)!);
+    }
+    const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
+    if (byte) return Uint8Array.of(parseInt(byte[1]!, 16));
+    return new TextEncoder().encode(piece.replaceAll('\u2581', ' '));
+  }
+
+  private vocabById(): string[] {
+    const byId: string[] = [];
+    for (const [piece, id] of this.tok.get_vocab() as Map<string, number>) byId[id] = piece;
+    return byId;
   }
 
   get hasChatTemplate(): boolean {

@@ -61,6 +61,12 @@ describe('embedded demo: adapters visibly route', () => {
     return r.json().choices[0].message.content;
   };
 
+  it('a plain request without temperature is greedy: the demo generation_config.json says do_sample false', async () => {
+    const q = questions(DOMAINS[0]!)[0]!;
+    const r = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: DOMAINS[0], messages: [{ role: 'user', content: q.instruction }], max_tokens: 64 } });
+    assert.equal(r.json().choices[0].message.content, await ask(DOMAINS[0]!, q.instruction));
+  });
+
   for (const domain of DOMAINS) {
     it(`${domain}: its adapter gives the trained answer; the base model and the other adapters do not`, async () => {
       for (const q of questions(domain)) {

@@ -22,6 +22,22 @@ function cached(kv: KvCache, row: number, l = 0): number[][] {
 }
 
 describe('KvCache', () => {
+  it('copyPrefix gives another row the first positions of a row, in every layer and head', () => {
+    const kv = new KvCache(dims, 4096);
+    const a = kv.acquireRow();
+    kv.reserve(4);
+    kv.append([a], [4], 4, step(1, 4, (_i, h, t, d) => 10 * h + t + d / 10), step(1, 4, (_i, h, t) => -(10 * h + t)));
+    const b = kv.acquireRow();
+    kv.reserve(4);
+    kv.copyPrefix(a, b, 3);
+    assert.equal(kv.length(b), 3);
+    for (const l of [0, 1]) assert.deepEqual(cached(kv, b, l), cached(kv, a, l).slice(0, 3));
+    const head1 = kv.past([b]).keys[1]!;
+    assert.deepEqual(Array.from(head1.subarray(3 * D, 4 * D)).map((v) => Math.round(v * 10) / 10), [1010, 1010.1, 1010.2], 'layer 1, head 1, position 0');
+    assert.deepEqual(Array.from(kv.past([b]).values[0]!.subarray(0, 3 * D)), [0, 0, 0, -1, -1, -1, -2, -2, -2]);
+    assert.throws(() => kv.copyPrefix(a, b, 5), RangeError);
+  });
+
   it('writes each row at its own position and never moves other rows when rows join and leave', () => {
     const kv = new KvCache(dims, 4096);
     const a = kv.acquireRow();

@@ -38,6 +38,26 @@ describe('sampler', () => {
   });
 });
 
+describe('repetition penalty and banned tokens', () => {
+  it('divides a seen token\'s positive score and multiplies a negative one, prompt tokens included', () => {
+    const scores = Float32Array.from([2.0, 1.9, -0.5, -0.6]);
+    const greedy = { ...DEFAULT_SAMPLING, temperature: 0 };
+    assert.equal(new Sampler(greedy).sample(scores), 0);
+    // 2.0 / 1.5 = 1.33 < 1.9: the prompt token 0 loses its lead.
+    assert.equal(new Sampler({ ...greedy, repetitionPenalty: 1.5 }, [0]).sample(scores), 1);
+    const out = new Sampler({ ...greedy, repetitionPenalty: 1.5 });
+    out.observe(0);
+    out.observe(1);
+    // Both seen: 2.0 / 1.5 = 1.33 against 1.9 / 1.5 = 1.27, token 0 leads again.
+    assert.equal(out.sample(scores), 0);
+    const neg = Float32Array.from([-1.0, -1.2]);
+    // -1.0 × 2 = -2 < -1.2: a seen negative token drops.
+    assert.equal(new Sampler({ ...greedy, repetitionPenalty: 2 }, [0]).sample(neg), 1);
+    assert.equal(new Sampler(greedy).sample(scores, [0, 1]), 2, 'banned tokens are never chosen');
+    assert.deepEqual(Array.from(scores), [2.0, 1.9, -0.5, -0.6].map((v) => Math.fround(v)), 'the logits themselves are left alone');
+  });
+});
+
 describe('stop matcher', () => {
   it('holds back a possible stop prefix and cuts at the stop', () => {
     const m = new StopMatcher(['</end>']);

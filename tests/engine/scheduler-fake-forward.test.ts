@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from '../../src/engine/scheduler.js';
 import { DEFAULT_SAMPLING } from '../../src/engine/sampler.js';
+import { singleSlot } from '../../src/lora/index.js';
 
 /**
  * The scheduler against a fake forward pass (as vLLM tests its scheduler): a "model" whose next
@@ -27,7 +28,7 @@ function fakeModel(options: { failOn?: (step: number, input: ForwardInput) => bo
     const { batch, seq, past } = input;
     const width = past.length + seq;
     let live = 0;
-    const logits = new Float32Array(batch * VOCAB);
+    const logits = new Float32Array(input.logitRows.length * VOCAB);
     const keys = Array.from({ length: dims.layers }, () => new Float32Array(batch * seq * 2));
     const values = Array.from({ length: dims.layers }, () => new Float32Array(batch * seq * 2));
     for (let r = 0; r < batch; r++) {
@@ -41,7 +42,7 @@ function fakeModel(options: { failOn?: (step: number, input: ForwardInput) => bo
       for (let t = 0; t < seq; t++) {
         if (input.mask[r * width + past.length + t] !== 1n) continue;
         const position = Number(input.positions[r * seq + t]);
-        if (input.slots[r] !== 0 || cached > 0 || seq > 1) assert.equal(position, cached + fed, `row ${r}: new token continues the cache`);
+        if (input.adapters[r]!.length > 0 || cached > 0 || seq > 1) assert.equal(position, cached + fed, `row ${r}: new token continues the cache`);
         for (const l of [0, 1]) {
           keys[l]![(r * seq + t) * 2] = input.ids[r * seq + t]!;
           keys[l]![(r * seq + t) * 2 + 1] = position;
@@ -49,10 +50,10 @@ function fakeModel(options: { failOn?: (step: number, input: ForwardInput) => bo
         fed++;
       }
       if (seq > 1 || cached > 0) live++;
-      logits[r * VOCAB + ((input.ids[r * seq + seq - 1]! + 1) % VOCAB)] = 1;
     }
+    input.logitRows.forEach((n, m) => (logits[m * VOCAB + ((input.ids[Number(n)]! + 1) % VOCAB)] = 1));
     const kind = seq > 1 || past.length === 0 ? 'prefill' : 'decode';
-    steps.push({ kind, batch, seq, liveRows: live, slots: [...input.slots] });
+    steps.push({ kind, batch, seq, liveRows: live, slots: input.adapters.map((mix) => mix[0]?.slot ?? 0) });
     if (options.failOn?.(steps.length, input)) throw new Error('injected failure');
     await new Promise((r) => setImmediate(r));
     return { logits, keys, values };
@@ -73,7 +74,7 @@ async function afterDecodes(s: Scheduler, decodes: number): Promise<void> {
 }
 
 const request = (prompt: number[], maxTokens: number, slot = 0, extra: Record<string, unknown> = {}) => ({
-  promptTokens: prompt, slot, maxTokens, stop: [], sampling: { ...DEFAULT_SAMPLING, temperature: 0 }, ...extra,
+  promptTokens: prompt, adapters: singleSlot(slot), maxTokens, stop: [], sampling: { ...DEFAULT_SAMPLING, temperature: 0 }, ...extra,
 });
 const expected = (prompt: number[], n: number) => Array.from({ length: n }, (_, i) => `<${prompt[prompt.length - 1]! + 1 + i}>`).join('');
 
@@ -147,6 +148,74 @@ describe('scheduler with a fake forward pass', () => {
     await assert.rejects(bad.result, /forward pass failed/);
     assert.equal((await ok1.result).text, expected([1], 3));
     assert.equal((await ok2.result).text, expected([3], 3));
+  });
+
+  it('prompt logprobs come from every position of every chunk, beside rows that read only their last', async () => {
+    const model = fakeModel();
+    const s = scheduler(model.forward, { prefillChunk: 3 });
+    const prompt = [20, 21, 22, 40, 41, 60, 61];
+    const scored = s.submit(request(prompt, 2, 0, { logprobs: 1, promptLogprobs: true }));
+    const plain = s.submit(request([7, 8, 9, 10], 2));
+    const [r, p] = await Promise.all([scored.result, plain.result]);
+    assert.equal(r.text, expected(prompt, 2));
+    assert.equal(p.text, expected([7, 8, 9, 10], 2));
+    assert.equal(p.promptLogprobs, null);
+    assert.equal(p.logprobs, null);
+    // The fake model puts logit 1 on (previous token + 1), 0 elsewhere.
+    const likely = 1 - Math.log(Math.E + VOCAB - 1);
+    const unlikely = -Math.log(Math.E + VOCAB - 1);
+    const lps = r.promptLogprobs!;
+    assert.equal(lps.length, prompt.length);
+    assert.equal(lps[0], null);
+    prompt.slice(1).forEach((tok, i) => {
+      const lp = lps[i + 1]!;
+      assert.equal(lp.token, tok);
+      assert.ok(Math.abs(lp.logprob - (tok === prompt[i]! + 1 ? likely : unlikely)) < 1e-5, `prompt token ${i + 1}`);
+      assert.deepEqual(lp.top.map((t) => t.token), [prompt[i]! + 1]);
+    });
+    assert.deepEqual(r.logprobs!.map((l) => l.token), [62, 63]);
+    assert.ok(r.logprobs!.every((l) => Math.abs(l.logprob - likely) < 1e-5));
+  });
+
+  it('n choices read their prompt once and continue from copies of its cache row', async () => {
+    const model = fakeModel();
+    const s = scheduler(model.forward, { prefillChunk: 2 });
+    const prompt = [30, 31, 32, 33, 34];
+    const gens = s.submitChoices(request(prompt, 4, 1, { logprobs: 0, promptLogprobs: true }), 3);
+    const results = await Promise.all(gens.map((g) => g.result));
+    assert.deepEqual(results.map((r) => r.text), [0, 1, 2].map(() => expected(prompt, 4)));
+    results.forEach((r) => assert.equal(r.promptLogprobs!.length, prompt.length));
+    assert.equal(s.steps.prefill, 3, 'one chunked read of the prompt (chunks of 2, 2, 1), not one per choice');
+    assert.ok(model.steps.some((st) => st.kind === 'decode' && st.liveRows === 3), 'the three choices decode side by side');
+  });
+
+  it('a choice that finds no free row reads the prompt itself; cancelling the first choice does not strand the others', async () => {
+    const model = fakeModel();
+    const s = scheduler(model.forward, { maxBatch: 2 });
+    const gens = s.submitChoices(request([40, 41], 3), 3);
+    const results = await Promise.all(gens.map((g) => g.result));
+    assert.deepEqual(results.map((r) => r.text), [0, 1, 2].map(() => expected([40, 41], 3)));
+    const [first, ...rest] = s.submitChoices(request([50, 51, 52], 3), 3);
+    first!.cancel();
+    assert.equal((await first!.result).finishReason, 'cancelled');
+    for (const g of rest) assert.equal((await g.result).text, expected([50, 51, 52], 3));
+  });
+
+  it('max_tokens 0 reads the prompt and generates nothing', async () => {
+    const s = scheduler(fakeModel().forward);
+    const r = await s.submit(request([1, 2, 3], 0, 0, { logprobs: 0, promptLogprobs: true })).result;
+    assert.equal(r.text, '');
+    assert.equal(r.completionTokens, 0);
+    assert.equal(r.promptLogprobs!.length, 3);
+  });
+
+  it('min_tokens keeps EOS from ending the output early', async () => {
+    const s = scheduler(fakeModel().forward);
+    const early = await s.submit(request([VOCAB - 4], 6)).result;
+    assert.equal(early.completionTokens, 2);
+    const held = await s.submit(request([VOCAB - 4], 6, 0, { minTokens: 5 })).result;
+    assert.ok(held.completionTokens >= 5, `${held.completionTokens} tokens`);
+    assert.ok(!held.text.includes(`<${VOCAB - 1}>`), 'EOS was never sampled before min_tokens');
   });
 
   it('rows stop at the context limit and at EOS', async () => {

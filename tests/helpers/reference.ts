@@ -5,9 +5,13 @@
 import type { LoraModuleWeights as RefLora, TinyModel } from '../../src/testing/index.js';
 export type { RefLora };
 
+/** Adapters applied to a row: one adapter's modules, or a weighted mix of several. */
+export type RefAdapters = Map<string, RefLora> | Array<{ weight: number; lora: Map<string, RefLora> }>;
+
 type Vec = Float64Array;
 
-export function referenceLogits(model: TinyModel, tokens: number[], lora: Map<string, RefLora> = new Map()): Float64Array[] {
+export function referenceLogits(model: TinyModel, tokens: number[], adapters: RefAdapters = new Map()): Float64Array[] {
+  const mix = adapters instanceof Map ? [{ weight: 1, lora: adapters }] : adapters;
   const c = model.config;
   const w = (n: string) => {
     const t = model.weights.get(n);
@@ -22,29 +26,55 @@ export function referenceLogits(model: TinyModel, tokens: number[], lora: Map<st
   const D = H / heads;
   const T = tokens.length;
 
-  // y = W x + b (+ s·B·A·x): W is [out, in] (Linear) or [in, out] (Conv1D, fanInFanOut).
+  /**
+   * One adapter's layer, as PEFT's LoRA Linear computes it: y = W x + b + s·B·A·x, where b is the
+   * trained bias when the adapter carries one. With DoRA (PEFT's DoraLinearLayer) the scaled part is
+   * g ⊙ (W x + s·B·A·x) with g = m / ‖W + s·B·A‖, the L2 norm of each output row of the [out, in]
+   * weight taken over the input axis; the bias stays outside the scale.
+   * W is stored [out, in] (Linear) or [in, out] (Conv1D, fanInFanOut).
+   */
   const linear = (name: string, x: Vec, fanInFanOut: boolean): Vec => {
     const W = w(`${name}.weight`);
     const [d0, d1] = W.shape as [number, number];
     const inF = fanInFanOut ? d0 : d1;
     const outF = fanInFanOut ? d1 : d0;
-    const y = new Float64Array(outF);
-    for (let o = 0; o < outF; o++) {
-      let s = 0;
-      for (let i = 0; i < inF; i++) s += (fanInFanOut ? W.data[i * outF + o]! : W.data[o * inF + i]!) * x[i]!;
-      y[o] = s;
-    }
-    const ad = lora.get(name);
-    const bias = ad?.bias ?? model.weights.get(`${name}.bias`)?.data;
-    if (bias) for (let o = 0; o < outF; o++) y[o]! += bias[o]!;
-    if (ad) {
-      const ax = new Float64Array(ad.r);
-      for (let k = 0; k < ad.r; k++) for (let i = 0; i < inF; i++) ax[k]! += ad.A[k * inF + i]! * x[i]!;
-      for (let o = 0; o < outF; o++) {
-        let s = 0;
-        for (let k = 0; k < ad.r; k++) s += ad.B[o * ad.r + k]! * ax[k]!;
-        y[o]! += ad.scale * s;
+    const wAt = (o: number, i: number) => (fanInFanOut ? W.data[i * outF + o]! : W.data[o * inF + i]!);
+    const baseBias = model.weights.get(`${name}.bias`)?.data;
+    const adapted = (ad: RefLora | undefined): Vec => {
+      const y = new Float64Array(outF);
+      for (let o = 0; o < outF; o++) for (let i = 0; i < inF; i++) y[o]! += wAt(o, i) * x[i]!;
+      if (ad) {
+        const ax = new Float64Array(ad.r);
+        for (let k = 0; k < ad.r; k++) for (let i = 0; i < inF; i++) ax[k]! += ad.A[k * inF + i]! * x[i]!;
+        for (let o = 0; o < outF; o++) {
+          let s = 0;
+          for (let k = 0; k < ad.r; k++) s += ad.B[o * ad.r + k]! * ax[k]!;
+          y[o]! += ad.scale * s;
+        }
+        if (ad.magnitude) {
+          for (let o = 0; o < outF; o++) {
+            let sq = 0;
+            for (let i = 0; i < inF; i++) {
+              let ba = 0;
+              for (let k = 0; k < ad.r; k++) ba += ad.B[o * ad.r + k]! * ad.A[k * inF + i]!;
+              sq += (wAt(o, i) + ad.scale * ba) ** 2;
+            }
+            y[o]! *= ad.magnitude[o]! / Math.sqrt(sq);
+          }
+        }
       }
+      const bias = ad?.bias ?? baseBias;
+      if (bias) for (let o = 0; o < outF; o++) y[o]! += bias[o]!;
+      return y;
+    };
+    const base = adapted(undefined);
+    const used = mix.filter((m) => m.lora.has(name));
+    // A mix is the output-space sum of each adapter's change: y = base + Σ wᵢ (adaptedᵢ − base).
+    if (used.length === 1 && used[0]!.weight === 1) return adapted(used[0]!.lora.get(name));
+    const y = Float64Array.from(base);
+    for (const { weight, lora } of used) {
+      const yi = adapted(lora.get(name));
+      for (let o = 0; o < outF; o++) y[o]! += weight * (yi[o]! - base[o]!);
     }
     return y;
   };
@@ -94,6 +124,16 @@ export function referenceLogits(model: TinyModel, tokens: number[], lora: Map<st
     return e;
   });
   const inv = gpt2 ? null : invFreq();
+  // transformers: Mistral windows every layer when sliding_window is set; Qwen2 only with
+  // use_sliding_window, on the layers layer_types marks sliding (default: from max_window_layers on).
+  const windows = Array.from({ length: L }, (_, l): number | null => {
+    const w = (c.sliding_window as number | null | undefined) ?? null;
+    if (c.model_type === 'mistral') return w;
+    if (c.model_type !== 'qwen2' || c.use_sliding_window !== true || w === null) return null;
+    const types = c.layer_types as string[] | undefined;
+    const sliding = types ? types[l] === 'sliding_attention' : l >= ((c.max_window_layers as number | undefined) ?? 28);
+    return sliding ? w : null;
+  });
   for (let l = 0; l < L; l++) {
     const p = gpt2 ? `transformer.h.${l}` : `model.layers.${l}`;
     const qs: Vec[] = [], ks: Vec[] = [], vs: Vec[] = [];
@@ -116,8 +156,10 @@ export function referenceLogits(model: TinyModel, tokens: number[], lora: Map<st
       for (let hd = 0; hd < heads; hd++) {
         const kvh = Math.floor(hd / (heads / kvHeads));
         const q = headOf(qs[t]!, hd, t);
-        const scores = new Float64Array(t + 1);
-        for (let j = 0; j <= t; j++) {
+        // Keys outside the layer's sliding window (key position ≤ t − window) get no weight.
+        const first = windows[l] === null ? 0 : Math.max(0, t - windows[l]! + 1);
+        const scores = new Float64Array(t + 1).fill(-Infinity);
+        for (let j = first; j <= t; j++) {
           const k = headOf(ks[j]!, kvh, j);
           let s = 0; for (let i = 0; i < D; i++) s += q[i]! * k[i]!;
           scores[j] = s / Math.sqrt(D);
@@ -163,4 +205,14 @@ export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
     maxRef = Math.max(maxRef, Math.abs(b[i]!));
   }
   return maxDiff / maxRef;
+}
+
+/** log-softmax of one position's reference logits, in float64. */
+export function logSoftmax(logits: Float64Array): Float64Array {
+  let max = -Infinity;
+  for (const v of logits) max = Math.max(max, v);
+  let sum = 0;
+  for (const v of logits) sum += Math.exp(v - max);
+  const logZ = max + Math.log(sum);
+  return logits.map((v) => v - logZ);
 }

@@ -1,7 +1,7 @@
-import { mkdirSync, writeFileSync } from 'node:fs';
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { buildApp, DEFAULTS, KeyRing, Serving, type App, type ServerConfig } from '../../src/server/index.js';
-import { writeRandomModel, type RandomModelOptions } from '../../src/testing/index.js';
+import { writeRandomModel, type RandomModelOptions, type TinyModel } from '../../src/testing/index.js';
 import { tempDir } from './adapters.js';
 
 export interface TestServer {
@@ -10,14 +10,20 @@ export interface TestServer {
   root: string;
   modelDir: string;
   adaptersDir: string;
+  /** The random base model's weights (for the reference forward pass). */
+  tiny: TinyModel;
   close(): Promise<void>;
 }
 
 /** A real server over a tiny random model in its own temp folder (app.inject, or listen for sockets). */
-export async function startTestServer(overrides: Partial<ServerConfig> = {}, opts: { model?: Partial<RandomModelOptions>; keys?: unknown; logLines?: string[] } = {}): Promise<TestServer> {
+export async function startTestServer(overrides: Partial<ServerConfig> = {}, opts: { model?: Partial<RandomModelOptions>; keys?: unknown; logLines?: string[]; generationConfig?: Record<string, unknown> } = {}): Promise<TestServer> {
   const root = tempDir('loraserve-server-');
   const modelDir = join(root, 'tiny-llama');
-  writeRandomModel(modelDir, { family: 'llama', seed: 77, ...opts.model });
+  const tiny = writeRandomModel(modelDir, { family: 'llama', seed: 77, ...opts.model });
+  if (opts.generationConfig) {
+    const file = join(modelDir, 'generation_config.json');
+    writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(file, 'utf8')), ...opts.generationConfig }));
+  }
   const adaptersDir = join(root, 'adapters');
   mkdirSync(adaptersDir, { recursive: true });
   let keysFile: string | null = null;
@@ -31,7 +37,7 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}, opt
   const app = await buildApp(serving, { logger });
   await app.ready();
   return {
-    app, serving, root, modelDir, adaptersDir,
+    app, serving, root, modelDir, adaptersDir, tiny,
     async close() {
       await app.close();
       await serving.close();

@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { SlotTable, type ParsedAdapter, type SlotModule } from '../../src/lora/index.js';
+import { SlotTable, singleSlot, type ParsedAdapter, type SlotModule } from '../../src/lora/index.js';
 import type { LinearModule } from '../../src/model/index.js';
 
 const linear = (name: string, inFeatures: number, outFeatures: number): LinearModule => ({ name, layer: 0, inFeatures, outFeatures, weight: `${name}.weight`, bias: null, fanInFanOut: false });
@@ -18,6 +18,7 @@ function adapter(tag: number, ranks: Record<string, number>, bias = false): Pars
       a: Float32Array.from({ length: rank * m.inFeatures }, (_, i) => tag + i),
       b: Float32Array.from({ length: rank * m.outFeatures }, (_, i) => -(tag + i)),
       bias: bias ? new Float32Array(m.outFeatures).fill(tag) : null,
+      dora: null,
     });
   }
   const maxRank = Math.max(...Object.values(ranks));
@@ -41,7 +42,7 @@ describe('SlotTable packing', () => {
     assert.deepEqual(Array.from(packed.a.get('v')!), [100, 101, 102, 0, 0, 0, 0, 0, 0]);
     assert.deepEqual(Array.from(packed.b.get('v')!.subarray(0, 4)), [-100, -101, -102, -103]);
     assert.deepEqual(Array.from(packed.bias.get('q')!), [100, 100, 0, 0]);
-    const w = SlotTable.rowWeights(packed, [0, 40, 3, 7]);
+    const w = SlotTable.rowWeights(packed, [0, 40, 3, 7].map(singleSlot));
     assert.deepEqual(Array.from(w.columns), [0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0], 'base rows and unpacked slots weigh nothing');
     assert.deepEqual(Array.from(w.rows), [0, 0, 0, 1, 1, 0, 0, 0]);
   });

@@ -29,6 +29,14 @@ describe('PEFT adapter validation', () => {
   const parse = (config: unknown, weights = weightsFor([0, 1], 4), maxRank = 8) =>
     parseAdapter(typeof config === 'string' ? config : JSON.stringify(config), weights, model, maxRank);
 
+  it('accepts DoRA magnitude vectors under every name PEFT has saved them with', () => {
+    for (const suffix of ['lora_magnitude_vector.weight', 'lora_magnitude_vector', 'lora_magnitude_vector.default.weight']) {
+      const magnitudes = Object.fromEntries([0, 1].flatMap((l) => [['q_proj', 32], ['v_proj', 16]].map(([m, out]) => [`base_model.model.model.layers.${l}.self_attn.${m}.${suffix}`, { shape: [out as number] }])));
+      const a = parse({ ...good(), use_dora: true }, weightsFor([0, 1], 4, magnitudes));
+      assert.equal(a.modules.get('model.layers.1.self_attn.v_proj')!.dora!.length, 16, suffix);
+    }
+  });
+
   it('accepts a valid adapter, with and without the ".default" adapter-name infix', () => {
     const a = parse(good());
     assert.equal(a.modules.size, 4);
@@ -46,7 +54,12 @@ describe('PEFT adapter validation', () => {
     ['config that is not JSON', () => parse('{not json'), 'invalid_adapter_config', /not valid JSON/],
     ['peft_type other than LORA', () => parse({ ...good(), peft_type: 'IA3' }), 'unsupported_adapter_feature', /peft_type "IA3"/],
     ['task_type that is not causal LM', () => parse({ ...good(), task_type: 'SEQ_CLS' }), 'invalid_adapter_config', /task_type "SEQ_CLS"/],
-    ['use_dora', () => parse({ ...good(), use_dora: true }), 'unsupported_adapter_feature', /use_dora/],
+    ['use_dora without magnitude vectors', () => parse({ ...good(), use_dora: true }), 'invalid_adapter_weights', /lacks the DoRA magnitude vector .* use_dora is true/],
+    ['use_dora together with lora_bias', () => parse({ ...good(), use_dora: true, lora_bias: true }), 'unsupported_adapter_feature', /lora_bias=true is not supported together with use_dora/],
+    ['a DoRA magnitude vector of the wrong length', () => parse({ ...good(), use_dora: true }, weightsFor([0, 1], 4, Object.fromEntries(
+      [0, 1].flatMap((l) => ['q_proj', 'v_proj'].map((m) => [`base_model.model.model.layers.${l}.self_attn.${m}.lora_magnitude_vector.weight`, { shape: [7] }])),
+    ))), 'invalid_adapter_weights', /has 7 values, the layer has 32 outputs/],
+    ['DoRA on an embedding layer', () => parse({ ...good(), use_dora: true }, weightsFor([0, 1], 4, { 'base_model.model.model.embed_tokens.lora_magnitude_vector': { shape: [32] } })), 'unsupported_adapter_feature', /not a linear layer; DoRA is served on linear layers only/],
     ['modules_to_save', () => parse({ ...good(), modules_to_save: ['lm_head'] }), 'unsupported_adapter_feature', /modules_to_save/],
     ['non-integer r', () => parse({ ...good(), r: 2.5 }), 'invalid_adapter_config', /"r" must be a positive integer/],
     ['bad bias mode', () => parse({ ...good(), bias: 'some' }), 'invalid_adapter_config', /"bias" must be/],
@@ -64,7 +77,7 @@ describe('PEFT adapter validation', () => {
     ['a targeted module without weights', () => parse(good(), weightsFor([0], 4)), 'invalid_adapter_weights', /lacks lora_A\.weight for targeted module "model\.layers\.1\.self_attn\.q_proj"/],
     ['weights for an untargeted module', () => parse({ ...good(), target_modules: ['q_proj'] }), 'invalid_adapter_weights', /does not target/],
     ['a key outside PEFT naming', () => parse(good(), weightsFor([0, 1], 4, { 'model.layers.0.foo': { shape: [1] } })), 'invalid_adapter_weights', /does not start with "base_model\.model\."/],
-    ['DoRA magnitude vectors', () => parse(good(), weightsFor([0, 1], 4, { 'base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector': { shape: [32] } })), 'unsupported_adapter_feature', /DoRA/],
+    ['DoRA magnitude vectors without use_dora', () => parse(good(), weightsFor([0, 1], 4, { 'base_model.model.model.layers.0.self_attn.q_proj.lora_magnitude_vector': { shape: [32] } })), 'invalid_adapter_weights', /DoRA magnitude vector .* use_dora is false/],
     ['embedding LoRA', () => parse(good(), weightsFor([0, 1], 4, { 'base_model.model.model.embed_tokens.lora_embedding_A': { shape: [4, 264] } })), 'unsupported_adapter_feature', /embedding/],
     ['a trained bias with bias "none"', () => parse(good(), weightsFor([0, 1], 4, { 'base_model.model.model.layers.0.self_attn.q_proj.bias': { shape: [32] } })), 'invalid_adapter_weights', /bias is "none"/],
     ['a trained layer-norm bias (bias "all")', () => parse({ ...good(), bias: 'all' }, weightsFor([0, 1], 4, { 'base_model.model.model.norm.bias': { shape: [32] } })), 'unsupported_adapter_feature', /not linear/],

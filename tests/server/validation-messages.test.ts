@@ -27,7 +27,7 @@ describe('validation messages', () => {
     ['/v1/chat/completions', { model: 'm', messages: [user], stop: ['a', 'b', 'c', 'd', 'e'] }, 'stop must hold at most 4 items', 'stop'],
     ['/v1/chat/completions', { model: 'm', messages: [user], stream_options: { include_usage: 'yes' } }, 'stream_options.include_usage must be a boolean, not a string', 'stream_options.include_usage'],
     ['/v1/chat/completions', [1, 2], 'the request body must be an object, not an array', null],
-    ['/v1/completions', { model: 'm', prompt: ['a', 'b'] }, 'prompt must hold at most 1 item', 'prompt'],
+    ['/v1/completions', { model: 'm', prompt: [] }, 'prompt must hold at least 1 item', 'prompt'],
     ['/v1/load_lora_adapter', { lora_name: 'Bad Name', lora_path: 'x' }, 'lora_name must match ^[a-z0-9][a-z0-9_.-]{0,63}$', 'lora_name'],
   ];
   for (const [url, body, message, param] of cases) {

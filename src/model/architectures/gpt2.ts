@@ -12,10 +12,11 @@ export const gpt2: Architecture = {
   parseDims(c) {
     const hidden = configNumber(c, 'n_embd');
     const heads = configNumber(c, 'n_head');
+    const layers = configNumber(c, 'n_layer');
     return {
       vocabSize: configNumber(c, 'vocab_size'),
       hidden,
-      layers: configNumber(c, 'n_layer'),
+      layers,
       heads,
       kvHeads: heads,
       headDim: hidden / heads,
@@ -24,6 +25,7 @@ export const gpt2: Architecture = {
       normEps: configNumber(c, 'layer_norm_epsilon', 1e-5),
       tieWordEmbeddings: true,
       rope: null,
+      slidingWindows: Array.from({ length: layers }, () => null),
       bias: { qkv: true, out: true, mlp: true },
     };
   },
@@ -54,7 +56,7 @@ export const gpt2: Architecture = {
       const mlpIn = f.layerNorm(h, `${p}.ln_2`, d.normEps);
       h = f.add(h, f.linear(`${p}.mlp.c_proj`, f.geluTanh(f.linear(`${p}.mlp.c_fc`, mlpIn))));
     }
-    return f.layerNorm(f.lastPosition(h), 'transformer.ln_f', d.normEps);
+    return f.layerNorm(f.logitPositions(h), 'transformer.ln_f', d.normEps);
   },
 
   lmHead: () => 'transformer.wte.weight',

@@ -1,6 +1,6 @@
 import { configNumber, type Architecture } from '../architecture.js';
 import type { LinearModule, ModelDims, RopeConfig } from '../dims.js';
-import { UnsupportedArchitectureError } from '../../errors.js';
+import { ModelConfigError, UnsupportedArchitectureError } from '../../errors.js';
 
 /**
  * The Llama family: Llama 2/3, Mistral, Qwen2/2.5, SmolLM, TinyLlama. RMSNorm, RoPE (with
@@ -26,6 +26,32 @@ function parseRope(c: Record<string, unknown>): RopeConfig {
   };
 }
 
+/**
+ * Which layers attend through a sliding window, as transformers decides it. Mistral: every layer
+ * when `sliding_window` is set. Qwen2: `sliding_window` counts only with `use_sliding_window`, and
+ * then applies to the layers `layer_types` marks "sliding_attention", which by default are the
+ * layers from `max_window_layers` on. Llama has no window.
+ */
+function slidingWindows(c: Record<string, unknown>, layers: number): Array<number | null> {
+  const full = Array.from({ length: layers }, (): number | null => null);
+  const window = c.sliding_window === null || c.sliding_window === undefined ? null : configNumber(c, 'sliding_window');
+  if (c.model_type === 'mistral') return full.map(() => window);
+  if (c.model_type !== 'qwen2') return full;
+  const qwenWindow = c.use_sliding_window === true ? window : null;
+  const types = c.layer_types;
+  if (types === undefined || types === null) {
+    const from = configNumber(c, 'max_window_layers', 28);
+    return full.map((_, i) => (qwenWindow !== null && i >= from ? qwenWindow : null));
+  }
+  if (!Array.isArray(types) || types.length !== layers || !types.every((t) => t === 'sliding_attention' || t === 'full_attention')) {
+    throw new ModelConfigError(`config.json: layer_types must list "sliding_attention" or "full_attention" for each of the ${layers} layers`);
+  }
+  if (qwenWindow === null && types.includes('sliding_attention')) {
+    throw new ModelConfigError('config.json: layer_types marks sliding_attention layers, but no window is set (use_sliding_window with sliding_window)');
+  }
+  return types.map((t) => (t === 'sliding_attention' ? qwenWindow : null));
+}
+
 function hasQkvBias(c: Record<string, unknown>): boolean {
   const arch = (c.architectures as string[] | undefined)?.[0] ?? '';
   return arch.startsWith('Qwen2') || c.attention_bias === true;
@@ -41,10 +67,11 @@ export const llama: Architecture = {
     const heads = configNumber(c, 'num_attention_heads');
     const act = c.hidden_act ?? 'silu';
     if (act !== 'silu') throw new UnsupportedArchitectureError(`hidden_act "${String(act)}" is not supported (silu is)`);
+    const layers = configNumber(c, 'num_hidden_layers');
     return {
       vocabSize: configNumber(c, 'vocab_size'),
       hidden,
-      layers: configNumber(c, 'num_hidden_layers'),
+      layers,
       heads,
       kvHeads: configNumber(c, 'num_key_value_heads', heads),
       headDim: configNumber(c, 'head_dim', hidden / heads),
@@ -53,6 +80,7 @@ export const llama: Architecture = {
       normEps: configNumber(c, 'rms_norm_eps', 1e-6),
       tieWordEmbeddings: c.tie_word_embeddings === true,
       rope: parseRope(c),
+      slidingWindows: slidingWindows(c, layers),
       bias: { qkv: hasQkvBias(c), out: c.attention_bias === true, mlp: c.mlp_bias === true },
     };
   },
@@ -89,7 +117,7 @@ export const llama: Architecture = {
       const m = f.rmsNorm(h, `${p}.post_attention_layernorm.weight`, d.normEps);
       h = f.add(h, f.linear(`${p}.mlp.down_proj`, f.mul(f.silu(f.linear(`${p}.mlp.gate_proj`, m)), f.linear(`${p}.mlp.up_proj`, m))));
     }
-    return f.rmsNorm(f.lastPosition(h), 'model.norm.weight', d.normEps);
+    return f.rmsNorm(f.logitPositions(h), 'model.norm.weight', d.normEps);
   },
 
   lmHead: (d) => (d.tieWordEmbeddings ? 'model.embed_tokens.weight' : 'lm_head.weight'),

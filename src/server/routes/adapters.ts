@@ -4,6 +4,9 @@ import {
   Adapter,
   AdapterDeleted,
   AdapterList,
+  AdapterMix,
+  AdapterMixDeleted,
+  AdapterMixRequest,
   AdapterParams,
   AdapterUpload,
   LoadLoraAdapterRequest,
@@ -12,6 +15,7 @@ import {
 import { errorResponses } from '../schemas/common.js';
 import { readUpload } from '../upload.js';
 import type { AdapterView } from '../adapter-service.js';
+import type { MixMember, SavedMix } from '../../lora/index.js';
 
 /** An adapter as the API shows it. */
 function adapterBody(a: AdapterView, baseModel: string) {
@@ -27,6 +31,7 @@ function adapterBody(a: AdapterView, baseModel: string) {
     max_rank: s?.maxRank ?? null,
     target_modules: s?.targetModules ?? [],
     use_rslora: s?.useRslora ?? null,
+    use_dora: s?.useDora ?? null,
     bias: s?.bias ?? null,
     size_bytes: a.stored.sizeBytes,
     tier: a.tier,
@@ -130,6 +135,53 @@ export const adapterRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request) => body(await adapters.unload(request.caller, request.params.name)),
+  );
+
+  const mixBody = (m: SavedMix) => ({
+    id: m.name,
+    object: 'adapter_mix' as const,
+    created: m.createdAt,
+    base_model: app.serving.baseId,
+    adapters: m.members,
+  });
+
+  app.post(
+    '/adapters/:name/mix',
+    {
+      schema: {
+        tags: ['adapters'],
+        summary: 'Save (or replace) a named weighted mix of adapters, served like an adapter',
+        description:
+          'The name then works as `model` in chat and text completions and is listed in /v1/models; its rows compute ' +
+          'y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x over the adapters named (looked up when used). No weights are written.',
+        params: AdapterParams,
+        body: AdapterMixRequest,
+        response: { 200: Type.Ref(AdapterMix), 201: Type.Ref(AdapterMix), ...errorResponses(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request, reply) => {
+      const { mix, replaced } = await adapters.saveMix(request.caller, request.params.name, request.body.adapters as MixMember[]);
+      return reply.code(replaced ? 200 : 201).send(mixBody(mix));
+    },
+  );
+
+  app.get(
+    '/adapters/:name/mix',
+    {
+      schema: { tags: ['adapters'], summary: 'One saved adapter mix', params: AdapterParams, response: { 200: Type.Ref(AdapterMix), ...errorResponses(401, 404) } },
+    },
+    async (request) => mixBody(adapters.requireMix(request.caller, request.params.name)),
+  );
+
+  app.delete(
+    '/adapters/:name/mix',
+    {
+      schema: { tags: ['adapters'], summary: 'Delete a saved adapter mix (its adapters stay)', params: AdapterParams, response: { 200: AdapterMixDeleted, ...errorResponses(401, 404) } },
+    },
+    async (request) => {
+      await adapters.deleteMix(request.caller, request.params.name);
+      return { id: request.params.name, object: 'adapter_mix' as const, deleted: true as const };
+    },
   );
 
   // vLLM-compatible aliases (admin only: they read server-side paths).

@@ -2,7 +2,7 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest } from '../schemas/openai.js';
 import { errorResponses } from '../schemas/common.js';
-import { chatMessages } from '../completion-request.js';
+import { chatLogprobs, chatMessages, completionPrompts } from '../completion-request.js';
 import { serveCompletion } from '../serve-completion.js';
 import { CHAT_SHAPE, TEXT_SHAPE } from '../wire-shapes.js';
 
@@ -34,9 +34,16 @@ export const completionRoutes: FastifyPluginAsyncTypebox = async (app) => {
     ),
     async (request, reply) => {
       const body = request.body as unknown as ChatCompletionRequest;
-      const model = await serving.resolve(request.caller, body.model);
-      const promptTokens = serving.engine.tokenizer.applyChatTemplate(chatMessages(body.messages));
-      return serveCompletion(serving, request, reply, { model, promptTokens, body, shape: CHAT_SHAPE, endpoint: 'chat' });
+      const model = await serving.resolve(request.caller, body.model, body.adapters);
+      const tokens = serving.engine.tokenizer.applyChatTemplate(chatMessages(body.messages));
+      return serveCompletion(serving, request, reply, {
+        model,
+        prompts: [{ tokens }],
+        body,
+        shape: CHAT_SHAPE,
+        endpoint: 'chat',
+        logprobs: chatLogprobs(body),
+      });
     },
   );
 
@@ -50,16 +57,14 @@ export const completionRoutes: FastifyPluginAsyncTypebox = async (app) => {
     ),
     async (request, reply) => {
       const body = request.body as unknown as CompletionRequest;
-      const model = await serving.resolve(request.caller, body.model);
-      const prompt = typeof body.prompt === 'string' ? body.prompt : body.prompt[0]!;
-      const promptTokens = serving.engine.tokenizer.encodePrompt(prompt);
+      const model = await serving.resolve(request.caller, body.model, body.adapters);
       return serveCompletion(serving, request, reply, {
         model,
-        promptTokens,
+        prompts: completionPrompts(body.prompt, Boolean(body.echo), serving.engine.tokenizer, serving.engine.model.dims.vocabSize),
         body,
         shape: TEXT_SHAPE,
         endpoint: 'completions',
-        echo: body.echo ? prompt : undefined,
+        logprobs: body.logprobs ?? null,
       });
     },
   );

@@ -11,10 +11,13 @@ async function models(serving: Serving, caller: Caller) {
   return [
     { id: base, object: 'model' as const, created, owned_by: 'loraserve', root: base, parent: null },
     ...(await serving.adapters.visible(caller)).map((a) => ({ id: a.name, object: 'model' as const, created: a.createdAt, owned_by: 'loraserve', root: base, parent: base })),
+    ...serving.adapters
+      .visibleMixes(caller)
+      .map((m) => ({ id: m.name, object: 'model' as const, created: m.createdAt, owned_by: 'loraserve', root: base, parent: base })),
   ];
 }
 
-/** OpenAI's model list: the base model and every adapter this caller may use (parent = base, as vLLM does). */
+/** OpenAI's model list: the base model and every adapter and saved mix this caller may use (parent = base, as vLLM does). */
 export const modelRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get('/models', {
     schema: { tags: ['models'], summary: 'List the base model and the adapters this caller may use', response: { 200: Type.Ref(ModelList), ...errorResponses(401) } },

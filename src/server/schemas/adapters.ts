@@ -15,6 +15,7 @@ export const Adapter = Type.Object(
     max_rank: Type.Union([Type.Integer(), Type.Null()], { description: 'Largest rank over its modules (rank_pattern may raise some).' }),
     target_modules: Type.Array(Type.String()),
     use_rslora: Type.Union([Type.Boolean(), Type.Null()]),
+    use_dora: Type.Union([Type.Boolean(), Type.Null()], { description: 'DoRA: each adapted layer rescaled per output feature by its magnitude vector.' }),
     bias: Type.Union([Type.String(), Type.Null()]),
     size_bytes: Type.Integer(),
     tier: Type.Union([Type.Literal('disk'), Type.Literal('host'), Type.Literal('device')], { description: 'Cache tier it sits in now.' }),
@@ -25,6 +26,22 @@ export const Adapter = Type.Object(
 );
 export const AdapterList = Type.Object({ object: Type.Literal('list'), data: Type.Array(Type.Ref(Adapter)) }, { $id: 'AdapterList' });
 export const AdapterDeleted = Type.Object({ id: Type.String(), object: Type.Literal('adapter'), deleted: Type.Literal(true) }, { $id: 'AdapterDeleted' });
+
+export const AdapterMixRequest = Type.Object(
+  { adapters: Type.Array(Type.Ref('AdapterMixMember'), { minItems: 1, description: 'The adapters and weights the mix stands for.' }) },
+  { description: 'A named weighted mix: served as y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x; no weights are written.' },
+);
+export const AdapterMix = Type.Object(
+  {
+    id: Type.String(),
+    object: Type.Literal('adapter_mix'),
+    created: Type.Integer(),
+    base_model: Type.String(),
+    adapters: Type.Array(Type.Ref('AdapterMixMember')),
+  },
+  { $id: 'AdapterMix' },
+);
+export const AdapterMixDeleted = Type.Object({ id: Type.String(), object: Type.Literal('adapter_mix'), deleted: Type.Literal(true) });
 
 export const AdapterUpload = Type.Object(
   {

@@ -4,8 +4,23 @@ import { Usage } from './common.js';
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 
 /** Sampling fields shared by chat and text completions (OpenAI names, vLLM extensions). */
+export const AdapterMixMember = Type.Object(
+  { name: Type.String({ description: 'An adapter this key may use.' }), weight: Type.Number({ description: 'Its weight wᵢ in y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x.' }) },
+  { $id: 'AdapterMixMember' },
+);
+
 const SamplingFields = {
-  model: Type.String({ description: 'An adapter name, or the base model id.' }),
+  model: Type.String({ description: 'An adapter name, a saved adapter mix, or the base model id.' }),
+  adapters: Type.Optional(
+    Nullable(
+      Type.Array(Type.Ref(AdapterMixMember), {
+        minItems: 1,
+        description:
+          'LoRAX\'s weighted adapter mix for this request: the row computes y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x over these adapters ' +
+          '(distinct names, finite weights, at most --max-mix-adapters, no DoRA adapter). `model` then only names the answer.',
+      }),
+    ),
+  ),
   max_tokens: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
   max_completion_tokens: Type.Optional(Nullable(Type.Integer({ minimum: 1 }))),
   temperature: Type.Optional(Nullable(Type.Number({ minimum: 0, maximum: 2 }))),
@@ -14,8 +29,21 @@ const SamplingFields = {
   frequency_penalty: Type.Optional(Nullable(Type.Number({ minimum: -2, maximum: 2 }))),
   presence_penalty: Type.Optional(Nullable(Type.Number({ minimum: -2, maximum: 2 }))),
   seed: Type.Optional(Nullable(Type.Integer())),
+  repetition_penalty: Type.Optional(
+    Nullable(Type.Number({ exclusiveMinimum: 0, maximum: 2, description: 'vLLM extension: penalises prompt and output tokens (1 = off).' })),
+  ),
+  min_tokens: Type.Optional(Nullable(Type.Integer({ minimum: 0, description: 'vLLM extension: EOS cannot end the output before this many tokens.' }))),
+  response_format: Type.Optional(
+    Nullable(
+      Type.Object(
+        { type: Type.String() },
+        { additionalProperties: true, description: 'Only `{"type": "text"}`: structured output (json_object, json_schema) is not offered yet (400).' },
+      ),
+    ),
+  ),
   stop: Type.Optional(Nullable(Type.Union([Type.String(), Type.Array(Type.String(), { maxItems: 4 })]))),
-  n: Type.Optional(Nullable(Type.Integer({ minimum: 1, maximum: 1, description: 'Only 1 is supported.' }))),
+  n: Type.Optional(Nullable(Type.Integer({ minimum: 1, description: "Choices per prompt, up to the server's --max-n (default 8); the prompt is read once." }))),
+  best_of: Type.Optional(Nullable(Type.Integer({ minimum: 1, description: 'Not supported above 1 (400).' }))),
   stream: Type.Optional(Nullable(Type.Boolean())),
   stream_options: Type.Optional(Nullable(Type.Object({ include_usage: Type.Optional(Type.Boolean()) }))),
   ignore_eos: Type.Optional(Nullable(Type.Boolean({ description: 'vLLM extension: generate through end-of-sequence tokens until max_tokens.' }))),
@@ -35,18 +63,50 @@ export const ChatMessage = Type.Object(
 );
 
 export const ChatCompletionRequest = Type.Object(
-  { ...SamplingFields, messages: Type.Array(Type.Ref(ChatMessage), { minItems: 1 }) },
+  {
+    ...SamplingFields,
+    messages: Type.Array(Type.Ref(ChatMessage), { minItems: 1 }),
+    logprobs: Type.Optional(Nullable(Type.Boolean({ description: "Return each output token's logprob (of the model's raw distribution, before temperature and penalties)." }))),
+    top_logprobs: Type.Optional(Nullable(Type.Integer({ minimum: 0, maximum: 20, description: 'With `logprobs`: this many most likely alternatives per token.' }))),
+  },
   { $id: 'ChatCompletionRequest' },
 );
 export type ChatCompletionRequest = Static<typeof ChatCompletionRequest> & { messages: Array<Static<typeof ChatMessage>> };
 
+const TokenIds = Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 });
+
 export const CompletionRequest = Type.Object(
-  { ...SamplingFields, prompt: Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1, maxItems: 1 })]), echo: Type.Optional(Nullable(Type.Boolean())) },
+  {
+    ...SamplingFields,
+    max_tokens: Type.Optional(Nullable(Type.Integer({ minimum: 0, description: '0 with `echo` scores the prompt without generating.' }))),
+    prompt: Type.Union(
+      [Type.String(), Type.Array(Type.String(), { minItems: 1 }), TokenIds, Type.Array(TokenIds, { minItems: 1 })],
+      { description: 'A string, a list of strings, a list of token ids, or a list of token-id lists; one choice (or `n`) per prompt.' },
+    ),
+    echo: Type.Optional(Nullable(Type.Boolean({ description: 'Send the prompt back before the completion (with `logprobs`: the prompt tokens\' logprobs, the first null).' }))),
+    logprobs: Type.Optional(Nullable(Type.Integer({ minimum: 0, maximum: 20, description: "Return each token's logprob and this many most likely alternatives (raw model distribution)." }))),
+  },
   { $id: 'CompletionRequest' },
 );
 export type CompletionRequest = Static<typeof CompletionRequest>;
 
 const FinishReason = Nullable(Type.Union([Type.Literal('stop'), Type.Literal('length')]));
+
+const TopLogprob = Type.Object({ token: Type.String(), logprob: Type.Number(), bytes: Nullable(Type.Array(Type.Integer())) });
+const ChatLogprobs = Nullable(
+  Type.Object({
+    content: Nullable(Type.Array(Type.Object({ ...TopLogprob.properties, top_logprobs: Type.Array(TopLogprob) }))),
+    refusal: Type.Optional(Nullable(Type.Array(Type.Unknown()))),
+  }),
+);
+const TextLogprobs = Nullable(
+  Type.Object({
+    tokens: Type.Array(Type.String()),
+    token_logprobs: Type.Array(Nullable(Type.Number())),
+    top_logprobs: Type.Array(Nullable(Type.Record(Type.String(), Type.Number()))),
+    text_offset: Type.Array(Type.Integer()),
+  }),
+);
 
 export const ChatCompletion = Type.Object(
   {
@@ -58,7 +118,7 @@ export const ChatCompletion = Type.Object(
       index: Type.Integer(),
       message: Type.Object({ role: Type.Literal('assistant'), content: Type.String() }),
       finish_reason: FinishReason,
-      logprobs: Type.Null(),
+      logprobs: ChatLogprobs,
     })),
     usage: Type.Ref(Usage),
   },
@@ -75,7 +135,7 @@ export const ChatCompletionChunk = Type.Object(
       index: Type.Integer(),
       delta: Type.Object({ role: Type.Optional(Type.Literal('assistant')), content: Type.Optional(Type.String()) }),
       finish_reason: FinishReason,
-      logprobs: Type.Null(),
+      logprobs: ChatLogprobs,
     })),
     usage: Type.Optional(Nullable(Type.Ref(Usage))),
   },
@@ -88,7 +148,7 @@ export const Completion = Type.Object(
     object: Type.Literal('text_completion'),
     created: Type.Integer(),
     model: Type.String(),
-    choices: Type.Array(Type.Object({ index: Type.Integer(), text: Type.String(), finish_reason: FinishReason, logprobs: Type.Null() })),
+    choices: Type.Array(Type.Object({ index: Type.Integer(), text: Type.String(), finish_reason: FinishReason, logprobs: TextLogprobs })),
     usage: Type.Ref(Usage),
   },
   { $id: 'Completion' },
