@@ -117,7 +117,7 @@ export async function serve(args: string[]): Promise<void> {
     await serving.adapters.warm(ANONYMOUS_ADMIN, name);
     app.log.info({ adapter: name }, 'preloaded');
   }
-  const adapters = serving.adapters.visible(ANONYMOUS_ADMIN).length;
+  const adapters = (await serving.adapters.visible(ANONYMOUS_ADMIN)).length;
   const quant = serving.engine.quantization;
   const quantized = quant ? { quantize: quant.mode, quantCache: quant.entry.reused ? 'reused' : 'written', quantFile: quant.entry.file } : {};
   app.log.info({ model: serving.baseId, adapters, slots: config.slots, provider: config.provider, ...quantized }, 'model loaded');

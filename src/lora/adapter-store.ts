@@ -6,15 +6,25 @@
  * `open` finds either the old or the new adapter and removes the leftovers (see `recover`).
  * Adapters registered by path (vLLM's load_lora_adapter) are read where they lie and never
  * written or deleted.
+ *
+ * Several replicas may share one store folder (NFS, a ReadWriteMany volume). Each adapter folder
+ * carries a version stamp written before its rename; `refresh` compares it on every admission
+ * (one small read), so an upload, replace or delete by any replica is seen by the next request
+ * here, and names this replica never saw are looked up on disk. Temp names carry their writer
+ * (pid@host), so a replica starting up never removes a write another live replica is making.
  */
-import { lstat, mkdir, open, readdir, readFile, realpath, rename, rm } from 'node:fs/promises';
+import { lstat, mkdir, open, readdir, readFile, realpath, rename, rm, stat } from 'node:fs/promises';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { join, resolve, sep } from 'node:path';
-import { AdapterCorruptedError, AdapterNotFoundError, InvalidAdapterNameError, InvalidUploadError, PathOutsideRootError } from '../errors.js';
+import { AdapterCorruptedError, AdapterLoadFailedError, AdapterNotFoundError, InvalidAdapterNameError, InvalidUploadError, PathOutsideRootError } from '../errors.js';
 import { checkManifest, MANIFEST_FILE, manifestOf } from './adapter-manifest.js';
 import { CONFIG_FILE, WEIGHTS_FILE, type AdapterFiles } from './peft-format.js';
 
 export const ADAPTER_NAME = /^[a-z0-9][a-z0-9_.-]{0,63}$/;
+/** A random id per write: what replicas sharing the store compare to notice a replace. */
+export const VERSION_FILE = 'loraserve-version';
 
 export function checkAdapterName(name: unknown): string {
   if (typeof name !== 'string' || !ADAPTER_NAME.test(name)) {
@@ -28,6 +38,8 @@ export interface StoredAdapter {
   dir: string;
   /** Bumped on every replacement: cache entries of older versions are never served again. */
   version: number;
+  /** The on-disk version stamp this entry was registered with (see `refresh`). */
+  stamp: string;
   /** Registered by path: its files belong to someone else. */
   external: boolean;
   createdAt: number;
@@ -39,9 +51,27 @@ export interface StoredAdapter {
 /** What caches key one version of an adapter by. */
 export const versionKey = (e: Pick<StoredAdapter, 'name' | 'version'>): string => `${e.name}@${e.version}`;
 
-/** Temp names in the store root: `.upload-<name>-<hex>` (being written), `.old-<name>-<hex>` (replaced), `.deleted-<name>-<hex>`. */
-const LEFTOVER = /^\.(upload|old|deleted)-(.+)-[0-9a-f]{12}$/;
-const tempName = (kind: 'upload' | 'old' | 'deleted', name: string) => `.${kind}-${name}-${randomBytes(6).toString('hex')}`;
+/**
+ * Temp names in the store root: `.upload-<name>-<hex>` (being written), `.old-<name>-<hex>`
+ * (replaced), `.deleted-<name>-<hex>`, each followed by `.<pid>@<host>` of the process writing it.
+ */
+const LEFTOVER = /^\.(upload|old|deleted)-(.+)-[0-9a-f]{12}(?:\.(\d+)@(.+))?$/;
+const HOST = hostname().replace(/[^A-Za-z0-9.-]/g, '_');
+const tempName = (kind: 'upload' | 'old' | 'deleted', name: string) => `.${kind}-${name}-${randomBytes(6).toString('hex')}.${process.pid}@${HOST}`;
+/** A leftover of another host is taken for abandoned once it is this old (no write takes that long). */
+const FOREIGN_LEFTOVER_MS = 10 * 60_000;
+/** How long `refresh` waits out another replica's replace (the moment between its two renames). */
+const REPLACE_WAIT_MS = 2_000;
+
+const alive = (pid: number) => {
+  if (pid === process.pid) return false; // a restarted container reuses its pid: that writer is gone
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+};
 
 /** What `open` found and did: leftovers of interrupted writes, and folders it could not register. */
 export interface StoreStartup {
@@ -90,7 +120,7 @@ export class AdapterStore {
       try {
         const size = await store.checkFiles(dir);
         const sealed = await lstat(join(dir, MANIFEST_FILE)).then((st) => st.isFile(), () => false);
-        store.register(entry.name, dir, false, size, sealed);
+        store.register(entry.name, dir, false, size, sealed, await store.stampOf(dir));
       } catch (err) {
         store.startup.skipped.push({ name: entry.name, reason: isMissing(err) ? 'a PEFT file is missing' : (err as Error).message });
       }
@@ -102,13 +132,16 @@ export class AdapterStore {
    * A crash can leave: a `.upload-` folder (the write never became visible: removed), a `.deleted-`
    * folder (the delete was visible: removed), or a `.old-` folder, which is the previous version
    * of a replaced adapter: if the new one was renamed in it is removed, else it is put back.
+   * Leftovers of a writer that may still be running (a live pid on this host, or another host's
+   * within FOREIGN_LEFTOVER_MS) are left alone: on a shared store they are another replica's.
    */
   private async recover(): Promise<void> {
     const names = (await readdir(this.root)).sort();
     for (const file of names) {
       const m = LEFTOVER.exec(file);
       if (!m) continue;
-      const [, kind, name] = m;
+      const [, kind, name, pid, host] = m;
+      if (host !== undefined && (host === HOST ? alive(Number(pid)) : await this.young(file))) continue;
       const final = join(this.root, name!);
       if (kind === 'old' && ADAPTER_NAME.test(name!) && !(await lstat(final).then(() => true, () => false))) {
         await rename(join(this.root, file), final);
@@ -121,8 +154,72 @@ export class AdapterStore {
     if (this.startup.removed.length || this.startup.restored.length) await fsyncPath(this.root);
   }
 
-  private register(name: string, dir: string, external: boolean, sizeBytes: number, sealed: boolean): StoredAdapter {
-    const entry = { name, dir, version: this.nextVersion++, external, createdAt: Math.floor(Date.now() / 1000), sizeBytes, sealed };
+  private async young(file: string): Promise<boolean> {
+    const st = await stat(join(this.root, file)).catch(() => null);
+    return st !== null && Date.now() - st.ctimeMs < FOREIGN_LEFTOVER_MS;
+  }
+
+  /** The folder's version stamp; folders written by hand (no stamp file) get one from their weights file's inode and mtime. */
+  private async stampOf(dir: string): Promise<string> {
+    try {
+      return await readFile(join(dir, VERSION_FILE), 'utf8');
+    } catch (err) {
+      if (!isMissing(err)) throw err;
+      const st = await stat(join(dir, WEIGHTS_FILE));
+      return `stat:${st.ino}:${st.size}:${st.mtimeMs}`;
+    }
+  }
+
+  /**
+   * Brings one name up to date with the shared folder (one small read when nothing changed): a
+   * name written by another replica is registered, a replaced one re-registered under a new
+   * version, a deleted one forgotten. Returns the current entry, if any.
+   */
+  async refresh(name: string): Promise<StoredAdapter | undefined> {
+    const known = this.entries.get(name);
+    if (known?.external || !ADAPTER_NAME.test(name)) return known;
+    const dir = join(this.root, name);
+    const deadline = Date.now() + REPLACE_WAIT_MS;
+    for (;;) {
+      let stamp: string;
+      try {
+        stamp = await this.stampOf(dir);
+      } catch (err) {
+        if (!isMissing(err)) throw err;
+        // Between the two renames of another replica's replace the name is briefly absent.
+        if (Date.now() < deadline && (await this.replacing(name))) {
+          await sleep(5);
+          continue;
+        }
+        if (this.entries.get(name) === known) this.entries.delete(name);
+        return undefined;
+      }
+      const current = this.entries.get(name);
+      if (current?.stamp === stamp) return current;
+      try {
+        const size = await this.checkFiles(dir);
+        const sealed = await lstat(join(dir, MANIFEST_FILE)).then((st) => st.isFile(), () => false);
+        return this.register(name, dir, false, size, sealed, stamp);
+      } catch (err) {
+        if (!isMissing(err) || Date.now() >= deadline) throw err;
+      }
+    }
+  }
+
+  private async replacing(name: string): Promise<boolean> {
+    return (await readdir(this.root)).some((f) => LEFTOVER.exec(f)?.[1] === 'old' && LEFTOVER.exec(f)?.[2] === name);
+  }
+
+  /** Re-reads the whole folder (for listings): every name on disk registered and current, every vanished one forgotten. */
+  async rescan(): Promise<StoredAdapter[]> {
+    const onDisk = (await readdir(this.root, { withFileTypes: true })).filter((e) => e.isDirectory() && ADAPTER_NAME.test(e.name)).map((e) => e.name);
+    const gone = [...this.entries.values()].filter((e) => !e.external && !onDisk.includes(e.name)).map((e) => e.name);
+    for (const name of [...onDisk, ...gone]) await this.refresh(name).catch(() => undefined);
+    return this.list();
+  }
+
+  private register(name: string, dir: string, external: boolean, sizeBytes: number, sealed: boolean, stamp: string): StoredAdapter {
+    const entry = { name, dir, version: this.nextVersion++, stamp, external, createdAt: Math.floor(Date.now() / 1000), sizeBytes, sealed };
     this.entries.set(name, entry);
     return entry;
   }
@@ -158,6 +255,24 @@ export class AdapterStore {
    * meanwhile throw the same, and the cache tells the two apart by the entry's version.
    */
   async read(entry: StoredAdapter): Promise<AdapterFiles> {
+    try {
+      const files = await this.readFolder(entry);
+      if (!(await this.changed(entry))) return files;
+    } catch (err) {
+      if (!(await this.changed(entry))) throw err;
+    }
+    // Another replica replaced or deleted it while we read: the entry is re-registered (or
+    // forgotten), so the cache sees a new version and loads that instead.
+    await this.refresh(entry.name);
+    throw new AdapterLoadFailedError(`adapter "${entry.name}" was replaced or deleted while it was being read`);
+  }
+
+  private async changed(entry: StoredAdapter): Promise<boolean> {
+    if (entry.external) return false;
+    return (await this.stampOf(entry.dir).catch(() => null)) !== entry.stamp;
+  }
+
+  private async readFolder(entry: StoredAdapter): Promise<AdapterFiles> {
     let files: AdapterFiles;
     let manifest: string | null = null;
     try {
@@ -183,10 +298,11 @@ export class AdapterStore {
   private async write(name: string, files: AdapterFiles): Promise<StoredAdapter> {
     const tmp = join(this.root, tempName('upload', name));
     const final = join(this.root, name);
+    const stamp = randomBytes(16).toString('hex');
     await mkdir(tmp);
     try {
       const contents: Array<[string, Uint8Array | string]> = [[CONFIG_FILE, files.config], [WEIGHTS_FILE, files.weights]];
-      contents.push([MANIFEST_FILE, manifestOf(Object.fromEntries(contents))]);
+      contents.push([MANIFEST_FILE, manifestOf(Object.fromEntries(contents))], [VERSION_FILE, stamp]);
       for (const [file, data] of contents) {
         const fh = await open(join(tmp, file), 'wx');
         try {
@@ -202,22 +318,33 @@ export class AdapterStore {
       throw err;
     }
     // From here a crash is repaired by `recover`: before the second rename the old version is
-    // put back, after it the new one stays.
+    // put back, after it the new one stays. Another replica writing the same name can rename its
+    // version in between our two renames; then we move that one aside too and try again, so the
+    // last rename wins whole and nothing is ever mixed.
     const previous = this.entries.get(name);
-    const hadFolder = await lstat(final).then((s) => s.isDirectory(), () => false);
-    const trash = join(this.root, tempName('old', name));
-    const moved = hadFolder && !previous?.external;
-    if (moved) await rename(final, trash);
-    try {
-      await rename(tmp, final);
-    } catch (err) {
-      if (moved) await rename(trash, final);
-      await rm(tmp, { recursive: true, force: true });
-      throw err;
+    const trashes = [join(this.root, tempName('old', name))];
+    let moved = false;
+    for (let attempt = 0; ; attempt++) {
+      const hadFolder = await lstat(final).then((s) => s.isDirectory(), () => false);
+      if (hadFolder && !previous?.external) {
+        if (moved) trashes.push(join(this.root, tempName('old', name)));
+        // ENOENT: the other writer moved it aside first.
+        moved = await rename(final, trashes.at(-1)!).then(() => true, (err) => (isMissing(err) ? false : Promise.reject(err)));
+      }
+      try {
+        await rename(tmp, final);
+        break;
+      } catch (err) {
+        const raced = ['ENOTEMPTY', 'EEXIST'].includes((err as NodeJS.ErrnoException).code ?? '');
+        if (raced && attempt < 10) continue;
+        if (moved) await rename(trashes.at(-1)!, final).catch(() => {});
+        await rm(tmp, { recursive: true, force: true });
+        throw err;
+      }
     }
     await fsyncPath(this.root);
-    await rm(trash, { recursive: true, force: true });
-    return this.register(name, final, false, Buffer.byteLength(files.config) + files.weights.byteLength, true);
+    for (const trash of trashes) await rm(trash, { recursive: true, force: true });
+    return this.register(name, final, false, Buffer.byteLength(files.config) + files.weights.byteLength, true, stamp);
   }
 
   /** Registers an adapter folder outside the store, which must lie under `allowedRoot`. */
@@ -239,7 +366,7 @@ export class AdapterStore {
       if (!isMissing(cause)) throw cause;
       throw new AdapterNotFoundError(`lora_path ${JSON.stringify(path)} holds no ${CONFIG_FILE} and ${WEIGHTS_FILE}`, { cause, param: 'lora_path' });
     });
-    return this.register(name, real, true, size, false);
+    return this.register(name, real, true, size, false, 'external');
   }
 
   /** Removes an adapter (its folder too, unless it was registered by path). */

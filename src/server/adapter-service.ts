@@ -72,23 +72,28 @@ export class AdapterService {
     return new AdapterService(engine, store, mixes, cache, config);
   }
 
-  /** The adapters this caller may use, by name. */
-  visible(caller: Caller): StoredAdapter[] {
-    return this.store.list().filter((a) => caller.canUse(a.name));
+  /**
+   * The adapters this caller may use, by name, re-read from the (possibly shared) store folder:
+   * versions another replica replaced or deleted are dropped from the cache.
+   */
+  async visible(caller: Caller): Promise<StoredAdapter[]> {
+    const before = new Map(this.store.list().map((a) => [a.name, a]));
+    const now = await this.store.rescan();
+    for (const [name, a] of before) if (this.store.get(name) !== a) this.cache?.forget(name);
+    return now.filter((a) => caller.canUse(a.name));
   }
 
-  /** The adapter named, if it exists and this caller may use it. */
-  find(caller: Caller, name: string): StoredAdapter | undefined {
-    const adapter = this.store.get(name);
-    return adapter && caller.canUse(name) ? adapter : undefined;
+  /** The adapter named, if it exists and this caller may use it; checked against the store on every call. */
+  async find(caller: Caller, name: string): Promise<StoredAdapter | undefined> {
+    return caller.canUse(name) ? this.current(name) : undefined;
   }
 
   async list(caller: Caller): Promise<AdapterView[]> {
-    return Promise.all(this.visible(caller).map((a) => this.view(a)));
+    return Promise.all((await this.visible(caller)).map((a) => this.view(a)));
   }
 
-  describe(caller: Caller, name: string): Promise<AdapterView> {
-    return this.view(this.require(caller, name));
+  async describe(caller: Caller, name: string): Promise<AdapterView> {
+    return this.view(await this.require(caller, name));
   }
 
   /** Validates the files in full against the engine, then stores them (replacing any previous version). */
@@ -97,7 +102,7 @@ export class AdapterService {
     if (!caller.canUse(checked)) throw new ForbiddenError(`this API key may not manage an adapter named "${checked}"`, { param: 'name' });
     if (this.mixes.get(checked)) throw new AdapterNameTakenError(`"${checked}" is a saved adapter mix; delete it first or choose another name`, { param: 'name' });
     this.validate(files);
-    const replaced = this.store.get(checked) !== undefined;
+    const replaced = (await this.current(checked)) !== undefined;
     const stored = await this.store.put(checked, files);
     this.cache?.forget(checked);
     return { adapter: await this.view(stored), replaced };
@@ -120,7 +125,7 @@ export class AdapterService {
 
   /** Deletes an adapter (its folder too, unless registered by path); running requests finish first. */
   async remove(caller: Caller, name: string): Promise<void> {
-    const adapter = this.require(caller, name);
+    const adapter = await this.require(caller, name);
     await this.store.delete(adapter.name);
     this.cache?.forget(adapter.name);
   }
@@ -134,14 +139,14 @@ export class AdapterService {
   /** Loads an adapter into a device slot without pinning it. */
   async warm(caller: Caller, name: string): Promise<AdapterView> {
     const cache = this.slots();
-    const adapter = this.require(caller, name);
+    const adapter = await this.require(caller, name);
     await cache.warm(adapter.name);
     return this.view(adapter);
   }
 
   /** Drops an adapter from the device and host tiers; it stays on disk. */
   async unload(caller: Caller, name: string): Promise<AdapterView> {
-    const adapter = this.require(caller, name);
+    const adapter = await this.require(caller, name);
     this.cache?.unload(adapter.name);
     return this.view(adapter);
   }
@@ -166,7 +171,7 @@ export class AdapterService {
       seen.add(name);
       if (!Number.isFinite(weight)) fail(`the weight of "${name}" is not a finite number`);
       if (this.mixes.get(name) && caller.canUse(name)) fail(`"${name}" is itself a saved mix; list its adapters instead`);
-      const adapter = this.find(caller, name);
+      const adapter = await this.find(caller, name);
       if (!adapter) throw new AdapterNotFoundError(`adapters: adapter "${name}" does not exist`, { param: 'adapters' });
       if ((await this.summary(adapter))?.useDora) fail(`"${name}" is a DoRA adapter, whose rescaling is defined for that adapter alone; serve it as model "${name}"`);
       mix.push({ adapter, weight });
@@ -188,7 +193,7 @@ export class AdapterService {
   async saveMix(caller: Caller, name: string, members: MixMember[]): Promise<{ mix: SavedMix; replaced: boolean }> {
     const checked = checkAdapterName(name);
     if (!caller.canUse(checked)) throw new ForbiddenError(`this API key may not manage an adapter named "${checked}"`, { param: 'name' });
-    if (this.store.get(checked)) throw new AdapterNameTakenError(`"${checked}" is an adapter; a mix needs a name of its own`, { param: 'name' });
+    if (await this.current(checked)) throw new AdapterNameTakenError(`"${checked}" is an adapter; a mix needs a name of its own`, { param: 'name' });
     await this.resolveMix(caller, members);
     const replaced = this.mixes.get(checked) !== undefined;
     return { mix: await this.mixes.put(checked, members.map(({ name: n, weight }) => ({ name: n, weight }))), replaced };
@@ -250,8 +255,19 @@ export class AdapterService {
     this.engine.parseAdapter(files.config, files.weights);
   }
 
-  private require(caller: Caller, name: string): StoredAdapter {
-    const adapter = this.find(caller, name);
+  /**
+   * `name`'s current version in the store, which other replicas may have written, replaced or
+   * deleted (one small read); cached versions that are no longer current are dropped.
+   */
+  private async current(name: string): Promise<StoredAdapter | undefined> {
+    const before = this.store.get(name);
+    const now = await this.store.refresh(name);
+    if (now !== before) this.cache?.forget(name);
+    return now;
+  }
+
+  private async require(caller: Caller, name: string): Promise<StoredAdapter> {
+    const adapter = await this.find(caller, name);
     if (!adapter) throw new AdapterNotFoundError(`adapter "${name}" does not exist`, { param: 'name' });
     return adapter;
   }

@@ -68,26 +68,26 @@ export class Serving implements GaugeSource {
    * Anything this caller may not see is "not found".
    */
   async resolve(caller: Caller, model: string, adapters?: readonly MixMember[] | null): Promise<ResolvedModel> {
-    const named = this.resolveName(caller, model);
+    const named = await this.resolveName(caller, model);
     if (adapters === undefined || adapters === null) return named;
     return { id: model, mix: await this.adapters.resolveMix(caller, adapters) };
   }
 
-  private resolveName(caller: Caller, model: string): ResolvedModel {
+  private async resolveName(caller: Caller, model: string): Promise<ResolvedModel> {
     if (model === this.baseId) return { id: model, mix: [] };
-    const adapter = this.adapters.find(caller, model);
+    const adapter = await this.adapters.find(caller, model);
     if (adapter) return { id: model, mix: [{ adapter, weight: 1 }] };
     const saved = this.adapters.findMix(caller, model);
     if (saved) {
       // Members are looked up when used: one deleted since the mix was saved is "not found".
-      const mix = saved.members.map(({ name, weight }) => {
-        const member = this.adapters.find(caller, name);
+      const mix = await Promise.all(saved.members.map(async ({ name, weight }) => {
+        const member = await this.adapters.find(caller, name);
         if (!member) throw new ModelNotFoundError(`adapter mix "${model}" names adapter "${name}", which no longer exists`, { param: 'model' });
         return { adapter: member, weight };
-      });
+      }));
       return { id: model, mix };
     }
-    const names = [this.baseId, ...this.adapters.visible(caller).map((a) => a.name), ...this.adapters.visibleMixes(caller).map((m) => m.name)];
+    const names = [this.baseId, ...(await this.adapters.visible(caller)).map((a) => a.name), ...this.adapters.visibleMixes(caller).map((m) => m.name)];
     throw new ModelNotFoundError(`model "${model}" does not exist; available: ${names.join(', ')}`, { param: 'model' });
   }
 

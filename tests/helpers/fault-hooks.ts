@@ -27,7 +27,7 @@ const pauses = new Map((process.env.LORASERVE_TEST_PAUSE ?? '').split(',').filte
 if (pauses.size) {
   /** The adapter a store path belongs to, and which of the store's names it is. */
   const parse = (path: unknown) => {
-    const m = /^\.(upload|old|deleted)-(.+)-[0-9a-f]{12}$/.exec(basename(String(path)));
+    const m = /^\.(upload|old|deleted)-(.+)-[0-9a-f]{12}(?:\.\d+@.+)?$/.exec(basename(String(path)));
     return m ? { kind: m[1]!, name: m[2]! } : { kind: 'final', name: basename(String(path)) };
   };
   const pause = (name: string, point: string | null): Promise<never> | null => {

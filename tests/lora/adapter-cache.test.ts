@@ -20,7 +20,8 @@ class FakeStore implements CacheSource {
   private letGo: () => void = () => {};
 
   put(name: string, sealed = false): StoredAdapter {
-    const entry = { name, dir: `/nowhere/${name}`, version: ++this.version, external: false, createdAt: 0, sizeBytes: 0, sealed };
+    const version = ++this.version;
+    const entry = { name, dir: `/nowhere/${name}`, version, stamp: `stamp-${version}`, external: false, createdAt: 0, sizeBytes: 0, sealed };
     this.entries.set(name, entry);
     return entry;
   }
