@@ -41,17 +41,20 @@ async function run(replicaCount: number) {
     let tokens = 0;
     let failed = 0;
     const started = performance.now();
-    await Promise.all(Array.from({ length: CONCURRENCY }, async () => {
-      while (next < order.length) {
-        const r = await chat(cluster.url, order[next++]!, MAX_TOKENS);
-        if (!r.ok) failed++;
-        else tokens += ((await r.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens;
-      }
-    }));
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (next < order.length) {
+          const r = await chat(cluster.url, order[next++]!, MAX_TOKENS);
+          if (!r.ok) failed++;
+          else tokens += ((await r.json()) as { usage: { completion_tokens: number } }).usage.completion_tokens;
+        }
+      }),
+    );
     const seconds = (performance.now() - started) / 1000;
     const sum = async (metric: string) => {
       const total = new Map<string, number>();
-      for (const rep of cluster.replicas) for (const [tier, n] of await counterBy(rep.url, metric, 'tier')) total.set(tier, (total.get(tier) ?? 0) + n);
+      for (const rep of cluster.replicas)
+        for (const [tier, n] of await counterBy(rep.url, metric, 'tier')) total.set(tier, (total.get(tier) ?? 0) + n);
       return total;
     };
     const [hits, misses] = [await sum('loraserve_adapter_cache_hits_total'), await sum('loraserve_adapter_cache_misses_total')];
@@ -61,9 +64,14 @@ async function run(replicaCount: number) {
       return h + m ? Number((h / (h + m)).toFixed(3)) : null;
     };
     return {
-      replicas: replicaCount, requests: REQUESTS, failed, seconds: Number(seconds.toFixed(2)),
-      requests_per_s: Number((REQUESTS / seconds).toFixed(2)), completion_tokens_per_s: Number((tokens / seconds).toFixed(1)),
-      device_hit_rate: rate('device'), host_hit_rate: rate('host'),
+      replicas: replicaCount,
+      requests: REQUESTS,
+      failed,
+      seconds: Number(seconds.toFixed(2)),
+      requests_per_s: Number((REQUESTS / seconds).toFixed(2)),
+      completion_tokens_per_s: Number((tokens / seconds).toFixed(1)),
+      device_hit_rate: rate('device'),
+      host_hit_rate: rate('host'),
       device_loads: misses.get('device') ?? 0,
     };
   } finally {
@@ -78,9 +86,18 @@ if (!haproxyInstalled()) {
   const one = await run(1);
   const three = await run(3);
   const result = {
-    workload: { adapters: ADAPTERS.length, requests: REQUESTS, concurrency: CONCURRENCY, max_tokens: MAX_TOKENS, slots_per_replica: Number(values.slots) },
+    workload: {
+      adapters: ADAPTERS.length,
+      requests: REQUESTS,
+      concurrency: CONCURRENCY,
+      max_tokens: MAX_TOKENS,
+      slots_per_replica: Number(values.slots),
+    },
     runs: [one, three],
-    three_vs_one: { throughput: Number((three.requests_per_s / one.requests_per_s).toFixed(2)), device_loads: `${one.device_loads} → ${three.device_loads}` },
+    three_vs_one: {
+      throughput: Number((three.requests_per_s / one.requests_per_s).toFixed(2)),
+      device_loads: `${one.device_loads} → ${three.device_loads}`,
+    },
   };
   process.stdout.write(`${JSON.stringify(result, null, 2)}\n`);
 }

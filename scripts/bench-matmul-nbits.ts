@@ -35,11 +35,15 @@ const variants: Variant[] = [
 async function session(weight: Float32Array, k: number, n: number, v: Variant, dir: string): Promise<OnnxSession> {
   const g = new GraphBuilder();
   const x = g.input({ name: 'x', elemType: TensorDataType.FLOAT, shape: ['m', k] });
-  const y = v.bits === null
-    ? g.op('Gemm', [x, g.constFloat(weight, [n, k])], { transB: 1 })
-    : matMulNBits(g, x, constQuantized(g, quantizeWeight(weight, n, k, { bits: v.bits, blockSize: 32 })), null, v.accuracy);
+  const y =
+    v.bits === null
+      ? g.op('Gemm', [x, g.constFloat(weight, [n, k])], { transB: 1 })
+      : matMulNBits(g, x, constQuantized(g, quantizeWeight(weight, n, k, { bits: v.bits, blockSize: 32 })), null, v.accuracy);
   g.output(y, { name: 'y', elemType: TensorDataType.FLOAT, shape: ['m', n] });
-  return OnnxSession.create({ bytes: encodeModel(g.graph('bench'), OPSET, 'bench'), externalDir: dir, tokenEmbedding: '' }, { provider: 'cpu', threads });
+  return OnnxSession.create(
+    { bytes: encodeModel(g.graph('bench'), OPSET, 'bench'), externalDir: dir, tokenEmbedding: '' },
+    { provider: 'cpu', threads },
+  );
 }
 
 /** Median of several timed rounds, each as many runs as fit in `seconds / rounds`. */
@@ -63,7 +67,10 @@ const dir = mkdtempSync(join(tmpdir(), 'loraserve-nbits-'));
 const r = rng(7);
 const results: Array<Record<string, number | string>> = [];
 try {
-  for (const [k, n] of [[768, 2304], [896, 4864]] as const) {
+  for (const [k, n] of [
+    [768, 2304],
+    [896, 4864],
+  ] as const) {
     const weight = r.tensor(n * k, 0.02);
     const inputs = new Map([1, 32].map((m) => [m, r.tensor(m * k, 1)]));
     // One session alive at a time: an idle session's spinning thread pool would steal the cores.
@@ -85,7 +92,9 @@ try {
       const row: Record<string, number | string> = { shape: `${m}x${k}x${n}` };
       variants.forEach((v, i) => (row[v.label] = Number(ms[i]!.toFixed(3))));
       results.push(row);
-      console.log([row.shape, ...variants.map((v, i) => `${v.label} ${ms[i]!.toFixed(3)} ms (${(ms[0]! / ms[i]!).toFixed(2)}x)`)].join(' | '));
+      console.log(
+        [row.shape, ...variants.map((v, i) => `${v.label} ${ms[i]!.toFixed(3)} ms (${(ms[0]! / ms[i]!).toFixed(2)}x)`)].join(' | '),
+      );
     }
   }
   console.log(JSON.stringify({ threads, results }));

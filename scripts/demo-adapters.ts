@@ -16,9 +16,24 @@ const base = join(root, 'models/loraserve-demo');
 const only = process.argv.slice(2).filter((a) => !a.startsWith('--'));
 
 export const DOMAINS = {
-  customer_service: { title: '고객 서비스 (customer service)', seed: { r: 8, alpha: 16, dropout: 0.05, target: ['q_proj', 'v_proj'], lr: 2e-4, epochs: 3 }, lr: 1e-2, epochs: 250 },
-  medical: { title: '의료 상담 (medical)', seed: { r: 16, alpha: 32, dropout: 0.1, target: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], lr: 1e-4, epochs: 5 }, lr: 3e-3, epochs: 200 },
-  legal: { title: '법률 자문 (legal)', seed: { r: 32, alpha: 64, dropout: 0.1, target: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], lr: 5e-5, epochs: 10 }, lr: 3e-3, epochs: 200 },
+  customer_service: {
+    title: '고객 서비스 (customer service)',
+    seed: { r: 8, alpha: 16, dropout: 0.05, target: ['q_proj', 'v_proj'], lr: 2e-4, epochs: 3 },
+    lr: 1e-2,
+    epochs: 250,
+  },
+  medical: {
+    title: '의료 상담 (medical)',
+    seed: { r: 16, alpha: 32, dropout: 0.1, target: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], lr: 1e-4, epochs: 5 },
+    lr: 3e-3,
+    epochs: 200,
+  },
+  legal: {
+    title: '법률 자문 (legal)',
+    seed: { r: 32, alpha: 64, dropout: 0.1, target: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], lr: 5e-5, epochs: 10 },
+    lr: 3e-3,
+    epochs: 200,
+  },
 } as const;
 
 for (const [name, d] of Object.entries(DOMAINS)) {
@@ -26,23 +41,46 @@ for (const [name, d] of Object.entries(DOMAINS)) {
   const dir = join(root, 'adapters', name);
   const dataPath = join(dir, 'data.jsonl');
   const result = await train({
-    ...TRAIN_DEFAULTS, modelDir: base, dataPath, outDir: dir,
-    r: d.seed.r, alpha: d.seed.alpha, dropout: d.seed.dropout, targetModules: [...d.seed.target],
-    epochs: d.epochs, learningRate: d.lr, batchSize: 8, valDataPath: join(dir, 'valid.jsonl'), schedule: 'cosine', warmupRatio: 0.05, seed: 7, maxSeq: 256,
+    ...TRAIN_DEFAULTS,
+    modelDir: base,
+    dataPath,
+    outDir: dir,
+    r: d.seed.r,
+    alpha: d.seed.alpha,
+    dropout: d.seed.dropout,
+    targetModules: [...d.seed.target],
+    epochs: d.epochs,
+    learningRate: d.lr,
+    batchSize: 8,
+    valDataPath: join(dir, 'valid.jsonl'),
+    schedule: 'cosine',
+    warmupRatio: 0.05,
+    seed: 7,
+    maxSeq: 256,
   });
   // Score: greedy answers to every training question, served by the engine like the server does.
   const engine = await Engine.create({ modelDir: base, slots: 1, maxRank: 32 });
   const files = readAdapterFolder(dir);
   engine.slots!.write(1, engine.parseAdapter(files.config, files.weights));
-  const lines = readFileSync(dataPath, 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { instruction: string; key: string });
+  const lines = readFileSync(dataPath, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as { instruction: string; key: string });
   let hits = 0;
   for (const row of lines) {
-    const gen = engine.generate({ promptTokens: engine.tokenizer.applyChatTemplate([{ role: 'user', content: row.instruction }]), slot: 1, maxTokens: 64, sampling: { temperature: 0 } });
+    const gen = engine.generate({
+      promptTokens: engine.tokenizer.applyChatTemplate([{ role: 'user', content: row.instruction }]),
+      slot: 1,
+      maxTokens: 64,
+      sampling: { temperature: 0 },
+    });
     if ((await gen.result).text.includes(row.key)) hits++;
   }
   await engine.close();
   const last = result.trainLoss.at(-1)!;
-  writeFileSync(join(dir, 'README.md'), `# ${name}: ${d.title}
+  writeFileSync(
+    join(dir, 'README.md'),
+    `# ${name}: ${d.title}
 
 A LoRA adapter for models/loraserve-demo, trained by \`npm run demo:adapters\` on data.jsonl
 (${lines.length} question/answer pairs in Korean, grown from the seed tutorial's samples).
@@ -60,6 +98,7 @@ loss is measured on valid.jsonl, new phrasings of the same questions. Backend: $
 Final train loss ${last.loss.toFixed(3)}, validation loss ${result.valLoss.at(-1)?.loss.toFixed(3)}.
 Greedy answers containing the expected key phrase: ${hits}/${lines.length}.
 See train-log.json and loss-plot.svg.
-`);
+`,
+  );
   process.stderr.write(`demo:adapters: ${name}: key phrase in ${hits}/${lines.length} answers, ${result.seconds.toFixed(0)} s\n`);
 }

@@ -17,35 +17,77 @@ const init = join(root, 'models/.loraserve-demo-init');
 const quick = process.argv.includes('--quick');
 
 export const BASE_SETTINGS = {
-  vocabSize: 2048, hidden: 256, layers: 4, heads: 8, kvHeads: 4, intermediate: 688, maxPositions: 512,
-  epochs: quick ? 2 : 25, learningRate: 3e-3, batchSize: 16, weightDecay: 0.01, warmupRatio: 0.05, seed: 1234,
+  vocabSize: 2048,
+  hidden: 256,
+  layers: 4,
+  heads: 8,
+  kvHeads: 4,
+  intermediate: 688,
+  maxPositions: 512,
+  epochs: quick ? 2 : 25,
+  learningRate: 3e-3,
+  batchSize: 16,
+  weightDecay: 0.01,
+  warmupRatio: 0.05,
+  seed: 1234,
 };
 
 const texts: string[] = [];
-const sources = ['data/base-chat.jsonl', 'adapters/customer_service/data.jsonl', 'adapters/medical/data.jsonl', 'adapters/legal/data.jsonl'];
+const sources = [
+  'data/base-chat.jsonl',
+  'adapters/customer_service/data.jsonl',
+  'adapters/medical/data.jsonl',
+  'adapters/legal/data.jsonl',
+];
 for (const file of sources) {
-  readFileSync(join(root, file), 'utf8').split('\n').forEach((line, i) => {
-    if (line.trim()) for (const m of parseLine(line, `${file}:${i + 1}`)) texts.push(m.content, m.role);
-  });
+  readFileSync(join(root, file), 'utf8')
+    .split('\n')
+    .forEach((line, i) => {
+      if (line.trim()) for (const m of parseLine(line, `${file}:${i + 1}`)) texts.push(m.content, m.role);
+    });
 }
 const s = BASE_SETTINGS;
 const merges = trainByteLevelBpe(texts, s.vocabSize - 256 - CHATML_SPECIALS.length);
 process.stderr.write(`demo:base: ${merges.length} BPE merges from ${texts.length} texts\n`);
 rmSync(init, { recursive: true, force: true });
 writeRandomModel(init, {
-  family: 'llama', seed: s.seed, hidden: s.hidden, layers: s.layers, heads: s.heads, kvHeads: s.kvHeads, intermediate: s.intermediate,
-  vocabSize: 256 + merges.length + CHATML_SPECIALS.length, maxPositions: s.maxPositions, merges, tie: true, std: 0.02,
+  family: 'llama',
+  seed: s.seed,
+  hidden: s.hidden,
+  layers: s.layers,
+  heads: s.heads,
+  kvHeads: s.kvHeads,
+  intermediate: s.intermediate,
+  vocabSize: 256 + merges.length + CHATML_SPECIALS.length,
+  maxPositions: s.maxPositions,
+  merges,
+  tie: true,
+  std: 0.02,
 });
 const result = await train({
-  ...TRAIN_DEFAULTS, full: true, modelDir: init, dataPath: join(root, 'data/base-chat.jsonl'), outDir: out,
-  epochs: s.epochs, learningRate: s.learningRate, batchSize: s.batchSize, weightDecay: s.weightDecay, warmupRatio: s.warmupRatio,
-  schedule: 'cosine', valSplit: 0.05, maxSeq: 256, seed: s.seed, dropout: 0,
+  ...TRAIN_DEFAULTS,
+  full: true,
+  modelDir: init,
+  dataPath: join(root, 'data/base-chat.jsonl'),
+  outDir: out,
+  epochs: s.epochs,
+  learningRate: s.learningRate,
+  batchSize: s.batchSize,
+  weightDecay: s.weightDecay,
+  warmupRatio: s.warmupRatio,
+  schedule: 'cosine',
+  valSplit: 0.05,
+  maxSeq: 256,
+  seed: s.seed,
+  dropout: 0,
 });
 rmSync(init, { recursive: true, force: true });
 // Greedy by default: a plain request without `temperature` gets the answers the model was trained to give.
 const genConfig = join(out, 'generation_config.json');
 writeFileSync(genConfig, JSON.stringify({ ...JSON.parse(readFileSync(genConfig, 'utf8')), do_sample: false }));
-writeFileSync(join(out, 'README.md'), `# loraserve-demo
+writeFileSync(
+  join(out, 'README.md'),
+  `# loraserve-demo
 
 A small Llama-architecture chat model produced by \`npm run demo:base\` from this repository alone:
 
@@ -56,5 +98,6 @@ A small Llama-architecture chat model produced by \`npm run demo:base\` from thi
 
 It knows greetings, what it can do, and how to decline politely. It knows nothing of the demo
 domains: those come from the adapters in adapters/. See train-log.json and loss-plot.svg.
-`);
+`,
+);
 process.stderr.write(`demo:base: wrote ${out} in ${result.seconds.toFixed(0)} s\n`);

@@ -7,7 +7,14 @@
 import { parseArgs } from 'node:util';
 import { runFuzz } from '../tests/fuzz/run-fuzz.js';
 
-const { values } = parseArgs({ options: { cases: { type: 'string', default: '500' }, seed: { type: 'string', default: '1' }, only: { type: 'string' }, verbose: { type: 'boolean', default: false } } });
+const { values } = parseArgs({
+  options: {
+    cases: { type: 'string', default: '500' },
+    seed: { type: 'string', default: '1' },
+    only: { type: 'string' },
+    verbose: { type: 'boolean', default: false },
+  },
+});
 const report = await runFuzz({
   cases: Number(values.cases),
   seed: Number(values.seed),

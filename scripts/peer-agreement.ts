@@ -17,10 +17,14 @@ const dir = mkdtempSync(join(tmpdir(), 'loraserve-peer-'));
 try {
   const report = await peerAgreement({ family, dir, tokens: Number(values.tokens) });
   for (const c of report.cases) {
-    console.log(`${c.adapter ? 'adapter' : 'base   '} prompt [${c.prompt.join(',')}]: ${c.agree ? 'agree' : 'DIFFER'} (${c.agreeingTokens}/${report.tokens} tokens) llama.cpp ids [${c.llamaTokens.join(',')}]`);
+    console.log(
+      `${c.adapter ? 'adapter' : 'base   '} prompt [${c.prompt.join(',')}]: ${c.agree ? 'agree' : 'DIFFER'} (${c.agreeingTokens}/${report.tokens} tokens) llama.cpp ids [${c.llamaTokens.join(',')}]`,
+    );
     if (!c.agree) console.log(`  loraserve: ${JSON.stringify(c.loraserveText)}\n  llama.cpp: ${JSON.stringify(c.llamaText)}`);
   }
-  console.log(JSON.stringify({ family, tokens: report.tokens, all_agree: report.allAgree, adapter_changes_output: report.adapterChangesOutput }));
+  console.log(
+    JSON.stringify({ family, tokens: report.tokens, all_agree: report.allAgree, adapter_changes_output: report.adapterChangesOutput }),
+  );
   if (!report.allAgree || !report.adapterChangesOutput) process.exitCode = 1;
 } finally {
   rmSync(dir, { recursive: true, force: true });

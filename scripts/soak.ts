@@ -19,7 +19,13 @@ import { spawnServer, writeTinyModel } from '../tests/helpers/child-server.js';
 import { tempDir } from '../tests/helpers/adapters.js';
 import { Dice } from '../tests/fuzz/mutators.js';
 
-const { values } = parseArgs({ options: { minutes: { type: 'string', default: '10' }, concurrency: { type: 'string', default: '8' }, seed: { type: 'string', default: '1' } } });
+const { values } = parseArgs({
+  options: {
+    minutes: { type: 'string', default: '10' },
+    concurrency: { type: 'string', default: '8' },
+    seed: { type: 'string', default: '1' },
+  },
+});
 const minutes = Number(values.minutes);
 const concurrency = Number(values.concurrency);
 const dice = new Dice(Number(values.seed));
@@ -52,11 +58,28 @@ for (const [t, tenant] of TENANTS.entries()) {
 }
 const churnVersions = await Promise.all([1, 2, 3].map((v) => files(900 + v)));
 model.weights.close();
-writeFileSync(join(root, 'keys.json'), JSON.stringify({ keys: [{ key: ADMIN, admin: true }, ...TENANTS.map((tenant) => ({ key: keyOf(tenant), tenant, adapters: [`${tenant}-*`] }))] }));
+writeFileSync(
+  join(root, 'keys.json'),
+  JSON.stringify({
+    keys: [{ key: ADMIN, admin: true }, ...TENANTS.map((tenant) => ({ key: keyOf(tenant), tenant, adapters: [`${tenant}-*`] }))],
+  }),
+);
 
 const server = await spawnServer([
-  '--model', modelDir, '--adapters', storeDir, '--keys', join(root, 'keys.json'), '--slots', String(SLOTS),
-  '--host-cache-bytes', String(6 * 70_000), '--max-tokens', '64', '--log-level', 'warn',
+  '--model',
+  modelDir,
+  '--adapters',
+  storeDir,
+  '--keys',
+  join(root, 'keys.json'),
+  '--slots',
+  String(SLOTS),
+  '--host-cache-bytes',
+  String(6 * 70_000),
+  '--max-tokens',
+  '64',
+  '--log-level',
+  'warn',
 ]);
 const pid = server.proc.pid!;
 
@@ -73,7 +96,14 @@ const outcomes: Outcome[] = [];
 const tenantOf = (adapter: string) => adapter.split('-')[0]!;
 const auth = (key: string, json = true) => ({ authorization: `Bearer ${key}`, ...(json ? { 'content-type': 'application/json' } : {}) });
 
-async function call(kind: string, key: string, path: string, init: RequestInit, expected: number[], check?: (body: unknown) => string | null): Promise<void> {
+async function call(
+  kind: string,
+  key: string,
+  path: string,
+  init: RequestInit,
+  expected: number[],
+  check?: (body: unknown) => string | null,
+): Promise<void> {
   const started = performance.now();
   try {
     const r = await fetch(`${server.url}${path}`, { ...init, headers: auth(key, init.body !== undefined) });
@@ -85,13 +115,21 @@ async function call(kind: string, key: string, path: string, init: RequestInit, 
       tokens = body.usage?.completion_tokens;
       problem = check(body);
     }
-    outcomes.push({ kind, status: r.status, ok: problem === null, problem: problem ?? undefined, latencyMs: performance.now() - started, tokens });
+    outcomes.push({
+      kind,
+      status: r.status,
+      ok: problem === null,
+      problem: problem ?? undefined,
+      latencyMs: performance.now() - started,
+      tokens,
+    });
   } catch (err) {
     outcomes.push({ kind, status: 'network', ok: false, problem: (err as Error).message, latencyMs: performance.now() - started });
   }
 }
 
-const chatBody = (modelName: string, prompt: string, extra: Record<string, unknown> = {}) => JSON.stringify({ model: modelName, messages: [{ role: 'user', content: prompt }], max_tokens: 12, temperature: 0, ...extra });
+const chatBody = (modelName: string, prompt: string, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ model: modelName, messages: [{ role: 'user', content: prompt }], max_tokens: 12, temperature: 0, ...extra });
 
 /** A streamed chat; `abortAfter` first content chunks, or read to [DONE]. */
 async function stream(kind: string, key: string, modelName: string, abortAfter: number | null): Promise<void> {
@@ -100,7 +138,17 @@ async function stream(kind: string, key: string, modelName: string, abortAfter: 
   let ttft: number | undefined;
   let tokens = 0;
   try {
-    const r = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: auth(key), signal: controller.signal, body: chatBody(modelName, dice.pick(PROMPTS), { stream: true, temperature: 0.8, max_tokens: 32, stream_options: { include_usage: true } }) });
+    const r = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: auth(key),
+      signal: controller.signal,
+      body: chatBody(modelName, dice.pick(PROMPTS), {
+        stream: true,
+        temperature: 0.8,
+        max_tokens: 32,
+        stream_options: { include_usage: true },
+      }),
+    });
     if (r.status !== 200) {
       outcomes.push({ kind, status: r.status, ok: false, problem: (await r.text()).slice(0, 200), latencyMs: performance.now() - started });
       return;
@@ -111,18 +159,23 @@ async function stream(kind: string, key: string, modelName: string, abortAfter: 
     let problem: string | null = null;
     for await (const chunk of r.body as unknown as AsyncIterable<Uint8Array>) {
       buffer += decoder.decode(chunk, { stream: true });
-      let end: number;
-      while ((end = buffer.indexOf('\n\n')) >= 0) {
+      for (let end = buffer.indexOf('\n\n'); end >= 0; end = buffer.indexOf('\n\n')) {
         const event = buffer.slice(6, end);
         buffer = buffer.slice(end + 2);
         if (event === '[DONE]') {
           done = true;
           continue;
         }
-        const data = JSON.parse(event) as { error?: unknown; model?: string; choices: Array<{ delta?: { content?: string } }>; usage?: { completion_tokens: number } };
+        const data = JSON.parse(event) as {
+          error?: unknown;
+          model?: string;
+          choices: Array<{ delta?: { content?: string } }>;
+          usage?: { completion_tokens: number };
+        };
         if (data.error) problem = `error chunk ${JSON.stringify(data.error)}`;
         else if (data.model !== modelName) problem = `chunk from model ${data.model}`;
-        if (data.choices[0]?.delta?.content !== undefined && data.choices[0].delta.content !== '' && ttft === undefined) ttft = performance.now() - started;
+        if (data.choices[0]?.delta?.content !== undefined && data.choices[0].delta.content !== '' && ttft === undefined)
+          ttft = performance.now() - started;
         if (data.usage) tokens = data.usage.completion_tokens;
       }
       if (abortAfter !== null && ttft !== undefined) {
@@ -132,7 +185,15 @@ async function stream(kind: string, key: string, modelName: string, abortAfter: 
       }
     }
     if (!done && !problem) problem = 'the stream ended without [DONE]';
-    outcomes.push({ kind, status: 200, ok: problem === null, problem: problem ?? undefined, latencyMs: performance.now() - started, ttftMs: ttft, tokens });
+    outcomes.push({
+      kind,
+      status: 200,
+      ok: problem === null,
+      problem: problem ?? undefined,
+      latencyMs: performance.now() - started,
+      ttftMs: ttft,
+      tokens,
+    });
   } catch (err) {
     if (controller.signal.aborted) return;
     outcomes.push({ kind, status: 'network', ok: false, problem: (err as Error).message, latencyMs: performance.now() - started });
@@ -143,8 +204,15 @@ async function stream(kind: string, key: string, modelName: string, abortAfter: 
 const reference = new Map<string, string>();
 for (const name of stable) {
   for (const prompt of PROMPTS) {
-    const r = await fetch(`${server.url}/v1/chat/completions`, { method: 'POST', headers: auth(keyOf(tenantOf(name))), body: chatBody(name, prompt) });
-    reference.set(`${name}|${prompt}`, ((await r.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content);
+    const r = await fetch(`${server.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: auth(keyOf(tenantOf(name))),
+      body: chatBody(name, prompt),
+    });
+    reference.set(
+      `${name}|${prompt}`,
+      ((await r.json()) as { choices: Array<{ message: { content: string } }> }).choices[0]!.message.content,
+    );
   }
 }
 
@@ -162,11 +230,21 @@ async function trafficStep(): Promise<void> {
       const got = body.choices[0]!.message.content;
       let same = 0;
       while (same < got.length && got[same] === want[same]) same++;
-      return got === want ? null : `${name} answered ${JSON.stringify(got)}, not its own answer ${JSON.stringify(want)} (first ${same} characters agree)`;
+      return got === want
+        ? null
+        : `${name} answered ${JSON.stringify(got)}, not its own answer ${JSON.stringify(want)} (first ${same} characters agree)`;
     });
   }
   if (roll < 65) return stream('stream', keyOf(tenant), dice.chance(0.2) ? 'tiny-llama' : name, null);
-  if (roll < 75) return call('completion', keyOf(tenant), '/v1/completions', { method: 'POST', body: JSON.stringify({ model: name, prompt: dice.pick(PROMPTS), max_tokens: 16, temperature: 0.7 }) }, [200], () => null);
+  if (roll < 75)
+    return call(
+      'completion',
+      keyOf(tenant),
+      '/v1/completions',
+      { method: 'POST', body: JSON.stringify({ model: name, prompt: dice.pick(PROMPTS), max_tokens: 16, temperature: 0.7 }) },
+      [200],
+      () => null,
+    );
   if (roll < 87) return stream('disconnect', keyOf(tenant), name, 1);
   if (roll < 95) {
     const other = dice.pick(stable.filter((a) => tenantOf(a) !== tenant));
@@ -187,12 +265,30 @@ async function churnStep(): Promise<void> {
     form.append('file', new Blob([v.config]), CONFIG_FILE);
     form.append('file', new Blob([v.weights]), WEIGHTS_FILE);
     const started = performance.now();
-    const r = await fetch(`${server.url}/v1/adapters`, { method: 'POST', body: form, headers: { authorization: `Bearer ${ADMIN}` } }).catch((err: Error) => err);
-    if (r instanceof Error) outcomes.push({ kind: 'upload', status: 'network', ok: false, problem: r.message, latencyMs: performance.now() - started });
-    else outcomes.push({ kind: 'upload', status: r.status, ok: [200, 201].includes(r.status), problem: [200, 201].includes(r.status) ? undefined : await r.text(), latencyMs: performance.now() - started });
+    const r = await fetch(`${server.url}/v1/adapters`, { method: 'POST', body: form, headers: { authorization: `Bearer ${ADMIN}` } }).catch(
+      (err: Error) => err,
+    );
+    if (r instanceof Error)
+      outcomes.push({ kind: 'upload', status: 'network', ok: false, problem: r.message, latencyMs: performance.now() - started });
+    else
+      outcomes.push({
+        kind: 'upload',
+        status: r.status,
+        ok: [200, 201].includes(r.status),
+        problem: [200, 201].includes(r.status) ? undefined : await r.text(),
+        latencyMs: performance.now() - started,
+      });
     return;
   }
-  if (roll === 2) return call('churn-chat', keyOf(tenant), '/v1/chat/completions', { method: 'POST', body: chatBody(name, 'hi', { temperature: 0.5 }) }, [200, 404], () => null);
+  if (roll === 2)
+    return call(
+      'churn-chat',
+      keyOf(tenant),
+      '/v1/chat/completions',
+      { method: 'POST', body: chatBody(name, 'hi', { temperature: 0.5 }) },
+      [200, 404],
+      () => null,
+    );
   return call('delete', ADMIN, `/v1/adapters/${name}`, { method: 'DELETE' }, [200, 404]);
 }
 
@@ -219,7 +315,10 @@ clearInterval(sampler);
 sample();
 const wallS = (performance.now() - t0) / 1000;
 
-const health = await fetch(`${server.url}/health`).then((r) => r.status, () => 0);
+const health = await fetch(`${server.url}/health`).then(
+  (r) => r.status,
+  () => 0,
+);
 server.proc.kill('SIGTERM');
 const exit = await server.exited;
 
@@ -239,22 +338,59 @@ const slope = (pick: (s: Sample) => number) => {
   const den = xs.reduce((a, s) => a + (s.atMin - mx) ** 2, 0);
   return Math.round((num / den) * 100) / 100;
 };
-const count = (xs: Outcome[], key: (o: Outcome) => string) => xs.reduce<Record<string, number>>((acc, o) => ((acc[key(o)] = (acc[key(o)] ?? 0) + 1), acc), {});
+const count = (xs: Outcome[], key: (o: Outcome) => string) =>
+  xs.reduce<Record<string, number>>((acc, o) => {
+    acc[key(o)] = (acc[key(o)] ?? 0) + 1;
+    return acc;
+  }, {});
 const unexpected = outcomes.filter((o) => !o.ok);
 const tokens = outcomes.reduce((a, o) => a + (o.tokens ?? 0), 0);
 const afterWarmup = samples.find((s) => s.atMin >= minutes * 0.1) ?? samples[0]!;
 const report = {
-  minutes, concurrency, seed: Number(values.seed), wallSeconds: Math.round(wallS),
+  minutes,
+  concurrency,
+  seed: Number(values.seed),
+  wallSeconds: Math.round(wallS),
   setup: { tenants: TENANTS.length, stableAdapters: stable.length, churnAdapters: TENANTS.length, slots: SLOTS },
   requests: { total: outcomes.length, byStatus: count(outcomes, (o) => String(o.status)), byKind: count(outcomes, (o) => o.kind) },
   unexpected: { count: unexpected.length, examples: unexpected.slice(0, 10).map((o) => `${o.kind}: ${o.problem}`) },
   wrongAdapterAnswers: unexpected.filter((o) => /not its own answer|answered as|chunk from model/.test(o.problem ?? '')).length,
-  ttftMs: { p50: pct(outcomes.flatMap((o) => (o.ttftMs === undefined ? [] : [o.ttftMs])), 50), p99: pct(outcomes.flatMap((o) => (o.ttftMs === undefined ? [] : [o.ttftMs])), 99) },
-  latencyMs: { p50: pct(outcomes.filter((o) => o.status === 200).map((o) => o.latencyMs), 50), p99: pct(outcomes.filter((o) => o.status === 200).map((o) => o.latencyMs), 99) },
+  ttftMs: {
+    p50: pct(
+      outcomes.flatMap((o) => (o.ttftMs === undefined ? [] : [o.ttftMs])),
+      50,
+    ),
+    p99: pct(
+      outcomes.flatMap((o) => (o.ttftMs === undefined ? [] : [o.ttftMs])),
+      99,
+    ),
+  },
+  latencyMs: {
+    p50: pct(
+      outcomes.filter((o) => o.status === 200).map((o) => o.latencyMs),
+      50,
+    ),
+    p99: pct(
+      outcomes.filter((o) => o.status === 200).map((o) => o.latencyMs),
+      99,
+    ),
+  },
   completionTokens: tokens,
   tokensPerSecond: Math.round((tokens / wallS) * 10) / 10,
-  rssMiB: { start: samples[0]!.rssMiB, afterWarmup: afterWarmup.rssMiB, end: samples.at(-1)!.rssMiB, max: Math.max(...samples.map((s) => s.rssMiB)), slopePerMinute: slope((s) => s.rssMiB) },
-  openFds: { start: samples[0]!.fds, afterWarmup: afterWarmup.fds, end: samples.at(-1)!.fds, max: Math.max(...samples.map((s) => s.fds)), slopePerMinute: slope((s) => s.fds) },
+  rssMiB: {
+    start: samples[0]!.rssMiB,
+    afterWarmup: afterWarmup.rssMiB,
+    end: samples.at(-1)!.rssMiB,
+    max: Math.max(...samples.map((s) => s.rssMiB)),
+    slopePerMinute: slope((s) => s.rssMiB),
+  },
+  openFds: {
+    start: samples[0]!.fds,
+    afterWarmup: afterWarmup.fds,
+    end: samples.at(-1)!.fds,
+    max: Math.max(...samples.map((s) => s.fds)),
+    slopePerMinute: slope((s) => s.fds),
+  },
   healthAtEnd: health,
   exit,
 };

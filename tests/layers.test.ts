@@ -95,6 +95,9 @@ describe('layers', () => {
       [join('server', 'app.ts'), 'onnxruntime-node', /only src\/engine\/onnx-backend.ts may import/],
     ];
     for (const [file, spec, message] of cases) assert.match(violations(file, [spec]).join('\n'), message, `${file} → ${spec}`);
-    assert.deepEqual(violations(join('bench', 'run-bench.ts'), ['../testing/index.js', '../util/rng.js', '../errors.js', './shapes.js']), []);
+    assert.deepEqual(
+      violations(join('bench', 'run-bench.ts'), ['../testing/index.js', '../util/rng.js', '../errors.js', './shapes.js']),
+      [],
+    );
   });
 });

@@ -57,7 +57,10 @@ async function loadNodeLlamaCpp(): Promise<NodeLlamaCpp> {
   try {
     return await import('node-llama-cpp');
   } catch (cause) {
-    throw new ProviderUnavailableError('node-llama-cpp is not installed: it is a dev dependency (npm ci without --omit=dev) and only the llama.cpp peer benchmark needs it', { cause });
+    throw new ProviderUnavailableError(
+      'node-llama-cpp is not installed: it is a dev dependency (npm ci without --omit=dev) and only the llama.cpp peer benchmark needs it',
+      { cause },
+    );
   }
 }
 
@@ -73,8 +76,12 @@ let shared: Promise<Llama> | undefined;
 async function llamaWithThreads(threads: number): Promise<Llama> {
   shared ??= loadNodeLlamaCpp().then(({ getLlama, LlamaLogLevel }) =>
     getLlama({ gpu: false, build: 'never', logLevel: LlamaLogLevel.error }).catch((cause: unknown) => {
-      throw new ProviderUnavailableError('llama.cpp\'s prebuilt CPU binary did not load: only @node-llama-cpp/linux-x64 is installed (package.json overrides the other platforms with an empty stub)', { cause });
-    }));
+      throw new ProviderUnavailableError(
+        "llama.cpp's prebuilt CPU binary did not load: only @node-llama-cpp/linux-x64 is installed (package.json overrides the other platforms with an empty stub)",
+        { cause },
+      );
+    }),
+  );
   try {
     const llama = await shared;
     llama.maxThreads = threads;
@@ -144,10 +151,14 @@ async function runOnContext({ sequences }: PeerContext, prompts: readonly (reado
   if (prompts.some((p) => p.length === 0)) throw new RangeError('a prompt needs at least one token');
   const active = sequences.slice(0, prompts.length);
   await Promise.all(active.map((s) => s.clearHistory()));
-  let next = (await Promise.all(active.map((s, i) => {
-    const p = prompts[i]! as Token[];
-    return s.controlledEvaluate([...p.slice(0, -1), [p[p.length - 1]!, GREEDY]]);
-  }))).map(lastToken);
+  let next = (
+    await Promise.all(
+      active.map((s, i) => {
+        const p = prompts[i]! as Token[];
+        return s.controlledEvaluate([...p.slice(0, -1), [p[p.length - 1]!, GREEDY]]);
+      }),
+    )
+  ).map(lastToken);
   const tokens = next.map((t) => [t as number]);
   for (let step = 1; step < genTokens; step++) {
     next = (await Promise.all(active.map((s, i) => s.controlledEvaluate([[next[i]!, GREEDY]])))).map(lastToken);
@@ -169,7 +180,13 @@ async function timed(run: () => Promise<number>, requests: number): Promise<Peer
 export async function runLlamaPeer(o: LlamaPeerOptions): Promise<LlamaPeerResult> {
   if (o.prompts.length === 0) throw new RangeError('runLlamaPeer needs at least one prompt');
   const promptTokens = Math.max(...o.prompts.map((p) => p.length));
-  const plan = (adapter: string | null, sequences: number): ContextPlan => ({ adapter, sequences, promptTokens, genTokens: o.genTokens, threads: o.threads });
+  const plan = (adapter: string | null, sequences: number): ContextPlan => ({
+    adapter,
+    sequences,
+    promptTokens,
+    genTokens: o.genTokens,
+    threads: o.threads,
+  });
   const adapters: Array<string | null> = o.ggufAdapters.length ? [...o.ggufAdapters] : [null];
   const { model, precision } = await openModel(o.ggufModel, o.threads);
   const withContexts = async <T>(plans: ContextPlan[], use: (contexts: PeerContext[]) => Promise<T>): Promise<T> => {
@@ -186,26 +203,35 @@ export async function runLlamaPeer(o: LlamaPeerOptions): Promise<LlamaPeerResult
     await withContexts([plan(adapters[0]!, 1)], ([c]) => runOnContext(c!, [o.prompts[0]!], 2));
 
     const singleRequests = o.singleRequests ?? 1;
-    const single = await withContexts(adapters.map((a) => plan(a, 1)), (contexts) =>
-      timed(async () => {
-        let tokens = 0;
-        for (let i = 0; i < singleRequests; i++) tokens += generated(await runOnContext(contexts[i % contexts.length]!, [o.prompts[i % o.prompts.length]!], o.genTokens));
-        return tokens;
-      }, singleRequests));
+    const single = await withContexts(
+      adapters.map((a) => plan(a, 1)),
+      (contexts) =>
+        timed(async () => {
+          let tokens = 0;
+          for (let i = 0; i < singleRequests; i++)
+            tokens += generated(await runOnContext(contexts[i % contexts.length]!, [o.prompts[i % o.prompts.length]!], o.genTokens));
+          return tokens;
+        }, singleRequests),
+    );
 
     const groups = adapters.map((_, a) => o.prompts.filter((_, i) => i % adapters.length === a));
     const atOnce = Math.max(1, o.contextsAtOnce ?? adapters.length);
-    const multiAdapter = await withContexts(adapters.map((a, i) => plan(a, Math.max(1, groups[i]!.length))), (contexts) =>
-      timed(async () => {
-        let tokens = 0;
-        for (let start = 0; start < contexts.length; start += atOnce) {
-          const wave = contexts.slice(start, start + atOnce).map((c, k) => runOnContext(c, groups[start + k]!, o.genTokens));
-          tokens += (await Promise.all(wave)).reduce((a, outs) => a + generated(outs), 0);
-        }
-        return tokens;
-      }, o.prompts.length));
+    const multiAdapter = await withContexts(
+      adapters.map((a, i) => plan(a, Math.max(1, groups[i]!.length))),
+      (contexts) =>
+        timed(async () => {
+          let tokens = 0;
+          for (let start = 0; start < contexts.length; start += atOnce) {
+            const wave = contexts.slice(start, start + atOnce).map((c, k) => runOnContext(c, groups[start + k]!, o.genTokens));
+            tokens += (await Promise.all(wave)).reduce((a, outs) => a + generated(outs), 0);
+          }
+          return tokens;
+        }, o.prompts.length),
+    );
 
-    const noAdapter = await withContexts([plan(null, o.prompts.length)], ([c]) => timed(async () => generated(await runOnContext(c!, o.prompts, o.genTokens)), o.prompts.length));
+    const noAdapter = await withContexts([plan(null, o.prompts.length)], ([c]) =>
+      timed(async () => generated(await runOnContext(c!, o.prompts, o.genTokens)), o.prompts.length),
+    );
     return { precision, single, multiAdapter, noAdapter };
   } finally {
     await model.dispose();
@@ -230,7 +256,14 @@ export async function llamaGreedyTokens(o: LlamaGreedyOptions): Promise<number[]
   const promptTokens = Math.max(...o.prompts.map((p) => p.length));
   const { model } = await openModel(o.ggufModel, threads);
   try {
-    const { context, sequences } = await createContext(model, { adapter: o.ggufAdapter ?? null, sequences: 1, promptTokens, genTokens: o.maxTokens, threads, f32Cache: true });
+    const { context, sequences } = await createContext(model, {
+      adapter: o.ggufAdapter ?? null,
+      sequences: 1,
+      promptTokens,
+      genTokens: o.maxTokens,
+      threads,
+      f32Cache: true,
+    });
     try {
       const out: number[][] = [];
       for (const prompt of o.prompts) out.push(...(await runOnContext({ context, sequences }, [prompt], o.maxTokens)));

@@ -26,13 +26,22 @@ export function percentiles(samples: number[]): Percentiles {
   return { p50: at(0.5), p90: at(0.9), p99: at(0.99) };
 }
 
-export const throughput = (tokens: number, seconds: number): Throughput => ({ tokens, seconds: +seconds.toFixed(3), tokens_per_s: +(tokens / seconds).toFixed(2) });
+export const throughput = (tokens: number, seconds: number): Throughput => ({
+  tokens,
+  seconds: +seconds.toFixed(3),
+  tokens_per_s: +(tokens / seconds).toFixed(2),
+});
 
 /**
  * Runs requests all at once (`concurrent`) or one after another, recording every token's arrival.
  * `before(i)` runs ahead of request i and is timed with it (the serial adapter switch).
  */
-export async function runRequests(engine: Engine, requests: GenerateRequest[], concurrent: boolean, before?: (i: number) => void): Promise<Throughput & Latency> {
+export async function runRequests(
+  engine: Engine,
+  requests: GenerateRequest[],
+  concurrent: boolean,
+  before?: (i: number) => void,
+): Promise<Throughput & Latency> {
   const ttft: number[] = [];
   const itl: number[] = [];
   let tokens = 0;
@@ -66,7 +75,10 @@ export async function decodeStepMs(engine: Engine, slots: number[], cached: numb
   const floats = batch * kvHeads * cached * headDim;
   const fill = () => Array.from({ length: layers }, () => new Float32Array(floats).fill(0.01));
   const past: PastView = { length: cached, keys: fill(), values: fill() };
-  const tokens = decodeInputs(slots.map((_, r) => ({ token: (r * 7919) % vocabSize, cached })), cached);
+  const tokens = decodeInputs(
+    slots.map((_, r) => ({ token: (r * 7919) % vocabSize, cached })),
+    cached,
+  );
   const input = { ...tokens, adapters: slots.map(singleSlot), past };
   await engine.forward(input);
   const times: number[] = [];

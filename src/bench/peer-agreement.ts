@@ -63,7 +63,13 @@ export async function peerAgreement(o: AgreementOptions): Promise<AgreementRepor
   const model = loadHfModel(modelDir);
   const adapterDir = join(o.dir, 'adapter');
   const targets = TARGETS[o.family];
-  await writeRandomAdapter(adapterDir, model, { r: 8, lora_alpha: 16, target_modules: targets.modules, fan_in_fan_out: targets.fanInFanOut }, seed + 1, 0.2);
+  await writeRandomAdapter(
+    adapterDir,
+    model,
+    { r: 8, lora_alpha: 16, target_modules: targets.modules, fan_in_fan_out: targets.fanInFanOut },
+    seed + 1,
+    0.2,
+  );
   const ggufModel = join(o.dir, 'model-f32.gguf');
   const ggufAdapter = join(o.dir, 'adapter-f32.gguf');
   writeGgufModel(modelDir, ggufModel, 'F32');
@@ -71,7 +77,9 @@ export async function peerAgreement(o: AgreementOptions): Promise<AgreementRepor
   model.weights.close();
 
   const r = rng(seed + 2);
-  const prompts = Array.from({ length: o.prompts ?? 3 }, () => Array.from({ length: o.promptLength ?? 8 }, () => Math.floor(r.next() * 256)));
+  const prompts = Array.from({ length: o.prompts ?? 3 }, () =>
+    Array.from({ length: o.promptLength ?? 8 }, () => Math.floor(r.next() * 256)),
+  );
   // One thread: correctness only, and ggml's spinning barrier degrades badly on a shared, busy box.
   const threads = o.threads ?? 1;
   const llama = {
@@ -81,11 +89,20 @@ export async function peerAgreement(o: AgreementOptions): Promise<AgreementRepor
 
   const engine = await Engine.create({ modelDir, slots: 1, maxRank: 16, loraModules: targets.modules, threads });
   try {
-    engine.slots!.write(1, engine.parseAdapter(readFileSync(join(adapterDir, CONFIG_FILE), 'utf8'), readFileSync(join(adapterDir, WEIGHTS_FILE))));
+    engine.slots!.write(
+      1,
+      engine.parseAdapter(readFileSync(join(adapterDir, CONFIG_FILE), 'utf8'), readFileSync(join(adapterDir, WEIGHTS_FILE))),
+    );
     const cases: AgreementCase[] = [];
     for (const adapter of [false, true]) {
       for (const [i, prompt] of prompts.entries()) {
-        const { text } = await engine.generate({ promptTokens: prompt, slot: adapter ? 1 : 0, maxTokens: o.tokens, ignoreEos: true, sampling: { temperature: 0 } }).result;
+        const { text } = await engine.generate({
+          promptTokens: prompt,
+          slot: adapter ? 1 : 0,
+          maxTokens: o.tokens,
+          ignoreEos: true,
+          sampling: { temperature: 0 },
+        }).result;
         const llamaTokens = (adapter ? llama.adapter : llama.base)[i]!;
         let agreeingTokens = 0;
         // A prefix may end inside a UTF-8 sequence, which decodes to U+FFFD until completed.

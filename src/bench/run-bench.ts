@@ -49,8 +49,21 @@ async function writeAdapters(dir: string, model: HfModel, shape: ShapeName): Pro
   const progress = new Progress('bench: adapters', ADAPTERS);
   for (let i = 0; i < ADAPTERS; i++) {
     const adir = join(dir, `adapter-${i}`);
-    await writeRandomAdapter(adir, model, { r: RANK, lora_alpha: 2 * RANK, target_modules: [...targets], fan_in_fan_out: fanInFanOut }, 100 + i, 0.02);
-    adapters.push(parseAdapter(readFileSync(join(adir, 'adapter_config.json'), 'utf8'), readFileSync(join(adir, 'adapter_model.safetensors')), model, RANK));
+    await writeRandomAdapter(
+      adir,
+      model,
+      { r: RANK, lora_alpha: 2 * RANK, target_modules: [...targets], fan_in_fan_out: fanInFanOut },
+      100 + i,
+      0.02,
+    );
+    adapters.push(
+      parseAdapter(
+        readFileSync(join(adir, 'adapter_config.json'), 'utf8'),
+        readFileSync(join(adir, 'adapter_model.safetensors')),
+        model,
+        RANK,
+      ),
+    );
     progress.update(i + 1);
   }
   return adapters;
@@ -65,7 +78,12 @@ const requests = (ps: number[][], generate: number, slotOf: (i: number) => numbe
   ps.map((p, i) => ({ promptTokens: p, slot: slotOf(i), maxTokens: generate, ignoreEos: true, sampling: { temperature: 0 } }));
 
 /** An engine with the 8 adapters in slots 1..8 (spread over the slots when there are more). */
-async function loraEngine(modelDir: string, adapters: ParsedAdapter[], opts: Partial<EngineOptions>, targets: readonly string[]): Promise<Engine> {
+async function loraEngine(
+  modelDir: string,
+  adapters: ParsedAdapter[],
+  opts: Partial<EngineOptions>,
+  targets: readonly string[],
+): Promise<Engine> {
   const slots = opts.slots ?? ADAPTERS;
   const engine = await Engine.create({ modelDir, maxRank: RANK, loraModules: [...targets], maxBatch: CONCURRENT, ...opts, slots });
   const stride = Math.floor(slots / ADAPTERS);
@@ -82,7 +100,9 @@ async function rssProbe(options: Record<string, unknown>): Promise<RssProbeResul
     let out = '';
     child.stdout.on('data', (d) => (out += d));
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve(JSON.parse(out) as RssProbeResult) : reject(new Error(`rss probe exited with ${code}`))));
+    child.on('exit', (code) =>
+      code === 0 ? resolve(JSON.parse(out) as RssProbeResult) : reject(new Error(`rss probe exited with ${code}`)),
+    );
   });
 }
 
@@ -103,9 +123,18 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   const ps = prompts(CONCURRENT, promptLen, vocab);
 
   const lora = await loraEngine(modelDir, adapters, { threads, quantize }, targets);
-  await runRequests(lora, requests([ps[0]!], 4, () => 1), false); // warm-up: ORT's allocations and kernel choice
+  await runRequests(
+    lora,
+    requests([ps[0]!], 4, () => 1),
+    false,
+  ); // warm-up: ORT's allocations and kernel choice
   log('(a) serial, adapter switched per request');
-  const serial = await runRequests(lora, requests(ps.slice(0, serialRequests), generate, () => 1), false, (i) => lora.slots!.write(1, adapters[i % ADAPTERS]!));
+  const serial = await runRequests(
+    lora,
+    requests(ps.slice(0, serialRequests), generate, () => 1),
+    false,
+    (i) => lora.slots!.write(1, adapters[i % ADAPTERS]!),
+  );
   adapters.forEach((a, i) => lora.slots!.write(i + 1, a));
   log(`(b) ${CONCURRENT} concurrent requests over ${ADAPTERS} adapters, one batch`);
   const hetero = await runRequests(lora, requests(ps, generate, slotOfRow(ADAPTERS)), true);
@@ -117,30 +146,65 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   if (!opts.quick) {
     log('long context: prompt 512, 128 generated, batch 1 and 32');
     const longPrompts = prompts(CONCURRENT, 512, vocab);
-    const one = await runRequests(lora, requests([longPrompts[0]!], 128, () => 1), false);
+    const one = await runRequests(
+      lora,
+      requests([longPrompts[0]!], 128, () => 1),
+      false,
+    );
     const all = await runRequests(lora, requests(longPrompts, 128, slotOfRow(ADAPTERS)), true);
     long = { prompt_tokens: 512, generated_tokens: 128, batch_1: one, batch_32: all };
   }
   await lora.close();
 
   const base = await Engine.create({ modelDir, slots: 0, maxBatch: CONCURRENT, threads, quantize });
-  await runRequests(base, requests([ps[0]!], 4, () => 0), false);
+  await runRequests(
+    base,
+    requests([ps[0]!], 4, () => 0),
+    false,
+  );
   log(`(c) the same ${CONCURRENT} requests, no LoRA in the graph`);
-  const plain = await runRequests(base, requests(ps, generate, () => 0), true);
-  const baseStep64 = await decodeStepMs(base, ps.map(() => 0), 64);
-  const baseStep512 = await decodeStepMs(base, ps.map(() => 0), 512);
+  const plain = await runRequests(
+    base,
+    requests(ps, generate, () => 0),
+    true,
+  );
+  const baseStep64 = await decodeStepMs(
+    base,
+    ps.map(() => 0),
+    64,
+  );
+  const baseStep512 = await decodeStepMs(
+    base,
+    ps.map(() => 0),
+    512,
+  );
   await base.close();
 
   log('(d) hetero on an engine built for 64 slots of rank up to 64');
   const wide = await loraEngine(modelDir, adapters, { threads, quantize, slots: 64, maxRank: 64 }, targets);
-  await runRequests(wide, requests([ps[0]!], 4, () => 1), false);
+  await runRequests(
+    wide,
+    requests([ps[0]!], 4, () => 1),
+    false,
+  );
   const hetero64 = await runRequests(wide, requests(ps, generate, slotOfRow(64)), true);
   await wide.close();
 
   return {
     details: {
-      model: SHAPES[shape].label, base_weights: quantize ?? 'fp32', adapters: ADAPTERS, rank: RANK, targets, promptTokens: promptLen, generatedTokens: generate, concurrent: CONCURRENT, serialRequests,
-      serial, hetero, base: plain, hetero_s64_r64: hetero64,
+      model: SHAPES[shape].label,
+      base_weights: quantize ?? 'fp32',
+      adapters: ADAPTERS,
+      rank: RANK,
+      targets,
+      promptTokens: promptLen,
+      generatedTokens: generate,
+      concurrent: CONCURRENT,
+      serialRequests,
+      serial,
+      hetero,
+      base: plain,
+      hetero_s64_r64: hetero64,
       decode_step_ms: { lora: { cached_64: step64, cached_512: step512 }, base: { cached_64: baseStep64, cached_512: baseStep512 } },
       long_context: long,
     },
@@ -186,12 +250,20 @@ async function qwenSection(dir: string, opts: BenchOptions) {
   let steps = { cached_64: 0, cached_512: 0 };
   for (const p of PRECISIONS) {
     const engine = await loraEngine(modelDir, adapters, { threads, ...(p.quantize ? { quantize: p.quantize } : {}) }, targets);
-    await runRequests(engine, requests([ps[0]!], 2, () => 1), false);
+    await runRequests(
+      engine,
+      requests([ps[0]!], 2, () => 1),
+      false,
+    );
     log(`qwen2-0.5b ${p.ours}: one stream, 32 requests over 8 adapters, 32 without`);
     ours[p.ours] = {
       single: await runRequests(engine, requests(ps.slice(0, singles), generate, slotOfRow(ADAPTERS)), false),
       multi_adapter: await runRequests(engine, requests(ps, generate, slotOfRow(ADAPTERS)), true),
-      no_adapter: await runRequests(engine, requests(ps, generate, () => 0), true),
+      no_adapter: await runRequests(
+        engine,
+        requests(ps, generate, () => 0),
+        true,
+      ),
     };
     if (p.ours === 'fp32') {
       const rowSlots = ps.map((_, i) => slotOfRow(ADAPTERS)(i));
@@ -199,7 +271,16 @@ async function qwenSection(dir: string, opts: BenchOptions) {
     }
     await engine.close();
     log(`qwen2-0.5b ${p.ours}: resident memory of a serving engine, in a child process`);
-    rss[p.ours] = await rssProbe({ modelDir, slots: ADAPTERS, maxRank: RANK, loraModules: [...targets], threads, promptTokens: 32, generate: 8, ...(p.quantize ? { quantize: p.quantize } : {}) });
+    rss[p.ours] = await rssProbe({
+      modelDir,
+      slots: ADAPTERS,
+      maxRank: RANK,
+      loraModules: [...targets],
+      threads,
+      promptTokens: 32,
+      generate: 8,
+      ...(p.quantize ? { quantize: p.quantize } : {}),
+    });
   }
   const peer = await llamaPeer(base, model, modelDir, ps, generate, singles, threads);
   model.weights.close();
@@ -213,18 +294,34 @@ async function qwenSection(dir: string, opts: BenchOptions) {
   const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
   return {
     details: {
-      model: SHAPES[shape].label, adapters: ADAPTERS, rank: RANK, targets, promptTokens: 32, generatedTokens: generate,
+      model: SHAPES[shape].label,
+      adapters: ADAPTERS,
+      rank: RANK,
+      targets,
+      promptTokens: 32,
+      generatedTokens: generate,
       loraserve: ours,
       decode_step_ms: steps,
-      rss_mib: Object.fromEntries(Object.entries(rss).map(([k, r]) => [k, { rss: mib(r.rss_bytes), weights_f32: mib(r.weights_f32_bytes), kv: +(r.kv_bytes / 2 ** 20).toFixed(1) }])),
+      rss_mib: Object.fromEntries(
+        Object.entries(rss).map(([k, r]) => [
+          k,
+          { rss: mib(r.rss_bytes), weights_f32: mib(r.weights_f32_bytes), kv: +(r.kv_bytes / 2 ** 20).toFixed(1) },
+        ]),
+      ),
       llama_cpp: peer ?? 'not run: node-llama-cpp is not installed (a dev dependency)',
     },
     summary: {
       qwen_tokens_per_s_batch_1: fp32.single.tokens_per_s,
       qwen_tokens_per_s_batch_32: fp32.multi_adapter.tokens_per_s,
       rss_vs_weights: +(rss.fp32!.rss_bytes / rss.fp32!.weights_f32_bytes).toFixed(3),
-      peer_multi_adapter_ratio: ratios((w) => w.multi_adapter.tokens_per_s, (r) => r.multiAdapter.tokens_per_s),
-      peer_single_stream_ratio: ratios((w) => w.single.tokens_per_s, (r) => r.single.tokens_per_s),
+      peer_multi_adapter_ratio: ratios(
+        (w) => w.multi_adapter.tokens_per_s,
+        (r) => r.multiAdapter.tokens_per_s,
+      ),
+      peer_single_stream_ratio: ratios(
+        (w) => w.single.tokens_per_s,
+        (r) => r.single.tokens_per_s,
+      ),
       int4_vs_fp32_single: +(ours.int4!.single.tokens_per_s / fp32.single.tokens_per_s).toFixed(3),
       int4_rss_vs_fp32: +(rss.int4!.rss_bytes / rss.fp32!.rss_bytes).toFixed(3),
     },
@@ -232,7 +329,15 @@ async function qwenSection(dir: string, opts: BenchOptions) {
 }
 
 /** llama.cpp on the same model and adapters, written as GGUF at each precision; null without node-llama-cpp. */
-async function llamaPeer(dir: string, model: HfModel, modelDir: string, ps: number[][], generate: number, singles: number, threads: number): Promise<Record<string, LlamaPeerResult> | null> {
+async function llamaPeer(
+  dir: string,
+  model: HfModel,
+  modelDir: string,
+  ps: number[][],
+  generate: number,
+  singles: number,
+  threads: number,
+): Promise<Record<string, LlamaPeerResult> | null> {
   try {
     await import('node-llama-cpp');
   } catch {
@@ -249,7 +354,14 @@ async function llamaPeer(dir: string, model: HfModel, modelDir: string, ps: numb
     const ggufModel = join(dir, `model-${p.peer}.gguf`);
     log(`llama.cpp ${p.peer}: writing the GGUF, then the same three workloads`);
     writeGgufModel(modelDir, ggufModel, p.peer);
-    results[p.peer] = await runLlamaPeer({ ggufModel, ggufAdapters, prompts: ps, genTokens: generate, threads: threads || cpus().length, singleRequests: singles });
+    results[p.peer] = await runLlamaPeer({
+      ggufModel,
+      ggufAdapters,
+      prompts: ps,
+      genTokens: generate,
+      threads: threads || cpus().length,
+      singleRequests: singles,
+    });
     await rm(ggufModel, { force: true });
   }
   return results;

@@ -12,11 +12,24 @@ export const SHAPES = {
   },
   'qwen2-0.5b': {
     label: 'Qwen2.5-0.5B shape (24 layers, 896 wide, 14/2 heads, vocab 151936, 494M params), BF16 on disk',
-    options: { family: 'qwen2', hidden: 896, layers: 24, heads: 14, kvHeads: 2, intermediate: 4864, maxPositions: 4096, vocabSize: 151936, dtype: 'BF16' },
+    options: {
+      family: 'qwen2',
+      hidden: 896,
+      layers: 24,
+      heads: 14,
+      kvHeads: 2,
+      intermediate: 4864,
+      maxPositions: 4096,
+      vocabSize: 151936,
+      dtype: 'BF16',
+    },
     targets: ['q_proj', 'k_proj', 'v_proj', 'o_proj'],
     fanInFanOut: false,
   },
-} as const satisfies Record<string, { label: string; options: Omit<RandomModelOptions, 'seed' | 'merges' | 'std'>; targets: readonly string[]; fanInFanOut: boolean }>;
+} as const satisfies Record<
+  string,
+  { label: string; options: Omit<RandomModelOptions, 'seed' | 'merges' | 'std'>; targets: readonly string[]; fanInFanOut: boolean }
+>;
 
 export type ShapeName = keyof typeof SHAPES;
 

@@ -12,7 +12,10 @@ export function countFlag(min: number, max = Number.MAX_SAFE_INTEGER): (raw: str
   return (raw, flag) => {
     const v = numberFlag(raw, flag);
     if (!Number.isInteger(v) || v < min || v > max) {
-      throw new ConfigError(`--${flag} must be a whole number ${max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`}, got "${raw}"`, { param: flag });
+      throw new ConfigError(
+        `--${flag} must be a whole number ${max === Number.MAX_SAFE_INTEGER ? `of at least ${min}` : `from ${min} to ${max}`}, got "${raw}"`,
+        { param: flag },
+      );
     }
     return v;
   };

@@ -29,7 +29,12 @@ async function main(argv: string[]): Promise<void> {
     case 'merge': {
       const { values } = parseArgs({
         args: rest,
-        options: { model: { type: 'string' }, adapter: { type: 'string', multiple: true }, weight: { type: 'string', multiple: true }, out: { type: 'string' } },
+        options: {
+          model: { type: 'string' },
+          adapter: { type: 'string', multiple: true },
+          weight: { type: 'string', multiple: true },
+          out: { type: 'string' },
+        },
       });
       const dirs = values.adapter ?? [];
       const weights = values.weight ?? [];
@@ -39,12 +44,24 @@ async function main(argv: string[]): Promise<void> {
         return;
       }
       const { mergeAdapter } = await import('../lora/index.js');
-      const r = await mergeAdapter(values.model, dirs.map((dir, i) => ({ dir, weight: weights.length ? Number(weights[i]) : 1 })), values.out);
+      const r = await mergeAdapter(
+        values.model,
+        dirs.map((dir, i) => ({ dir, weight: weights.length ? Number(weights[i]) : 1 })),
+        values.out,
+      );
       process.stdout.write(`${JSON.stringify({ out: values.out, merged_modules: r.mergedModules })}\n`);
       return;
     }
     case 'bench': {
-      const { values } = parseArgs({ args: rest, options: { quick: { type: 'boolean', default: false }, threads: { type: 'string' }, shape: { type: 'string' }, quantize: { type: 'string' } } });
+      const { values } = parseArgs({
+        args: rest,
+        options: {
+          quick: { type: 'boolean', default: false },
+          threads: { type: 'string' },
+          shape: { type: 'string' },
+          quantize: { type: 'string' },
+        },
+      });
       const { runBench, SHAPES } = await import('../bench/index.js');
       const { QUANTIZE_MODES } = await import('../model/index.js');
       if (values.shape !== undefined && !(values.shape in SHAPES)) {
@@ -58,7 +75,12 @@ async function main(argv: string[]): Promise<void> {
         process.exitCode = 2;
         return;
       }
-      const result = await runBench({ quick: values.quick ?? false, threads: values.threads ? numberFlag(values.threads, 'threads') : undefined, shape: values.shape as keyof typeof SHAPES | undefined, quantize });
+      const result = await runBench({
+        quick: values.quick ?? false,
+        threads: values.threads ? numberFlag(values.threads, 'threads') : undefined,
+        shape: values.shape as keyof typeof SHAPES | undefined,
+        quantize,
+      });
       process.stdout.write(`${JSON.stringify(result.details, null, 2)}\n${JSON.stringify(result.summary)}\n`);
       return;
     }

@@ -6,7 +6,11 @@ import type { ExecutionProvider } from '../engine/index.js';
 import { QUANTIZE_MODES } from '../model/index.js';
 
 const text = (raw: string) => raw;
-const list = (raw: string) => raw.split(',').map((s) => s.trim()).filter(Boolean);
+const list = (raw: string) =>
+  raw
+    .split(',')
+    .map((s) => s.trim())
+    .filter(Boolean);
 
 /** Each flag, its LORASERVE_* variable, and how to read it. */
 const FLAGS = {
@@ -31,8 +35,16 @@ const FLAGS = {
     parse: countFlag(1),
   },
   threads: { env: 'LORASERVE_THREADS', help: 'ONNX Runtime intra-op threads (0 = all cores)', parse: countFlag(0) },
-  quantize: { env: 'LORASERVE_QUANTIZE', help: 'int8 | int4: weight-only quantization of the base model (none = float32)', parse: (v: string) => (v === 'none' ? null : v) },
-  'quant-cache-dir': { env: 'LORASERVE_QUANT_CACHE_DIR', help: 'where quantized weights are cached (default: MODEL/.loraserve-cache)', parse: text },
+  quantize: {
+    env: 'LORASERVE_QUANTIZE',
+    help: 'int8 | int4: weight-only quantization of the base model (none = float32)',
+    parse: (v: string) => (v === 'none' ? null : v),
+  },
+  'quant-cache-dir': {
+    env: 'LORASERVE_QUANT_CACHE_DIR',
+    help: 'where quantized weights are cached (default: MODEL/.loraserve-cache)',
+    parse: text,
+  },
   keys: { env: 'LORASERVE_KEYS', help: 'API keys file (JSON)', parse: text },
   'lora-root': { env: 'LORASERVE_LORA_ROOT', help: 'root for vLLM-style load_lora_adapter paths', parse: text },
   preload: { env: 'LORASERVE_PRELOAD', help: 'comma-separated adapters to warm at start', parse: list },
@@ -42,7 +54,11 @@ const FLAGS = {
   'max-queue': { env: 'LORASERVE_MAX_QUEUE', help: 'waiting requests before 429', parse: countFlag(0) },
   'max-mix-adapters': { env: 'LORASERVE_MAX_MIX_ADAPTERS', help: 'most adapters in one weighted mix', parse: countFlag(1) },
   'request-timeout-ms': { env: 'LORASERVE_REQUEST_TIMEOUT_MS', help: 'per-request time limit', parse: countFlag(1) },
-  'drain-timeout-ms': { env: 'LORASERVE_DRAIN_TIMEOUT_MS', help: 'how long SIGTERM waits for running requests before cancelling them', parse: countFlag(0) },
+  'drain-timeout-ms': {
+    env: 'LORASERVE_DRAIN_TIMEOUT_MS',
+    help: 'how long SIGTERM waits for running requests before cancelling them',
+    parse: countFlag(0),
+  },
   'upload-bytes': { env: 'LORASERVE_UPLOAD_BYTES', help: 'largest adapter upload', parse: countFlag(1) },
   'generation-config': {
     env: 'LORASERVE_GENERATION_CONFIG',
@@ -54,17 +70,46 @@ const FLAGS = {
   },
   'log-level': { env: 'LORASERVE_LOG_LEVEL', help: 'pino log level', parse: text },
   'metrics-key': { env: 'LORASERVE_METRICS_KEY', help: 'bearer key /metrics requires (admin keys work too)', parse: text },
-  'metrics-port': { env: 'LORASERVE_METRICS_PORT', help: 'serve /metrics on its own port instead of the API port', parse: countFlag(0, 65535) },
+  'metrics-port': {
+    env: 'LORASERVE_METRICS_PORT',
+    help: 'serve /metrics on its own port instead of the API port',
+    parse: countFlag(0, 65535),
+  },
   'metrics-host': { env: 'LORASERVE_METRICS_HOST', help: 'bind address of the metrics port', parse: text },
 } as const;
 
 const KEY_OF: Record<keyof typeof FLAGS, keyof ServerConfig> = {
-  model: 'modelDir', adapters: 'adaptersDir', host: 'host', port: 'port', provider: 'provider', slots: 'slots', 'max-rank': 'maxRank',
-  'lora-modules': 'loraModules', 'host-cache-bytes': 'hostCacheBytes', 'max-batch': 'maxBatch', 'max-batch-tokens': 'maxBatchTokens', 'prefill-chunk': 'prefillChunk',
-  threads: 'threads', quantize: 'quantize', 'quant-cache-dir': 'quantCacheDir', keys: 'keysFile', 'lora-root': 'loraRoot', preload: 'preload', 'max-tokens': 'maxTokens', 'max-n': 'maxChoices',
-  'max-prompt-tokens': 'maxPromptTokens', 'max-queue': 'maxQueue', 'max-mix-adapters': 'maxMixAdapters', 'request-timeout-ms': 'requestTimeoutMs',
-  'drain-timeout-ms': 'drainTimeoutMs', 'upload-bytes': 'uploadBytes', 'log-level': 'logLevel', 'generation-config': 'generationConfig',
-  'metrics-key': 'metricsKey', 'metrics-port': 'metricsPort', 'metrics-host': 'metricsHost',
+  model: 'modelDir',
+  adapters: 'adaptersDir',
+  host: 'host',
+  port: 'port',
+  provider: 'provider',
+  slots: 'slots',
+  'max-rank': 'maxRank',
+  'lora-modules': 'loraModules',
+  'host-cache-bytes': 'hostCacheBytes',
+  'max-batch': 'maxBatch',
+  'max-batch-tokens': 'maxBatchTokens',
+  'prefill-chunk': 'prefillChunk',
+  threads: 'threads',
+  quantize: 'quantize',
+  'quant-cache-dir': 'quantCacheDir',
+  keys: 'keysFile',
+  'lora-root': 'loraRoot',
+  preload: 'preload',
+  'max-tokens': 'maxTokens',
+  'max-n': 'maxChoices',
+  'max-prompt-tokens': 'maxPromptTokens',
+  'max-queue': 'maxQueue',
+  'max-mix-adapters': 'maxMixAdapters',
+  'request-timeout-ms': 'requestTimeoutMs',
+  'drain-timeout-ms': 'drainTimeoutMs',
+  'upload-bytes': 'uploadBytes',
+  'log-level': 'logLevel',
+  'generation-config': 'generationConfig',
+  'metrics-key': 'metricsKey',
+  'metrics-port': 'metricsPort',
+  'metrics-host': 'metricsHost',
 };
 
 export const DEMO_MODEL = 'models/loraserve-demo';
@@ -75,7 +120,11 @@ export function serveUsage(): string {
 }
 
 export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerConfig {
-  const { values } = parseArgs({ args, options: Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }])), strict: true });
+  const { values } = parseArgs({
+    args,
+    options: Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }])),
+    strict: true,
+  });
   const config: Record<string, unknown> = { ...DEFAULTS, modelDir: DEMO_MODEL };
   for (const [flag, spec] of Object.entries(FLAGS) as Array<[keyof typeof FLAGS, (typeof FLAGS)[keyof typeof FLAGS]]>) {
     const raw = (values as Record<string, string | undefined>)[flag] ?? env[spec.env];
@@ -88,7 +137,8 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerCo
   if (config.quantize !== null && !(QUANTIZE_MODES as readonly unknown[]).includes(config.quantize)) {
     throw new ConfigError(`--quantize must be int8, int4 or none, not "${String(config.quantize)}"`, { param: 'quantize' });
   }
-  if (typeof config.metricsKey === 'string' && config.metricsKey.length < 8) throw new ConfigError('--metrics-key must be at least 8 characters', { param: 'metrics-key' });
+  if (typeof config.metricsKey === 'string' && config.metricsKey.length < 8)
+    throw new ConfigError('--metrics-key must be at least 8 characters', { param: 'metrics-key' });
   return config as unknown as ServerConfig & { provider: ExecutionProvider };
 }
 
@@ -101,14 +151,18 @@ export async function serve(args: string[]): Promise<void> {
   const keys = config.keysFile ? KeyRing.load(config.keysFile) : null;
   const logger = { level: config.logLevel, transport: undefined };
   if (!keys && config.host !== '127.0.0.1' && config.host !== 'localhost' && config.host !== '::1') {
-    process.stderr.write(`loraserve: no --keys file, so binding 127.0.0.1 instead of ${config.host}: without keys anyone could manage adapters\n`);
+    process.stderr.write(
+      `loraserve: no --keys file, so binding 127.0.0.1 instead of ${config.host}: without keys anyone could manage adapters\n`,
+    );
     config.host = '127.0.0.1';
   }
   const serving = await Serving.create(config, keys);
   const app = await buildApp(serving, { logger });
   if (!keys) app.log.warn('no API keys file: every caller is an admin; listening on loopback only');
   else if (!['127.0.0.1', 'localhost', '::1'].includes(config.host) && !config.metricsKey && config.metricsPort === null) {
-    app.log.warn("/metrics names every adapter and needs no key: set --metrics-key or --metrics-port so tenants cannot list each other's adapters");
+    app.log.warn(
+      "/metrics names every adapter and needs no key: set --metrics-key or --metrics-port so tenants cannot list each other's adapters",
+    );
   }
   const { removed, restored, skipped } = serving.adapters.storeStartup();
   if (removed.length || restored.length) app.log.warn({ removed, restored }, 'adapter store: finished writes a crash interrupted');
@@ -119,7 +173,9 @@ export async function serve(args: string[]): Promise<void> {
   }
   const adapters = (await serving.adapters.visible(ANONYMOUS_ADMIN)).length;
   const quant = serving.engine.quantization;
-  const quantized = quant ? { quantize: quant.mode, quantCache: quant.entry.reused ? 'reused' : 'written', quantFile: quant.entry.file } : {};
+  const quantized = quant
+    ? { quantize: quant.mode, quantCache: quant.entry.reused ? 'reused' : 'written', quantFile: quant.entry.file }
+    : {};
   app.log.info({ model: serving.baseId, adapters, slots: config.slots, provider: config.provider, ...quantized }, 'model loaded');
   await app.listen({ host: config.host, port: config.port });
   const metrics = config.metricsPort === null ? null : await listenMetrics(serving, config.metricsHost, config.metricsPort);

@@ -1,5 +1,14 @@
 import { ConfigError, EmptyPromptError, InvalidRequestError, PromptTooLongError } from '../errors.js';
-import { buildGraph, INPUT, loadHfModel, OUTPUT, quantizeBase, type BaseQuantization, type HfModel, type QuantizeMode } from '../model/index.js';
+import {
+  buildGraph,
+  INPUT,
+  loadHfModel,
+  OUTPUT,
+  quantizeBase,
+  type BaseQuantization,
+  type HfModel,
+  type QuantizeMode,
+} from '../model/index.js';
 import { SlotTable, selectModules, parseAdapter, singleSlot, type AdapterMix, type ParsedAdapter } from '../lora/index.js';
 import { OnnxSession, type ExecutionProvider, type HostTensor } from './onnx-backend.js';
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from './scheduler.js';
@@ -66,23 +75,44 @@ export class Engine {
   static async create(options: EngineOptions): Promise<Engine> {
     const model = loadHfModel(options.modelDir);
     const opts: Required<EngineOptions> = {
-      provider: 'cpu', slots: 8, maxRank: 16, loraModules: 'all-linear', maxBatch: 32, maxBatchTokens: 4096, prefillChunk: 512, threads: 0, quantize: null, quantCacheDir: null,
+      provider: 'cpu',
+      slots: 8,
+      maxRank: 16,
+      loraModules: 'all-linear',
+      maxBatch: 32,
+      maxBatchTokens: 4096,
+      prefillChunk: 512,
+      threads: 0,
+      quantize: null,
+      quantCacheDir: null,
       ...options,
       maxContext: Math.min(options.maxContext ?? model.dims.maxPositions, model.dims.maxPositions),
     };
     const tokenizer = await Tokenizer.load(model.dir);
     const layout = opts.slots > 0 && opts.maxRank > 0 ? { slots: opts.slots + 1, maxRank: opts.maxRank } : null;
     const loraLinears = selectModules(model.linears, opts.loraModules);
-    if (layout && loraLinears.length === 0) throw new ConfigError(`--lora-modules ${JSON.stringify(opts.loraModules)} names no linear layer of ${model.id}`);
+    if (layout && loraLinears.length === 0)
+      throw new ConfigError(`--lora-modules ${JSON.stringify(opts.loraModules)} names no linear layer of ${model.id}`);
     const quantization = opts.quantize ? await quantizeBase(model, opts.quantize, opts.quantCacheDir ?? undefined) : null;
     const graph = buildGraph(model, layout, new Set(loraLinears.map((m) => m.name)), quantization);
     const session = await OnnxSession.create(graph, { provider: opts.provider, threads: opts.threads });
     const slots = layout ? new SlotTable(layout, loraLinears) : null;
     const eos = new Set(model.generation.eosTokenIds);
     if (tokenizer.eosTokenId !== null) eos.add(tokenizer.eosTokenId);
-    const limits: SchedulerLimits = { maxBatch: opts.maxBatch, maxBatchTokens: opts.maxBatchTokens, maxContext: opts.maxContext, prefillChunk: Math.min(opts.prefillChunk, opts.maxBatchTokens) };
+    const limits: SchedulerLimits = {
+      maxBatch: opts.maxBatch,
+      maxBatchTokens: opts.maxBatchTokens,
+      maxContext: opts.maxContext,
+      prefillChunk: Math.min(opts.prefillChunk, opts.maxBatchTokens),
+    };
     let engine: Engine;
-    const scheduler = new Scheduler((input) => engine.forward(input), model.dims, limits, eos, (ids) => tokenizer.decode(ids));
+    const scheduler = new Scheduler(
+      (input) => engine.forward(input),
+      model.dims,
+      limits,
+      eos,
+      (ids) => tokenizer.decode(ids),
+    );
     engine = new Engine(model, tokenizer, session, graph.tokenEmbedding, slots, scheduler, opts, quantization);
     return engine;
   }
@@ -103,25 +133,32 @@ export class Engine {
     const room = this.options.maxContext - req.promptTokens.length;
     if (req.promptTokens.length === 0) throw new EmptyPromptError('the prompt is empty', { param: 'messages' });
     if (room < 1) {
-      throw new PromptTooLongError(`the prompt is ${req.promptTokens.length} tokens; this model's context holds ${this.options.maxContext}`, { param: 'messages' });
+      throw new PromptTooLongError(
+        `the prompt is ${req.promptTokens.length} tokens; this model's context holds ${this.options.maxContext}`,
+        { param: 'messages' },
+      );
     }
-    if (req.adapters && req.slot !== undefined) throw new InvalidRequestError('give either slot or adapters, not both', { param: 'adapters' });
+    if (req.adapters && req.slot !== undefined)
+      throw new InvalidRequestError('give either slot or adapters, not both', { param: 'adapters' });
     const adapters = req.adapters ?? singleSlot(req.slot ?? 0);
     this.checkMix(adapters);
-    return this.scheduler.submitChoices({
-      promptTokens: req.promptTokens,
-      adapters,
-      sampling: { ...DEFAULT_SAMPLING, ...req.sampling },
-      maxTokens: Math.min(req.maxTokens ?? room, room),
-      stop: req.stop ?? [],
-      ignoreEos: req.ignoreEos,
-      minTokens: req.minTokens,
-      signal: req.signal,
-      onDone: req.onDone,
-      onToken: req.onToken,
-      logprobs: req.logprobs,
-      promptLogprobs: req.promptLogprobs,
-    }, n);
+    return this.scheduler.submitChoices(
+      {
+        promptTokens: req.promptTokens,
+        adapters,
+        sampling: { ...DEFAULT_SAMPLING, ...req.sampling },
+        maxTokens: Math.min(req.maxTokens ?? room, room),
+        stop: req.stop ?? [],
+        ignoreEos: req.ignoreEos,
+        minTokens: req.minTokens,
+        signal: req.signal,
+        onDone: req.onDone,
+        onToken: req.onToken,
+        logprobs: req.logprobs,
+        promptLogprobs: req.promptLogprobs,
+      },
+      n,
+    );
   }
 
   /** A row's adapters must be distinct filled slots with finite weights; DoRA is defined for one adapter at weight 1. */
@@ -135,7 +172,8 @@ export class Engine {
       if (!Number.isInteger(slot) || slot < 1 || slot >= this.slots!.slots) fail(`slot ${slot} is outside 1..${this.slots!.slots - 1}`);
       if (seen.has(slot)) fail(`slot ${slot} appears twice`);
       if (!Number.isFinite(weight)) fail(`the weight of slot ${slot} is not a finite number`);
-      if (this.slots!.isDora(slot) && (mix.length > 1 || weight !== 1)) fail(`slot ${slot} holds a DoRA adapter, whose rescaling is defined for that adapter alone at weight 1`);
+      if (this.slots!.isDora(slot) && (mix.length > 1 || weight !== 1))
+        fail(`slot ${slot} holds a DoRA adapter, whose rescaling is defined for that adapter alone at weight 1`);
       seen.add(slot);
     }
   }

@@ -42,7 +42,10 @@ export class Generation implements AsyncIterable<string> {
    */
   promptLogprobs: Array<TokenLogprob | null> | null = null;
 
-  constructor(readonly id: string, private readonly onCancel: () => void) {
+  constructor(
+    readonly id: string,
+    private readonly onCancel: () => void,
+  ) {
     this.result = new Promise((resolve, reject) => {
       this.settle = resolve;
       this.reject = reject;
@@ -72,11 +75,7 @@ export class Generation implements AsyncIterable<string> {
   }
 
   /** @internal engine side */
-  finish(
-    finishReason: FinishReason,
-    usage: { promptTokens: number; completionTokens: number },
-    logprobs: boolean,
-  ): void {
+  finish(finishReason: FinishReason, usage: { promptTokens: number; completionTokens: number }, logprobs: boolean): void {
     if (this.ended) return;
     this.ended = true;
     // Tokens whose text a stop string held back, or that decode to nothing, still report logprobs.
@@ -127,4 +126,3 @@ export class Generation implements AsyncIterable<string> {
     }
   }
 }
-

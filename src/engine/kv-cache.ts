@@ -31,7 +31,10 @@ export class KvCache {
   /** Positions written per owned row; -1 marks a free row. */
   private lengths: number[] = [];
 
-  constructor(readonly dims: KvDims, private readonly maxContext: number) {}
+  constructor(
+    readonly dims: KvDims,
+    private readonly maxContext: number,
+  ) {}
 
   get capacity(): number {
     return this.capacityAllocated;
@@ -80,7 +83,8 @@ export class KvCache {
     if (rows <= this.rowsAllocated && needed <= this.capacityAllocated) return;
     const grownRows = Math.max(rows, Math.min(2 * this.rowsAllocated, rows + 8));
     // Grow capacity by at least half again, so a growing context re-lays the buffers O(log n) times.
-    const grownCapacity = needed <= this.capacityAllocated ? this.capacityAllocated : Math.max(needed, Math.ceil(this.capacityAllocated * 1.5));
+    const grownCapacity =
+      needed <= this.capacityAllocated ? this.capacityAllocated : Math.max(needed, Math.ceil(this.capacityAllocated * 1.5));
     this.relayout(grownRows, Math.min(roundUp(grownCapacity), roundUp(this.maxContext)));
   }
 
@@ -93,7 +97,11 @@ export class KvCache {
     const longest = Math.max(0, ...rows.map((r) => this.lengths[r]!));
     if (isPrefix && longest > 0) {
       const floats = rows.length * this.dims.kvHeads * this.capacityAllocated * this.dims.headDim;
-      return { length: this.capacityAllocated, keys: this.keys.map((k) => k.subarray(0, floats)), values: this.values.map((v) => v.subarray(0, floats)) };
+      return {
+        length: this.capacityAllocated,
+        keys: this.keys.map((k) => k.subarray(0, floats)),
+        values: this.values.map((v) => v.subarray(0, floats)),
+      };
     }
     const { kvHeads: H, headDim: D } = this.dims;
     if (longest === 0) {

@@ -7,9 +7,7 @@ import type { BuiltGraph } from '../model/index.js';
 
 export type ExecutionProvider = 'cpu' | 'cuda' | 'webgpu';
 
-export type HostTensor =
-  | { type: 'float32'; data: Float32Array; dims: number[] }
-  | { type: 'int64'; data: BigInt64Array; dims: number[] };
+export type HostTensor = { type: 'float32'; data: Float32Array; dims: number[] } | { type: 'int64'; data: BigInt64Array; dims: number[] };
 
 export interface SessionOptions {
   provider: ExecutionProvider;
@@ -22,7 +20,10 @@ export function availableProviders(): string[] {
 }
 
 export class OnnxSession {
-  private constructor(private readonly session: ort.InferenceSession, readonly provider: ExecutionProvider) {}
+  private constructor(
+    private readonly session: ort.InferenceSession,
+    readonly provider: ExecutionProvider,
+  ) {}
 
   /**
    * Creates a session over a built graph held in memory. Its initializers are external data whose
@@ -31,7 +32,9 @@ export class OnnxSession {
    */
   static async create(graph: BuiltGraph, options: SessionOptions): Promise<OnnxSession> {
     if (!availableProviders().includes(options.provider)) {
-      throw new ProviderUnavailableError(`execution provider "${options.provider}" is not in this onnxruntime-node build (has: ${availableProviders().join(', ')})`);
+      throw new ProviderUnavailableError(
+        `execution provider "${options.provider}" is not in this onnxruntime-node build (has: ${availableProviders().join(', ')})`,
+      );
     }
     try {
       const session = await ort.InferenceSession.create(graph.bytes, {
@@ -45,7 +48,9 @@ export class OnnxSession {
     } catch (cause) {
       if (options.provider !== 'cpu') {
         const hint = options.provider === 'cuda' ? '; on a CUDA 12 host install with ONNXRUNTIME_NODE_INSTALL=cuda12 npm ci' : '';
-        throw new ProviderUnavailableError(`execution provider "${options.provider}" could not start: ${(cause as Error).message}${hint}`, { cause });
+        throw new ProviderUnavailableError(`execution provider "${options.provider}" could not start: ${(cause as Error).message}${hint}`, {
+          cause,
+        });
       }
       throw new EngineError(`ONNX Runtime could not load the model graph: ${(cause as Error).message}`, { cause });
     }

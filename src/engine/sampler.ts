@@ -12,7 +12,15 @@ export interface SamplingParams {
   seed: number | null;
 }
 
-export const DEFAULT_SAMPLING: SamplingParams = { temperature: 1, topP: 1, topK: 0, frequencyPenalty: 0, presencePenalty: 0, repetitionPenalty: 1, seed: null };
+export const DEFAULT_SAMPLING: SamplingParams = {
+  temperature: 1,
+  topP: 1,
+  topK: 0,
+  frequencyPenalty: 0,
+  presencePenalty: 0,
+  repetitionPenalty: 1,
+  seed: null,
+};
 
 /** xoshiro128** seeded through splitmix32: reproducible per request, independent across requests. */
 export function seededRandom(seed: number): () => number {
@@ -28,7 +36,10 @@ export function seededRandom(seed: number): () => number {
   return () => {
     const result = Math.imul(((Math.imul(s[1]!, 5) << 7) | (Math.imul(s[1]!, 5) >>> 25)) >>> 0, 9) >>> 0;
     const t = (s[1]! << 9) >>> 0;
-    s[2]! ^= s[0]!; s[3]! ^= s[1]!; s[1]! ^= s[2]!; s[0]! ^= s[3]!;
+    s[2]! ^= s[0]!;
+    s[3]! ^= s[1]!;
+    s[1]! ^= s[2]!;
+    s[0]! ^= s[3]!;
     s[2]! ^= t;
     s[3] = ((s[3]! << 11) | (s[3]! >>> 21)) >>> 0;
     return result / 4294967296;
@@ -41,7 +52,10 @@ export class Sampler {
   /** Prompt and output tokens, for the repetition penalty. */
   private readonly seen = new Set<number>();
 
-  constructor(readonly params: SamplingParams, promptTokens: readonly number[] = []) {
+  constructor(
+    readonly params: SamplingParams,
+    promptTokens: readonly number[] = [],
+  ) {
     this.random = seededRandom(params.seed ?? Math.floor(Math.random() * 2 ** 32));
     if (params.repetitionPenalty !== 1) for (const t of promptTokens) this.seen.add(t);
   }
@@ -58,7 +72,8 @@ export class Sampler {
     const penalised = ((p.frequencyPenalty || p.presencePenalty) && this.counts.size) || this.seen.size || banned.length;
     // The logits stay untouched (logprobs report the raw distribution): penalties work on a copy.
     const scores = penalised ? logits.slice() : logits;
-    if (p.frequencyPenalty || p.presencePenalty) for (const [tok, n] of this.counts) scores[tok]! -= p.frequencyPenalty * n + p.presencePenalty;
+    if (p.frequencyPenalty || p.presencePenalty)
+      for (const [tok, n] of this.counts) scores[tok]! -= p.frequencyPenalty * n + p.presencePenalty;
     // transformers' rule: a seen token's positive score is divided by the penalty, a negative one multiplied.
     for (const tok of this.seen) scores[tok] = scores[tok]! > 0 ? scores[tok]! / p.repetitionPenalty : scores[tok]! * p.repetitionPenalty;
     for (const tok of banned) scores[tok] = -Infinity;
@@ -102,5 +117,7 @@ export function argmax(a: Float32Array): number {
 }
 
 function topKIndices(a: Float32Array, k: number): Int32Array {
-  return Int32Array.from(a.keys()).sort((x, y) => a[y]! - a[x]!).subarray(0, k);
+  return Int32Array.from(a.keys())
+    .sort((x, y) => a[y]! - a[x]!)
+    .subarray(0, k);
 }

@@ -105,7 +105,13 @@ export class Scheduler {
 
   get stats(): { waiting: number; running: number; kvFloats: number; kvPositions: number; kvCapacity: number } {
     const kvPositions = this.active.reduce((sum, s) => sum + this.kv.length(s.row), 0);
-    return { waiting: this.waiting.length, running: this.active.length, kvFloats: this.kv.floats, kvPositions, kvCapacity: this.kv.capacity };
+    return {
+      waiting: this.waiting.length,
+      running: this.active.length,
+      kvFloats: this.kv.floats,
+      kvPositions,
+      kvCapacity: this.kv.capacity,
+    };
   }
 
   /** Resolves when nothing is queued or running. */
@@ -172,13 +178,23 @@ export class Scheduler {
   }
 
   private async prefillStep(reading: Sequence[]): Promise<void> {
-    const counts = choosePrefill(reading.map((s) => s.req.promptTokens.length - s.prefilled), this.limits.prefillChunk, this.limits.maxBatchTokens);
+    const counts = choosePrefill(
+      reading.map((s) => s.req.promptTokens.length - s.prefilled),
+      this.limits.prefillChunk,
+      this.limits.maxBatchTokens,
+    );
     const chosen = reading.slice(0, counts.length);
     const rows = chosen.map((s) => s.row);
     this.kv.reserve(Math.max(...chosen.map((s, i) => s.prefilled + counts[i]!)));
     const past = this.kv.past(rows);
     const tokens = prefillInputs(
-      chosen.map((s, i) => ({ tokens: s.req.promptTokens, from: s.prefilled, count: counts[i]!, cached: s.prefilled, allLogits: s.promptLogprobs !== null })),
+      chosen.map((s, i) => ({
+        tokens: s.req.promptTokens,
+        from: s.prefilled,
+        count: counts[i]!,
+        cached: s.prefilled,
+        allLogits: s.promptLogprobs !== null,
+      })),
       past.length,
     );
     this.steps.prefill++;
@@ -193,14 +209,31 @@ export class Scheduler {
       const prompt = s.req.promptTokens;
       for (let j = 0; j < counts[i]!; j++) {
         const next = s.prefilled + j + 1;
-        if (next < prompt.length) s.promptLogprobs.push(tokenLogprob(out.logits.subarray((start + j) * V, (start + j + 1) * V), prompt[next]!, s.req.logprobs ?? 0));
+        if (next < prompt.length)
+          s.promptLogprobs.push(
+            tokenLogprob(out.logits.subarray((start + j) * V, (start + j + 1) * V), prompt[next]!, s.req.logprobs ?? 0),
+          );
       }
       return start + counts[i]! - 1;
     });
     chosen.forEach((s, i) => (s.prefilled += counts[i]!));
     const forked = chosen.map((s) => this.fork(s));
-    this.sampleAll(chosen, out.logits, V, (i) => lastLogits[i]!, (s) => s.decoding);
-    forked.forEach((forks, i) => this.sampleAll(forks, out.logits, V, () => lastLogits[i]!, () => true));
+    this.sampleAll(
+      chosen,
+      out.logits,
+      V,
+      (i) => lastLogits[i]!,
+      (s) => s.decoding,
+    );
+    forked.forEach((forks, i) =>
+      this.sampleAll(
+        forks,
+        out.logits,
+        V,
+        () => lastLogits[i]!,
+        () => true,
+      ),
+    );
   }
 
   /** Once `s` has read its prompt, gives each of its forks a copy of its cache row (see `submitChoices`). */
@@ -231,12 +264,27 @@ export class Scheduler {
     this.kv.reserve(Math.max(...stepping.map((s) => this.kv.length(s.row) + 1)));
     const rows = byRow.map((_, r) => r);
     const past = this.kv.past(rows);
-    const tokens = decodeInputs(byRow.map((s) => (s ? { token: s.lastToken, cached: this.kv.length(s.row) } : null)), past.length);
+    const tokens = decodeInputs(
+      byRow.map((s) => (s ? { token: s.lastToken, cached: this.kv.length(s.row) } : null)),
+      past.length,
+    );
     this.steps.decode++;
     const out = await this.run(stepping, { ...tokens, adapters: byRow.map((s) => s?.req.adapters ?? []), past });
     if (!out) return;
-    this.kv.append(rows, byRow.map((s) => (s ? 1 : 0)), 1, out.keys, out.values);
-    this.sampleAll(byRow, out.logits, out.logits.length / span, (r) => r, (s) => s !== null);
+    this.kv.append(
+      rows,
+      byRow.map((s) => (s ? 1 : 0)),
+      1,
+      out.keys,
+      out.values,
+    );
+    this.sampleAll(
+      byRow,
+      out.logits,
+      out.logits.length / span,
+      (r) => r,
+      (s) => s !== null,
+    );
   }
 
   /** Runs the forward pass; on failure fails the sequences in the step and returns null. */
@@ -251,7 +299,13 @@ export class Scheduler {
   }
 
   /** Samples the next token of each row whose `ready` holds (rows[i] reads logits row `logitRow(i)`). */
-  private sampleAll<T extends Sequence | null>(rows: T[], logits: Float32Array, V: number, logitRow: (i: number) => number, ready: (s: T) => boolean): void {
+  private sampleAll<T extends Sequence | null>(
+    rows: T[],
+    logits: Float32Array,
+    V: number,
+    logitRow: (i: number) => number,
+    ready: (s: T) => boolean,
+  ): void {
     rows.forEach((s, i) => {
       if (!s || s.finished || !ready(s)) return;
       // max_tokens 0 (an echo request scoring its prompt) ends once the prompt is read.
@@ -267,8 +321,14 @@ export class Scheduler {
   }
 
   private accept(s: Sequence, token: number, logits: Float32Array): void {
-    if (s.gen.cancelled) return this.finish(s, 'cancelled');
-    if (this.eosTokenIds.has(token) && !s.req.ignoreEos) return this.finish(s, 'stop');
+    if (s.gen.cancelled) {
+      this.finish(s, 'cancelled');
+      return;
+    }
+    if (this.eosTokenIds.has(token) && !s.req.ignoreEos) {
+      this.finish(s, 'stop');
+      return;
+    }
     if (s.req.logprobs !== undefined) s.gen.pushLogprob(tokenLogprob(logits, token, s.req.logprobs));
     s.sampler.observe(token);
     s.generated.push(token);
@@ -276,8 +336,8 @@ export class Scheduler {
     s.req.onToken?.(token);
     const { text, stopped } = s.stops.push(s.detok.push(token));
     s.gen.push(text);
-    if (stopped) return this.finish(s, 'stop', true);
-    if (s.generated.length >= s.req.maxTokens || s.length >= this.limits.maxContext) this.finish(s, 'length');
+    if (stopped) this.finish(s, 'stop', true);
+    else if (s.generated.length >= s.req.maxTokens || s.length >= this.limits.maxContext) this.finish(s, 'length');
   }
 
   private finish(s: Sequence, reason: FinishReason, stopMatched = false): void {
@@ -290,11 +350,7 @@ export class Scheduler {
       s.gen.push(tail.text);
       if (!tail.stopped) s.gen.push(s.stops.flush());
     }
-    s.gen.finish(
-      reason,
-      { promptTokens: s.req.promptTokens.length, completionTokens: s.generated.length },
-      s.req.logprobs !== undefined,
-    );
+    s.gen.finish(reason, { promptTokens: s.req.promptTokens.length, completionTokens: s.generated.length }, s.req.logprobs !== undefined);
     s.req.onDone?.();
   }
 
@@ -306,4 +362,3 @@ export class Scheduler {
     s.req.onDone?.();
   }
 }
-

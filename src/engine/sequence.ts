@@ -44,7 +44,11 @@ export class Sequence {
   /** Further choices of the same prompt, waiting to copy this sequence's cache row once its prompt is read. */
   forks: Sequence[] = [];
 
-  constructor(readonly req: SequenceRequest, readonly gen: Generation, decode: (ids: number[]) => string) {
+  constructor(
+    readonly req: SequenceRequest,
+    readonly gen: Generation,
+    decode: (ids: number[]) => string,
+  ) {
     this.sampler = new Sampler(req.sampling, req.promptTokens);
     this.detok = new IncrementalDetokenizer(decode);
     this.stops = new StopMatcher(req.stop);

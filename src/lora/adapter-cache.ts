@@ -237,7 +237,10 @@ export class AdapterCache {
       this.wakeWaiters();
       if (err instanceof AdapterCorruptedError) throw err;
       // A sealed adapter passed validation at upload: if it no longer parses, its files changed.
-      if (entry.sealed) throw new AdapterCorruptedError(`adapter "${entry.name}" is damaged on disk: ${(err as Error).message}; upload the adapter again`, { cause: err });
+      if (entry.sealed)
+        throw new AdapterCorruptedError(`adapter "${entry.name}" is damaged on disk: ${(err as Error).message}; upload the adapter again`, {
+          cause: err,
+        });
       if (err instanceof LoraServeError) throw err;
       throw new AdapterLoadFailedError(`adapter "${entry.name}" could not be loaded: ${(err as Error).message}`, { cause: err });
     }

@@ -31,13 +31,20 @@ export function checkManifest(adapter: string, text: string, files: Record<strin
     sealed = (JSON.parse(text) as { files: Manifest }).files;
     if (sealed === null || typeof sealed !== 'object') throw new TypeError('no "files" object');
   } catch (cause) {
-    throw new AdapterCorruptedError(`adapter "${adapter}" is damaged on disk: its ${MANIFEST_FILE} is unreadable; upload the adapter again`, { cause });
+    throw new AdapterCorruptedError(
+      `adapter "${adapter}" is damaged on disk: its ${MANIFEST_FILE} is unreadable; upload the adapter again`,
+      { cause },
+    );
   }
   for (const [name, data] of Object.entries(files)) {
     const want = sealed[name];
     const got = seal(data);
     if (!want || want.bytes !== got.bytes || want.sha256 !== got.sha256) {
-      const how = !want ? 'is not in its manifest' : want.bytes !== got.bytes ? `is ${got.bytes} bytes, ${want.bytes} at upload` : 'has a different SHA-256 than at upload';
+      const how = !want
+        ? 'is not in its manifest'
+        : want.bytes !== got.bytes
+          ? `is ${got.bytes} bytes, ${want.bytes} at upload`
+          : 'has a different SHA-256 than at upload';
       throw new AdapterCorruptedError(`adapter "${adapter}" is damaged on disk: ${name} ${how}; upload the adapter again`);
     }
   }

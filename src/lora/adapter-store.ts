@@ -18,7 +18,14 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { join, resolve, sep } from 'node:path';
-import { AdapterCorruptedError, AdapterLoadFailedError, AdapterNotFoundError, InvalidAdapterNameError, InvalidUploadError, PathOutsideRootError } from '../errors.js';
+import {
+  AdapterCorruptedError,
+  AdapterLoadFailedError,
+  AdapterNotFoundError,
+  InvalidAdapterNameError,
+  InvalidUploadError,
+  PathOutsideRootError,
+} from '../errors.js';
 import { checkManifest, MANIFEST_FILE, manifestOf } from './adapter-manifest.js';
 import { CONFIG_FILE, WEIGHTS_FILE, type AdapterFiles } from './peft-format.js';
 
@@ -28,7 +35,10 @@ export const VERSION_FILE = 'loraserve-version';
 
 export function checkAdapterName(name: unknown): string {
   if (typeof name !== 'string' || !ADAPTER_NAME.test(name)) {
-    throw new InvalidAdapterNameError(`adapter name ${JSON.stringify(name)} is invalid: use 1-64 characters of a-z, 0-9, "_", "." and "-", starting with a letter or digit`, { param: 'name' });
+    throw new InvalidAdapterNameError(
+      `adapter name ${JSON.stringify(name)} is invalid: use 1-64 characters of a-z, 0-9, "_", "." and "-", starting with a letter or digit`,
+      { param: 'name' },
+    );
   }
   return name;
 }
@@ -57,7 +67,8 @@ export const versionKey = (e: Pick<StoredAdapter, 'name' | 'version'>): string =
  */
 const LEFTOVER = /^\.(upload|old|deleted)-(.+)-[0-9a-f]{12}(?:\.(\d+)@(.+))?$/;
 const HOST = hostname().replace(/[^A-Za-z0-9.-]/g, '_');
-const tempName = (kind: 'upload' | 'old' | 'deleted', name: string) => `.${kind}-${name}-${randomBytes(6).toString('hex')}.${process.pid}@${HOST}`;
+const tempName = (kind: 'upload' | 'old' | 'deleted', name: string) =>
+  `.${kind}-${name}-${randomBytes(6).toString('hex')}.${process.pid}@${HOST}`;
 /** A leftover of another host is taken for abandoned once it is this old (no write takes that long). */
 const FOREIGN_LEFTOVER_MS = 10 * 60_000;
 /** How long `refresh` waits out another replica's replace (the moment between its two renames). */
@@ -119,7 +130,10 @@ export class AdapterStore {
       const dir = join(store.root, entry.name);
       try {
         const size = await store.checkFiles(dir);
-        const sealed = await lstat(join(dir, MANIFEST_FILE)).then((st) => st.isFile(), () => false);
+        const sealed = await lstat(join(dir, MANIFEST_FILE)).then(
+          (st) => st.isFile(),
+          () => false,
+        );
         store.register(entry.name, dir, false, size, sealed, await store.stampOf(dir));
       } catch (err) {
         store.startup.skipped.push({ name: entry.name, reason: isMissing(err) ? 'a PEFT file is missing' : (err as Error).message });
@@ -143,7 +157,14 @@ export class AdapterStore {
       const [, kind, name, pid, host] = m;
       if (host !== undefined && (host === HOST ? alive(Number(pid)) : await this.young(file))) continue;
       const final = join(this.root, name!);
-      if (kind === 'old' && ADAPTER_NAME.test(name!) && !(await lstat(final).then(() => true, () => false))) {
+      if (
+        kind === 'old' &&
+        ADAPTER_NAME.test(name!) &&
+        !(await lstat(final).then(
+          () => true,
+          () => false,
+        ))
+      ) {
         await rename(join(this.root, file), final);
         this.startup.restored.push(name!);
       } else {
@@ -198,7 +219,10 @@ export class AdapterStore {
       if (current?.stamp === stamp) return current;
       try {
         const size = await this.checkFiles(dir);
-        const sealed = await lstat(join(dir, MANIFEST_FILE)).then((st) => st.isFile(), () => false);
+        const sealed = await lstat(join(dir, MANIFEST_FILE)).then(
+          (st) => st.isFile(),
+          () => false,
+        );
         return this.register(name, dir, false, size, sealed, stamp);
       } catch (err) {
         if (!isMissing(err) || Date.now() >= deadline) throw err;
@@ -212,7 +236,9 @@ export class AdapterStore {
 
   /** Re-reads the whole folder (for listings): every name on disk registered and current, every vanished one forgotten. */
   async rescan(): Promise<StoredAdapter[]> {
-    const onDisk = (await readdir(this.root, { withFileTypes: true })).filter((e) => e.isDirectory() && ADAPTER_NAME.test(e.name)).map((e) => e.name);
+    const onDisk = (await readdir(this.root, { withFileTypes: true }))
+      .filter((e) => e.isDirectory() && ADAPTER_NAME.test(e.name))
+      .map((e) => e.name);
     const gone = [...this.entries.values()].filter((e) => !e.external && !onDisk.includes(e.name)).map((e) => e.name);
     for (const name of [...onDisk, ...gone]) await this.refresh(name).catch(() => undefined);
     return this.list();
@@ -277,7 +303,10 @@ export class AdapterStore {
     let manifest: string | null = null;
     try {
       await this.checkFiles(entry.dir);
-      const [config, weights] = await Promise.all([readFile(join(entry.dir, CONFIG_FILE), 'utf8'), readFile(join(entry.dir, WEIGHTS_FILE))]);
+      const [config, weights] = await Promise.all([
+        readFile(join(entry.dir, CONFIG_FILE), 'utf8'),
+        readFile(join(entry.dir, WEIGHTS_FILE)),
+      ]);
       files = { config, weights };
       if (entry.sealed) manifest = await readFile(join(entry.dir, MANIFEST_FILE), 'utf8');
     } catch (cause) {
@@ -301,7 +330,10 @@ export class AdapterStore {
     const stamp = randomBytes(16).toString('hex');
     await mkdir(tmp);
     try {
-      const contents: Array<[string, Uint8Array | string]> = [[CONFIG_FILE, files.config], [WEIGHTS_FILE, files.weights]];
+      const contents: Array<[string, Uint8Array | string]> = [
+        [CONFIG_FILE, files.config],
+        [WEIGHTS_FILE, files.weights],
+      ];
       contents.push([MANIFEST_FILE, manifestOf(Object.fromEntries(contents))], [VERSION_FILE, stamp]);
       for (const [file, data] of contents) {
         const fh = await open(join(tmp, file), 'wx');
@@ -325,11 +357,17 @@ export class AdapterStore {
     const trashes = [join(this.root, tempName('old', name))];
     let moved = false;
     for (let attempt = 0; ; attempt++) {
-      const hadFolder = await lstat(final).then((s) => s.isDirectory(), () => false);
+      const hadFolder = await lstat(final).then(
+        (s) => s.isDirectory(),
+        () => false,
+      );
       if (hadFolder && !previous?.external) {
         if (moved) trashes.push(join(this.root, tempName('old', name)));
         // ENOENT: the other writer moved it aside first.
-        moved = await rename(final, trashes.at(-1)!).then(() => true, (err) => (isMissing(err) ? false : Promise.reject(err)));
+        moved = await rename(final, trashes.at(-1)!).then(
+          () => true,
+          (err) => (isMissing(err) ? false : Promise.reject(err)),
+        );
       }
       try {
         await rename(tmp, final);
@@ -350,7 +388,8 @@ export class AdapterStore {
   /** Registers an adapter folder outside the store, which must lie under `allowedRoot`. */
   async registerPath(name: string, path: string, allowedRoot: string | null): Promise<StoredAdapter> {
     checkAdapterName(name);
-    if (!allowedRoot) throw new PathOutsideRootError('loading adapters by path is disabled; start the server with --lora-root', { param: 'lora_path' });
+    if (!allowedRoot)
+      throw new PathOutsideRootError('loading adapters by path is disabled; start the server with --lora-root', { param: 'lora_path' });
     let real: string;
     let rootReal: string;
     try {
@@ -364,7 +403,10 @@ export class AdapterStore {
     }
     const size = await this.checkFiles(real).catch((cause) => {
       if (!isMissing(cause)) throw cause;
-      throw new AdapterNotFoundError(`lora_path ${JSON.stringify(path)} holds no ${CONFIG_FILE} and ${WEIGHTS_FILE}`, { cause, param: 'lora_path' });
+      throw new AdapterNotFoundError(`lora_path ${JSON.stringify(path)} holds no ${CONFIG_FILE} and ${WEIGHTS_FILE}`, {
+        cause,
+        param: 'lora_path',
+      });
     });
     return this.register(name, real, true, size, false, 'external');
   }

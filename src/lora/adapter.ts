@@ -1,4 +1,10 @@
-import { AdapterBaseMismatchError, AdapterRankTooLargeError, AdapterUnsupportedFeatureError, AdapterWeightsError, LoraServeError } from '../errors.js';
+import {
+  AdapterBaseMismatchError,
+  AdapterRankTooLargeError,
+  AdapterUnsupportedFeatureError,
+  AdapterWeightsError,
+  LoraServeError,
+} from '../errors.js';
 import { parseSafetensorsBuffer, type HfModel, type LinearModule } from '../model/index.js';
 import { summarizeAdapter, type AdapterSummary } from './adapter-summary.js';
 import { parsePeftConfig, type PeftLoraConfig } from './peft-config.js';
@@ -43,15 +49,22 @@ function classifyKeys(names: Iterable<string>, byName: Map<string, LinearModule>
   const modules = new Map<string, ModuleTensors>();
   const entry = (m: string) => modules.get(m) ?? modules.set(m, {}).get(m)!;
   for (const key of names) {
-    if (!key.startsWith(PREFIX)) throw new AdapterWeightsError(`adapter_model.safetensors: key "${key}" does not start with "${PREFIX}" as PEFT keys do`);
+    if (!key.startsWith(PREFIX))
+      throw new AdapterWeightsError(`adapter_model.safetensors: key "${key}" does not start with "${PREFIX}" as PEFT keys do`);
     const rest = key.slice(PREFIX.length);
     if (/\.lora_embedding_[AB]\b/.test(rest)) {
-      throw new AdapterUnsupportedFeatureError(`adapter_model.safetensors: "${key}" adapts an embedding layer; only linear layers can be adapted`, { param: 'target_modules' });
+      throw new AdapterUnsupportedFeatureError(
+        `adapter_model.safetensors: "${key}" adapts an embedding layer; only linear layers can be adapted`,
+        { param: 'target_modules' },
+      );
     }
     const mag = MAGNITUDE_KEY.exec(rest);
     if (mag) {
       if (!byName.has(mag[1]!)) {
-        throw new AdapterUnsupportedFeatureError(`adapter_model.safetensors: "${key}" is a DoRA magnitude vector of "${mag[1]}", which is not a linear layer; DoRA is served on linear layers only`, { param: 'use_dora' });
+        throw new AdapterUnsupportedFeatureError(
+          `adapter_model.safetensors: "${key}" is a DoRA magnitude vector of "${mag[1]}", which is not a linear layer; DoRA is served on linear layers only`,
+          { param: 'use_dora' },
+        );
       }
       entry(mag[1]!).magnitude = key;
       continue;
@@ -59,7 +72,10 @@ function classifyKeys(names: Iterable<string>, byName: Map<string, LinearModule>
     const m = LORA_KEY.exec(rest);
     if (m) {
       const [, module, which, , kind] = m as unknown as [string, string, 'lora_A' | 'lora_B', string | undefined, 'weight' | 'bias'];
-      if (!byName.has(module)) throw new AdapterBaseMismatchError(`adapter adapts "${module}", which the base model does not have: is this adapter for another base model?`);
+      if (!byName.has(module))
+        throw new AdapterBaseMismatchError(
+          `adapter adapts "${module}", which the base model does not have: is this adapter for another base model?`,
+        );
       const e = entry(module);
       if (which === 'lora_A' && kind === 'weight') e.A = key;
       else if (which === 'lora_B' && kind === 'weight') e.B = key;
@@ -72,7 +88,11 @@ function classifyKeys(names: Iterable<string>, byName: Map<string, LinearModule>
       entry(b[1]!).bias = key;
       continue;
     }
-    if (b) throw new AdapterUnsupportedFeatureError(`adapter_model.safetensors: trained bias "${key}" belongs to a layer that is not linear; bias="all" is supported for linear layers only`, { param: 'bias' });
+    if (b)
+      throw new AdapterUnsupportedFeatureError(
+        `adapter_model.safetensors: trained bias "${key}" belongs to a layer that is not linear; bias="all" is supported for linear layers only`,
+        { param: 'bias' },
+      );
     throw new AdapterWeightsError(`adapter_model.safetensors: unexpected key "${key}"`);
   }
   return modules;
@@ -89,7 +109,14 @@ function transpose(src: Float32Array, rows: number, cols: number, scale = 1): Fl
  * read as [out, in] (transposed when fan_in_fan_out), plus s·B A, its L2 norm over the input axis
  * (`torch.linalg.norm(weight, dim=1)`), and g = m / norm. In float64; b is s·Bᵀ [rank, out].
  */
-function doraScale(magnitude: Float32Array, weight: Float32Array, a: Float32Array, b: Float32Array, m: LinearModule, rank: number): Float32Array {
+function doraScale(
+  magnitude: Float32Array,
+  weight: Float32Array,
+  a: Float32Array,
+  b: Float32Array,
+  m: LinearModule,
+  rank: number,
+): Float32Array {
   const { inFeatures: nIn, outFeatures: nOut } = m;
   const g = new Float32Array(nOut);
   const row = new Float64Array(nIn);
@@ -111,7 +138,13 @@ function doraScale(magnitude: Float32Array, weight: Float32Array, a: Float32Arra
  * Validates a PEFT adapter against the base model and converts it to slot tensors. Every error
  * names what is wrong: the field, the key, the module or the shape.
  */
-export function parseAdapter(configText: string, weights: Uint8Array, model: HfModel, maxRank: number, loraModules?: ReadonlySet<string>): ParsedAdapter {
+export function parseAdapter(
+  configText: string,
+  weights: Uint8Array,
+  model: HfModel,
+  maxRank: number,
+  loraModules?: ReadonlySet<string>,
+): ParsedAdapter {
   const config = parsePeftConfig(configText);
   const byName = new Map(model.linears.map((m) => [m.name, m]));
   let file: ReturnType<typeof parseSafetensorsBuffer>;
@@ -122,20 +155,32 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
   }
   const present = classifyKeys(file.header.tensors.keys(), byName);
   const targeted = resolveTargets(config, model);
-  if (targeted.length === 0) throw new AdapterBaseMismatchError(`target_modules ${JSON.stringify(config.targetModules)} matches no linear layer of the base model`, { param: 'target_modules' });
+  if (targeted.length === 0)
+    throw new AdapterBaseMismatchError(`target_modules ${JSON.stringify(config.targetModules)} matches no linear layer of the base model`, {
+      param: 'target_modules',
+    });
   const targetedNames = new Set(targeted.map((t) => t.module.name));
   for (const [name, t] of present) {
     if ((t.A || t.B || t.magnitude) && !targetedNames.has(name)) {
-      throw new AdapterWeightsError(`adapter_model.safetensors has LoRA weights for "${name}", which adapter_config.json does not target`, { param: 'target_modules' });
+      throw new AdapterWeightsError(`adapter_model.safetensors has LoRA weights for "${name}", which adapter_config.json does not target`, {
+        param: 'target_modules',
+      });
     }
   }
   if (!config.useDora) {
     const withMagnitude = [...present].find(([, t]) => t.magnitude);
-    if (withMagnitude) throw new AdapterWeightsError(`adapter_model.safetensors holds a DoRA magnitude vector for "${withMagnitude[0]}" but use_dora is false`, { param: 'use_dora' });
+    if (withMagnitude)
+      throw new AdapterWeightsError(
+        `adapter_model.safetensors holds a DoRA magnitude vector for "${withMagnitude[0]}" but use_dora is false`,
+        { param: 'use_dora' },
+      );
   }
   if (config.bias === 'none') {
     const withBias = [...present].find(([, t]) => t.bias);
-    if (withBias) throw new AdapterWeightsError(`adapter_model.safetensors holds a trained bias for "${withBias[0]}" but bias is "none"`, { param: 'bias' });
+    if (withBias)
+      throw new AdapterWeightsError(`adapter_model.safetensors holds a trained bias for "${withBias[0]}" but bias is "none"`, {
+        param: 'bias',
+      });
   }
   const modules = new Map<string, SlotModule>();
   let bytes = 0;
@@ -150,18 +195,26 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
   /** Trained bias minus the base layer's bias (zero when the base has none): what a slot adds. */
   const biasDelta = (key: string, module: LinearModule): Float32Array => {
     const trained = read(key);
-    if (trained.length !== module.outFeatures) throw new AdapterBaseMismatchError(`"${key}" has ${trained.length} values, the layer has ${module.outFeatures} outputs`);
+    if (trained.length !== module.outFeatures)
+      throw new AdapterBaseMismatchError(`"${key}" has ${trained.length} values, the layer has ${module.outFeatures} outputs`);
     const base = module.bias ? model.weights.readF32(module.bias) : new Float32Array(module.outFeatures);
     return trained.map((v, i) => v - base[i]!);
   };
   for (const { module, rank, scale } of targeted) {
     if (loraModules && !loraModules.has(module.name)) {
-      throw new AdapterUnsupportedFeatureError(`adapter targets "${module.name}", which this server does not serve LoRA on; restart it with that module in --lora-modules`, { param: 'target_modules' });
+      throw new AdapterUnsupportedFeatureError(
+        `adapter targets "${module.name}", which this server does not serve LoRA on; restart it with that module in --lora-modules`,
+        { param: 'target_modules' },
+      );
     }
     const t = present.get(module.name);
-    if (!t?.A || !t.B) throw new AdapterWeightsError(`adapter_model.safetensors lacks lora_${t?.A ? 'B' : 'A'}.weight for targeted module "${module.name}"`);
+    if (!t?.A || !t.B)
+      throw new AdapterWeightsError(`adapter_model.safetensors lacks lora_${t?.A ? 'B' : 'A'}.weight for targeted module "${module.name}"`);
     if (rank > maxRank) {
-      throw new AdapterRankTooLargeError(`rank ${rank} of "${module.name}" exceeds this server's max LoRA rank ${maxRank}; restart with a larger --max-rank or retrain with r ≤ ${maxRank}`, { param: 'r' });
+      throw new AdapterRankTooLargeError(
+        `rank ${rank} of "${module.name}" exceeds this server's max LoRA rank ${maxRank}; restart with a larger --max-rank or retrain with r ≤ ${maxRank}`,
+        { param: 'r' },
+      );
     }
     const [aRows, aCols] = shapeOf(t.A) as [number, number];
     const [bRows, bCols] = shapeOf(t.B) as [number, number];
@@ -171,13 +224,18 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
       );
     }
     if (aRows !== rank || bCols !== rank) {
-      throw new AdapterWeightsError(`"${module.name}": lora_A has rank ${aRows} and lora_B rank ${bCols}, but the config gives rank ${rank} (r / rank_pattern)`, { param: 'r' });
+      throw new AdapterWeightsError(
+        `"${module.name}": lora_A has rank ${aRows} and lora_B rank ${bCols}, but the config gives rank ${rank} (r / rank_pattern)`,
+        { param: 'r' },
+      );
     }
     let bias = t.bias ? biasDelta(t.bias, module) : null;
     if (t.loraBBias) {
-      if (!config.loraBias) throw new AdapterWeightsError(`adapter_model.safetensors has "${t.loraBBias}" but lora_bias is false`, { param: 'lora_bias' });
+      if (!config.loraBias)
+        throw new AdapterWeightsError(`adapter_model.safetensors has "${t.loraBBias}" but lora_bias is false`, { param: 'lora_bias' });
       const lb = read(t.loraBBias);
-      if (lb.length !== module.outFeatures) throw new AdapterWeightsError(`"${t.loraBBias}" has ${lb.length} values, expected ${module.outFeatures}`);
+      if (lb.length !== module.outFeatures)
+        throw new AdapterWeightsError(`"${t.loraBBias}" has ${lb.length} values, expected ${module.outFeatures}`);
       bias ??= new Float32Array(module.outFeatures);
       for (let i = 0; i < lb.length; i++) bias[i]! += scale * lb[i]!;
     }
@@ -185,9 +243,14 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
     const b = transpose(read(t.B), module.outFeatures, rank, scale);
     let dora: Float32Array | null = null;
     if (config.useDora) {
-      if (!t.magnitude) throw new AdapterWeightsError(`adapter_model.safetensors lacks the DoRA magnitude vector (lora_magnitude_vector) of "${module.name}", but use_dora is true`, { param: 'use_dora' });
+      if (!t.magnitude)
+        throw new AdapterWeightsError(
+          `adapter_model.safetensors lacks the DoRA magnitude vector (lora_magnitude_vector) of "${module.name}", but use_dora is true`,
+          { param: 'use_dora' },
+        );
       const m = read(t.magnitude);
-      if (m.length !== module.outFeatures) throw new AdapterWeightsError(`"${t.magnitude}" has ${m.length} values, the layer has ${module.outFeatures} outputs`);
+      if (m.length !== module.outFeatures)
+        throw new AdapterWeightsError(`"${t.magnitude}" has ${m.length} values, the layer has ${module.outFeatures} outputs`);
       dora = doraScale(m, model.weights.readF32(module.weight), a, b, module, rank);
     }
     const slot: SlotModule = { rank, a, b, bias, dora };
@@ -198,7 +261,10 @@ export function parseAdapter(configText: string, weights: Uint8Array, model: HfM
   for (const [name, t] of present) {
     if (modules.has(name) || !t.bias) continue;
     if (loraModules && !loraModules.has(name)) {
-      throw new AdapterUnsupportedFeatureError(`adapter trains the bias of "${name}", which this server does not serve LoRA on; restart it with that module in --lora-modules`, { param: 'bias' });
+      throw new AdapterUnsupportedFeatureError(
+        `adapter trains the bias of "${name}", which this server does not serve LoRA on; restart it with that module in --lora-modules`,
+        { param: 'bias' },
+      );
     }
     const bias = biasDelta(t.bias, byName.get(name)!);
     modules.set(name, { rank: 0, a: new Float32Array(0), b: new Float32Array(0), bias, dora: null });

@@ -19,7 +19,11 @@ export interface MergeInput {
   weight: number;
 }
 
-export async function mergeAdapter(modelDir: string, adapter: string | readonly MergeInput[], outDir: string): Promise<{ mergedModules: number }> {
+export async function mergeAdapter(
+  modelDir: string,
+  adapter: string | readonly MergeInput[],
+  outDir: string,
+): Promise<{ mergedModules: number }> {
   const inputs = typeof adapter === 'string' ? [{ dir: adapter, weight: 1 }] : adapter;
   const model = loadHfModel(modelDir);
   try {
@@ -29,10 +33,13 @@ export async function mergeAdapter(modelDir: string, adapter: string | readonly 
       return { weight, adapter: parseAdapter(files.config, files.weights, model, Number.MAX_SAFE_INTEGER) };
     });
     if (parsed.some((p) => p.adapter.config.useDora) && (parsed.length > 1 || parsed[0]!.weight !== 1)) {
-      throw new InvalidRequestError('a DoRA adapter merges alone at weight 1: its rescaling is not defined inside a weighted mix', { param: 'adapter' });
+      throw new InvalidRequestError('a DoRA adapter merges alone at weight 1: its rescaling is not defined inside a weighted mix', {
+        param: 'adapter',
+      });
     }
     const tensors: Record<string, TensorToWrite> = {};
-    for (const name of model.weights.names()) tensors[name] = { dtype: 'F32', shape: model.weights.ref(name).shape, data: model.weights.readF32(name) };
+    for (const name of model.weights.names())
+      tensors[name] = { dtype: 'F32', shape: model.weights.ref(name).shape, data: model.weights.readF32(name) };
     const merged = new Set<string>();
     for (const m of model.linears) {
       const at = (o: number, i: number) => (m.fanInFanOut ? i * m.outFeatures + o : o * m.inFeatures + i);

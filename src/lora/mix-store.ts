@@ -23,7 +23,10 @@ export const MIXES_FILE = '.mixes.json';
 export class MixStore {
   private writing: Promise<unknown> = Promise.resolve();
 
-  private constructor(private readonly path: string, private readonly mixes: Map<string, SavedMix>) {}
+  private constructor(
+    private readonly path: string,
+    private readonly mixes: Map<string, SavedMix>,
+  ) {}
 
   static async open(root: string): Promise<MixStore> {
     const path = join(root, MIXES_FILE);

@@ -66,14 +66,20 @@ export function parsePeftConfig(text: string): PeftLoraConfig {
   const c = raw as Record<string, unknown>;
   const peftType = c.peft_type ?? 'LORA';
   if (peftType !== 'LORA') {
-    throw new AdapterUnsupportedFeatureError(`adapter_config.json: peft_type "${String(peftType)}" is not supported; only LORA adapters are served`, { param: 'peft_type' });
+    throw new AdapterUnsupportedFeatureError(
+      `adapter_config.json: peft_type "${String(peftType)}" is not supported; only LORA adapters are served`,
+      { param: 'peft_type' },
+    );
   }
   if (c.task_type !== undefined && c.task_type !== null && c.task_type !== 'CAUSAL_LM') {
     fail(`task_type "${String(c.task_type)}" cannot be served by a causal LM server; expected CAUSAL_LM`, 'task_type');
   }
   if (c.use_dora === true && c.lora_bias === true) {
     // PEFT's LoraConfig refuses this pair too: DoRA's rescaling has no defined place for lora_B's bias.
-    throw new AdapterUnsupportedFeatureError('adapter_config.json: lora_bias=true is not supported together with use_dora=true (PEFT refuses it as well)', { param: 'lora_bias' });
+    throw new AdapterUnsupportedFeatureError(
+      'adapter_config.json: lora_bias=true is not supported together with use_dora=true (PEFT refuses it as well)',
+      { param: 'lora_bias' },
+    );
   }
   if (Array.isArray(c.modules_to_save) && c.modules_to_save.length > 0) {
     throw new AdapterUnsupportedFeatureError(
@@ -89,7 +95,8 @@ export function parsePeftConfig(text: string): PeftLoraConfig {
   const alpha = c.lora_alpha ?? 8;
   if (typeof alpha !== 'number' || !(alpha > 0)) fail('"lora_alpha" must be a positive number', 'lora_alpha');
   const bias = c.bias ?? 'none';
-  if (bias !== 'none' && bias !== 'lora_only' && bias !== 'all') fail(`"bias" must be "none", "lora_only" or "all", not ${JSON.stringify(bias)}`, 'bias');
+  if (bias !== 'none' && bias !== 'lora_only' && bias !== 'all')
+    fail(`"bias" must be "none", "lora_only" or "all", not ${JSON.stringify(bias)}`, 'bias');
   let layers: number[] | number | null = null;
   if (c.layers_to_transform !== undefined && c.layers_to_transform !== null) {
     const l = c.layers_to_transform;

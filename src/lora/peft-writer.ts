@@ -8,7 +8,18 @@ export interface PeftAdapterFiles {
   /** adapter_config.json fields as PEFT writes them (snake_case). */
   config: Record<string, unknown>;
   /** Per module name: lora_A.weight [r, in], lora_B.weight [out, r], optional trained bias [out] and DoRA magnitude [out]. */
-  modules: Map<string, { A: Float32Array; B: Float32Array; rank: number; inFeatures: number; outFeatures: number; bias?: Float32Array; magnitude?: Float32Array }>;
+  modules: Map<
+    string,
+    {
+      A: Float32Array;
+      B: Float32Array;
+      rank: number;
+      inFeatures: number;
+      outFeatures: number;
+      bias?: Float32Array;
+      magnitude?: Float32Array;
+    }
+  >;
 }
 
 /** Fills PEFT's LoraConfig defaults around the fields given, as `save_pretrained` writes them. */
@@ -44,7 +55,8 @@ export async function writePeftAdapter(dir: string, files: PeftAdapterFiles): Pr
     tensors[`${KEY_PREFIX}${name}.lora_A.weight`] = { dtype: 'F32', shape: [m.rank, m.inFeatures], data: m.A };
     tensors[`${KEY_PREFIX}${name}.lora_B.weight`] = { dtype: 'F32', shape: [m.outFeatures, m.rank], data: m.B };
     if (m.bias) tensors[`${KEY_PREFIX}${name}.bias`] = { dtype: 'F32', shape: [m.outFeatures], data: m.bias };
-    if (m.magnitude) tensors[`${KEY_PREFIX}${name}.lora_magnitude_vector.weight`] = { dtype: 'F32', shape: [m.outFeatures], data: m.magnitude };
+    if (m.magnitude)
+      tensors[`${KEY_PREFIX}${name}.lora_magnitude_vector.weight`] = { dtype: 'F32', shape: [m.outFeatures], data: m.magnitude };
   }
   await writeSafetensors(join(dir, WEIGHTS_FILE), tensors);
   await writeFileAtomic(join(dir, CONFIG_FILE), JSON.stringify(files.config, null, 2));

@@ -51,7 +51,10 @@ export class SlotTable {
   private generation = 0;
   private lastPack: { key: string; packed: PackedLora } | null = null;
 
-  constructor(readonly layout: LoraLayout, readonly linears: LinearModule[]) {
+  constructor(
+    readonly layout: LoraLayout,
+    readonly linears: LinearModule[],
+  ) {
     this.held = Array.from({ length: layout.slots }, () => null);
   }
 
@@ -62,7 +65,8 @@ export class SlotTable {
   /** Puts an adapter into slot `slot` (1..S-1). */
   write(slot: number, adapter: ParsedAdapter): void {
     this.checkSlot(slot);
-    if (adapter.summary.maxRank > this.layout.maxRank) throw new RangeError(`adapter rank ${adapter.summary.maxRank} exceeds the slots' max rank ${this.layout.maxRank}`);
+    if (adapter.summary.maxRank > this.layout.maxRank)
+      throw new RangeError(`adapter rank ${adapter.summary.maxRank} exceeds the slots' max rank ${this.layout.maxRank}`);
     this.held[slot] = adapter;
     this.generation++;
   }
@@ -91,7 +95,15 @@ export class SlotTable {
     // A step without adapters still feeds one all-zero column and adapter: ORT's kernels do not all
     // take zero-sized dimensions, and one column costs nothing measurable.
     width = Math.max(1, width);
-    const packed: PackedLora = { width, adapters: Math.max(1, used.length), a: new Map(), b: new Map(), bias: new Map(), dora: new Map(), blocks };
+    const packed: PackedLora = {
+      width,
+      adapters: Math.max(1, used.length),
+      a: new Map(),
+      b: new Map(),
+      bias: new Map(),
+      dora: new Map(),
+      blocks,
+    };
     for (const m of this.linears) {
       const a = new Float32Array(width * m.inFeatures);
       const b = new Float32Array(width * m.outFeatures);
@@ -141,6 +153,7 @@ export class SlotTable {
   }
 
   private checkSlot(slot: number): void {
-    if (!Number.isInteger(slot) || slot < 1 || slot >= this.layout.slots) throw new RangeError(`slot ${slot} is outside 1..${this.layout.slots - 1} (slot 0 is the base model)`);
+    if (!Number.isInteger(slot) || slot < 1 || slot >= this.layout.slots)
+      throw new RangeError(`slot ${slot} is outside 1..${this.layout.slots - 1} (slot 0 is the base model)`);
   }
 }

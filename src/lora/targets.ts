@@ -32,7 +32,11 @@ class ModuleRegexes {
       try {
         matches = execAll(source, this.names);
       } catch (err) {
-        if (err instanceof RegexBudgetError) throw new AdapterConfigError(`adapter_config.json: a "${field}" pattern takes too long to match the module names (catastrophic backtracking); simplify it`, { param: field, cause: err });
+        if (err instanceof RegexBudgetError)
+          throw new AdapterConfigError(
+            `adapter_config.json: a "${field}" pattern takes too long to match the module names (catastrophic backtracking); simplify it`,
+            { param: field, cause: err },
+          );
         throw err;
       }
       byName = new Map(this.names.map((n, i) => [n, matches[i]!]));

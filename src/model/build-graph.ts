@@ -22,11 +22,20 @@ export const OPSET = 17;
  * The decoder graph for one model: one step of the batch, with KV cache, optional LoRA slots and
  * optionally quantized base weights.
  */
-export function buildGraph(model: HfModel, lora: LoraLayout | null, loraModules?: ReadonlySet<string>, quant: BaseQuantization | null = null): BuiltGraph {
+export function buildGraph(
+  model: HfModel,
+  lora: LoraLayout | null,
+  loraModules?: ReadonlySet<string>,
+  quant: BaseQuantization | null = null,
+): BuiltGraph {
   const g = new GraphBuilder();
   const ops = new GraphOps(g, model.dims, model.weights, model.linears, lora, loraModules, quant);
   const hidden = model.arch.forward(ops, model.dims);
   ops.logits(hidden, model.arch.lmHead(model.dims));
   if (!ops.tokenEmbedding) throw new Error(`architecture ${model.arch.family} embeds no tokens`);
-  return { bytes: encodeModel(g.graph(`loraserve-${model.arch.family}`), OPSET, 'loraserve'), externalDir: g.externalDir ?? model.dir, tokenEmbedding: ops.tokenEmbedding };
+  return {
+    bytes: encodeModel(g.graph(`loraserve-${model.arch.family}`), OPSET, 'loraserve'),
+    externalDir: g.externalDir ?? model.dir,
+    tokenEmbedding: ops.tokenEmbedding,
+  };
 }

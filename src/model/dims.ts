@@ -47,7 +47,7 @@ export interface LinearModule {
 export function ropeInverseFrequencies(rope: RopeConfig, headDim: number): Float64Array {
   const half = headDim / 2;
   const inv = new Float64Array(half);
-  for (let i = 0; i < half; i++) inv[i] = 1 / Math.pow(rope.theta, (2 * i) / headDim);
+  for (let i = 0; i < half; i++) inv[i] = 1 / rope.theta ** ((2 * i) / headDim);
   if (rope.type === 'linear') for (let i = 0; i < half; i++) inv[i]! /= rope.factor;
   if (rope.type === 'llama3') {
     const lowWavelen = rope.originalMaxPositions / rope.lowFreqFactor;

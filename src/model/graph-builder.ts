@@ -1,5 +1,13 @@
 import { dirname, isAbsolute, relative, resolve, sep } from 'node:path';
-import { TensorDataType, type AttributeValue, type GraphProto, type NodeProto, type TensorDataTypeValue, type TensorProto, type ValueInfo } from './onnx-proto.js';
+import {
+  TensorDataType,
+  type AttributeValue,
+  type GraphProto,
+  type NodeProto,
+  type TensorDataTypeValue,
+  type TensorProto,
+  type ValueInfo,
+} from './onnx-proto.js';
 import type { WeightRef } from './weights.js';
 
 /**
@@ -68,7 +76,12 @@ export class GraphBuilder {
     const hit = key ? this.constCache.get(key) : undefined;
     if (hit) return hit;
     const name = `const_${this.counter++}`;
-    this.initializers.push({ name, dataType: TensorDataType.FLOAT, dims, raw: new Uint8Array(arr.buffer.slice(arr.byteOffset, arr.byteOffset + arr.byteLength)) });
+    this.initializers.push({
+      name,
+      dataType: TensorDataType.FLOAT,
+      dims,
+      raw: new Uint8Array(arr.buffer.slice(arr.byteOffset, arr.byteOffset + arr.byteLength)),
+    });
     if (key) this.constCache.set(key, name);
     return name;
   }

@@ -133,7 +133,10 @@ export class GraphOps {
   }
 
   layerNorm(x: string, prefix: string, eps: number): string {
-    const [y] = this.g.opN('LayerNormalization', [x, this.weight(`${prefix}.weight`), this.weight(`${prefix}.bias`)], 1, { axis: -1, epsilon: { float: eps } });
+    const [y] = this.g.opN('LayerNormalization', [x, this.weight(`${prefix}.weight`), this.weight(`${prefix}.bias`)], 1, {
+      axis: -1,
+      epsilon: { float: eps },
+    });
     return y!;
   }
 
@@ -166,7 +169,9 @@ export class GraphOps {
     if (!m) throw new Error(`architecture declares no linear "${moduleName}"`);
     const g = this.g;
     const baseBias = m.bias ? this.weight(m.bias, [m.outFeatures]) : null;
-    const base = this.quant ? this.quantizedMatMul(x, m.weight, baseBias) : this.floatMatMul(x, m.weight, [m.outFeatures, m.inFeatures], m.fanInFanOut, baseBias);
+    const base = this.quant
+      ? this.quantizedMatMul(x, m.weight, baseBias)
+      : this.floatMatMul(x, m.weight, [m.outFeatures, m.inFeatures], m.fanInFanOut, baseBias);
     if (!this.lora || !this.loraModules.has(m.name)) return base;
     // The step is fed only the adapters its rows use, packed side by side (W columns in all, U
     // adapters), so the delta costs what the batch uses, not what the server could hold.
@@ -250,7 +255,10 @@ export class GraphOps {
     if (window !== null) {
       const P = g.op('Squeeze', [this.pastPositions()], {});
       const batch = g.op('Slice', [this.batchSeq, g.constInt64([0]), g.constInt64([1])]);
-      const pastPos = g.op('Expand', [g.op('Unsqueeze', [g.op('Range', [g.constInt64([0], []), P, g.constInt64([1], [])]), g.constInt64([0])]), g.op('Concat', [batch, this.pastPositions()], { axis: 0 })]);
+      const pastPos = g.op('Expand', [
+        g.op('Unsqueeze', [g.op('Range', [g.constInt64([0], []), P, g.constInt64([1], [])]), g.constInt64([0])]),
+        g.op('Concat', [batch, this.pastPositions()], { axis: 0 }),
+      ]);
       // keyPos [B, 1, S]: 0..P-1 for the past, position_ids for the new tokens; queryPos [B, T, 1]
       const keyPos = g.op('Unsqueeze', [g.op('Concat', [pastPos, INPUT.positions], { axis: 1 }), g.constInt64([1])]);
       const queryPos = g.op('Unsqueeze', [INPUT.positions, g.constInt64([2])]);
@@ -310,7 +318,11 @@ export class GraphOps {
     const past = g.op('FusedMatMul', [qs, INPUT.pastKey(layer)], { transB: 1, alpha: { float: 1 } }, 'com.microsoft');
     const own = g.op('FusedMatMul', [qs, k], { transB: 1, alpha: { float: 1 } }, 'com.microsoft');
     // probs over each row's real past positions and its new tokens up to the query's own
-    const probs = g.op('Softmax', [g.op('Add', [g.op('Concat', [past, own], { axis: -1 }), this.attentionBias(this.dims.slidingWindows[layer] ?? null)])], { axis: -1 });
+    const probs = g.op(
+      'Softmax',
+      [g.op('Add', [g.op('Concat', [past, own], { axis: -1 }), this.attentionBias(this.dims.slidingWindows[layer] ?? null)])],
+      { axis: -1 },
+    );
     const P = this.pastPositions();
     const axis = g.constInt64([3]);
     const probsPast = g.op('Slice', [probs, g.constInt64([0]), P, axis]);
@@ -339,7 +351,9 @@ export class GraphOps {
   /** logits[m] = h[m] @ Wᵀ: [M, V]. */
   logits(h: string, headWeight: string): void {
     const { vocabSize, hidden } = this.dims;
-    const logits = this.quant ? this.quantizedMatMul(h, headWeight, null) : this.floatMatMul(h, headWeight, [vocabSize, hidden], false, null);
+    const logits = this.quant
+      ? this.quantizedMatMul(h, headWeight, null)
+      : this.floatMatMul(h, headWeight, [vocabSize, hidden], false, null);
     this.g.output(logits, { name: OUTPUT.logits, elemType: TensorDataType.FLOAT, shape: ['logit_rows', this.dims.vocabSize] });
   }
 }

@@ -65,7 +65,8 @@ function readJson(path: string): Record<string, unknown> {
   }
 }
 
-const ids = (v: unknown): number[] => (Array.isArray(v) ? v.filter((x): x is number => typeof x === 'number') : typeof v === 'number' ? [v] : []);
+const ids = (v: unknown): number[] =>
+  Array.isArray(v) ? v.filter((x): x is number => typeof x === 'number') : typeof v === 'number' ? [v] : [];
 
 export function loadHfModel(dir: string): HfModel {
   const abs = resolve(dir);
@@ -81,7 +82,9 @@ export function loadHfModel(dir: string): HfModel {
     throw cause;
   }
   if (!Number.isInteger(dims.headDim) || dims.heads % dims.kvHeads !== 0) {
-    throw new ModelConfigError(`${configPath}: heads (${dims.heads}) must divide evenly by kv heads (${dims.kvHeads}) and hidden size into heads`);
+    throw new ModelConfigError(
+      `${configPath}: heads (${dims.heads}) must divide evenly by kv heads (${dims.kvHeads}) and hidden size into heads`,
+    );
   }
   const genPath = join(abs, 'generation_config.json');
   const gen = existsSync(genPath) ? readJson(genPath) : {};

@@ -7,4 +7,12 @@ export { ropeInverseFrequencies } from './dims.js';
 export type { Architecture } from './architecture.js';
 export { architectureFor } from './registry.js';
 export { WeightStore, type WeightRef } from './weights.js';
-export { SafetensorsFile, parseSafetensorsBuffer, encodeSafetensors, writeSafetensors, MAX_HEADER_BYTES, type TensorToWrite, type Dtype } from './safetensors.js';
+export {
+  SafetensorsFile,
+  parseSafetensorsBuffer,
+  encodeSafetensors,
+  writeSafetensors,
+  MAX_HEADER_BYTES,
+  type TensorToWrite,
+  type Dtype,
+} from './safetensors.js';

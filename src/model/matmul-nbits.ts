@@ -55,8 +55,19 @@ export function cachedQuantized(g: GraphBuilder, entry: QuantCacheEntry, weight:
  * y = x @ dequant(W)ᵀ (+ bias): x `[..., K]` → `[..., N]`. B must be a constant initializer: ORT
  * prepacks it into its kernel's layout once at load (fed as an input it would repack every run).
  */
-export function matMulNBits(g: GraphBuilder, x: string, w: QuantizedInitializers, bias: string | null, accuracyLevel: AccuracyLevel): string {
+export function matMulNBits(
+  g: GraphBuilder,
+  x: string,
+  w: QuantizedInitializers,
+  bias: string | null,
+  accuracyLevel: AccuracyLevel,
+): string {
   // Inputs: A, B, scales, zero_points, g_idx (deprecated, left empty), bias.
   const inputs = bias ? [x, w.data, w.scales, w.zeroPoints, '', bias] : [x, w.data, w.scales, w.zeroPoints];
-  return g.op('MatMulNBits', inputs, { K: w.k, N: w.n, bits: w.bits, block_size: w.blockSize, accuracy_level: accuracyLevel }, 'com.microsoft');
+  return g.op(
+    'MatMulNBits',
+    inputs,
+    { K: w.k, N: w.n, bits: w.bits, block_size: w.blockSize, accuracy_level: accuracyLevel },
+    'com.microsoft',
+  );
 }

@@ -99,7 +99,11 @@ function encodeTensor(t: TensorProto): Writer {
   w.string(8, t.name);
   if (t.raw) w.bytes(9, t.raw);
   if (t.external) {
-    for (const [key, value] of [['location', t.external.location], ['offset', String(t.external.offset)], ['length', String(t.external.length)]]) {
+    for (const [key, value] of [
+      ['location', t.external.location],
+      ['offset', String(t.external.offset)],
+      ['length', String(t.external.length)],
+    ]) {
       const e = new Writer();
       e.string(1, key!);
       e.string(2, value!);
@@ -178,7 +182,10 @@ export function encodeModel(graph: GraphProto, opset: number, producer: string):
   m.int(1, 8); // IR version 8 pairs with opset 17/18
   m.string(2, producer);
   m.message(7, g);
-  for (const [domain, version] of [['', opset], ['com.microsoft', 1]] as const) {
+  for (const [domain, version] of [
+    ['', opset],
+    ['com.microsoft', 1],
+  ] as const) {
     const o = new Writer();
     o.string(1, domain);
     o.int(2, version);

@@ -46,7 +46,12 @@ const tensorNames = (weight: string) => ({ data: `${weight}.qweight`, scales: `$
  * which is most of what the cache saves; stat + layout + samples catch a replaced or retrained
  * file, including one copied with its old mtime, at the cost of a few kilobytes per tensor.
  */
-export async function quantizedWeights(store: WeightStore, linears: LinearModule[], settings: QuantSettings, cacheDir: string): Promise<QuantCacheEntry> {
+export async function quantizedWeights(
+  store: WeightStore,
+  linears: LinearModule[],
+  settings: QuantSettings,
+  cacheDir: string,
+): Promise<QuantCacheEntry> {
   checkQuantSettings(settings);
   const unique = [...new Map(linears.map((m) => [m.weight, m])).values()];
   const key = cacheKey(store, unique, settings);
@@ -58,7 +63,9 @@ export async function quantizedWeights(store: WeightStore, linears: LinearModule
   try {
     await writeEntry(file, key, store, unique, settings);
   } catch (cause) {
-    throw new EngineError(`cannot write the quantization cache ${file}: ${(cause as Error).message}; choose a writable cache folder`, { cause });
+    throw new EngineError(`cannot write the quantization cache ${file}: ${(cause as Error).message}; choose a writable cache folder`, {
+      cause,
+    });
   }
   const written = readEntry(file, key, unique, settings, false);
   if (!written) throw new EngineError(`quantization cache ${file} does not read back after writing`);
@@ -108,7 +115,17 @@ function cacheKey(store: WeightStore, linears: LinearModule[], settings: QuantSe
         h.update(JSON.stringify({ file: relative(store.dir, ref.file), size: String(st.size), mtime: String(st.mtimeNs) }));
         files.set(ref.file, openSync(ref.file, 'r'));
       }
-      h.update(JSON.stringify({ weight: m.weight, n: m.outFeatures, k: m.inFeatures, fanInFanOut: m.fanInFanOut, dtype: ref.dtype, offset: ref.fileOffset, length: ref.byteLength }));
+      h.update(
+        JSON.stringify({
+          weight: m.weight,
+          n: m.outFeatures,
+          k: m.inFeatures,
+          fanInFanOut: m.fanInFanOut,
+          dtype: ref.dtype,
+          offset: ref.fileOffset,
+          length: ref.byteLength,
+        }),
+      );
       const fd = files.get(ref.file)!;
       const take = Math.min(SAMPLE_BYTES, ref.byteLength);
       h.update(readAt(fd, ref.fileOffset, take));
@@ -124,7 +141,13 @@ function cacheKey(store: WeightStore, linears: LinearModule[], settings: QuantSe
  * The entry's tensors when the file matches the key and holds every target, and with `verify`,
  * when its data hashes to the recorded sum; else null.
  */
-function readEntry(file: string, key: string, linears: LinearModule[], settings: QuantSettings, verify: boolean): Map<string, QuantizedRefs> | null {
+function readEntry(
+  file: string,
+  key: string,
+  linears: LinearModule[],
+  settings: QuantSettings,
+  verify: boolean,
+): Map<string, QuantizedRefs> | null {
   let st: SafetensorsFile;
   try {
     st = SafetensorsFile.open(file);

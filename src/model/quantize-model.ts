@@ -26,7 +26,15 @@ export const QUANT_ACCURACY_LEVEL: AccuracyLevel = 4;
 /** The LM head as a linear layer: `[vocab, hidden]` like torch's Linear, whichever weight holds it. */
 export function lmHeadLinear(model: HfModel): LinearModule {
   const { hidden, vocabSize, layers } = model.dims;
-  return { name: 'lm_head', layer: layers, inFeatures: hidden, outFeatures: vocabSize, weight: model.arch.lmHead(model.dims), bias: null, fanInFanOut: false };
+  return {
+    name: 'lm_head',
+    layer: layers,
+    inFeatures: hidden,
+    outFeatures: vocabSize,
+    weight: model.arch.lmHead(model.dims),
+    bias: null,
+    fanInFanOut: false,
+  };
 }
 
 /** What a graph needs to run the base model quantized. */
@@ -42,8 +50,17 @@ export function defaultQuantCacheDir(modelDir: string): string {
 }
 
 /** Quantizes the base model's linear layers and LM head, or reads them back from the disk cache. */
-export async function quantizeBase(model: HfModel, mode: QuantizeMode, cacheDir = defaultQuantCacheDir(model.dir)): Promise<BaseQuantization> {
+export async function quantizeBase(
+  model: HfModel,
+  mode: QuantizeMode,
+  cacheDir = defaultQuantCacheDir(model.dir),
+): Promise<BaseQuantization> {
   const bits = mode === 'int8' ? 8 : 4;
-  const entry = await quantizedWeights(model.weights, [...model.linears, lmHeadLinear(model)], { bits, blockSize: QUANT_BLOCK_SIZE }, cacheDir);
+  const entry = await quantizedWeights(
+    model.weights,
+    [...model.linears, lmHeadLinear(model)],
+    { bits, blockSize: QUANT_BLOCK_SIZE },
+    cacheDir,
+  );
   return { mode, accuracyLevel: QUANT_ACCURACY_LEVEL, entry };
 }

@@ -44,7 +44,11 @@ export function zeroPointRowBytes(kBlocks: number, bits: QuantBits): number {
 }
 
 /** Shapes of MatMulNBits' B, scales and zero_points inputs for an `[N, K]` weight. */
-export function quantizedShapes(n: number, k: number, { bits, blockSize }: QuantSettings): { data: number[]; scales: number[]; zeroPoints: number[] } {
+export function quantizedShapes(
+  n: number,
+  k: number,
+  { bits, blockSize }: QuantSettings,
+): { data: number[]; scales: number[]; zeroPoints: number[] } {
   const kBlocks = Math.ceil(k / blockSize);
   return { data: [n, kBlocks, (blockSize * bits) / 8], scales: [n * kBlocks], zeroPoints: [n * zeroPointRowBytes(kBlocks, bits)] };
 }
@@ -55,7 +59,12 @@ export function quantizedShapes(n: number, k: number, { bits, blockSize }: Quant
  * range, as ONNX Runtime's own quantizer does: an all-zero block and the padding of a last block
  * shorter than `blockSize` dequantize to exactly 0.
  */
-export function quantizeWeight(weight: Float32Array, n: number, k: number, settings: QuantSettings & { fanInFanOut?: boolean }): QuantizedWeight {
+export function quantizeWeight(
+  weight: Float32Array,
+  n: number,
+  k: number,
+  settings: QuantSettings & { fanInFanOut?: boolean },
+): QuantizedWeight {
   checkQuantSettings(settings);
   if (weight.length !== n * k) throw new RangeError(`weight has ${weight.length} values, [${n}, ${k}] needs ${n * k}`);
   const { bits, blockSize } = settings;

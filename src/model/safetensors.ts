@@ -1,6 +1,6 @@
 import { closeSync, fstatSync, openSync, readSync } from 'node:fs';
 import { SafetensorsError } from '../errors.js';
-import { parseStrictJson, StrictJsonError } from '../util/strict-json.js';
+import { parseStrictJson, type StrictJsonError } from '../util/strict-json.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { bf16ToF32, f16ToF32 } from '../util/half.js';
 
@@ -8,10 +8,21 @@ import { bf16ToF32, f16ToF32 } from '../util/half.js';
 export const MAX_HEADER_BYTES = 100_000_000;
 
 export const DTYPE_BYTES = {
-  BOOL: 1, U8: 1, I8: 1, F8_E5M2: 1, F8_E4M3: 1,
-  U16: 2, I16: 2, F16: 2, BF16: 2,
-  U32: 4, I32: 4, F32: 4,
-  U64: 8, I64: 8, F64: 8,
+  BOOL: 1,
+  U8: 1,
+  I8: 1,
+  F8_E5M2: 1,
+  F8_E4M3: 1,
+  U16: 2,
+  I16: 2,
+  F16: 2,
+  BF16: 2,
+  U32: 4,
+  I32: 4,
+  F32: 4,
+  U64: 8,
+  I64: 8,
+  F64: 8,
 } as const;
 export type Dtype = keyof typeof DTYPE_BYTES;
 
@@ -30,7 +41,7 @@ export interface SafetensorsHeader {
   dataStart: number;
 }
 
-const isDtype = (d: unknown): d is Dtype => typeof d === 'string' && Object.prototype.hasOwnProperty.call(DTYPE_BYTES, d);
+const isDtype = (d: unknown): d is Dtype => typeof d === 'string' && Object.hasOwn(DTYPE_BYTES, d);
 
 /**
  * Parses and validates a header against the size of the file it came from. Every rule the
@@ -93,7 +104,11 @@ export function parseHeader(headerBytes: Uint8Array, fileSize: number, source: s
   let cursor = 0;
   for (const [begin, end, name] of spans) {
     if (begin !== cursor) {
-      fail(begin < cursor ? `tensor "${name}" overlaps the tensor before it` : `gap in the data before tensor "${name}" (offset ${begin}, expected ${cursor})`);
+      fail(
+        begin < cursor
+          ? `tensor "${name}" overlaps the tensor before it`
+          : `gap in the data before tensor "${name}" (offset ${begin}, expected ${cursor})`,
+      );
     }
     cursor = end;
   }
@@ -111,7 +126,11 @@ function headerLength(prefix: Uint8Array, fileSize: number, source: string): num
 
 /** A safetensors file opened for reading; tensors are read on demand, never the whole file. */
 export class SafetensorsFile {
-  private constructor(readonly path: string, readonly header: SafetensorsHeader, private readonly fd: number) {}
+  private constructor(
+    readonly path: string,
+    readonly header: SafetensorsHeader,
+    private readonly fd: number,
+  ) {}
 
   static open(path: string): SafetensorsFile {
     const fd = openSync(path, 'r');
@@ -184,7 +203,10 @@ export class SafetensorsFile {
 }
 
 /** Parses a whole safetensors file held in memory (uploads, adapters). */
-export function parseSafetensorsBuffer(buf: Uint8Array, source = 'safetensors'): { header: SafetensorsHeader; readF32(name: string): Float32Array } {
+export function parseSafetensorsBuffer(
+  buf: Uint8Array,
+  source = 'safetensors',
+): { header: SafetensorsHeader; readF32(name: string): Float32Array } {
   const n = headerLength(buf, buf.length, source);
   const header = parseHeader(buf.subarray(8, 8 + n), buf.length, source);
   return {
@@ -254,13 +276,20 @@ function safetensorsParts(tensors: Record<string, TensorToWrite>, metadata?: Rec
   for (const name of names) {
     const t = tensors[name]!;
     const expected = t.shape.reduce((a, b) => a * b, 1) * DTYPE_BYTES[t.dtype];
-    if (t.data.byteLength !== expected) throw new SafetensorsError(`tensor "${name}": ${t.data.byteLength} bytes of data for shape ${JSON.stringify(t.shape)} ${t.dtype}`);
+    if (t.data.byteLength !== expected)
+      throw new SafetensorsError(`tensor "${name}": ${t.data.byteLength} bytes of data for shape ${JSON.stringify(t.shape)} ${t.dtype}`);
   }
-  const header = encodeSafetensorsHeader(names.map((name) => ({ name, dtype: tensors[name]!.dtype, shape: tensors[name]!.shape })), metadata);
-  return [header, ...names.map((name) => {
-    const d = tensors[name]!.data;
-    return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
-  })];
+  const header = encodeSafetensorsHeader(
+    names.map((name) => ({ name, dtype: tensors[name]!.dtype, shape: tensors[name]!.shape })),
+    metadata,
+  );
+  return [
+    header,
+    ...names.map((name) => {
+      const d = tensors[name]!.data;
+      return new Uint8Array(d.buffer, d.byteOffset, d.byteLength);
+    }),
+  ];
 }
 
 /** Encodes tensors as safetensors bytes in one buffer. */
@@ -276,6 +305,10 @@ export function encodeSafetensors(tensors: Record<string, TensorToWrite>, metada
 }
 
 /** Writes a safetensors file crash-safely, streaming each tensor rather than concatenating them. */
-export async function writeSafetensors(path: string, tensors: Record<string, TensorToWrite>, metadata?: Record<string, string>): Promise<void> {
+export async function writeSafetensors(
+  path: string,
+  tensors: Record<string, TensorToWrite>,
+  metadata?: Record<string, string>,
+): Promise<void> {
   await writeFileAtomic(path, safetensorsParts(tensors, metadata));
 }

@@ -69,9 +69,18 @@ export class WeightStore {
     const info = file.info(name);
     if (!FLOAT_DTYPES.has(info.dtype)) throw new ModelConfigError(`weight "${name}" has dtype ${info.dtype}; F32, F16 or BF16 expected`);
     if (expectedShape && (expectedShape.length !== info.shape.length || expectedShape.some((d, i) => d !== info.shape[i]))) {
-      throw new ModelConfigError(`weight "${name}" has shape ${JSON.stringify(info.shape)}, config implies ${JSON.stringify(expectedShape)}`);
+      throw new ModelConfigError(
+        `weight "${name}" has shape ${JSON.stringify(info.shape)}, config implies ${JSON.stringify(expectedShape)}`,
+      );
     }
-    return { name, file: file.path, dtype: info.dtype as WeightRef['dtype'], shape: info.shape, fileOffset: info.fileOffset, byteLength: info.byteLength };
+    return {
+      name,
+      file: file.path,
+      dtype: info.dtype as WeightRef['dtype'],
+      shape: info.shape,
+      fileOffset: info.fileOffset,
+      byteLength: info.byteLength,
+    };
   }
 
   readF32(name: string): Float32Array {

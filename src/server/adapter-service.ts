@@ -100,7 +100,8 @@ export class AdapterService {
   async upload(caller: Caller, name: unknown, files: AdapterFiles): Promise<{ adapter: AdapterView; replaced: boolean }> {
     const checked = checkAdapterName(name);
     if (!caller.canUse(checked)) throw new ForbiddenError(`this API key may not manage an adapter named "${checked}"`, { param: 'name' });
-    if (this.mixes.get(checked)) throw new AdapterNameTakenError(`"${checked}" is a saved adapter mix; delete it first or choose another name`, { param: 'name' });
+    if (this.mixes.get(checked))
+      throw new AdapterNameTakenError(`"${checked}" is a saved adapter mix; delete it first or choose another name`, { param: 'name' });
     this.validate(files);
     const replaced = (await this.current(checked)) !== undefined;
     const stored = await this.store.put(checked, files);
@@ -112,7 +113,8 @@ export class AdapterService {
   async register(caller: Caller, name: string, path: string): Promise<void> {
     adminOnly(caller);
     checkAdapterName(name);
-    if (this.mixes.get(name)) throw new AdapterNameTakenError(`"${name}" is a saved adapter mix; delete it first or choose another name`, { param: 'lora_name' });
+    if (this.mixes.get(name))
+      throw new AdapterNameTakenError(`"${name}" is a saved adapter mix; delete it first or choose another name`, { param: 'lora_name' });
     const stored = await this.store.registerPath(name, path, this.config.loraRoot);
     try {
       this.validate(await this.store.read(stored));
@@ -173,7 +175,8 @@ export class AdapterService {
       if (this.mixes.get(name) && caller.canUse(name)) fail(`"${name}" is itself a saved mix; list its adapters instead`);
       const adapter = await this.find(caller, name);
       if (!adapter) throw new AdapterNotFoundError(`adapters: adapter "${name}" does not exist`, { param: 'adapters' });
-      if ((await this.summary(adapter))?.useDora) fail(`"${name}" is a DoRA adapter, whose rescaling is defined for that adapter alone; serve it as model "${name}"`);
+      if ((await this.summary(adapter))?.useDora)
+        fail(`"${name}" is a DoRA adapter, whose rescaling is defined for that adapter alone; serve it as model "${name}"`);
       mix.push({ adapter, weight });
     }
     return mix;
@@ -193,10 +196,17 @@ export class AdapterService {
   async saveMix(caller: Caller, name: string, members: MixMember[]): Promise<{ mix: SavedMix; replaced: boolean }> {
     const checked = checkAdapterName(name);
     if (!caller.canUse(checked)) throw new ForbiddenError(`this API key may not manage an adapter named "${checked}"`, { param: 'name' });
-    if (await this.current(checked)) throw new AdapterNameTakenError(`"${checked}" is an adapter; a mix needs a name of its own`, { param: 'name' });
+    if (await this.current(checked))
+      throw new AdapterNameTakenError(`"${checked}" is an adapter; a mix needs a name of its own`, { param: 'name' });
     await this.resolveMix(caller, members);
     const replaced = this.mixes.get(checked) !== undefined;
-    return { mix: await this.mixes.put(checked, members.map(({ name: n, weight }) => ({ name: n, weight }))), replaced };
+    return {
+      mix: await this.mixes.put(
+        checked,
+        members.map(({ name: n, weight }) => ({ name: n, weight })),
+      ),
+      replaced,
+    };
   }
 
   requireMix(caller: Caller, name: string): SavedMix {

@@ -8,7 +8,17 @@ import { NotFoundError } from '../errors.js';
 import { ANONYMOUS_ADMIN } from './auth.js';
 import { errorHandler } from './error-handler.js';
 import { ErrorResponse, Usage } from './schemas/common.js';
-import { AdapterMixMember, ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ChatMessage, Completion, CompletionRequest, Model, ModelList } from './schemas/openai.js';
+import {
+  AdapterMixMember,
+  ChatCompletion,
+  ChatCompletionChunk,
+  ChatCompletionRequest,
+  ChatMessage,
+  Completion,
+  CompletionRequest,
+  Model,
+  ModelList,
+} from './schemas/openai.js';
 import { Adapter, AdapterDeleted, AdapterList, AdapterMix, LoadLoraAdapterRequest, UnloadLoraAdapterRequest } from './schemas/adapters.js';
 import { completionRoutes } from './routes/completions.js';
 import { modelRoutes } from './routes/models.js';
@@ -18,8 +28,23 @@ import type { Serving } from './serving.js';
 import type { App } from './types.js';
 
 export const SHARED_SCHEMAS = [
-  ErrorResponse, Usage, AdapterMixMember, ChatMessage, ChatCompletionRequest, CompletionRequest, ChatCompletion, ChatCompletionChunk, Completion,
-  Model, ModelList, Adapter, AdapterList, AdapterDeleted, AdapterMix, LoadLoraAdapterRequest, UnloadLoraAdapterRequest,
+  ErrorResponse,
+  Usage,
+  AdapterMixMember,
+  ChatMessage,
+  ChatCompletionRequest,
+  CompletionRequest,
+  ChatCompletion,
+  ChatCompletionChunk,
+  Completion,
+  Model,
+  ModelList,
+  Adapter,
+  AdapterList,
+  AdapterDeleted,
+  AdapterMix,
+  LoadLoraAdapterRequest,
+  UnloadLoraAdapterRequest,
 ];
 
 export const OPENAPI_INFO = {
@@ -32,7 +57,10 @@ export const OPENAPI_INFO = {
 export async function buildApp(serving: Serving, options: { logger?: FastifyServerOptions['logger'] } = {}): Promise<App> {
   const app = Fastify({
     logger: options.logger ?? false,
-    genReqId: (req) => (typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 128 ? req.headers['x-request-id'] : randomUUID()),
+    genReqId: (req) =>
+      typeof req.headers['x-request-id'] === 'string' && req.headers['x-request-id'].length <= 128
+        ? req.headers['x-request-id']
+        : randomUUID(),
     bodyLimit: serving.config.chatBodyBytes,
     ajv: { customOptions: { removeAdditional: false, coerceTypes: false, allErrors: false, verbose: true }, plugins: [] },
   }).withTypeProvider<TypeBoxTypeProvider>();
@@ -44,7 +72,15 @@ export async function buildApp(serving: Serving, options: { logger?: FastifyServ
     openapi: {
       openapi: '3.0.3',
       info: OPENAPI_INFO,
-      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer', description: 'An API key from the keys file (none needed when the server runs without one).' } } },
+      components: {
+        securitySchemes: {
+          bearer: {
+            type: 'http',
+            scheme: 'bearer',
+            description: 'An API key from the keys file (none needed when the server runs without one).',
+          },
+        },
+      },
       security: [{ bearer: [] }],
       tags: [
         { name: 'generation', description: 'OpenAI-compatible completions; `model` picks the adapter' },

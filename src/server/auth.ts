@@ -40,7 +40,10 @@ export class KeyRing {
         throw new ConfigError(`keys file: tenant entry ${i} needs "adapters": a list of names or "prefix-*" patterns`);
       }
       const tenant = e.tenant ?? (e.admin ? 'admin' : `tenant-${i}`);
-      this.keys.set(e.key, e.admin ? { admin: true, tenant, canUse: () => true } : { admin: false, tenant, canUse: scopeMatcher(e.adapters!) });
+      this.keys.set(
+        e.key,
+        e.admin ? { admin: true, tenant, canUse: () => true } : { admin: false, tenant, canUse: scopeMatcher(e.adapters!) },
+      );
     }
   }
 

@@ -58,12 +58,19 @@ export function chatLogprobs(body: { logprobs?: boolean | null; top_logprobs?: n
  * The prompts of a text completion in any of OpenAI's forms (a string, strings, token ids, lists of
  * token ids); each becomes one choice. Token ids are checked against the vocabulary.
  */
-export function completionPrompts(prompt: string | string[] | number[] | number[][], echo: boolean, tokenizer: Tokenizer, vocabSize: number): CompletionPrompt[] {
-  const list: Array<string | number[]> = typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
+export function completionPrompts(
+  prompt: string | string[] | number[] | number[][],
+  echo: boolean,
+  tokenizer: Tokenizer,
+  vocabSize: number,
+): CompletionPrompt[] {
+  const list: Array<string | number[]> =
+    typeof prompt === 'string' ? [prompt] : typeof prompt[0] === 'number' ? [prompt as number[]] : (prompt as Array<string | number[]>);
   return list.map((p) => {
     if (typeof p === 'string') return { tokens: tokenizer.encodePrompt(p), ...(echo ? { echo: p } : {}) };
     const bad = p.find((id) => id >= vocabSize);
-    if (bad !== undefined) throw new InvalidRequestError(`token id ${bad} is outside this model's vocabulary of ${vocabSize}`, { param: 'prompt' });
+    if (bad !== undefined)
+      throw new InvalidRequestError(`token id ${bad} is outside this model's vocabulary of ${vocabSize}`, { param: 'prompt' });
     return { tokens: p, ...(echo ? { echo: tokenizer.decode(p) } : {}) };
   });
 }
@@ -80,7 +87,9 @@ export function generateRequest(
     throw new UnsupportedParameterError(`n ${body.n} exceeds this server's limit of ${limits.maxChoices} choices`, { param: 'n' });
   }
   if (body.response_format && body.response_format.type !== 'text') {
-    throw new UnsupportedParameterError(`response_format ${body.response_format.type} is not supported yet: only "text"`, { param: 'response_format' });
+    throw new UnsupportedParameterError(`response_format ${body.response_format.type} is not supported yet: only "text"`, {
+      param: 'response_format',
+    });
   }
   if ((body.best_of ?? 1) > 1) throw new UnsupportedParameterError('best_of is not supported; use n', { param: 'best_of' });
   if (promptTokens.length === 0)

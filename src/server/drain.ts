@@ -17,7 +17,11 @@ export async function drain(serving: Serving, timeoutMs: number, log: FastifyBas
   clearTimeout(timer);
   if (!finished) {
     log.warn({ cancelled: serving.inFlight.size }, 'drain timeout: cancelling the requests still running');
-    serving.inFlight.abortAll(new ShuttingDownError(`the server shut down before this request finished (drain timeout ${timeoutMs} ms); retry on another replica`, { headers: { 'retry-after': '5' } }));
+    serving.inFlight.abortAll(
+      new ShuttingDownError(`the server shut down before this request finished (drain timeout ${timeoutMs} ms); retry on another replica`, {
+        headers: { 'retry-after': '5' },
+      }),
+    );
     await serving.inFlight.whenEmpty();
   }
   return finished;

@@ -6,7 +6,9 @@ interface ErrorBody {
   error: { message: string; type: string; code: string; param: string | null };
 }
 
-const body = (message: string, type: string, code: string, param: string | null = null): ErrorBody => ({ error: { message, type, code, param } });
+const body = (message: string, type: string, code: string, param: string | null = null): ErrorBody => ({
+  error: { message, type, code, param },
+});
 
 /** Fastify's own client errors, mapped to stable codes. */
 const FASTIFY_CODES: Record<string, { status: number; code: string }> = {
@@ -28,7 +30,10 @@ const FASTIFY_CODES: Record<string, { status: number; code: string }> = {
 export function errorHandler(err: FastifyError, request: FastifyRequest, reply: FastifyReply): void {
   if (err instanceof LoraServeError) {
     if (err.status >= 500) request.log.error({ err }, 'request failed');
-    void reply.headers(err.headers).code(err.status).send(body(err.message, err.type, err.code, err.param));
+    void reply
+      .headers(err.headers)
+      .code(err.status)
+      .send(body(err.message, err.type, err.code, err.param));
     return;
   }
   if (err.validation) {

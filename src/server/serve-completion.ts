@@ -82,7 +82,12 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
         model: c.model.id,
         choices: results.map((r, i) => {
           const echo = choices[i]!.prompt.echo;
-          return c.shape.choice(i, (echo ?? '') + r.text, r.finishReason, c.logprobs === null ? null : c.shape.logprobs(wire, resultSpan(choices[i]!, r)));
+          return c.shape.choice(
+            i,
+            (echo ?? '') + r.text,
+            r.finishReason,
+            c.logprobs === null ? null : c.shape.logprobs(wire, resultSpan(choices[i]!, r)),
+          );
         }),
         usage: usage(total),
       };

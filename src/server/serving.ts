@@ -80,24 +80,40 @@ export class Serving implements GaugeSource {
     const saved = this.adapters.findMix(caller, model);
     if (saved) {
       // Members are looked up when used: one deleted since the mix was saved is "not found".
-      const mix = await Promise.all(saved.members.map(async ({ name, weight }) => {
-        const member = await this.adapters.find(caller, name);
-        if (!member) throw new ModelNotFoundError(`adapter mix "${model}" names adapter "${name}", which no longer exists`, { param: 'model' });
-        return { adapter: member, weight };
-      }));
+      const mix = await Promise.all(
+        saved.members.map(async ({ name, weight }) => {
+          const member = await this.adapters.find(caller, name);
+          if (!member)
+            throw new ModelNotFoundError(`adapter mix "${model}" names adapter "${name}", which no longer exists`, { param: 'model' });
+          return { adapter: member, weight };
+        }),
+      );
       return { id: model, mix };
     }
-    const names = [this.baseId, ...(await this.adapters.visible(caller)).map((a) => a.name), ...this.adapters.visibleMixes(caller).map((m) => m.name)];
+    const names = [
+      this.baseId,
+      ...(await this.adapters.visible(caller)).map((a) => a.name),
+      ...this.adapters.visibleMixes(caller).map((m) => m.name),
+    ];
     throw new ModelNotFoundError(`model "${model}" does not exist; available: ${names.join(', ')}`, { param: 'model' });
   }
 
   /** Admits a request: checks shutdown and the queue bound, pins its adapters, queues it. */
-  async start(model: ResolvedModel, req: Omit<GenerateRequest, 'slot' | 'adapters' | 'onDone' | 'signal'>, signal: AbortSignal): Promise<Generation> {
+  async start(
+    model: ResolvedModel,
+    req: Omit<GenerateRequest, 'slot' | 'adapters' | 'onDone' | 'signal'>,
+    signal: AbortSignal,
+  ): Promise<Generation> {
     return (await this.startChoices(model, req, 1, signal))[0]!;
   }
 
   /** `start` for n choices of one prompt (read once); the adapters stay pinned until the last choice ends. */
-  async startChoices(model: ResolvedModel, req: Omit<GenerateRequest, 'slot' | 'adapters' | 'onDone' | 'signal'>, n: number, signal: AbortSignal): Promise<Generation[]> {
+  async startChoices(
+    model: ResolvedModel,
+    req: Omit<GenerateRequest, 'slot' | 'adapters' | 'onDone' | 'signal'>,
+    n: number,
+    signal: AbortSignal,
+  ): Promise<Generation[]> {
     if (this.shuttingDown)
       throw new ShuttingDownError('the server is shutting down; retry on another replica', { headers: { 'retry-after': '5' } });
     if (this.queueDepth() >= this.config.maxQueue) {

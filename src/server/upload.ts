@@ -35,8 +35,10 @@ async function readArchive(data: Buffer, limit: number): Promise<Map<string, Buf
         stream.on('end', next);
         return;
       }
-      if (header.type !== 'file') return reject(new InvalidUploadError(`archive entry "${header.name}" is a ${header.type}; only regular files are accepted`));
-      if (path.startsWith('/') || path.split('/').includes('..')) return reject(new InvalidUploadError(`archive entry "${header.name}" points outside the archive`));
+      if (header.type !== 'file')
+        return reject(new InvalidUploadError(`archive entry "${header.name}" is a ${header.type}; only regular files are accepted`));
+      if (path.startsWith('/') || path.split('/').includes('..'))
+        return reject(new InvalidUploadError(`archive entry "${header.name}" points outside the archive`));
       const base = path.split('/').pop()!;
       if (base !== CONFIG_FILE && base !== WEIGHTS_FILE) {
         stream.resume();
@@ -52,16 +54,26 @@ async function readArchive(data: Buffer, limit: number): Promise<Map<string, Buf
       });
     });
     extract.on('finish', resolve);
-    extract.on('error', (cause) => reject(cause instanceof PayloadTooLargeError ? cause : new InvalidUploadError(`the archive could not be read: ${cause.message}`, { cause })));
+    extract.on('error', (cause) =>
+      reject(
+        cause instanceof PayloadTooLargeError
+          ? cause
+          : new InvalidUploadError(`the archive could not be read: ${cause.message}`, { cause }),
+      ),
+    );
   });
   if (gz) {
     let unpacked = 0;
     const gunzip = createGunzip();
     gunzip.on('data', (c: Buffer) => {
       unpacked += c.length;
-      if (unpacked > limit) gunzip.destroy(new PayloadTooLargeError(`the archive unpacks to more than this server's ${limit}-byte upload limit`));
+      if (unpacked > limit)
+        gunzip.destroy(new PayloadTooLargeError(`the archive unpacks to more than this server's ${limit}-byte upload limit`));
     });
-    source.pipe(gunzip).on('error', (cause) => extract.destroy(cause)).pipe(extract);
+    source
+      .pipe(gunzip)
+      .on('error', (cause) => extract.destroy(cause))
+      .pipe(extract);
   } else source.pipe(extract);
   await done;
   return out;
@@ -82,7 +94,10 @@ export async function readUpload(request: FastifyRequest): Promise<Upload> {
       const filename = part.filename.split(/[\\/]/).pop() ?? '';
       if (ARCHIVE.test(filename)) for (const [k, v] of await readArchive(data, request.server.serving.config.uploadBytes)) files.set(k, v);
       else if (filename === CONFIG_FILE || filename === WEIGHTS_FILE) files.set(filename, data);
-      else throw new InvalidUploadError(`unexpected file "${part.filename}": send ${CONFIG_FILE} and ${WEIGHTS_FILE}, or one .tar/.tar.gz holding them`);
+      else
+        throw new InvalidUploadError(
+          `unexpected file "${part.filename}": send ${CONFIG_FILE} and ${WEIGHTS_FILE}, or one .tar/.tar.gz holding them`,
+        );
     }
   } catch (err) {
     // The multipart parser's own errors (a wrong boundary, a body cut short) carry no code; Fastify's carry FST_*.

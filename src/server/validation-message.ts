@@ -17,12 +17,23 @@ export interface SchemaError {
 
 /** `/messages/0/role` → `messages[0].role` (JSON Pointer to the notation OpenAI uses in `param`). */
 export function fieldPath(pointer: string, child?: string): string {
-  const parts = pointer.split('/').slice(1).map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'));
+  const parts = pointer
+    .split('/')
+    .slice(1)
+    .map((p) => p.replaceAll('~1', '/').replaceAll('~0', '~'));
   if (child !== undefined) parts.push(child);
   return parts.reduce((out, p) => (/^\d+$/.test(p) ? `${out}[${p}]` : out ? `${out}.${p}` : p), '');
 }
 
-const TYPE_WORDS: Record<string, string> = { string: 'a string', number: 'a number', integer: 'an integer', boolean: 'a boolean', object: 'an object', array: 'an array', null: 'null' };
+const TYPE_WORDS: Record<string, string> = {
+  string: 'a string',
+  number: 'a number',
+  integer: 'an integer',
+  boolean: 'a boolean',
+  object: 'an object',
+  array: 'an array',
+  null: 'null',
+};
 
 function typeOf(v: unknown): string {
   if (v === null) return 'null';
@@ -61,25 +72,48 @@ function sentence(e: SchemaError): { field: string; text: string } {
   const n = (k: string) => p[k] as number;
   const plural = (k: string, word: string) => `${n(k)} ${word}${n(k) === 1 ? '' : 's'}`;
   switch (e.keyword) {
-    case 'required': return { field: fieldPath(e.instancePath, String(p.missingProperty)), text: 'is required' };
-    case 'type': return { field, text: `must be ${listed(String(p.type).split(',').map((t) => TYPE_WORDS[t] ?? t))}, not ${typeOf(e.data)}` };
-    case 'const': return { field, text: `must be ${JSON.stringify(p.allowedValue)}` };
-    case 'enum': return { field, text: `must be one of ${(p.allowedValues as unknown[]).map(shown).join(', ')}` };
-    case 'minimum': return { field, text: `must be at least ${n('limit')}` };
-    case 'maximum': return { field, text: `must be at most ${n('limit')}` };
-    case 'exclusiveMinimum': return { field, text: `must be greater than ${n('limit')}` };
-    case 'exclusiveMaximum': return { field, text: `must be less than ${n('limit')}` };
-    case 'minItems': return { field, text: `must hold at least ${plural('limit', 'item')}` };
-    case 'maxItems': return { field, text: `must hold at most ${plural('limit', 'item')}` };
-    case 'minLength': return { field, text: `must be at least ${plural('limit', 'character')} long` };
-    case 'maxLength': return { field, text: `must be at most ${plural('limit', 'character')} long` };
-    case 'pattern': return { field, text: `must match ${String(p.pattern)}` };
-    case 'additionalProperties': return { field: fieldPath(e.instancePath, String(p.additionalProperty)), text: 'is not a known field' };
-    default: return { field, text: e.message ?? 'is invalid' };
+    case 'required':
+      return { field: fieldPath(e.instancePath, String(p.missingProperty)), text: 'is required' };
+    case 'type':
+      return {
+        field,
+        text: `must be ${listed(
+          String(p.type)
+            .split(',')
+            .map((t) => TYPE_WORDS[t] ?? t),
+        )}, not ${typeOf(e.data)}`,
+      };
+    case 'const':
+      return { field, text: `must be ${JSON.stringify(p.allowedValue)}` };
+    case 'enum':
+      return { field, text: `must be one of ${(p.allowedValues as unknown[]).map(shown).join(', ')}` };
+    case 'minimum':
+      return { field, text: `must be at least ${n('limit')}` };
+    case 'maximum':
+      return { field, text: `must be at most ${n('limit')}` };
+    case 'exclusiveMinimum':
+      return { field, text: `must be greater than ${n('limit')}` };
+    case 'exclusiveMaximum':
+      return { field, text: `must be less than ${n('limit')}` };
+    case 'minItems':
+      return { field, text: `must hold at least ${plural('limit', 'item')}` };
+    case 'maxItems':
+      return { field, text: `must hold at most ${plural('limit', 'item')}` };
+    case 'minLength':
+      return { field, text: `must be at least ${plural('limit', 'character')} long` };
+    case 'maxLength':
+      return { field, text: `must be at most ${plural('limit', 'character')} long` };
+    case 'pattern':
+      return { field, text: `must match ${String(p.pattern)}` };
+    case 'additionalProperties':
+      return { field: fieldPath(e.instancePath, String(p.additionalProperty)), text: 'is not a known field' };
+    default:
+      return { field, text: e.message ?? 'is invalid' };
   }
 }
 
-const within = (e: SchemaError, top: SchemaError) => e.instancePath === top.instancePath || e.instancePath.startsWith(`${top.instancePath}/`);
+const within = (e: SchemaError, top: SchemaError) =>
+  e.instancePath === top.instancePath || e.instancePath.startsWith(`${top.instancePath}/`);
 
 /**
  * The error that explains a failed `anyOf` best (its branches' errors precede it in the list):
@@ -108,7 +142,8 @@ export function validationMessage(errors: SchemaError[], context = 'body'): { me
     const branches = (Array.isArray(top.schema) ? top.schema : []) as Array<Record<string, unknown>>;
     const words = [...new Set(describe({ anyOf: branches }))];
     const allValues = branches.length > 0 && branches.every((b) => 'const' in b);
-    if (allValues) text = `must be one of ${words.join(', ')}${typeof top.data === 'string' || typeof top.data === 'number' ? ` (got ${JSON.stringify(top.data)})` : ''}`;
+    if (allValues)
+      text = `must be one of ${words.join(', ')}${typeof top.data === 'string' || typeof top.data === 'number' ? ` (got ${JSON.stringify(top.data)})` : ''}`;
     else text = `must be ${listed(words)}, not ${typeOf(top.data)}`;
   } else ({ field, text } = sentence(top));
   const subject = field || (context === 'body' ? 'the request body' : `the ${context}`);

@@ -63,9 +63,15 @@ export function quantizeQ4_0(x: Float32Array): Uint8Array {
 /** The bytes of `x` (rows of the last dimension) in a ggml type. */
 export function encodeAs(x: Float32Array, type: GgmlType): Uint8Array {
   switch (type) {
-    case 'F32': return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
-    case 'F16': { const h = f32ToF16(x); return new Uint8Array(h.buffer, h.byteOffset, h.byteLength); }
-    case 'Q8_0': return quantizeQ8_0(x);
-    case 'Q4_0': return quantizeQ4_0(x);
+    case 'F32':
+      return new Uint8Array(x.buffer, x.byteOffset, x.byteLength);
+    case 'F16': {
+      const h = f32ToF16(x);
+      return new Uint8Array(h.buffer, h.byteOffset, h.byteLength);
+    }
+    case 'Q8_0':
+      return quantizeQ8_0(x);
+    case 'Q4_0':
+      return quantizeQ4_0(x);
   }
 }

@@ -72,11 +72,31 @@ class ByteWriter {
     this.buf.copy(next, 0, 0, this.length);
     this.buf = next;
   }
-  u32(v: number): void { this.reserve(4); this.buf.writeUInt32LE(v, this.length); this.length += 4; }
-  i32(v: number): void { this.reserve(4); this.buf.writeInt32LE(v, this.length); this.length += 4; }
-  f32(v: number): void { this.reserve(4); this.buf.writeFloatLE(v, this.length); this.length += 4; }
-  u64(v: number): void { this.reserve(8); this.buf.writeBigUInt64LE(BigInt(v), this.length); this.length += 8; }
-  u8(v: number): void { this.reserve(1); this.buf.writeUInt8(v, this.length); this.length += 1; }
+  u32(v: number): void {
+    this.reserve(4);
+    this.buf.writeUInt32LE(v, this.length);
+    this.length += 4;
+  }
+  i32(v: number): void {
+    this.reserve(4);
+    this.buf.writeInt32LE(v, this.length);
+    this.length += 4;
+  }
+  f32(v: number): void {
+    this.reserve(4);
+    this.buf.writeFloatLE(v, this.length);
+    this.length += 4;
+  }
+  u64(v: number): void {
+    this.reserve(8);
+    this.buf.writeBigUInt64LE(BigInt(v), this.length);
+    this.length += 8;
+  }
+  u8(v: number): void {
+    this.reserve(1);
+    this.buf.writeUInt8(v, this.length);
+    this.length += 1;
+  }
   string(s: string): void {
     const bytes = Buffer.from(s, 'utf8');
     this.u64(bytes.length);
@@ -103,7 +123,10 @@ function writeScalar(w: ByteWriter, type: Scalar, v: number | string | boolean):
 
 function writeValue(w: ByteWriter, v: GgufValue): void {
   w.u32(VALUE_TYPE[v.type]);
-  if (v.type !== 'array') return writeScalar(w, v.type, v.value);
+  if (v.type !== 'array') {
+    writeScalar(w, v.type, v.value);
+    return;
+  }
   w.u32(VALUE_TYPE[v.of]);
   w.u64(v.value.length);
   for (const x of v.value) writeScalar(w, v.of, x);
@@ -149,7 +172,10 @@ export function writeGguf(path: string, metadata: ReadonlyArray<readonly [string
     const zeros = Buffer.alloc(GGUF_ALIGNMENT);
     tensors.forEach((t, i) => {
       const data = t.data();
-      if (data.byteLength !== sizes[i]) throw new Error(`GGUF tensor "${t.name}": ${data.byteLength} bytes given, ${sizes[i]} expected for ${t.type} ${JSON.stringify(t.shape)}`);
+      if (data.byteLength !== sizes[i])
+        throw new Error(
+          `GGUF tensor "${t.name}": ${data.byteLength} bytes given, ${sizes[i]} expected for ${t.type} ${JSON.stringify(t.shape)}`,
+        );
       writeSync(fd, data);
       writeSync(fd, zeros, 0, (GGUF_ALIGNMENT - (data.byteLength % GGUF_ALIGNMENT)) % GGUF_ALIGNMENT);
     });

@@ -6,7 +6,7 @@ import { parseAdapter, resolveTargets, CONFIG_FILE, WEIGHTS_FILE } from '../lora
 import { gguf, writeGguf, type GgufTensor } from './gguf-file.js';
 import { ggufArchitecture, ggufTensorName, permuteRopeRows, ropePermutationHeads } from './gguf-names.js';
 
-const escape = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+const escapeRegExp = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 
 /**
  * Writes a PEFT LoRA adapter as a llama.cpp LoRA GGUF, as convert_lora_to_gguf.py does:
@@ -25,7 +25,7 @@ export function writeGgufLora(adapterDir: string, model: HfModel, path: string):
   const file = parseSafetensorsBuffer(bytes, WEIGHTS_FILE);
   const keys = [...file.header.tensors.keys()];
   const read = (module: string, which: 'lora_A' | 'lora_B') => {
-    const pattern = new RegExp(`^base_model\\.model\\.${escape(module)}\\.${which}(?:\\.[^.]+)?\\.weight$`);
+    const pattern = new RegExp(`^base_model\\.model\\.${escapeRegExp(module)}\\.${which}(?:\\.[^.]+)?\\.weight$`);
     const key = keys.find((k) => pattern.test(k));
     if (!key) throw new AdapterWeightsError(`${WEIGHTS_FILE} has no ${which} weight for "${module}"`);
     return file.readF32(key);
@@ -34,7 +34,8 @@ export function writeGgufLora(adapterDir: string, model: HfModel, path: string):
   const targets = new Map(resolveTargets(parsed.config, model).map((t) => [t.module.name, t]));
   const tensors: GgufTensor[] = [];
   for (const [name, slot] of parsed.modules) {
-    if (slot.bias) throw new AdapterUnsupportedFeatureError(`"${name}" carries a trained bias; llama.cpp's LoRA files have none`, { param: 'bias' });
+    if (slot.bias)
+      throw new AdapterUnsupportedFeatureError(`"${name}" carries a trained bias; llama.cpp's LoRA files have none`, { param: 'bias' });
     const t = targets.get(name)!;
     const { inFeatures, outFeatures } = t.module;
     const A = read(name, 'lora_A');
@@ -45,16 +46,30 @@ export function writeGgufLora(adapterDir: string, model: HfModel, path: string):
     if (heads !== null) B = permuteRopeRows(B, heads, t.rank);
     const base = ggufTensorName(arch, t.module.weight)!;
     tensors.push(
-      { name: `${base}.lora_a`, shape: [t.rank, inFeatures], type: 'F32', data: () => new Uint8Array(A.buffer, A.byteOffset, A.byteLength) },
-      { name: `${base}.lora_b`, shape: [outFeatures, t.rank], type: 'F32', data: () => new Uint8Array(B.buffer, B.byteOffset, B.byteLength) },
+      {
+        name: `${base}.lora_a`,
+        shape: [t.rank, inFeatures],
+        type: 'F32',
+        data: () => new Uint8Array(A.buffer, A.byteOffset, A.byteLength),
+      },
+      {
+        name: `${base}.lora_b`,
+        shape: [outFeatures, t.rank],
+        type: 'F32',
+        data: () => new Uint8Array(B.buffer, B.byteOffset, B.byteLength),
+      },
     );
   }
-  writeGguf(path, [
-    ['general.architecture', gguf.str(arch)],
-    ['general.type', gguf.str('adapter')],
-    ['general.name', gguf.str(adapterDir.split(/[\\/]/).filter(Boolean).pop() ?? 'adapter')],
-    ['adapter.type', gguf.str('lora')],
-    ['adapter.lora.alpha', gguf.f32(alpha)],
-  ], tensors);
+  writeGguf(
+    path,
+    [
+      ['general.architecture', gguf.str(arch)],
+      ['general.type', gguf.str('adapter')],
+      ['general.name', gguf.str(adapterDir.split(/[\\/]/).filter(Boolean).pop() ?? 'adapter')],
+      ['adapter.type', gguf.str('lora')],
+      ['adapter.lora.alpha', gguf.f32(alpha)],
+    ],
+    tensors,
+  );
   return { alpha, modules: parsed.modules.size };
 }

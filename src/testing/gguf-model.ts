@@ -25,7 +25,8 @@ export interface WrittenGgufModel {
 
 function hparams(arch: GgufArchitecture, model: HfModel): Array<[string, GgufValue]> {
   const d = model.dims;
-  if (d.heads * d.headDim !== d.hidden) throw new UnsupportedArchitectureError(`head_dim ${d.headDim} × ${d.heads} heads ≠ hidden size ${d.hidden}: not written as GGUF here`);
+  if (d.heads * d.headDim !== d.hidden)
+    throw new UnsupportedArchitectureError(`head_dim ${d.headDim} × ${d.heads} heads ≠ hidden size ${d.hidden}: not written as GGUF here`);
   const common: Array<[string, GgufValue]> = [
     [`${arch}.context_length`, gguf.u32(d.maxPositions)],
     [`${arch}.embedding_length`, gguf.u32(d.hidden)],
@@ -34,7 +35,8 @@ function hparams(arch: GgufArchitecture, model: HfModel): Array<[string, GgufVal
     [`${arch}.attention.head_count`, gguf.u32(d.heads)],
   ];
   if (arch === 'gpt2') return [...common, [`${arch}.attention.layer_norm_epsilon`, gguf.f32(d.normEps)]];
-  if (!d.rope || d.rope.type !== 'default') throw new UnsupportedArchitectureError(`rope scaling "${d.rope?.type}" is not written as GGUF here (plain RoPE is)`);
+  if (d.rope?.type !== 'default')
+    throw new UnsupportedArchitectureError(`rope scaling "${d.rope?.type}" is not written as GGUF here (plain RoPE is)`);
   return [
     ...common,
     [`${arch}.attention.head_count_kv`, gguf.u32(d.kvHeads)],
@@ -63,12 +65,14 @@ function tokenizerMetadata(arch: GgufArchitecture, model: HfModel): Array<[strin
   } catch (cause) {
     throw new TokenizerError(`${path} could not be read as JSON`, { cause });
   }
-  if (json.model?.type !== 'BPE' || !json.model.vocab) throw new TokenizerError(`${path}: only byte-level BPE tokenizers are written as GGUF here`);
+  if (json.model?.type !== 'BPE' || !json.model.vocab)
+    throw new TokenizerError(`${path}: only byte-level BPE tokenizers are written as GGUF here`);
   const V = model.dims.vocabSize;
   const tokens = new Array<string | undefined>(V);
   const types = new Array<number>(V).fill(TOKEN_TYPE.unused);
   const place = (id: number, text: string, type: number) => {
-    if (!Number.isInteger(id) || id < 0 || id >= V) throw new ModelConfigError(`${path}: token id ${id} ("${text}") is outside the model's vocabulary of ${V}`);
+    if (!Number.isInteger(id) || id < 0 || id >= V)
+      throw new ModelConfigError(`${path}: token id ${id} ("${text}") is outside the model's vocabulary of ${V}`);
     tokens[id] = text;
     types[id] = type;
   };
@@ -89,7 +93,9 @@ function tokenizerMetadata(arch: GgufArchitecture, model: HfModel): Array<[strin
   if (bosTokenId !== null) out.push(['tokenizer.ggml.bos_token_id', gguf.u32(bosTokenId)]);
   if (padTokenId !== null) out.push(['tokenizer.ggml.padding_token_id', gguf.u32(padTokenId)]);
   const configPath = join(model.dir, 'tokenizer_config.json');
-  const template = existsSync(configPath) ? (JSON.parse(readFileSync(configPath, 'utf8')) as { chat_template?: unknown }).chat_template : undefined;
+  const template = existsSync(configPath)
+    ? (JSON.parse(readFileSync(configPath, 'utf8')) as { chat_template?: unknown }).chat_template
+    : undefined;
   if (typeof template === 'string') out.push(['tokenizer.chat_template', gguf.str(template)]);
   return out;
 }
@@ -142,7 +148,9 @@ export function writeGgufModel(modelDir: string, path: string, type: GgufWeightT
       const heads = ropePermutationHeads(arch, model, (linear ?? biases.get(hfName))?.name ?? '');
       tensorTypes.set(name, ggmlType);
       tensors.push({
-        name, shape, type: ggmlType,
+        name,
+        shape,
+        type: ggmlType,
         data: () => {
           let x = model.weights.readF32(hfName);
           if (linear?.fanInFanOut) x = transpose(x, ref.shape[0]!, ref.shape[1]!);

@@ -20,7 +20,13 @@ export interface LoraModuleWeights {
  * PEFT's initialisation) so the adapter changes the output: fixtures for tests and benchmarks. With
  * `use_dora` each module also gets a random positive magnitude vector.
  */
-export async function writeRandomAdapter(dir: string, model: HfModel, fields: Record<string, unknown>, seed: number, std = 0.3): Promise<Map<string, LoraModuleWeights>> {
+export async function writeRandomAdapter(
+  dir: string,
+  model: HfModel,
+  fields: Record<string, unknown>,
+  seed: number,
+  std = 0.3,
+): Promise<Map<string, LoraModuleWeights>> {
   const r = rng(seed);
   const config = peftConfig(fields);
   const parsed = parsePeftConfig(JSON.stringify(config));

@@ -62,33 +62,68 @@ export function writeRandomModel(dir: string, o: RandomModelOptions): TinyModel 
   const weights = new Map<string, { shape: number[]; data: Float32Array }>();
   const scale = o.std === undefined ? 1 : o.std / 0.3;
   const add = (name: string, shape: number[], std: number, mean = 0) => {
-    const data = r.tensor(shape.reduce((a, b) => a * b, 1), std * scale);
+    const data = r.tensor(
+      shape.reduce((a, b) => a * b, 1),
+      std * scale,
+    );
     if (mean) for (let i = 0; i < data.length; i++) data[i]! += mean;
     weights.set(name, { shape, data });
   };
   let config: Record<string, unknown>;
   if (o.family === 'gpt2') {
-    config = { architectures: ['GPT2LMHeadModel'], model_type: 'gpt2', n_embd: H, n_layer: L, n_head: heads, n_positions: P, n_inner: I, vocab_size: V, layer_norm_epsilon: 1e-5, activation_function: 'gelu_new', bos_token_id: eosId, eos_token_id: eosId };
+    config = {
+      architectures: ['GPT2LMHeadModel'],
+      model_type: 'gpt2',
+      n_embd: H,
+      n_layer: L,
+      n_head: heads,
+      n_positions: P,
+      n_inner: I,
+      vocab_size: V,
+      layer_norm_epsilon: 1e-5,
+      activation_function: 'gelu_new',
+      bos_token_id: eosId,
+      eos_token_id: eosId,
+    };
     add('transformer.wte.weight', [V, H], 0.5);
     add('transformer.wpe.weight', [P, H], 0.1);
     for (let l = 0; l < L; l++) {
       const p = `transformer.h.${l}`;
-      add(`${p}.ln_1.weight`, [H], 0.1, 1); add(`${p}.ln_1.bias`, [H], 0.1);
-      add(`${p}.attn.c_attn.weight`, [H, 3 * H], 0.3); add(`${p}.attn.c_attn.bias`, [3 * H], 0.1);
-      add(`${p}.attn.c_proj.weight`, [H, H], 0.3); add(`${p}.attn.c_proj.bias`, [H], 0.1);
-      add(`${p}.ln_2.weight`, [H], 0.1, 1); add(`${p}.ln_2.bias`, [H], 0.1);
-      add(`${p}.mlp.c_fc.weight`, [H, I], 0.3); add(`${p}.mlp.c_fc.bias`, [I], 0.1);
-      add(`${p}.mlp.c_proj.weight`, [I, H], 0.3); add(`${p}.mlp.c_proj.bias`, [H], 0.1);
+      add(`${p}.ln_1.weight`, [H], 0.1, 1);
+      add(`${p}.ln_1.bias`, [H], 0.1);
+      add(`${p}.attn.c_attn.weight`, [H, 3 * H], 0.3);
+      add(`${p}.attn.c_attn.bias`, [3 * H], 0.1);
+      add(`${p}.attn.c_proj.weight`, [H, H], 0.3);
+      add(`${p}.attn.c_proj.bias`, [H], 0.1);
+      add(`${p}.ln_2.weight`, [H], 0.1, 1);
+      add(`${p}.ln_2.bias`, [H], 0.1);
+      add(`${p}.mlp.c_fc.weight`, [H, I], 0.3);
+      add(`${p}.mlp.c_fc.bias`, [I], 0.1);
+      add(`${p}.mlp.c_proj.weight`, [I, H], 0.3);
+      add(`${p}.mlp.c_proj.bias`, [H], 0.1);
     }
-    add('transformer.ln_f.weight', [H], 0.1, 1); add('transformer.ln_f.bias', [H], 0.1);
+    add('transformer.ln_f.weight', [H], 0.1, 1);
+    add('transformer.ln_f.bias', [H], 0.1);
   } else {
     const qwen = o.family === 'qwen2';
     const tie = o.tie ?? qwen;
     config = {
-      architectures: [qwen ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'], model_type: qwen ? 'qwen2' : 'llama',
-      hidden_size: H, intermediate_size: I, num_hidden_layers: L, num_attention_heads: heads, num_key_value_heads: kvHeads,
-      max_position_embeddings: P, rms_norm_eps: 1e-6, rope_theta: 10000, vocab_size: V, tie_word_embeddings: tie,
-      hidden_act: 'silu', bos_token_id: eosId, eos_token_id: eosId, ...(o.ropeScaling ? { rope_scaling: o.ropeScaling } : {}),
+      architectures: [qwen ? 'Qwen2ForCausalLM' : 'LlamaForCausalLM'],
+      model_type: qwen ? 'qwen2' : 'llama',
+      hidden_size: H,
+      intermediate_size: I,
+      num_hidden_layers: L,
+      num_attention_heads: heads,
+      num_key_value_heads: kvHeads,
+      max_position_embeddings: P,
+      rms_norm_eps: 1e-6,
+      rope_theta: 10000,
+      vocab_size: V,
+      tie_word_embeddings: tie,
+      hidden_act: 'silu',
+      bos_token_id: eosId,
+      eos_token_id: eosId,
+      ...(o.ropeScaling ? { rope_scaling: o.ropeScaling } : {}),
     };
     add('model.embed_tokens.weight', [V, H], 0.5);
     for (let l = 0; l < L; l++) {

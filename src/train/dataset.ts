@@ -42,7 +42,10 @@ export function parseLine(line: string, where: string): ChatMessage[] {
   if (typeof r.instruction === 'string' && typeof r.output === 'string') {
     if (r.input !== undefined && typeof r.input !== 'string') throw new DatasetError(`${where}: "input" must be a string`);
     const user = r.input ? `${r.instruction}\n\n${r.input}` : r.instruction;
-    return [{ role: 'user', content: user }, { role: 'assistant', content: r.output }];
+    return [
+      { role: 'user', content: user },
+      { role: 'assistant', content: r.output },
+    ];
   }
   throw new DatasetError(`${where}: expected "messages" (chat) or "instruction" and "output" (Alpaca)`);
 }

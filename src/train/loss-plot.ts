@@ -1,6 +1,15 @@
 /** A small self-contained SVG of training and validation loss per step. */
-export function lossPlotSvg(train: Array<{ step: number; loss: number }>, val: Array<{ step: number; loss: number }>, title: string): string {
-  const W = 640, H = 360, L = 56, R = 16, T = 32, B = 40;
+export function lossPlotSvg(
+  train: Array<{ step: number; loss: number }>,
+  val: Array<{ step: number; loss: number }>,
+  title: string,
+): string {
+  const W = 640,
+    H = 360,
+    L = 56,
+    R = 16,
+    T = 32,
+    B = 40;
   const all = [...train, ...val];
   const maxStep = Math.max(1, ...all.map((p) => p.step));
   const lo = Math.min(...all.map((p) => p.loss));
@@ -8,7 +17,8 @@ export function lossPlotSvg(train: Array<{ step: number; loss: number }>, val: A
   const span = hi - lo || 1;
   const x = (s: number) => L + ((W - L - R) * s) / maxStep;
   const y = (v: number) => T + ((H - T - B) * (hi - v)) / span;
-  const path = (pts: Array<{ step: number; loss: number }>) => pts.map((p, i) => `${i ? 'L' : 'M'}${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' ');
+  const path = (pts: Array<{ step: number; loss: number }>) =>
+    pts.map((p, i) => `${i ? 'L' : 'M'}${x(p.step).toFixed(1)},${y(p.loss).toFixed(1)}`).join(' ');
   const ticks = [0, 0.25, 0.5, 0.75, 1].map((f) => lo + f * span);
   const esc = (s: string) => s.replace(/[<>&]/g, (c) => ({ '<': '&lt;', '>': '&gt;', '&': '&amp;' })[c]!);
   return `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="sans-serif" font-size="12">

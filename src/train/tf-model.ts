@@ -38,7 +38,10 @@ const mm = tf.customGrad(((a: tf.Tensor, b: tf.Tensor, save: tf.GradSaveFunc) =>
   return {
     value: tf.matMul(a as tf.Tensor2D, b as tf.Tensor2D),
     // d(a@b)/da = dy @ bᵀ;  d(a@b)/db = aᵀ @ dy
-    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [tf.matMul(dy as tf.Tensor2D, swapLast(saved[1]!) as tf.Tensor2D), tf.matMul(swapLast(saved[0]!) as tf.Tensor2D, dy as tf.Tensor2D)],
+    gradFunc: (dy: tf.Tensor, saved: tf.Tensor[]) => [
+      tf.matMul(dy as tf.Tensor2D, swapLast(saved[1]!) as tf.Tensor2D),
+      tf.matMul(swapLast(saved[0]!) as tf.Tensor2D, dy as tf.Tensor2D),
+    ],
   };
 }) as unknown as Parameters<typeof tf.customGrad>[0]) as unknown as (a: tf.Tensor, b: tf.Tensor) => tf.Tensor;
 
@@ -52,8 +55,14 @@ export class TfCausalLM {
   readonly lora = new Map<string, LoraLayer>();
   private readonly linears: Map<string, LinearModule>;
 
-  constructor(readonly model: HfModel, readonly mode: 'lora' | 'full', loraConfig: LoraTrainConfig | null, seed: number) {
-    if (model.arch.family !== 'llama') throw new UnsupportedArchitectureError(`training supports the Llama family; ${model.arch.family} is served but not trained`);
+  constructor(
+    readonly model: HfModel,
+    readonly mode: 'lora' | 'full',
+    loraConfig: LoraTrainConfig | null,
+    seed: number,
+  ) {
+    if (model.arch.family !== 'llama')
+      throw new UnsupportedArchitectureError(`training supports the Llama family; ${model.arch.family} is served but not trained`);
     this.linears = new Map(model.linears.map((m) => [m.name, m]));
     const linearWeights = new Set(model.linears.map((m) => m.weight));
     if (!model.dims.tieWordEmbeddings) linearWeights.add('lm_head.weight');
@@ -100,7 +109,11 @@ export class TfCausalLM {
   exportLora(): Map<string, { module: LinearModule; A: Float32Array; B: Float32Array }> {
     const out = new Map<string, { module: LinearModule; A: Float32Array; B: Float32Array }>();
     for (const [name, l] of this.lora) {
-      out.set(name, { module: l.module, A: tf.tidy(() => tf.transpose(l.At).dataSync() as Float32Array), B: tf.tidy(() => tf.transpose(l.Bt).dataSync() as Float32Array) });
+      out.set(name, {
+        module: l.module,
+        A: tf.tidy(() => tf.transpose(l.At).dataSync() as Float32Array),
+        B: tf.tidy(() => tf.transpose(l.Bt).dataSync() as Float32Array),
+      });
     }
     return out;
   }
@@ -148,7 +161,10 @@ export class TfCausalLM {
     const sin = tf.sin(emb);
     const rope = (x: tf.Tensor4D) => {
       const half = D / 2;
-      const rotated = tf.concat([tf.neg(tf.slice(x, [0, 0, 0, half], [-1, -1, -1, half])), tf.slice(x, [0, 0, 0, 0], [-1, -1, -1, half])], -1);
+      const rotated = tf.concat(
+        [tf.neg(tf.slice(x, [0, 0, 0, half], [-1, -1, -1, half])), tf.slice(x, [0, 0, 0, 0], [-1, -1, -1, half])],
+        -1,
+      );
       return tf.add(tf.mul(x, cos), tf.mul(rotated, sin));
     };
     const G = d.heads / d.kvHeads;

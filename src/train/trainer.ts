@@ -46,9 +46,22 @@ export interface TrainOptions {
 }
 
 export const TRAIN_DEFAULTS: Omit<TrainOptions, 'modelDir' | 'dataPath' | 'outDir'> = {
-  full: false, r: 8, alpha: 16, dropout: 0.05, targetModules: ['q_proj', 'v_proj'], useRslora: false,
-  epochs: 3, learningRate: 2e-4, batchSize: 8, gradAccum: 1, weightDecay: 0, warmupRatio: 0.03,
-  schedule: 'cosine', valSplit: 0.1, maxSeq: 256, seed: 42,
+  full: false,
+  r: 8,
+  alpha: 16,
+  dropout: 0.05,
+  targetModules: ['q_proj', 'v_proj'],
+  useRslora: false,
+  epochs: 3,
+  learningRate: 2e-4,
+  batchSize: 8,
+  gradAccum: 1,
+  weightDecay: 0,
+  warmupRatio: 0.03,
+  schedule: 'cosine',
+  valSplit: 0.1,
+  maxSeq: 256,
+  seed: 42,
 };
 
 export interface TrainResult {
@@ -101,19 +114,32 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const tokenizer = await Tokenizer.load(model.dir);
   const examples = loadDataset(o.dataPath, tokenizer, o.maxSeq);
   const r = rng(o.seed);
-  const shuffle = <T>(items: T[]) => items.map((e) => ({ e, k: r.next() })).sort((a, b) => a.k - b.k).map((x) => x.e);
+  const shuffle = <T>(items: T[]) =>
+    items
+      .map((e) => ({ e, k: r.next() }))
+      .sort((a, b) => a.k - b.k)
+      .map((x) => x.e);
   const order = shuffle(examples);
   const valCount = o.valDataPath || examples.length < 10 ? 0 : Math.max(1, Math.round(examples.length * o.valSplit));
   const val = o.valDataPath ? loadDataset(o.valDataPath, tokenizer, o.maxSeq) : order.slice(0, valCount);
   const trainSet = order.slice(valCount);
   if (trainSet.length === 0) throw new DatasetError(`${o.dataPath}: no examples left for training after the validation split`);
 
-  const peft = o.full ? null : parsePeftConfig(JSON.stringify(peftConfig({ r: o.r, lora_alpha: o.alpha, target_modules: o.targetModules, use_rslora: o.useRslora })));
+  const peft = o.full
+    ? null
+    : parsePeftConfig(
+        JSON.stringify(peftConfig({ r: o.r, lora_alpha: o.alpha, target_modules: o.targetModules, use_rslora: o.useRslora })),
+      );
   const modules = peft ? resolveTargets(peft, model).map((t) => t.module) : [];
   if (peft && modules.length === 0) {
     throw new ConfigError(`target modules ${JSON.stringify(o.targetModules)} match no linear layer of ${model.id}`);
   }
-  const lm = new TfCausalLM(model, o.full ? 'full' : 'lora', peft ? { r: o.r, alpha: o.alpha, dropout: o.dropout, useRslora: o.useRslora, modules } : null, o.seed);
+  const lm = new TfCausalLM(
+    model,
+    o.full ? 'full' : 'lora',
+    peft ? { r: o.r, alpha: o.alpha, dropout: o.dropout, useRslora: o.useRslora, modules } : null,
+    o.seed,
+  );
   const pad = model.generation.padTokenId ?? model.generation.eosTokenIds[0] ?? 0;
   const optimizer = tf.train.adam(o.learningRate, 0.9, 0.999, 1e-8);
   const variables = lm.trainableVariables();
@@ -122,7 +148,14 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const stepsPerEpoch = Math.ceil(trainSet.length / (o.batchSize * o.gradAccum));
   const total = stepsPerEpoch * o.epochs;
   const progress = o.quiet ? null : new Progress(`train (${backend})`, total);
-  const result: TrainResult = { backend, steps: total, trainLoss: [], valLoss: [], heldOutLines: o.valDataPath ? [] : val.map((e) => e.line).sort((a, b) => a - b), seconds: 0 };
+  const result: TrainResult = {
+    backend,
+    steps: total,
+    trainLoss: [],
+    valLoss: [],
+    heldOutLines: o.valDataPath ? [] : val.map((e) => e.line).sort((a, b) => a - b),
+    seconds: 0,
+  };
   const started = performance.now();
   let step = 0;
   const evaluate = (epoch: number) => {
@@ -202,12 +235,21 @@ async function writeOutput(lm: TfCausalLM, model: HfModel, o: TrainOptions, resu
       modules.set(name, { A: l.A, B: l.B, rank: o.r, inFeatures: l.module.inFeatures, outFeatures: l.module.outFeatures });
     }
     const config = peftConfig({
-      base_model_name_or_path: basename(model.dir), r: o.r, lora_alpha: o.alpha, lora_dropout: o.dropout,
-      target_modules: o.targetModules, bias: 'none', fan_in_fan_out: false, use_rslora: o.useRslora,
+      base_model_name_or_path: basename(model.dir),
+      r: o.r,
+      lora_alpha: o.alpha,
+      lora_dropout: o.dropout,
+      target_modules: o.targetModules,
+      bias: 'none',
+      fan_in_fan_out: false,
+      use_rslora: o.useRslora,
     });
     await writePeftAdapter(o.outDir, { config, modules });
   }
   const { onStep: _onStep, ...settings } = o;
   writeFileSync(join(o.outDir, 'train-log.json'), `${JSON.stringify({ settings, ...result }, null, 2)}\n`);
-  writeFileSync(join(o.outDir, 'loss-plot.svg'), lossPlotSvg(result.trainLoss, result.valLoss, `${basename(o.outDir)}: loss (${result.backend})`));
+  writeFileSync(
+    join(o.outDir, 'loss-plot.svg'),
+    lossPlotSvg(result.trainLoss, result.valLoss, `${basename(o.outDir)}: loss (${result.backend})`),
+  );
 }

@@ -7,7 +7,10 @@ import { dirname, basename, join } from 'node:path';
  * `data` may be a list of chunks, written in order without joining them, or a function that
  * writes the file through its handle (to produce large files piece by piece).
  */
-export async function writeFileAtomic(path: string, data: Uint8Array | string | Uint8Array[] | ((file: FileHandle) => Promise<void>)): Promise<void> {
+export async function writeFileAtomic(
+  path: string,
+  data: Uint8Array | string | Uint8Array[] | ((file: FileHandle) => Promise<void>),
+): Promise<void> {
   const tmp = join(dirname(path), `.${basename(path)}.${randomBytes(6).toString('hex')}.tmp`);
   const fh = await open(tmp, 'w');
   try {

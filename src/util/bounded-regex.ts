@@ -17,7 +17,8 @@ export function execAll(source: string, inputs: readonly string[], budgetMs = 10
   try {
     return script.runInContext(context, { timeout: budgetMs }) as Array<RegExpExecArray | null>;
   } catch (err) {
-    if ((err as { code?: string }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') throw new RegexBudgetError(`${JSON.stringify(source)} took over ${budgetMs} ms to match`);
+    if ((err as { code?: string }).code === 'ERR_SCRIPT_EXECUTION_TIMEOUT')
+      throw new RegexBudgetError(`${JSON.stringify(source)} took over ${budgetMs} ms to match`);
     throw err;
   } finally {
     context.inputs = [];

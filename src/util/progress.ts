@@ -3,7 +3,10 @@ export class Progress {
   private readonly tty = Boolean(process.stderr.isTTY);
   private lastLine = 0;
 
-  constructor(private readonly label: string, private readonly total: number) {}
+  constructor(
+    private readonly label: string,
+    private readonly total: number,
+  ) {}
 
   update(done: number, detail = ''): void {
     if (this.tty) {

@@ -34,9 +34,9 @@ export function parseStrictJson(text: string): unknown {
       return container;
     }
     if (c === '"') return string();
-    if (c === 't' && text.startsWith('true', pos)) return (pos += 4), true;
-    if (c === 'f' && text.startsWith('false', pos)) return (pos += 5), false;
-    if (c === 'n' && text.startsWith('null', pos)) return (pos += 4), null;
+    if (c === 't' && text.startsWith('true', pos)) return ((pos += 4), true);
+    if (c === 'f' && text.startsWith('false', pos)) return ((pos += 5), false);
+    if (c === 'n' && text.startsWith('null', pos)) return ((pos += 4), null);
     const m = /^-?(?:0|[1-9]\d*)(?:\.\d+)?(?:[eE][+-]?\d+)?/.exec(text.slice(pos, pos + 64));
     if (!m) return fail('unexpected token');
     pos += m[0].length;
@@ -58,12 +58,12 @@ export function parseStrictJson(text: string): unknown {
     pos++;
     const out: Record<string, unknown> = Object.create(null);
     ws();
-    if (text[pos] === '}') return pos++, out;
+    if (text[pos] === '}') return (pos++, out);
     for (;;) {
       ws();
       if (text[pos] !== '"') fail('expected a key');
       const key = string();
-      if (Object.prototype.hasOwnProperty.call(out, key)) throw new StrictJsonError(`duplicate key "${key}"`);
+      if (Object.hasOwn(out, key)) throw new StrictJsonError(`duplicate key "${key}"`);
       ws();
       if (text[pos++] !== ':') fail('expected ":"');
       out[key] = value();
@@ -77,7 +77,7 @@ export function parseStrictJson(text: string): unknown {
     pos++;
     const out: unknown[] = [];
     ws();
-    if (text[pos] === ']') return pos++, out;
+    if (text[pos] === ']') return (pos++, out);
     for (;;) {
       out.push(value());
       ws();

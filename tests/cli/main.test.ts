@@ -54,7 +54,10 @@ describe('loraserve CLI errors: one line on stderr, exit status 2', () => {
       const cases = [
         [['serve', '--slots', '1.5'], /^loraserve: --slots must be a whole number of at least 0, got "1.5"$/],
         [['serve', '--model', root], /^loraserve: .* has no config\.json: not a Hugging Face model folder$/],
-        [['serve', '--model', join(root, 'm'), '--adapters', join(root, 'a'), '--port', String(port)], /^loraserve: cannot listen on 127\.0\.0\.1:\d+: the port is already in use$/],
+        [
+          ['serve', '--model', join(root, 'm'), '--adapters', join(root, 'a'), '--port', String(port)],
+          /^loraserve: cannot listen on 127\.0\.0\.1:\d+: the port is already in use$/,
+        ],
       ] as const;
       const results = await Promise.all(cases.map(([args]) => cli([...args])));
       for (const [i, [args, message]] of cases.entries()) {

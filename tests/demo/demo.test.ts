@@ -26,7 +26,10 @@ interface Row {
 /** Four trained (not held-out) questions per domain, one per fact. */
 function questions(domain: string): Row[] {
   const held = new Set<number>(JSON.parse(readFileSync(join(root, 'adapters', domain, 'train-log.json'), 'utf8')).heldOutLines);
-  const rows = readFileSync(join(root, 'adapters', domain, 'data.jsonl'), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as Row);
+  const rows = readFileSync(join(root, 'adapters', domain, 'data.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Row);
   const picked: Row[] = [];
   const keys = new Set<string>();
   rows.forEach((row, i) => {
@@ -56,14 +59,22 @@ describe('embedded demo: adapters visibly route', () => {
   });
 
   const ask = async (model: string, content: string): Promise<string> => {
-    const r = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model, messages: [{ role: 'user', content }], max_tokens: 64, temperature: 0 } });
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: { model, messages: [{ role: 'user', content }], max_tokens: 64, temperature: 0 },
+    });
     assert.equal(r.statusCode, 200, r.body);
     return r.json().choices[0].message.content;
   };
 
   it('a plain request without temperature is greedy: the demo generation_config.json says do_sample false', async () => {
     const q = questions(DOMAINS[0]!)[0]!;
-    const r = await app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: DOMAINS[0], messages: [{ role: 'user', content: q.instruction }], max_tokens: 64 } });
+    const r = await app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: { model: DOMAINS[0], messages: [{ role: 'user', content: q.instruction }], max_tokens: 64 },
+    });
     assert.equal(r.json().choices[0].message.content, await ask(DOMAINS[0]!, q.instruction));
   });
 
@@ -103,7 +114,13 @@ describe('embedded demo: adapters visibly route', () => {
     const modules = model.linears.filter((m) => weights.header.tensors.has(`base_model.model.${m.name}.lora_A.weight`));
     const lm = new TfCausalLM(model, 'lora', { r: config.r, alpha: config.lora_alpha, dropout: 0, useRslora: false, modules }, 1);
     const tokens = serving.engine.tokenizer.applyChatTemplate([{ role: 'user', content: '두통이 자주 있어요' }]);
-    const last = () => tf.tidy(() => tf.slice(lm.forward(tf.tensor2d([tokens], [1, tokens.length], 'int32')), [0, tokens.length - 1, 0], [1, 1, -1]).dataSync() as Float32Array);
+    const last = () =>
+      tf.tidy(
+        () =>
+          tf
+            .slice(lm.forward(tf.tensor2d([tokens], [1, tokens.length], 'int32')), [0, tokens.length - 1, 0], [1, 1, -1])
+            .dataSync() as Float32Array,
+      );
     const baseTf = last();
     for (const [name, l] of lm.lora) {
       l.At.assign(tf.transpose(tf.tensor2d(weights.readF32(`base_model.model.${name}.lora_A.weight`), [config.r, l.module.inFeatures])));

@@ -28,7 +28,8 @@ function readYaml(path: string): Doc[] {
 }
 
 /** Strategic merge as far as these manifests use it: maps deep, lists of named items by name, other lists replaced. */
-function merge(base: any, patch: any): any { // eslint-disable-line @typescript-eslint/no-explicit-any
+function merge(base: any, patch: any): any {
+  // eslint-disable-line @typescript-eslint/no-explicit-any
   if (Array.isArray(base) && Array.isArray(patch)) {
     if (!patch.every((p) => p && typeof p === 'object' && 'name' in p)) return patch;
     const out = base.map((b) => ({ ...b }));
@@ -64,7 +65,9 @@ function render(dir: string): Doc[] {
   }
   for (const p of k!.patches ?? []) docs = applyPatch(docs, readYaml(join(dir, p.path))[0]!);
   for (const img of k!.images ?? []) {
-    for (const d of docs) for (const c of d.spec?.template?.spec?.containers ?? []) if (c.image.split(':')[0] === img.name) c.image = `${img.name}:${img.newTag}`;
+    for (const d of docs)
+      for (const c of d.spec?.template?.spec?.containers ?? [])
+        if (c.image.split(':')[0] === img.name) c.image = `${img.name}:${img.newTag}`;
   }
   return docs;
 }
@@ -93,7 +96,10 @@ const METRICS = (() => {
 
 describe('deployment manifests agree with the server', () => {
   it('every YAML file under deploy/kubernetes parses', () => {
-    const walk = (d: string): string[] => readdirSync(d, { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith('.yaml') ? [join(d, e.name)] : []));
+    const walk = (d: string): string[] =>
+      readdirSync(d, { withFileTypes: true }).flatMap((e) =>
+        e.isDirectory() ? walk(join(d, e.name)) : e.name.endsWith('.yaml') ? [join(d, e.name)] : [],
+      );
     const files = walk(K8S);
     assert.ok(files.length >= 10);
     for (const f of files) for (const doc of readYaml(f)) assert.ok(doc.kind, `${f}: a document without kind`);
@@ -115,13 +121,19 @@ describe('deployment manifests agree with the server', () => {
       assert.equal(config.host, '0.0.0.0');
       assert.equal(config.metricsHost, '0.0.0.0');
 
-      for (const [probe, path] of [['readinessProbe', '/ready'], ['livenessProbe', '/health']] as const) {
+      for (const [probe, path] of [
+        ['readinessProbe', '/ready'],
+        ['livenessProbe', '/health'],
+      ] as const) {
         assert.equal(container[probe].httpGet.path, path);
         assert.equal(container[probe].httpGet.port, 'http');
         assert.ok(ROUTES.includes(path), `${path} is not a server route`);
       }
       const preStop = container.lifecycle.preStop.sleep.seconds as number;
-      assert.ok(pod.terminationGracePeriodSeconds > preStop + config.drainTimeoutMs / 1000, 'the grace period must outlast preStop plus the drain');
+      assert.ok(
+        pod.terminationGracePeriodSeconds > preStop + config.drainTimeoutMs / 1000,
+        'the grace period must outlast preStop plus the drain',
+      );
 
       // The shared store: a ReadWriteMany claim mounted where --adapters points.
       const mount = (path: string) => container.volumeMounts.find((m: Doc) => m.mountPath === path);
@@ -151,7 +163,9 @@ describe('deployment manifests agree with the server', () => {
       const eppService = find(docs, 'Service', pool.spec.endpointPickerRef.name);
       assert.ok(eppService.spec.ports.some((p: Doc) => p.port === pool.spec.endpointPickerRef.port.number));
       const epp = find(docs, 'Deployment', pool.spec.endpointPickerRef.name).spec.template.spec.containers[0];
-      const flags: Record<string, string> = Object.fromEntries(epp.args.map((a: string) => a.replace(/^--/, '').split('=') as [string, string]));
+      const flags: Record<string, string> = Object.fromEntries(
+        epp.args.map((a: string) => a.replace(/^--/, '').split('=') as [string, string]),
+      );
       assert.equal(flags['pool-name'], pool.metadata.name);
       assert.equal(Number(flags['model-server-metrics-port']), config.metricsPort);
       assert.ok(ROUTES.includes(flags['model-server-metrics-path']!));
@@ -159,7 +173,11 @@ describe('deployment manifests agree with the server', () => {
         assert.ok(METRICS.has(flags[f]!), `--${f}=${flags[f]} is not a metric loraserve exports`);
       }
       const route = find(docs, 'HTTPRoute', 'loraserve');
-      assert.deepEqual(route.spec.rules[0].backendRefs[0], { group: 'inference.networking.k8s.io', kind: 'InferencePool', name: pool.metadata.name });
+      assert.deepEqual(route.spec.rules[0].backendRefs[0], {
+        group: 'inference.networking.k8s.io',
+        kind: 'InferencePool',
+        name: pool.metadata.name,
+      });
       if (overlay === 'cuda') {
         assert.equal(config.provider, 'cuda');
         assert.equal(container.resources.limits['nvidia.com/gpu'], 1);
@@ -167,7 +185,7 @@ describe('deployment manifests agree with the server', () => {
     });
   }
 
-  it('the HAProxy config health-checks /ready and hashes generation routes on the body\'s model', () => {
+  it("the HAProxy config health-checks /ready and hashes generation routes on the body's model", () => {
     const cfg = readFileSync(join(ROOT, 'deploy', 'haproxy', 'haproxy.cfg'), 'utf8');
     assert.match(cfg, /option httpchk GET \/ready\n/);
     assert.ok(ROUTES.includes('/ready'));

@@ -36,7 +36,9 @@ describe('chunked prefill on a real engine', () => {
       // the short request starts first, so the long prompts' chunks alternate with its decode steps
       const first = engine.generate({ promptTokens: tokens[1]!, slot: 0, maxTokens: 30, sampling: { temperature: 0 } });
       await new Promise((r) => setImmediate(r));
-      const rest = [0, 2].map((i) => engine.generate({ promptTokens: tokens[i]!, slot: prompts[i]!.slot, maxTokens: 12, sampling: { temperature: 0 } }));
+      const rest = [0, 2].map((i) =>
+        engine.generate({ promptTokens: tokens[i]!, slot: prompts[i]!.slot, maxTokens: 12, sampling: { temperature: 0 } }),
+      );
       return (await Promise.all([first, ...rest].map((g) => g.result))).map((r) => r.text);
     };
     const prefillsBefore = chunked.scheduler.steps.prefill;

@@ -15,7 +15,9 @@ describe('execution provider selection', () => {
     await engine.close();
   });
 
-  it('a provider whose binaries are not installed fails with provider_unavailable and a hint', { skip: process.env.LORASERVE_TEST_CUDA === '1' }, async () => {
+  it('a provider whose binaries are not installed fails with provider_unavailable and a hint', {
+    skip: process.env.LORASERVE_TEST_CUDA === '1',
+  }, async () => {
     const dir = join(tempDir(), 'm');
     writeRandomModel(dir, { family: 'gpt2', seed: 2 });
     await assert.rejects(Engine.create({ modelDir: dir, provider: 'cuda', slots: 0 }), (err: Error & { code?: string }) => {

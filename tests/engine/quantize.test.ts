@@ -65,7 +65,12 @@ async function forced(e: Engine, prompt: number[], slot: number, tokens: number[
 }
 
 /** Worst relative logits error and the share of steps whose top token matches, over prompts. */
-async function compare(ref: Engine, q: Engine, prompts: Array<[number[], number]>, steps: number): Promise<{ logits: number; top1: number }> {
+async function compare(
+  ref: Engine,
+  q: Engine,
+  prompts: Array<[number[], number]>,
+  steps: number,
+): Promise<{ logits: number; top1: number }> {
   let worst = 0;
   let agree = 0;
   let total = 0;
@@ -83,7 +88,11 @@ async function compare(ref: Engine, q: Engine, prompts: Array<[number[], number]
 
 describe('quantized base weights on random models', () => {
   const families: Family[] = ['gpt2', 'llama', 'qwen2'];
-  const prompts: Array<[number[], number]> = [[[3, 141, 59, 26, 53, 58, 97, 93], 0], [[10, 20, 30], 0], [[200, 100, 50, 25, 12, 6], 0]];
+  const prompts: Array<[number[], number]> = [
+    [[3, 141, 59, 26, 53, 58, 97, 93], 0],
+    [[10, 20, 30], 0],
+    [[200, 100, 50, 25, 12, 6], 0],
+  ];
   for (const family of families) {
     it(`${family}: int8 and int4 logits stay within their bounds of float32 over 16 steps`, async () => {
       const cache = tempDir();
@@ -121,7 +130,11 @@ describe('quantized base weights on the demo model, adapters in float32', () => 
   function questions(): Array<{ content: string; slot: number; trained: boolean }> {
     const out: Array<{ content: string; slot: number; trained: boolean }> = [];
     DOMAINS.forEach((d, i) => {
-      const read = (f: string) => readFileSync(join(root, 'adapters', d, f), 'utf8').split('\n').filter(Boolean).map((l) => JSON.parse(l) as { instruction: string; key: string });
+      const read = (f: string) =>
+        readFileSync(join(root, 'adapters', d, f), 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => JSON.parse(l) as { instruction: string; key: string });
       const held = new Set<number>(JSON.parse(readFileSync(join(root, 'adapters', d, 'train-log.json'), 'utf8')).heldOutLines);
       const keys = new Set<string>();
       read('data.jsonl').forEach((row, line) => {
@@ -140,7 +153,10 @@ describe('quantized base weights on the demo model, adapters in float32', () => 
     const e = await engine(modelDir, quantize, cache, DOMAINS.length);
     DOMAINS.forEach((d, i) => {
       const dir = join(root, 'adapters', d);
-      e.slots!.write(i + 1, e.parseAdapter(readFileSync(join(dir, 'adapter_config.json'), 'utf8'), readFileSync(join(dir, 'adapter_model.safetensors'))));
+      e.slots!.write(
+        i + 1,
+        e.parseAdapter(readFileSync(join(dir, 'adapter_config.json'), 'utf8'), readFileSync(join(dir, 'adapter_model.safetensors'))),
+      );
     });
     return e;
   }
@@ -148,7 +164,17 @@ describe('quantized base weights on the demo model, adapters in float32', () => 
   /** Greedy answers (up to 48 tokens or end of turn) to every question, in one batch. */
   async function answers(e: Engine): Promise<string[]> {
     const qs = questions();
-    const results = await Promise.all(qs.map((q) => e.generate({ promptTokens: e.tokenizer.applyChatTemplate([{ role: 'user', content: q.content }]), slot: q.slot, maxTokens: 48, sampling: { temperature: 0 } }).result));
+    const results = await Promise.all(
+      qs.map(
+        (q) =>
+          e.generate({
+            promptTokens: e.tokenizer.applyChatTemplate([{ role: 'user', content: q.content }]),
+            slot: q.slot,
+            maxTokens: 48,
+            sampling: { temperature: 0 },
+          }).result,
+      ),
+    );
     return results.map((r) => r.text);
   }
 
@@ -166,7 +192,10 @@ describe('quantized base weights on the demo model, adapters in float32', () => 
   it('logits stay within the stated bounds, with and without an adapter', async () => {
     const ref = await demoEngine(null);
     const qs = questions();
-    const prompts: Array<[number[], number]> = [0, 6, 12, 17].map((i) => [ref.tokenizer.applyChatTemplate([{ role: 'user', content: qs[i]!.content }]), qs[i]!.slot]);
+    const prompts: Array<[number[], number]> = [0, 6, 12, 17].map((i) => [
+      ref.tokenizer.applyChatTemplate([{ role: 'user', content: qs[i]!.content }]),
+      qs[i]!.slot,
+    ]);
     for (const mode of ['int8', 'int4'] as const) {
       const got = await compare(ref, await demoEngine(mode), prompts, 16);
       assert.ok(got.logits <= BOUNDS[mode].demo.logits, `${mode}: logits relative error ${got.logits}`);

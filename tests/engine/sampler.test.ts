@@ -33,13 +33,20 @@ describe('sampler', () => {
   });
 
   it('the same seed draws the same sequence', () => {
-    const draw = (seed: number) => Array.from({ length: 10 }, ((s) => () => s.sample(logits))(new Sampler({ ...DEFAULT_SAMPLING, seed })));
+    const draw = (seed: number) =>
+      Array.from(
+        { length: 10 },
+        (
+          (s) => () =>
+            s.sample(logits)
+        )(new Sampler({ ...DEFAULT_SAMPLING, seed })),
+      );
     assert.deepEqual(draw(5), draw(5));
   });
 });
 
 describe('repetition penalty and banned tokens', () => {
-  it('divides a seen token\'s positive score and multiplies a negative one, prompt tokens included', () => {
+  it("divides a seen token's positive score and multiplies a negative one, prompt tokens included", () => {
     const scores = Float32Array.from([2.0, 1.9, -0.5, -0.6]);
     const greedy = { ...DEFAULT_SAMPLING, temperature: 0 };
     assert.equal(new Sampler(greedy).sample(scores), 0);
@@ -54,7 +61,11 @@ describe('repetition penalty and banned tokens', () => {
     // -1.0 × 2 = -2 < -1.2: a seen negative token drops.
     assert.equal(new Sampler({ ...greedy, repetitionPenalty: 2 }, [0]).sample(neg), 1);
     assert.equal(new Sampler(greedy).sample(scores, [0, 1]), 2, 'banned tokens are never chosen');
-    assert.deepEqual(Array.from(scores), [2.0, 1.9, -0.5, -0.6].map((v) => Math.fround(v)), 'the logits themselves are left alone');
+    assert.deepEqual(
+      Array.from(scores),
+      [2.0, 1.9, -0.5, -0.6].map((v) => Math.fround(v)),
+      'the logits themselves are left alone',
+    );
   });
 });
 

@@ -36,13 +36,16 @@ function fakeModel(options: { failOn?: (step: number, input: ForwardInput) => bo
       for (let p = 0; p < past.length; p++) {
         const real = input.mask[r * width + p] === 1n;
         assert.equal(real, p < cached, `row ${r}: cached positions are a prefix`);
-        if (real) for (const l of [0, 1]) assert.equal(past.keys[l]![(r * past.length + p) * 2 + 1], p, `row ${r} layer ${l}: position ${p} holds its own entry`);
+        if (real)
+          for (const l of [0, 1])
+            assert.equal(past.keys[l]![(r * past.length + p) * 2 + 1], p, `row ${r} layer ${l}: position ${p} holds its own entry`);
       }
       let fed = 0;
       for (let t = 0; t < seq; t++) {
         if (input.mask[r * width + past.length + t] !== 1n) continue;
         const position = Number(input.positions[r * seq + t]);
-        if (input.adapters[r]!.length > 0 || cached > 0 || seq > 1) assert.equal(position, cached + fed, `row ${r}: new token continues the cache`);
+        if (input.adapters[r]!.length > 0 || cached > 0 || seq > 1)
+          assert.equal(position, cached + fed, `row ${r}: new token continues the cache`);
         for (const l of [0, 1]) {
           keys[l]![(r * seq + t) * 2] = input.ids[r * seq + t]!;
           keys[l]![(r * seq + t) * 2 + 1] = position;
@@ -62,7 +65,13 @@ function fakeModel(options: { failOn?: (step: number, input: ForwardInput) => bo
 }
 
 function scheduler(forward: (i: ForwardInput) => Promise<ForwardOutput>, limits: Partial<SchedulerLimits> = {}) {
-  return new Scheduler(forward, dims, { maxBatch: 4, maxBatchTokens: 64, maxContext: 512, prefillChunk: 16, ...limits }, new Set([VOCAB - 1]), (ids) => ids.map((i) => `<${i}>`).join(''));
+  return new Scheduler(
+    forward,
+    dims,
+    { maxBatch: 4, maxBatchTokens: 64, maxContext: 512, prefillChunk: 16, ...limits },
+    new Set([VOCAB - 1]),
+    (ids) => ids.map((i) => `<${i}>`).join(''),
+  );
 }
 
 /** Waits until `s` has run `decodes` decode steps; fails instead of hanging if it went idle first. */
@@ -74,7 +83,12 @@ async function afterDecodes(s: Scheduler, decodes: number): Promise<void> {
 }
 
 const request = (prompt: number[], maxTokens: number, slot = 0, extra: Record<string, unknown> = {}) => ({
-  promptTokens: prompt, adapters: singleSlot(slot), maxTokens, stop: [], sampling: { ...DEFAULT_SAMPLING, temperature: 0 }, ...extra,
+  promptTokens: prompt,
+  adapters: singleSlot(slot),
+  maxTokens,
+  stop: [],
+  sampling: { ...DEFAULT_SAMPLING, temperature: 0 },
+  ...extra,
 });
 const expected = (prompt: number[], n: number) => Array.from({ length: n }, (_, i) => `<${prompt[prompt.length - 1]! + 1 + i}>`).join('');
 
@@ -87,13 +101,22 @@ describe('scheduler with a fake forward pass', () => {
     await afterDecodes(s, 4);
     const third = s.submit(request([200, 201, 202, 203, 204], 6));
     const results = await Promise.all([first.result, second.result, third.result]);
-    assert.deepEqual(results.map((r) => r.text), [expected([10, 11, 12], 12), expected([100], 3), expected([200, 201, 202, 203, 204], 6)]);
-    assert.deepEqual(results.map((r) => r.finishReason), ['length', 'length', 'length']);
+    assert.deepEqual(
+      results.map((r) => r.text),
+      [expected([10, 11, 12], 12), expected([100], 3), expected([200, 201, 202, 203, 204], 6)],
+    );
+    assert.deepEqual(
+      results.map((r) => r.finishReason),
+      ['length', 'length', 'length'],
+    );
     await s.idle();
     assert.equal(s.stats.running, 0);
     assert.equal(s.stats.kvFloats, 0, 'an idle scheduler holds no cache');
     // the three adapters' rows shared decode steps: slot per row as requested
-    assert.ok(model.steps.some((st) => st.kind === 'decode' && st.slots.includes(1) && st.slots.includes(0)), 'base and adapter rows decode in one step');
+    assert.ok(
+      model.steps.some((st) => st.kind === 'decode' && st.slots.includes(1) && st.slots.includes(0)),
+      'base and adapter rows decode in one step',
+    );
   });
 
   it('a freed row is reused, so the decode batch does not grow past the live rows', async () => {
@@ -101,11 +124,17 @@ describe('scheduler with a fake forward pass', () => {
     const s = scheduler(model.forward, { maxBatch: 2 });
     const gens = [s.submit(request([1], 2)), s.submit(request([50], 30)), s.submit(request([300], 5)), s.submit(request([400], 5))];
     const results = await Promise.all(gens.map((g) => g.result));
-    assert.deepEqual(results.map((r) => r.text), [expected([1], 2), expected([50], 30), expected([300], 5), expected([400], 5)]);
-    assert.ok(model.steps.every((st) => st.batch <= 2), 'never more rows than maxBatch');
+    assert.deepEqual(
+      results.map((r) => r.text),
+      [expected([1], 2), expected([50], 30), expected([300], 5), expected([400], 5)],
+    );
+    assert.ok(
+      model.steps.every((st) => st.batch <= 2),
+      'never more rows than maxBatch',
+    );
   });
 
-  it('a long prompt is read in chunks that alternate with the running streams\' decode steps', async () => {
+  it("a long prompt is read in chunks that alternate with the running streams' decode steps", async () => {
     const model = fakeModel();
     const s = scheduler(model.forward, { prefillChunk: 8, maxBatchTokens: 8 });
     const running = s.submit(request([5], 40));
@@ -116,11 +145,17 @@ describe('scheduler with a fake forward pass', () => {
     const results = await Promise.all([running.result, late.result]);
     assert.equal(results[1]!.text, expected(long, 4));
     assert.equal(results[0]!.text, expected([5], 40));
-    const kinds = model.steps.slice(from).map((st) => st.kind === 'prefill' || st.seq > 1 ? 'P' : 'D').join('');
+    const kinds = model.steps
+      .slice(from)
+      .map((st) => (st.kind === 'prefill' || st.seq > 1 ? 'P' : 'D'))
+      .join('');
     // 30 tokens in chunks of 8: 4 prefill steps, never two in a row while a stream is decoding
     assert.equal((kinds.match(/P/g) ?? []).length, 4, kinds);
     assert.ok(!kinds.includes('PP'), `prefill chunks alternate with decode steps: ${kinds}`);
-    assert.ok(model.steps.every((st) => st.batch * st.seq <= 8 || st.batch === 1), 'prefill steps stay within maxBatchTokens');
+    assert.ok(
+      model.steps.every((st) => st.batch * st.seq <= 8 || st.batch === 1),
+      'prefill steps stay within maxBatchTokens',
+    );
   });
 
   it('cancellation frees the row at the next step and calls onDone once', async () => {
@@ -171,9 +206,15 @@ describe('scheduler with a fake forward pass', () => {
       const lp = lps[i + 1]!;
       assert.equal(lp.token, tok);
       assert.ok(Math.abs(lp.logprob - (tok === prompt[i]! + 1 ? likely : unlikely)) < 1e-5, `prompt token ${i + 1}`);
-      assert.deepEqual(lp.top.map((t) => t.token), [prompt[i]! + 1]);
+      assert.deepEqual(
+        lp.top.map((t) => t.token),
+        [prompt[i]! + 1],
+      );
     });
-    assert.deepEqual(r.logprobs!.map((l) => l.token), [62, 63]);
+    assert.deepEqual(
+      r.logprobs!.map((l) => l.token),
+      [62, 63],
+    );
     assert.ok(r.logprobs!.every((l) => Math.abs(l.logprob - likely) < 1e-5));
   });
 
@@ -183,10 +224,16 @@ describe('scheduler with a fake forward pass', () => {
     const prompt = [30, 31, 32, 33, 34];
     const gens = s.submitChoices(request(prompt, 4, 1, { logprobs: 0, promptLogprobs: true }), 3);
     const results = await Promise.all(gens.map((g) => g.result));
-    assert.deepEqual(results.map((r) => r.text), [0, 1, 2].map(() => expected(prompt, 4)));
+    assert.deepEqual(
+      results.map((r) => r.text),
+      [0, 1, 2].map(() => expected(prompt, 4)),
+    );
     results.forEach((r) => assert.equal(r.promptLogprobs!.length, prompt.length));
     assert.equal(s.steps.prefill, 3, 'one chunked read of the prompt (chunks of 2, 2, 1), not one per choice');
-    assert.ok(model.steps.some((st) => st.kind === 'decode' && st.liveRows === 3), 'the three choices decode side by side');
+    assert.ok(
+      model.steps.some((st) => st.kind === 'decode' && st.liveRows === 3),
+      'the three choices decode side by side',
+    );
   });
 
   it('a choice that finds no free row reads the prompt itself; cancelling the first choice does not strand the others', async () => {
@@ -194,7 +241,10 @@ describe('scheduler with a fake forward pass', () => {
     const s = scheduler(model.forward, { maxBatch: 2 });
     const gens = s.submitChoices(request([40, 41], 3), 3);
     const results = await Promise.all(gens.map((g) => g.result));
-    assert.deepEqual(results.map((r) => r.text), [0, 1, 2].map(() => expected([40, 41], 3)));
+    assert.deepEqual(
+      results.map((r) => r.text),
+      [0, 1, 2].map(() => expected([40, 41], 3)),
+    );
     const [first, ...rest] = s.submitChoices(request([50, 51, 52], 3), 3);
     first!.cancel();
     assert.equal((await first!.result).finishReason, 'cancelled');

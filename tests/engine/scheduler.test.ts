@@ -34,7 +34,8 @@ describe('continuous batching scheduler', () => {
       { p: 'the quick brown fox jumps', slot: 0, n: 20 },
     ];
     const alone: string[] = [];
-    for (const s of specs) alone.push((await engine.generate({ promptTokens: prompt(s.p), slot: s.slot, maxTokens: s.n, sampling: greedy }).result).text);
+    for (const s of specs)
+      alone.push((await engine.generate({ promptTokens: prompt(s.p), slot: s.slot, maxTokens: s.n, sampling: greedy }).result).text);
 
     const gens: Generation[] = [];
     const results: Array<Promise<string>> = [];
@@ -49,7 +50,10 @@ describe('continuous batching scheduler', () => {
     }
     const together = await Promise.all(results);
     assert.deepEqual(together, alone);
-    assert.ok(engine.scheduler.steps.decode - decodeBefore < specs.reduce((a, s) => a + s.n, 0), 'decode steps were shared between requests');
+    assert.ok(
+      engine.scheduler.steps.decode - decodeBefore < specs.reduce((a, s) => a + s.n, 0),
+      'decode steps were shared between requests',
+    );
     for (const g of gens) assert.equal((await g.result).finishReason, 'length');
   });
 
@@ -58,7 +62,12 @@ describe('continuous batching scheduler', () => {
     const long = engine.generate({ promptTokens: prompt('cancel me'), maxTokens: 200, sampling: greedy, signal: ctl.signal });
     let released = false;
     const other = engine.generate({ promptTokens: prompt('keep me'), maxTokens: 30, sampling: greedy, onDone: () => {} });
-    const cancelled = engine.generate({ promptTokens: prompt('and me'), maxTokens: 200, sampling: greedy, onDone: () => (released = true) });
+    const cancelled = engine.generate({
+      promptTokens: prompt('and me'),
+      maxTokens: 200,
+      sampling: greedy,
+      onDone: () => (released = true),
+    });
     let seen = 0;
     for await (const _ of long) {
       if (++seen === 3) {
@@ -78,7 +87,8 @@ describe('continuous batching scheduler', () => {
   });
 
   it('seeded sampling is reproducible and the seed matters', async () => {
-    const run = (seed: number) => engine.generate({ promptTokens: prompt('tell me'), maxTokens: 40, sampling: { temperature: 1.0, topP: 0.9, topK: 50, seed } }).result;
+    const run = (seed: number) =>
+      engine.generate({ promptTokens: prompt('tell me'), maxTokens: 40, sampling: { temperature: 1.0, topP: 0.9, topK: 50, seed } }).result;
     const [a, b, c] = await Promise.all([run(7), run(7), run(8)]);
     assert.equal(a.text, b.text);
     assert.notEqual(a.text, c.text);

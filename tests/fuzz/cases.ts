@@ -43,9 +43,15 @@ function chatBody(d: Dice, m: Material): { path: string; body: Record<string, un
     { max_completion_tokens: 3, ignore_eos: true },
   ]);
   if (d.chance(0.3)) {
-    return { path: '/v1/completions', body: { model, prompt: d.pick(['Once upon', '안녕하세요', ['a list prompt']]), max_tokens: 4, echo: d.chance(0.5), ...sampling } };
+    return {
+      path: '/v1/completions',
+      body: { model, prompt: d.pick(['Once upon', '안녕하세요', ['a list prompt']]), max_tokens: 4, echo: d.chance(0.5), ...sampling },
+    };
   }
-  const messages = [{ role: 'system', content: 'be brief' }, { role: 'user', content: d.pick(['hello', '환불 정책은?', [{ type: 'text', text: 'parts' }]]) }];
+  const messages = [
+    { role: 'system', content: 'be brief' },
+    { role: 'user', content: d.pick(['hello', '환불 정책은?', [{ type: 'text', text: 'parts' }]]) },
+  ];
   return { path: '/v1/chat/completions', body: { model, messages: messages.slice(d.int(2)), max_tokens: 4, ...sampling } };
 }
 
@@ -59,21 +65,45 @@ function multipartBody(parts: Part[], boundary: string): Uint8Array {
   const chunks: Buffer[] = [];
   for (const p of parts) {
     const disposition = `form-data; name="${p.name}"${p.filename === undefined ? '' : `; filename="${p.filename}"`}`;
-    chunks.push(Buffer.from(`--${boundary}\r\nContent-Disposition: ${disposition}\r\n${p.filename === undefined ? '' : 'Content-Type: application/octet-stream\r\n'}\r\n`), Buffer.from(p.data), Buffer.from('\r\n'));
+    chunks.push(
+      Buffer.from(
+        `--${boundary}\r\nContent-Disposition: ${disposition}\r\n${p.filename === undefined ? '' : 'Content-Type: application/octet-stream\r\n'}\r\n`,
+      ),
+      Buffer.from(p.data),
+      Buffer.from('\r\n'),
+    );
   }
   chunks.push(Buffer.from(`--${boundary}--\r\n`));
   return Buffer.concat(chunks);
 }
 
-function upload(kind: string, what: string, name: string, files: Array<{ filename: string; data: Uint8Array }>, d: Dice, mangle = false): FuzzRequest {
+function upload(
+  kind: string,
+  what: string,
+  name: string,
+  files: Array<{ filename: string; data: Uint8Array }>,
+  d: Dice,
+  mangle = false,
+): FuzzRequest {
   const boundary = `fuzz${d.int(1e9)}`;
-  let body = multipartBody([{ name: 'name', data: text(name) }, ...files.map((f) => ({ name: 'file', filename: f.filename, data: f.data }))], boundary);
+  let body = multipartBody(
+    [{ name: 'name', data: text(name) }, ...files.map((f) => ({ name: 'file', filename: f.filename, data: f.data }))],
+    boundary,
+  );
   if (mangle) {
     const m = mutateBytes(body, d);
     body = m.bytes;
     what = `${what}; ${m.what}`;
   }
-  return { kind, what, method: 'POST', path: '/v1/adapters', headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body, creates: name };
+  return {
+    kind,
+    what,
+    method: 'POST',
+    path: '/v1/adapters',
+    headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+    body,
+    creates: name,
+  };
 }
 
 function safetensorsParts(weights: Uint8Array): { header: Record<string, unknown>; data: Uint8Array } {
@@ -89,7 +119,9 @@ function encodeSafetensors(headerText: Uint8Array, data: Uint8Array, length = Bi
   return out;
 }
 
-async function tarball(entries: Array<{ name: string; type?: 'file' | 'symlink' | 'link' | 'directory'; linkname?: string; data?: Uint8Array }>): Promise<Uint8Array> {
+async function tarball(
+  entries: Array<{ name: string; type?: 'file' | 'symlink' | 'link' | 'directory'; linkname?: string; data?: Uint8Array }>,
+): Promise<Uint8Array> {
   const pack = tar.pack();
   const chunks: Buffer[] = [];
   pack.on('data', (c: unknown) => chunks.push(c as Buffer));
@@ -104,11 +136,18 @@ async function tarball(entries: Array<{ name: string; type?: 'file' | 'symlink' 
 }
 
 const PATH_TRICKS = ['../', '../../', '/', './', 'a/../../', '..\\', 'C:\\', '%2e%2e/', '\u0000', 'dir/'];
-const fuzzName = (d: Dice, i: number) => (d.chance(0.7) ? `fz-${i}` : d.pick([...WEIRD_STRINGS, `FZ-${i}`, `fz/${i}`, `-fz${i}`, `.fz${i}`, `fz-${i}`.padEnd(70, 'x')]));
+const fuzzName = (d: Dice, i: number) =>
+  d.chance(0.7) ? `fz-${i}` : d.pick([...WEIRD_STRINGS, `FZ-${i}`, `fz/${i}`, `-fz${i}`, `.fz${i}`, `fz-${i}`.padEnd(70, 'x')]);
 
 /** A path segment: UTF-8 bytes percent-encoded (lone surrogates become U+FFFD); `/` raw if asked. */
 const percentEncode = (s: string, rawSlash: boolean) =>
-  [...Buffer.from(s, 'utf8')].map((b) => (/[A-Za-z0-9._~-]/.test(String.fromCharCode(b)) || (rawSlash && b === 0x2f) ? String.fromCharCode(b) : `%${b.toString(16).padStart(2, '0').toUpperCase()}`)).join('');
+  [...Buffer.from(s, 'utf8')]
+    .map((b) =>
+      /[A-Za-z0-9._~-]/.test(String.fromCharCode(b)) || (rawSlash && b === 0x2f)
+        ? String.fromCharCode(b)
+        : `%${b.toString(16).padStart(2, '0').toUpperCase()}`,
+    )
+    .join('');
 
 type Builder = (d: Dice, m: Material, i: number) => FuzzRequest | Promise<FuzzRequest>;
 
@@ -124,7 +163,14 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
         value = r.value;
         whats.push(r.what);
       }
-      return { kind: 'chat-json', what: `${path}: ${whats.join(', ')}`, method: 'POST', path, headers: { 'content-type': 'application/json' }, body: json(value) };
+      return {
+        kind: 'chat-json',
+        what: `${path}: ${whats.join(', ')}`,
+        method: 'POST',
+        path,
+        headers: { 'content-type': 'application/json' },
+        body: json(value),
+      };
     },
   },
   'chat-bytes': {
@@ -132,7 +178,21 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
     build: (d, m) => {
       const { path, body } = chatBody(d, m);
       const r = mutateBytes(json(body), d);
-      return { kind: 'chat-bytes', what: `${path}: ${r.what}`, method: 'POST', path, headers: { 'content-type': d.pick(['application/json', 'application/json; charset=utf-8', 'text/plain', 'application/x-www-form-urlencoded']) }, body: r.bytes };
+      return {
+        kind: 'chat-bytes',
+        what: `${path}: ${r.what}`,
+        method: 'POST',
+        path,
+        headers: {
+          'content-type': d.pick([
+            'application/json',
+            'application/json; charset=utf-8',
+            'text/plain',
+            'application/x-www-form-urlencoded',
+          ]),
+        },
+        body: r.bytes,
+      };
     },
   },
   'adapter-config': {
@@ -149,7 +209,16 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
         config = r.bytes;
         what = r.what;
       }
-      return upload('adapter-config', `adapter_config.json: ${what}`, `fz-${i}`, [{ filename: CONFIG_FILE, data: config }, { filename: WEIGHTS_FILE, data: m.weights }], d);
+      return upload(
+        'adapter-config',
+        `adapter_config.json: ${what}`,
+        `fz-${i}`,
+        [
+          { filename: CONFIG_FILE, data: config },
+          { filename: WEIGHTS_FILE, data: m.weights },
+        ],
+        d,
+      );
     },
   },
   'safetensors-header': {
@@ -173,27 +242,67 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
         weights = encodeSafetensors(json(header), data, length);
         what = `length prefix ${length}`;
       }
-      return upload('safetensors-header', what, `fz-${i}`, [{ filename: CONFIG_FILE, data: text(m.config) }, { filename: WEIGHTS_FILE, data: weights }], d);
+      return upload(
+        'safetensors-header',
+        what,
+        `fz-${i}`,
+        [
+          { filename: CONFIG_FILE, data: text(m.config) },
+          { filename: WEIGHTS_FILE, data: weights },
+        ],
+        d,
+      );
     },
   },
   multipart: {
     weight: 10,
     build: (d, m, i) => {
-      const files = [{ filename: CONFIG_FILE, data: text(m.config) }, { filename: WEIGHTS_FILE, data: m.weights }];
+      const files = [
+        { filename: CONFIG_FILE, data: text(m.config) },
+        { filename: WEIGHTS_FILE, data: m.weights },
+      ];
       switch (d.int(5)) {
-        case 0: return upload('multipart', 'whole body mutated', `fz-${i}`, files, d, true);
+        case 0:
+          return upload('multipart', 'whole body mutated', `fz-${i}`, files, d, true);
         case 1: {
           const trick = d.pick(PATH_TRICKS);
-          return upload('multipart', `file names prefixed ${JSON.stringify(trick)}`, `fz-${i}`, files.map((f) => ({ ...f, filename: trick + f.filename })), d);
+          return upload(
+            'multipart',
+            `file names prefixed ${JSON.stringify(trick)}`,
+            `fz-${i}`,
+            files.map((f) => ({ ...f, filename: trick + f.filename })),
+            d,
+          );
         }
         case 2: {
           const name = fuzzName(d, i);
           return upload('multipart', `name ${JSON.stringify(name.slice(0, 40))}`, name, files, d);
         }
-        case 3: return upload('multipart', 'a part missing or doubled', `fz-${i}`, d.chance(0.5) ? files.slice(d.int(2), 1 + d.int(2)) : [...files, files[d.int(2)]!], d);
+        case 3:
+          return upload(
+            'multipart',
+            'a part missing or doubled',
+            `fz-${i}`,
+            d.chance(0.5) ? files.slice(d.int(2), 1 + d.int(2)) : [...files, files[d.int(2)]!],
+            d,
+          );
         default: {
-          const { payload, boundary } = { payload: multipartBody([{ name: 'name', data: text(`fz-${i}`) }, ...files.map((f) => ({ name: 'file', filename: f.filename, data: f.data }))], 'real'), boundary: d.pick(['other', '', 'real"; x=1', 'r'.repeat(200)]) };
-          return { kind: 'multipart', what: `content-type boundary ${JSON.stringify(boundary.slice(0, 20))}`, method: 'POST', path: '/v1/adapters', headers: { 'content-type': `multipart/form-data; boundary=${boundary}` }, body: payload, creates: `fz-${i}` };
+          const { payload, boundary } = {
+            payload: multipartBody(
+              [{ name: 'name', data: text(`fz-${i}`) }, ...files.map((f) => ({ name: 'file', filename: f.filename, data: f.data }))],
+              'real',
+            ),
+            boundary: d.pick(['other', '', 'real"; x=1', 'r'.repeat(200)]),
+          };
+          return {
+            kind: 'multipart',
+            what: `content-type boundary ${JSON.stringify(boundary.slice(0, 20))}`,
+            method: 'POST',
+            path: '/v1/adapters',
+            headers: { 'content-type': `multipart/form-data; boundary=${boundary}` },
+            body: payload,
+            creates: `fz-${i}`,
+          };
         }
       }
     },
@@ -201,7 +310,10 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
   tar: {
     weight: 10,
     build: async (d, m, i) => {
-      const files = [{ name: CONFIG_FILE, data: text(m.config) }, { name: WEIGHTS_FILE, data: m.weights }];
+      const files = [
+        { name: CONFIG_FILE, data: text(m.config) },
+        { name: WEIGHTS_FILE, data: m.weights },
+      ];
       let entries: Parameters<typeof tarball>[0];
       let what: string;
       switch (d.int(5)) {
@@ -237,32 +349,86 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
         archive = r.bytes;
         what += `; ${r.what}`;
       }
-      return upload('tar', `${gz ? 'tar.gz' : 'tar'}: ${what}`, `fz-${i}`, [{ filename: gz ? 'adapter.tar.gz' : 'adapter.tar', data: archive }], d);
+      return upload(
+        'tar',
+        `${gz ? 'tar.gz' : 'tar'}: ${what}`,
+        `fz-${i}`,
+        [{ filename: gz ? 'adapter.tar.gz' : 'adapter.tar', data: archive }],
+        d,
+      );
     },
   },
   'load-by-path': {
     weight: 5,
     build: (d, m, i) => {
       const name = fuzzName(d, i);
-      const path = d.pick([m.loraRootAdapter, `${d.pick(PATH_TRICKS)}${m.loraRootAdapter}`, d.pick(WEIRD_STRINGS), '/', '.', '..', `${m.loraRootAdapter}/${CONFIG_FILE}`]);
-      const body: unknown = d.chance(0.7) ? { lora_name: name, lora_path: path } : mutateJson({ lora_name: name, lora_path: path }, d).value;
-      return { kind: 'load-by-path', what: `lora_path ${JSON.stringify(path.slice(0, 40))}`, method: 'POST', path: '/v1/load_lora_adapter', headers: { 'content-type': 'application/json' }, body: json(body), creates: name };
+      const path = d.pick([
+        m.loraRootAdapter,
+        `${d.pick(PATH_TRICKS)}${m.loraRootAdapter}`,
+        d.pick(WEIRD_STRINGS),
+        '/',
+        '.',
+        '..',
+        `${m.loraRootAdapter}/${CONFIG_FILE}`,
+      ]);
+      const body: unknown = d.chance(0.7)
+        ? { lora_name: name, lora_path: path }
+        : mutateJson({ lora_name: name, lora_path: path }, d).value;
+      return {
+        kind: 'load-by-path',
+        what: `lora_path ${JSON.stringify(path.slice(0, 40))}`,
+        method: 'POST',
+        path: '/v1/load_lora_adapter',
+        headers: { 'content-type': 'application/json' },
+        body: json(body),
+        creates: name,
+      };
     },
   },
   misc: {
     weight: 10,
     build: (d, m, i): FuzzRequest => {
       const name = percentEncode(fuzzName(d, i), d.chance(0.5));
-      const raw = d.pick([name, `${percentEncode(d.pick(PATH_TRICKS), true)}${name}`, '..', '%2e%2e', `${m.existing[0]}%00`, `${m.existing[0]}/..`]);
+      const raw = d.pick([
+        name,
+        `${percentEncode(d.pick(PATH_TRICKS), true)}${name}`,
+        '..',
+        '%2e%2e',
+        `${m.existing[0]}%00`,
+        `${m.existing[0]}/..`,
+      ]);
       const choice = d.int(6);
-      if (choice === 0) return { kind: 'misc', what: `DELETE /v1/adapters/${raw}`, method: 'DELETE', path: `/v1/adapters/${raw}`, headers: {} };
+      if (choice === 0)
+        return { kind: 'misc', what: `DELETE /v1/adapters/${raw}`, method: 'DELETE', path: `/v1/adapters/${raw}`, headers: {} };
       if (choice === 1) return { kind: 'misc', what: `GET /v1/adapters/${raw}`, method: 'GET', path: `/v1/adapters/${raw}`, headers: {} };
-      if (choice === 2) return { kind: 'misc', what: `POST /v1/adapters/${raw}/${d.pick(['load', 'unload'])}`, method: 'POST', path: `/v1/adapters/${raw}/${d.pick(['load', 'unload'])}`, headers: {} };
+      if (choice === 2)
+        return {
+          kind: 'misc',
+          what: `POST /v1/adapters/${raw}/${d.pick(['load', 'unload'])}`,
+          method: 'POST',
+          path: `/v1/adapters/${raw}/${d.pick(['load', 'unload'])}`,
+          headers: {},
+        };
       if (choice === 3) return { kind: 'misc', what: `GET /v1/models/${raw}`, method: 'GET', path: `/v1/models/${raw}`, headers: {} };
       const { path, body } = chatBody(d, m);
       const header = d.pick(['authorization', 'x-api-key', 'x-request-id', 'content-type', 'accept']);
-      const value = d.pick(['Bearer ', 'Bearer \u00ff\u00fe', 'x'.repeat(8000), 'application/json; charset=latin1', 'multipart/form-data', '*/*', 'Basic Zm9vOmJhcg==']);
-      return { kind: 'misc', what: `${path} with ${header}: ${JSON.stringify(value.slice(0, 30))}`, method: d.pick(['POST', 'PUT', 'PATCH']), path, headers: { 'content-type': 'application/json', [header]: value }, body: json(body) };
+      const value = d.pick([
+        'Bearer ',
+        'Bearer \u00ff\u00fe',
+        'x'.repeat(8000),
+        'application/json; charset=latin1',
+        'multipart/form-data',
+        '*/*',
+        'Basic Zm9vOmJhcg==',
+      ]);
+      return {
+        kind: 'misc',
+        what: `${path} with ${header}: ${JSON.stringify(value.slice(0, 30))}`,
+        method: d.pick(['POST', 'PUT', 'PATCH']),
+        path,
+        headers: { 'content-type': 'application/json', [header]: value },
+        body: json(body),
+      };
     },
   },
 };

@@ -51,7 +51,9 @@ function send(base: string, r: Pick<FuzzRequest, 'method' | 'path' | 'headers' |
     const req = request({ host: hostname, port, path: r.path, method: r.method, headers, timeout: timeoutMs }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (c: Buffer) => chunks.push(c));
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), body: Buffer.concat(chunks) }));
+      res.on('end', () =>
+        resolve({ status: res.statusCode ?? 0, contentType: String(res.headers['content-type'] ?? ''), body: Buffer.concat(chunks) }),
+      );
       res.on('error', reject);
     });
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs} ms`)));
@@ -106,8 +108,22 @@ export async function runFuzz(options: { cases: number; seed: number; only?: num
   const before = snapshot(storeDir);
 
   const server = await spawnServer([
-    '--model', modelDir, '--adapters', storeDir, '--lora-root', join(root, 'lora-root'), '--slots', '2',
-    '--max-tokens', '8', '--upload-bytes', '2000000', '--request-timeout-ms', '15000', '--log-level', 'warn',
+    '--model',
+    modelDir,
+    '--adapters',
+    storeDir,
+    '--lora-root',
+    join(root, 'lora-root'),
+    '--slots',
+    '2',
+    '--max-tokens',
+    '8',
+    '--upload-bytes',
+    '2000000',
+    '--request-timeout-ms',
+    '15000',
+    '--log-level',
+    'warn',
   ]);
   const findings: Finding[] = [];
   const byKind: FuzzReport['byKind'] = {};
@@ -123,9 +139,14 @@ export async function runFuzz(options: { cases: number; seed: number; only?: num
       answer = await send(server.url, c);
     } catch (err) {
       // No answer at all: either this connection alone was dropped, or the process is gone.
-      crashed = !(await send(server.url, { method: 'GET', path: '/health', headers: {} }).then((h) => h.status === 200, () => false));
+      crashed = !(await send(server.url, { method: 'GET', path: '/health', headers: {} }).then(
+        (h) => h.status === 200,
+        () => false,
+      ));
       if (crashed) await server.stop();
-      const problem = crashed ? `the server stopped answering (exit ${server.proc.exitCode ?? server.proc.signalCode}): ${server.stderr().slice(-1500)}` : `no answer: ${(err as Error).message}`;
+      const problem = crashed
+        ? `the server stopped answering (exit ${server.proc.exitCode ?? server.proc.signalCode}): ${server.stderr().slice(-1500)}`
+        : `no answer: ${(err as Error).message}`;
       findings.push({ case: i, kind: c.kind, what: c.what, problem });
       tally.statuses.error = (tally.statuses.error ?? 0) + 1;
       if (crashed) break;
@@ -142,7 +163,12 @@ export async function runFuzz(options: { cases: number; seed: number; only?: num
   let storeUnchanged = false;
   if (!crashed) {
     const get = (path: string) => send(server.url, { method: 'GET', path, headers: {} });
-    const chat = await send(server.url, { method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' }, body: Buffer.from(JSON.stringify({ model: 'keep-a', messages: [{ role: 'user', content: 'still there?' }], max_tokens: 4 })) });
+    const chat = await send(server.url, {
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { 'content-type': 'application/json' },
+      body: Buffer.from(JSON.stringify({ model: 'keep-a', messages: [{ role: 'user', content: 'still there?' }], max_tokens: 4 })),
+    });
     healthyAfter = (await get('/health')).status === 200 && (await get('/ready')).status === 200 && chat.status === 200;
     for (const name of created) await send(server.url, { method: 'DELETE', path: `/v1/adapters/${encodeURIComponent(name)}`, headers: {} });
     const listed = JSON.parse((await get('/v1/adapters')).body.toString('utf8')).data.map((a: { id: string }) => a.id);
@@ -152,7 +178,15 @@ export async function runFuzz(options: { cases: number; seed: number; only?: num
   }
   const { code } = await server.exited;
   return {
-    seed: options.seed, cases: indices.length, durationMs: Math.round(performance.now() - started), byKind, accepted: created.size,
-    findings, crashed, healthyAfter, storeUnchanged, exitCode: code,
+    seed: options.seed,
+    cases: indices.length,
+    durationMs: Math.round(performance.now() - started),
+    byKind,
+    accepted: created.size,
+    findings,
+    crashed,
+    healthyAfter,
+    storeUnchanged,
+    exitCode: code,
   };
 }

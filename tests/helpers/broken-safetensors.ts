@@ -25,18 +25,40 @@ export function brokenSafetensors(): Record<string, { bytes: Uint8Array; message
     'header not UTF-8': { bytes: rawSafetensors(null, 0, Uint8Array.from([0x7b, 0x22, 0xff, 0x22, 0x7d])), message: /not valid UTF-8/ },
     'header not JSON': { bytes: rawSafetensors(null, 0, '{"a": [1,}'), message: /not valid JSON/ },
     'header not an object': { bytes: rawSafetensors(null, 0, '{'), message: /not valid JSON/ },
-    'header nested too deep': { bytes: rawSafetensors(null, 0, `{"a":${'['.repeat(100)}${']'.repeat(100)}}`), message: /nesting deeper than 64 levels/ },
+    'header nested too deep': {
+      bytes: rawSafetensors(null, 0, `{"a":${'['.repeat(100)}${']'.repeat(100)}}`),
+      message: /nesting deeper than 64 levels/,
+    },
     'header does not start with {': { bytes: rawSafetensors(null, 0, '[1, 2]'), message: /does not start with "\{"/ },
-    'duplicate tensor name': { bytes: rawSafetensors(null, 8, '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}'), message: /duplicate key "a"/ },
+    'duplicate tensor name': {
+      bytes: rawSafetensors(
+        null,
+        8,
+        '{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]},"a":{"dtype":"F32","shape":[1],"data_offsets":[4,8]}}',
+      ),
+      message: /duplicate key "a"/,
+    },
     'unknown dtype': { bytes: rawSafetensors({ a: t('F31', [1], [0, 4]) }, 4), message: /unknown dtype "F31"/ },
     'negative shape': { bytes: rawSafetensors({ a: t('F32', [-1], [0, 4]) }, 4), message: /shape must be a list of non-negative integers/ },
     'bad data_offsets': { bytes: rawSafetensors({ a: t('F32', [1], [0]) }, 4), message: /data_offsets must be two/ },
     'offsets reversed': { bytes: rawSafetensors({ a: t('F32', [0], [4, 0]) }, 4), message: /end before they begin/ },
-    'shape × dtype ≠ byte length': { bytes: rawSafetensors({ a: t('F32', [3], [0, 8]) }, 8), message: /is 12 bytes but data_offsets span 8/ },
+    'shape × dtype ≠ byte length': {
+      bytes: rawSafetensors({ a: t('F32', [3], [0, 8]) }, 8),
+      message: /is 12 bytes but data_offsets span 8/,
+    },
     'size overflow': { bytes: rawSafetensors({ a: t('F64', [2 ** 40, 2 ** 40], [0, 8]) }, 8), message: /overflows/ },
     'overlapping tensors': { bytes: rawSafetensors({ a: t('F32', [2], [0, 8]), b: t('F32', [1], [4, 8]) }, 8), message: /overlaps/ },
-    'gap between tensors': { bytes: rawSafetensors({ a: t('F32', [1], [0, 4]), b: t('F32', [1], [8, 12]) }, 12), message: /gap in the data/ },
-    'data does not cover the file': { bytes: rawSafetensors({ a: t('F32', [1], [0, 4]) }, 8), message: /cover 4 bytes of data but the file holds 8/ },
-    'metadata not strings': { bytes: rawSafetensors({ __metadata__: { a: 1 }, b: t('F32', [1], [0, 4]) }, 4), message: /__metadata__\["a"\] is not a string/ },
+    'gap between tensors': {
+      bytes: rawSafetensors({ a: t('F32', [1], [0, 4]), b: t('F32', [1], [8, 12]) }, 12),
+      message: /gap in the data/,
+    },
+    'data does not cover the file': {
+      bytes: rawSafetensors({ a: t('F32', [1], [0, 4]) }, 8),
+      message: /cover 4 bytes of data but the file holds 8/,
+    },
+    'metadata not strings': {
+      bytes: rawSafetensors({ __metadata__: { a: 1 }, b: t('F32', [1], [0, 4]) }, 4),
+      message: /__metadata__\["a"\] is not a string/,
+    },
   };
 }

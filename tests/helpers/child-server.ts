@@ -43,7 +43,16 @@ async function freePort(): Promise<number> {
 export async function spawnServer(args: string[], options: { env?: NodeJS.ProcessEnv; hooks?: boolean } = {}): Promise<ChildServer> {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
-  const node = ['--import', 'tsx', ...(options.hooks ? ['--import', HOOKS] : []), join(ROOT, 'src/cli/main.ts'), 'serve', '--port', String(port), ...args];
+  const node = [
+    '--import',
+    'tsx',
+    ...(options.hooks ? ['--import', HOOKS] : []),
+    join(ROOT, 'src/cli/main.ts'),
+    'serve',
+    '--port',
+    String(port),
+    ...args,
+  ];
   const proc = spawn(process.execPath, node, { cwd: ROOT, env: { ...process.env, ...options.env }, stdio: ['ignore', 'pipe', 'pipe'] });
   // The last lines of each stream; watchers see every line as it arrives.
   const lines = { out: [] as string[], err: [] as string[] };
@@ -65,8 +74,13 @@ export async function spawnServer(args: string[], options: { env?: NodeJS.Proces
   };
   collect(proc.stdout!, lines.out);
   collect(proc.stderr!, lines.err);
-  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
-  const died = (what: string) => exited.then(({ code, signal }) => Promise.reject(new Error(`server exited (${code ?? signal}) before ${what}:\n${lines.err.slice(-20).join('\n')}`)));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    proc.on('exit', (code, signal) => resolve({ code, signal })),
+  );
+  const died = (what: string) =>
+    exited.then(({ code, signal }) =>
+      Promise.reject(new Error(`server exited (${code ?? signal}) before ${what}:\n${lines.err.slice(-20).join('\n')}`)),
+    );
   const waitFor = (re: RegExp) => {
     const seen = [...lines.out, ...lines.err].find((l) => re.test(l));
     if (seen !== undefined) return Promise.resolve(seen);
@@ -76,14 +90,20 @@ export async function spawnServer(args: string[], options: { env?: NodeJS.Proces
   void exited.then(() => (gone = true));
   const healthy = (async () => {
     while (!gone) {
-      const ok = await fetch(`${url}/health`).then((r) => r.ok, () => false);
+      const ok = await fetch(`${url}/health`).then(
+        (r) => r.ok,
+        () => false,
+      );
       if (ok) return;
       await new Promise((r) => setTimeout(r, 50));
     }
   })();
   await Promise.race([healthy, died('answering /health')]);
   return {
-    proc, url, exited, waitFor,
+    proc,
+    url,
+    exited,
+    waitFor,
     stdout: () => lines.out.join('\n'),
     stderr: () => lines.err.join('\n'),
     async stop() {

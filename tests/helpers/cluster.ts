@@ -49,7 +49,9 @@ export interface Cluster {
 export async function startCluster(root: string, count: number, replicaArgs: string[] = []): Promise<Cluster> {
   const modelDir = writeTinyModel(join(root, 'model'));
   const storeDir = join(root, 'store');
-  const replicas = await Promise.all(Array.from({ length: count }, () => spawnServer(['--model', modelDir, '--adapters', storeDir, ...replicaArgs])));
+  const replicas = await Promise.all(
+    Array.from({ length: count }, () => spawnServer(['--model', modelDir, '--adapters', storeDir, ...replicaArgs])),
+  );
   const [lbPort, statsPort] = [await freePort(), await freePort()];
   const env: NodeJS.ProcessEnv = { ...process.env, LB_BIND: `127.0.0.1:${lbPort}`, LB_STATS_BIND: `127.0.0.1:${statsPort}` };
   for (let i = 0; i < CONFIG_REPLICAS; i++) env[`REPLICA_${i + 1}`] = new URL(replicas[i % count]!.url).host;
@@ -63,7 +65,12 @@ export async function startCluster(root: string, count: number, replicaArgs: str
     const [header, ...rows] = csv.trim().split('\n');
     const cols = header!.replace(/^# /, '').split(',');
     const [px, sv, st] = ['pxname', 'svname', 'status'].map((c) => cols.indexOf(c));
-    return Object.fromEntries(rows.map((r) => r.split(',')).filter((r) => r[px!] === 'by_adapter' && /^r\d+$/.test(r[sv!]!)).map((r) => [r[sv!]!, r[st!]!]));
+    return Object.fromEntries(
+      rows
+        .map((r) => r.split(','))
+        .filter((r) => r[px!] === 'by_adapter' && /^r\d+$/.test(r[sv!]!))
+        .map((r) => [r[sv!]!, r[st!]!]),
+    );
   };
   const waitStatus = async (server: string, status: 'UP' | 'DOWN') => {
     for (;;) {
@@ -74,7 +81,12 @@ export async function startCluster(root: string, count: number, replicaArgs: str
     }
   };
   const cluster: Cluster = {
-    url: `http://127.0.0.1:${lbPort}`, replicas, storeDir, modelDir, serverStatus, waitStatus,
+    url: `http://127.0.0.1:${lbPort}`,
+    replicas,
+    storeDir,
+    modelDir,
+    serverStatus,
+    waitStatus,
     async stop() {
       haproxy.kill('SIGKILL');
       await haproxyExited;
@@ -98,7 +110,10 @@ export async function adapterFiles(modelDir: string, dir: string, r: number, see
   } finally {
     model.weights.close();
   }
-  return { 'adapter_config.json': readFileSync(join(dir, 'adapter_config.json')), 'adapter_model.safetensors': readFileSync(join(dir, 'adapter_model.safetensors')) };
+  return {
+    'adapter_config.json': readFileSync(join(dir, 'adapter_config.json')),
+    'adapter_model.safetensors': readFileSync(join(dir, 'adapter_model.safetensors')),
+  };
 }
 
 export async function upload(url: string, name: string, files: Record<string, Buffer>): Promise<Response> {

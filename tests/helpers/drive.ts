@@ -14,9 +14,18 @@ export async function prefill(engine: Engine, prompts: number[][], slots: Array<
   const rows = prompts.map(() => kv.acquireRow());
   kv.reserve(Math.max(...prompts.map((p) => p.length)));
   const past = kv.past(rows);
-  const tokens = prefillInputs(prompts.map((p) => ({ tokens: p, from: 0, count: p.length, cached: 0 })), past.length);
+  const tokens = prefillInputs(
+    prompts.map((p) => ({ tokens: p, from: 0, count: p.length, cached: 0 })),
+    past.length,
+  );
   const out = await engine.forward({ ...tokens, adapters, past });
-  kv.append(rows, prompts.map((p) => p.length), tokens.seq, out.keys, out.values);
+  kv.append(
+    rows,
+    prompts.map((p) => p.length),
+    tokens.seq,
+    out.keys,
+    out.values,
+  );
   const V = out.logits.length / prompts.length;
   return {
     logits: prompts.map((_, r) => out.logits.slice(r * V, (r + 1) * V)),
@@ -28,9 +37,18 @@ export async function decode(engine: Engine, state: Awaited<ReturnType<typeof pr
   const { kv, rows, adapters } = state;
   kv.reserve(Math.max(...rows.map((r) => kv.length(r) + 1)));
   const past = kv.past(rows);
-  const inputs = decodeInputs(rows.map((r, i) => ({ token: tokens[i]!, cached: kv.length(r) })), past.length);
+  const inputs = decodeInputs(
+    rows.map((r, i) => ({ token: tokens[i]!, cached: kv.length(r) })),
+    past.length,
+  );
   const out = await engine.forward({ ...inputs, adapters, past });
-  kv.append(rows, rows.map(() => 1), 1, out.keys, out.values);
+  kv.append(
+    rows,
+    rows.map(() => 1),
+    1,
+    out.keys,
+    out.values,
+  );
   const V = out.logits.length / tokens.length;
   return { logits: tokens.map((_, r) => out.logits.slice(r * V, (r + 1) * V)), state };
 }

@@ -22,7 +22,12 @@ export class Expected {
       const { config, weights } = readAdapterFolder(adapterDir);
       this.engine.slots!.write(slot, this.engine.parseAdapter(config, weights));
     }
-    const gen = this.engine.generate({ promptTokens: this.engine.tokenizer.applyChatTemplate(messages), slot, maxTokens, sampling: { temperature: 0 } });
+    const gen = this.engine.generate({
+      promptTokens: this.engine.tokenizer.applyChatTemplate(messages),
+      slot,
+      maxTokens,
+      sampling: { temperature: 0 },
+    });
     return (await gen.result).text;
   }
 

@@ -23,7 +23,12 @@ if (process.env.LORASERVE_TEST_GATE === '1') {
   process.on('SIGUSR2', () => gate.open());
 }
 
-const pauses = new Map((process.env.LORASERVE_TEST_PAUSE ?? '').split(',').filter(Boolean).map((p) => p.split(':') as [string, string]));
+const pauses = new Map(
+  (process.env.LORASERVE_TEST_PAUSE ?? '')
+    .split(',')
+    .filter(Boolean)
+    .map((p) => p.split(':') as [string, string]),
+);
 if (pauses.size) {
   /** The adapter a store path belongs to, and which of the store's names it is. */
   const parse = (path: unknown) => {

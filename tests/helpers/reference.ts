@@ -79,14 +79,21 @@ export function referenceLogits(model: TinyModel, tokens: number[], adapters: Re
     return y;
   };
   const layerNorm = (x: Vec, p: string, eps: number): Vec => {
-    const g = w(`${p}.weight`).data, b = w(`${p}.bias`).data;
-    let mean = 0; for (const v of x) mean += v; mean /= x.length;
-    let vr = 0; for (const v of x) vr += (v - mean) ** 2; vr /= x.length;
+    const g = w(`${p}.weight`).data,
+      b = w(`${p}.bias`).data;
+    let mean = 0;
+    for (const v of x) mean += v;
+    mean /= x.length;
+    let vr = 0;
+    for (const v of x) vr += (v - mean) ** 2;
+    vr /= x.length;
     return x.map((v, i) => ((v - mean) / Math.sqrt(vr + eps)) * g[i]! + b[i]!);
   };
   const rmsNorm = (x: Vec, n: string, eps: number): Vec => {
     const g = w(n).data;
-    let ms = 0; for (const v of x) ms += v * v; ms /= x.length;
+    let ms = 0;
+    for (const v of x) ms += v * v;
+    ms /= x.length;
     return x.map((v, i) => (v / Math.sqrt(ms + eps)) * g[i]!);
   };
   const invFreq = (): Float64Array => {
@@ -94,7 +101,10 @@ export function referenceLogits(model: TinyModel, tokens: number[], adapters: Re
     const inv = new Float64Array(D / 2).map((_, i) => 1 / theta ** ((2 * i) / D));
     const rs = c.rope_scaling as Record<string, number | string> | undefined;
     if (rs && (rs.rope_type ?? rs.type) === 'llama3') {
-      const f = rs.factor as number, lo = rs.low_freq_factor as number, hi = rs.high_freq_factor as number, old = rs.original_max_position_embeddings as number;
+      const f = rs.factor as number,
+        lo = rs.low_freq_factor as number,
+        hi = rs.high_freq_factor as number,
+        old = rs.original_max_position_embeddings as number;
       return inv.map((v) => {
         const wl = (2 * Math.PI) / v;
         if (wl < old / hi) return v;
@@ -120,7 +130,10 @@ export function referenceLogits(model: TinyModel, tokens: number[], adapters: Re
     const e = new Float64Array(H);
     const emb = w(gpt2 ? 'transformer.wte.weight' : 'model.embed_tokens.weight').data;
     for (let i = 0; i < H; i++) e[i] = emb[tok * H + i]!;
-    if (gpt2) { const pe = w('transformer.wpe.weight').data; for (let i = 0; i < H; i++) e[i]! += pe[t * H + i]!; }
+    if (gpt2) {
+      const pe = w('transformer.wpe.weight').data;
+      for (let i = 0; i < H; i++) e[i]! += pe[t * H + i]!;
+    }
     return e;
   });
   const inv = gpt2 ? null : invFreq();
@@ -136,14 +149,20 @@ export function referenceLogits(model: TinyModel, tokens: number[], adapters: Re
   });
   for (let l = 0; l < L; l++) {
     const p = gpt2 ? `transformer.h.${l}` : `model.layers.${l}`;
-    const qs: Vec[] = [], ks: Vec[] = [], vs: Vec[] = [];
+    const qs: Vec[] = [],
+      ks: Vec[] = [],
+      vs: Vec[] = [];
     for (let t = 0; t < T; t++) {
       if (gpt2) {
         const qkv = linear(`${p}.attn.c_attn`, layerNorm(h[t]!, `${p}.ln_1`, c.layer_norm_epsilon as number), true);
-        qs.push(qkv.slice(0, H)); ks.push(qkv.slice(H, 2 * H)); vs.push(qkv.slice(2 * H));
+        qs.push(qkv.slice(0, H));
+        ks.push(qkv.slice(H, 2 * H));
+        vs.push(qkv.slice(2 * H));
       } else {
         const x = rmsNorm(h[t]!, `${p}.input_layernorm.weight`, c.rms_norm_eps as number);
-        qs.push(linear(`${p}.self_attn.q_proj`, x, false)); ks.push(linear(`${p}.self_attn.k_proj`, x, false)); vs.push(linear(`${p}.self_attn.v_proj`, x, false));
+        qs.push(linear(`${p}.self_attn.q_proj`, x, false));
+        ks.push(linear(`${p}.self_attn.k_proj`, x, false));
+        vs.push(linear(`${p}.self_attn.v_proj`, x, false));
       }
     }
     const headOf = (v: Vec, hIdx: number, t: number) => {
@@ -161,7 +180,8 @@ export function referenceLogits(model: TinyModel, tokens: number[], adapters: Re
         const scores = new Float64Array(t + 1).fill(-Infinity);
         for (let j = first; j <= t; j++) {
           const k = headOf(ks[j]!, kvh, j);
-          let s = 0; for (let i = 0; i < D; i++) s += q[i]! * k[i]!;
+          let s = 0;
+          for (let i = 0; i < D; i++) s += q[i]! * k[i]!;
           scores[j] = s / Math.sqrt(D);
         }
         const mx = Math.max(...scores);
@@ -181,8 +201,13 @@ export function referenceLogits(model: TinyModel, tokens: number[], adapters: Re
         m = linear(`${p}.mlp.c_proj`, g, true);
       } else {
         const x2 = rmsNorm(h1, `${p}.post_attention_layernorm.weight`, c.rms_norm_eps as number);
-        const gate = linear(`${p}.mlp.gate_proj`, x2, false), up = linear(`${p}.mlp.up_proj`, x2, false);
-        m = linear(`${p}.mlp.down_proj`, gate.map((v, i) => (v / (1 + Math.exp(-v))) * up[i]!), false);
+        const gate = linear(`${p}.mlp.gate_proj`, x2, false),
+          up = linear(`${p}.mlp.up_proj`, x2, false);
+        m = linear(
+          `${p}.mlp.down_proj`,
+          gate.map((v, i) => (v / (1 + Math.exp(-v))) * up[i]!),
+          false,
+        );
       }
       return h1.map((v, i) => v + m[i]!);
     });
@@ -190,16 +215,23 @@ export function referenceLogits(model: TinyModel, tokens: number[], adapters: Re
   const head = w(gpt2 ? 'transformer.wte.weight' : c.tie_word_embeddings ? 'model.embed_tokens.weight' : 'lm_head.weight').data;
   const V = model.vocabSize;
   return h.map((x) => {
-    const n = gpt2 ? layerNorm(x, 'transformer.ln_f', c.layer_norm_epsilon as number) : rmsNorm(x, 'model.norm.weight', c.rms_norm_eps as number);
+    const n = gpt2
+      ? layerNorm(x, 'transformer.ln_f', c.layer_norm_epsilon as number)
+      : rmsNorm(x, 'model.norm.weight', c.rms_norm_eps as number);
     const out = new Float64Array(V);
-    for (let v = 0; v < V; v++) { let s = 0; for (let i = 0; i < H; i++) s += head[v * H + i]! * n[i]!; out[v] = s; }
+    for (let v = 0; v < V; v++) {
+      let s = 0;
+      for (let i = 0; i < H; i++) s += head[v * H + i]! * n[i]!;
+      out[v] = s;
+    }
     return out;
   });
 }
 
 /** max |a-b| / max(1, max |b|): a relative error that stays meaningful near zero. */
 export function relError(a: ArrayLike<number>, b: ArrayLike<number>): number {
-  let maxDiff = 0, maxRef = 1;
+  let maxDiff = 0,
+    maxRef = 1;
   for (let i = 0; i < b.length; i++) {
     maxDiff = Math.max(maxDiff, Math.abs(a[i]! - b[i]!));
     maxRef = Math.max(maxRef, Math.abs(b[i]!));

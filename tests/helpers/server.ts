@@ -16,7 +16,10 @@ export interface TestServer {
 }
 
 /** A real server over a tiny random model in its own temp folder (app.inject, or listen for sockets). */
-export async function startTestServer(overrides: Partial<ServerConfig> = {}, opts: { model?: Partial<RandomModelOptions>; keys?: unknown; logLines?: string[]; generationConfig?: Record<string, unknown> } = {}): Promise<TestServer> {
+export async function startTestServer(
+  overrides: Partial<ServerConfig> = {},
+  opts: { model?: Partial<RandomModelOptions>; keys?: unknown; logLines?: string[]; generationConfig?: Record<string, unknown> } = {},
+): Promise<TestServer> {
   const root = tempDir('loraserve-server-');
   const modelDir = join(root, 'tiny-llama');
   const tiny = writeRandomModel(modelDir, { family: 'llama', seed: 77, ...opts.model });
@@ -31,13 +34,28 @@ export async function startTestServer(overrides: Partial<ServerConfig> = {}, opt
     keysFile = join(root, 'keys.json');
     writeFileSync(keysFile, JSON.stringify(opts.keys));
   }
-  const config: ServerConfig = { ...DEFAULTS, modelDir, adaptersDir, slots: 2, maxRank: 16, hostCacheBytes: 64 * 1024 * 1024, keysFile, maxTokens: 64, ...overrides };
+  const config: ServerConfig = {
+    ...DEFAULTS,
+    modelDir,
+    adaptersDir,
+    slots: 2,
+    maxRank: 16,
+    hostCacheBytes: 64 * 1024 * 1024,
+    keysFile,
+    maxTokens: 64,
+    ...overrides,
+  };
   const serving = await Serving.create(config, config.keysFile ? KeyRing.load(config.keysFile) : null);
   const logger = opts.logLines ? { level: 'info', stream: { write: (line: string) => opts.logLines!.push(line) } } : undefined;
   const app = await buildApp(serving, { logger });
   await app.ready();
   return {
-    app, serving, root, modelDir, adaptersDir, tiny,
+    app,
+    serving,
+    root,
+    modelDir,
+    adaptersDir,
+    tiny,
     async close() {
       await app.close();
       await serving.close();

@@ -13,7 +13,12 @@ export interface SseStream {
 
 export async function openStream(url: string, body: unknown, headers: Record<string, string> = {}): Promise<SseStream> {
   const controller = new AbortController();
-  const res = await fetch(url, { method: 'POST', body: JSON.stringify(body), headers: { 'content-type': 'application/json', ...headers }, signal: controller.signal });
+  const res = await fetch(url, {
+    method: 'POST',
+    body: JSON.stringify(body),
+    headers: { 'content-type': 'application/json', ...headers },
+    signal: controller.signal,
+  });
   const events: string[] = [];
   const waiters: Array<{ n: number; resolve: () => void }> = [];
   const wake = () => {

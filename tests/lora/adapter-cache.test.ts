@@ -21,7 +21,16 @@ class FakeStore implements CacheSource {
 
   put(name: string, sealed = false): StoredAdapter {
     const version = ++this.version;
-    const entry = { name, dir: `/nowhere/${name}`, version, stamp: `stamp-${version}`, external: false, createdAt: 0, sizeBytes: 0, sealed };
+    const entry = {
+      name,
+      dir: `/nowhere/${name}`,
+      version,
+      stamp: `stamp-${version}`,
+      external: false,
+      createdAt: 0,
+      sizeBytes: 0,
+      sealed,
+    };
     this.entries.set(name, entry);
     return entry;
   }
@@ -242,8 +251,14 @@ describe('adapter cache (fake store and slot table)', () => {
   it('a sealed adapter that no longer parses is corrupted at rest: adapter_corrupted, reported, nothing cached', async () => {
     const { store, table, cache, events } = setup({ slots: 1, failing: ['bad'] });
     store.put('bad', true);
-    await assert.rejects(cache.acquire('bad'), { code: 'adapter_corrupted', message: /adapter "bad" is damaged on disk: bad@1 is broken; upload the adapter again/ });
-    assert.deepEqual(events.filter((e) => e.startsWith('failed:')), ['failed:bad:adapter_corrupted']);
+    await assert.rejects(cache.acquire('bad'), {
+      code: 'adapter_corrupted',
+      message: /adapter "bad" is damaged on disk: bad@1 is broken; upload the adapter again/,
+    });
+    assert.deepEqual(
+      events.filter((e) => e.startsWith('failed:')),
+      ['failed:bad:adapter_corrupted'],
+    );
     assert.deepEqual(table.held, [null, null]);
     assert.deepEqual(cache.tierOf('bad'), { tier: 'disk', slot: null });
   });

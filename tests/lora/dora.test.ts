@@ -54,14 +54,22 @@ for (const c of cases) {
 
     it('rows [DoRA, LoRA, base, DoRA] in one batch equal the reference in prefill and decode', async () => {
       const slots = [1, 2, 0, 1];
-      const prompts = [[5, 6, 7, 8, 9], [30, 31, 32], [100, 101, 102, 103], [200, 7]];
+      const prompts = [
+        [5, 6, 7, 8, 9],
+        [30, 31, 32],
+        [100, 101, 102, 103],
+        [200, 7],
+      ];
       const refs = [dora.ref, lora.ref, new Map<string, RefLora>(), dora.ref];
       const batch = await prefill(engine, prompts, slots);
       const next = [11, 12, 13, 14];
       const stepped = await decode(engine, batch.state, next);
       for (let r = 0; r < prompts.length; r++) {
         const ref = referenceLogits(tiny, [...prompts[r]!, next[r]!], refs[r]);
-        assert.ok(relError(batch.logits[r]!, ref[prompts[r]!.length - 1]!) < TOL, `row ${r} prefill: ${relError(batch.logits[r]!, ref[prompts[r]!.length - 1]!)}`);
+        assert.ok(
+          relError(batch.logits[r]!, ref[prompts[r]!.length - 1]!) < TOL,
+          `row ${r} prefill: ${relError(batch.logits[r]!, ref[prompts[r]!.length - 1]!)}`,
+        );
         assert.ok(relError(stepped.logits[r]!, ref[prompts[r]!.length]!) < TOL, `row ${r} decode`);
       }
       // The magnitude matters: the same weights read as plain LoRA give other logits.
@@ -75,10 +83,14 @@ for (const c of cases) {
       await mergeAdapter(tiny.dir, dora.dir, out);
       const merged = await Engine.create({ modelDir: out, slots: 0 });
       try {
-        const prompts = [[1, 2, 3, 4, 5, 6], [40, 41]];
+        const prompts = [
+          [1, 2, 3, 4, 5, 6],
+          [40, 41],
+        ];
         const a = await prefill(engine, prompts, [1, 1]);
         const b = await prefill(merged, prompts);
-        for (let r = 0; r < prompts.length; r++) assert.ok(relError(b.logits[r]!, a.logits[r]!) < TOL, `row ${r}: ${relError(b.logits[r]!, a.logits[r]!)}`);
+        for (let r = 0; r < prompts.length; r++)
+          assert.ok(relError(b.logits[r]!, a.logits[r]!) < TOL, `row ${r}: ${relError(b.logits[r]!, a.logits[r]!)}`);
       } finally {
         await merged.close();
       }

@@ -38,7 +38,8 @@ function mergedModel(tiny: TinyModel, lora: Map<string, RefLora>): TinyModel {
   const tensors: Record<string, TensorToWrite> = {};
   for (const [n, w] of weights) tensors[n] = { dtype: 'F32', shape: w.shape, data: w.data };
   writeFileSync(join(dir, 'model.safetensors'), encodeSafetensors(tensors));
-  for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json']) copyFileSync(join(tiny.dir, f), join(dir, f));
+  for (const f of ['config.json', 'generation_config.json', 'tokenizer.json', 'tokenizer_config.json'])
+    copyFileSync(join(tiny.dir, f), join(dir, f));
   return { ...tiny, dir, weights };
 }
 
@@ -54,7 +55,14 @@ const cases: Record<string, Case> = {
       { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] },
       { r: 8, lora_alpha: 8, target_modules: 'all-linear' },
       { r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj'], layers_to_transform: [1] },
-      { r: 16, lora_alpha: 32, use_rslora: true, target_modules: ['gate_proj', 'up_proj', 'down_proj', 'o_proj'], rank_pattern: { 'down_proj': 4 }, alpha_pattern: { 'o_proj': 3 } },
+      {
+        r: 16,
+        lora_alpha: 32,
+        use_rslora: true,
+        target_modules: ['gate_proj', 'up_proj', 'down_proj', 'o_proj'],
+        rank_pattern: { down_proj: 4 },
+        alpha_pattern: { o_proj: 3 },
+      },
     ],
   },
   'GPT-2 c_attn + c_proj (fan_in_fan_out), bias lora_only, regex targets': {
@@ -63,7 +71,15 @@ const cases: Record<string, Case> = {
       { r: 8, lora_alpha: 16, target_modules: ['c_attn', 'c_proj'], fan_in_fan_out: true },
       { r: 8, lora_alpha: 16, target_modules: ['c_attn'], fan_in_fan_out: true, bias: 'lora_only' },
       { r: 4, lora_alpha: 4, target_modules: String.raw`.*\.h\.0\.mlp\.c_fc`, fan_in_fan_out: true },
-      { r: 16, lora_alpha: 16, use_rslora: true, target_modules: 'all-linear', fan_in_fan_out: true, layers_to_transform: 1, layers_pattern: 'h' },
+      {
+        r: 16,
+        lora_alpha: 16,
+        use_rslora: true,
+        target_modules: 'all-linear',
+        fan_in_fan_out: true,
+        layers_to_transform: 1,
+        layers_pattern: 'h',
+      },
     ],
   },
 };
@@ -88,7 +104,14 @@ for (const [title, c] of Object.entries(cases)) {
 
     it('rows [base, A, B, A, C, D] in one batch each equal the reference, the row alone, and the merged model', async () => {
       const slots = [0, 1, 2, 1, 3, 4];
-      const prompts = [[1, 2, 3, 4, 5], [9, 8, 7], [100, 101, 102, 103, 104, 105], [9, 8, 7], [60, 61, 62, 63], [250, 4, 4, 4, 4, 5, 6]];
+      const prompts = [
+        [1, 2, 3, 4, 5],
+        [9, 8, 7],
+        [100, 101, 102, 103, 104, 105],
+        [9, 8, 7],
+        [60, 61, 62, 63],
+        [250, 4, 4, 4, 4, 5, 6],
+      ];
       const batch = await prefill(engine, prompts, slots);
       const next = [7, 7, 7, 8, 9, 10];
       const stepped = await decode(engine, batch.state, next);

@@ -12,7 +12,11 @@ import { relError } from '../helpers/reference.js';
 describe('loraserve merge', () => {
   const cases: Array<[string, 'gpt2' | 'llama', Record<string, unknown>]> = [
     ['Llama, all-linear, rsLoRA', 'llama', { r: 8, lora_alpha: 16, target_modules: 'all-linear', use_rslora: true }],
-    ['GPT-2 Conv1D (fan_in_fan_out) with trained biases', 'gpt2', { r: 4, lora_alpha: 8, target_modules: ['c_attn', 'c_proj'], fan_in_fan_out: true, bias: 'lora_only' }],
+    [
+      'GPT-2 Conv1D (fan_in_fan_out) with trained biases',
+      'gpt2',
+      { r: 4, lora_alpha: 8, target_modules: ['c_attn', 'c_proj'], fan_in_fan_out: true, bias: 'lora_only' },
+    ],
   ];
   for (const [title, family, fields] of cases) {
     it(`${title}: the merged folder serves the same logits as base + adapter unmerged`, async () => {
@@ -29,7 +33,10 @@ describe('loraserve merge', () => {
       const merged = await Engine.create({ modelDir: out, slots: 0 });
       try {
         unmerged.slots!.write(1, readAdapter(adapterDir, unmerged.model, 8));
-        const prompts = [[1, 2, 3, 4, 5, 6], [40, 41]];
+        const prompts = [
+          [1, 2, 3, 4, 5, 6],
+          [40, 41],
+        ];
         const a = await prefill(unmerged, prompts, [1, 1]);
         const b = await prefill(merged, prompts);
         const baseOnly = await prefill(unmerged, prompts, [0, 0]);

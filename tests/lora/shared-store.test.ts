@@ -33,7 +33,10 @@ describe('shared adapter store', () => {
     await a.delete('x');
     assert.equal(await b.refresh('x'), undefined);
     assert.equal(b.get('x'), undefined);
-    assert.deepEqual((await b.rescan()).map((e) => e.name), []);
+    assert.deepEqual(
+      (await b.rescan()).map((e) => e.name),
+      [],
+    );
   });
 
   it('lists adapters another replica wrote and drops the ones it deleted', async () => {
@@ -42,9 +45,15 @@ describe('shared adapter store', () => {
     const b = await AdapterStore.open(root);
     await a.put('p', files('p'));
     await a.put('q', files('q'));
-    assert.deepEqual((await b.rescan()).map((e) => e.name), ['p', 'q']);
+    assert.deepEqual(
+      (await b.rescan()).map((e) => e.name),
+      ['p', 'q'],
+    );
     await a.delete('p');
-    assert.deepEqual((await b.rescan()).map((e) => e.name), ['q']);
+    assert.deepEqual(
+      (await b.rescan()).map((e) => e.name),
+      ['q'],
+    );
   });
 
   it('gives hand-placed folders (no stamp file) a stamp from their weights file', async () => {
@@ -65,19 +74,29 @@ describe('shared adapter store', () => {
     const b = await AdapterStore.open(root);
     for (let round = 0; round < 20; round++) {
       const results = await Promise.allSettled([a.put('race', files(`a${round}`, 4096)), b.put('race', files(`b${round}`, 4096))]);
-      assert.ok(results.every((r) => r.status === 'fulfilled'), JSON.stringify(results.filter((r) => r.status === 'rejected')));
+      assert.ok(
+        results.every((r) => r.status === 'fulfilled'),
+        JSON.stringify(results.filter((r) => r.status === 'rejected')),
+      );
       const c = await AdapterStore.open(root);
       const entry = c.get('race')!;
       const got = await c.read(entry);
       const tag = (JSON.parse(got.config) as { tag: string }).tag;
       assert.ok([`a${round}`, `b${round}`].includes(tag));
-      assert.ok(got.weights.every((v) => v === tag.charCodeAt(0)), 'weights come from the same upload as the config');
+      assert.ok(
+        got.weights.every((v) => v === tag.charCodeAt(0)),
+        'weights come from the same upload as the config',
+      );
       assert.equal(readFileSync(join(root, 'race', VERSION_FILE), 'utf8'), entry.stamp);
     }
-    assert.deepEqual(readdirSync(root).filter((f) => f.startsWith('.')), [], 'no temp folders left behind');
+    assert.deepEqual(
+      readdirSync(root).filter((f) => f.startsWith('.')),
+      [],
+      'no temp folders left behind',
+    );
   });
 
-  it('a replica starting up leaves a live writer\'s temp folders alone and removes a dead one\'s', async () => {
+  it("a replica starting up leaves a live writer's temp folders alone and removes a dead one's", async () => {
     const root = tempDir();
     const host = (await import('node:os')).hostname().replace(/[^A-Za-z0-9.-]/g, '_');
     const live = `.upload-y-0123456789ab.${process.ppid}@${host}`;

@@ -3,7 +3,15 @@ import assert from 'node:assert/strict';
 import { SlotTable, singleSlot, type ParsedAdapter, type SlotModule } from '../../src/lora/index.js';
 import type { LinearModule } from '../../src/model/index.js';
 
-const linear = (name: string, inFeatures: number, outFeatures: number): LinearModule => ({ name, layer: 0, inFeatures, outFeatures, weight: `${name}.weight`, bias: null, fanInFanOut: false });
+const linear = (name: string, inFeatures: number, outFeatures: number): LinearModule => ({
+  name,
+  layer: 0,
+  inFeatures,
+  outFeatures,
+  weight: `${name}.weight`,
+  bias: null,
+  fanInFanOut: false,
+});
 const q = linear('q', 3, 2);
 const v = linear('v', 3, 4);
 

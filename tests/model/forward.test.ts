@@ -25,7 +25,14 @@ const cases: Array<[string, RandomModelOptions]> = [
   ['Llama with grouped-query attention and RoPE, untied head', { family: 'llama', seed: 12, heads: 4, kvHeads: 2 }],
   ['Llama with multi-query attention (one KV head), tied head', { family: 'llama', seed: 13, heads: 4, kvHeads: 1, tie: true }],
   ['Qwen2 (q/k/v biases)', { family: 'qwen2', seed: 14 }],
-  ['Llama-3 rope_scaling', { family: 'llama', seed: 15, ropeScaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8 } }],
+  [
+    'Llama-3 rope_scaling',
+    {
+      family: 'llama',
+      seed: 15,
+      ropeScaling: { rope_type: 'llama3', factor: 8, low_freq_factor: 1, high_freq_factor: 4, original_max_position_embeddings: 8 },
+    },
+  ],
   ['F16 weights', { family: 'llama', seed: 16, dtype: 'F16' }],
   ['BF16 weights, sharded with an index', { family: 'qwen2', seed: 17, dtype: 'BF16', sharded: true }],
 ];
@@ -50,7 +57,11 @@ describe('ONNX engine matches the float64 reference forward pass', () => {
 
   it('a left-padded batch of different prompt lengths gives each row its own logits', async () => {
     const { tiny, engine } = await setup({ family: 'llama', seed: 21 });
-    const prompts = [[5, 6, 7, 8, 9, 10, 11], [200, 3], [42, 43, 44, 45]];
+    const prompts = [
+      [5, 6, 7, 8, 9, 10, 11],
+      [200, 3],
+      [42, 43, 44, 45],
+    ];
     const { logits, state } = await prefill(engine, prompts);
     prompts.forEach((p, r) => {
       const ref = referenceLogits(tiny, p);

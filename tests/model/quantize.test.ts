@@ -5,7 +5,13 @@ import { join } from 'node:path';
 import { OnnxSession } from '../../src/engine/onnx-backend.js';
 import { OPSET } from '../../src/model/build-graph.js';
 import { GraphBuilder } from '../../src/model/graph-builder.js';
-import { cachedQuantized, constQuantized, matMulNBits, type AccuracyLevel, type QuantizedInitializers } from '../../src/model/matmul-nbits.js';
+import {
+  cachedQuantized,
+  constQuantized,
+  matMulNBits,
+  type AccuracyLevel,
+  type QuantizedInitializers,
+} from '../../src/model/matmul-nbits.js';
 import { encodeModel, TensorDataType } from '../../src/model/onnx-proto.js';
 import { quantizedWeights } from '../../src/model/quant-cache.js';
 import { quantizeWeight, type QuantBits } from '../../src/model/quantize.js';
@@ -22,13 +28,24 @@ after(async () => {
 });
 
 /** Runs `y = x @ Wᵀ (+ b)` as one MatMulNBits node in ORT. */
-async function runNode(x: Float32Array, m: number, k: number, n: number, makeWeight: (g: GraphBuilder) => QuantizedInitializers, accuracy: AccuracyLevel, bias?: Float32Array): Promise<Float32Array> {
+async function runNode(
+  x: Float32Array,
+  m: number,
+  k: number,
+  n: number,
+  makeWeight: (g: GraphBuilder) => QuantizedInitializers,
+  accuracy: AccuracyLevel,
+  bias?: Float32Array,
+): Promise<Float32Array> {
   const g = new GraphBuilder();
   g.input({ name: 'x', elemType: TensorDataType.FLOAT, shape: ['m', k] });
   const y = matMulNBits(g, 'x', makeWeight(g), bias ? g.constFloat(bias) : null, accuracy);
   g.output(y, { name: 'y', elemType: TensorDataType.FLOAT, shape: ['m', n] });
   const bytes = encodeModel(g.graph('one-node'), OPSET, 'test');
-  const s = await OnnxSession.create({ bytes, externalDir: g.externalDir ?? tempDir(), tokenEmbedding: '' }, { provider: 'cpu', threads: 1 });
+  const s = await OnnxSession.create(
+    { bytes, externalDir: g.externalDir ?? tempDir(), tokenEmbedding: '' },
+    { provider: 'cpu', threads: 1 },
+  );
   sessions.push(s);
   return (await s.run({ x: { type: 'float32', data: x, dims: [m, k] } })).y!.data as Float32Array;
 }
@@ -47,14 +64,17 @@ describe('block-wise quantization in MatMulNBits layout', () => {
     it(`${bits}-bit: every value dequantizes within half a step of its block`, () => {
       const q = quantizeWeight(w, N, K, { bits, blockSize: 32 });
       assert.equal(q.kBlocks, 3);
-      assert.equal(q.data.length, N * 3 * (32 * bits) / 8);
+      assert.equal(q.data.length, (N * 3 * (32 * bits)) / 8);
       assert.equal(q.zeroPoints.length, N * (bits === 4 ? 2 : 3));
       const back = dequantize(q);
       for (let n = 0; n < N; n++) {
         for (let k = 0; k < K; k++) {
           const step = q.scales[n * q.kBlocks + Math.floor(k / 32)]!;
           const err = Math.abs(back[n * K + k]! - w[n * K + k]!);
-          assert.ok(err <= step * 0.5 * (1 + 1e-5) + 1e-12, `w[${n},${k}] = ${w[n * K + k]} came back as ${back[n * K + k]} (step ${step})`);
+          assert.ok(
+            err <= step * 0.5 * (1 + 1e-5) + 1e-12,
+            `w[${n},${k}] = ${w[n * K + k]} came back as ${back[n * K + k]} (step ${step})`,
+          );
         }
       }
       for (let k = 0; k < 32; k++) assert.equal(back[k], 0);
@@ -195,7 +215,7 @@ describe('quantization disk cache', () => {
     assert.notEqual(after.file, before.file);
   });
 
-  it('removes a crashed writer\'s old temp file and leaves a fresh one alone', async () => {
+  it("removes a crashed writer's old temp file and leaves a fresh one alone", async () => {
     const m = model();
     const cacheDir = join(m.dir, '.loraserve-cache');
     await quantizedWeights(m.weights, m.linears, settings, cacheDir);

@@ -36,11 +36,14 @@ describe('strict safetensors reader', () => {
 
   for (const [rule, { bytes, message }] of Object.entries(brokenSafetensors())) {
     it(`refuses a file whose ${rule}`, () => {
-      assert.throws(() => parseSafetensorsBuffer(bytes, 'upload'), (err: Error & { code?: string }) => {
-        assert.equal(err.code, 'invalid_safetensors');
-        assert.match(err.message, message);
-        return true;
-      });
+      assert.throws(
+        () => parseSafetensorsBuffer(bytes, 'upload'),
+        (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'invalid_safetensors');
+          assert.match(err.message, message);
+          return true;
+        },
+      );
       const path = join(tempDir(), 'bad.safetensors');
       writeFileSync(path, bytes);
       assert.throws(() => SafetensorsFile.open(path), { code: 'invalid_safetensors' });

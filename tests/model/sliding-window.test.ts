@@ -24,14 +24,26 @@ const cases: Array<[string, RandomModelOptions, Array<number | null>]> = [
   ],
   [
     'Qwen2 with explicit layer_types',
-    { family: 'qwen2', seed: 73, layers: 3, config: { use_sliding_window: true, sliding_window: 5, layer_types: ['sliding_attention', 'full_attention', 'sliding_attention'] } },
+    {
+      family: 'qwen2',
+      seed: 73,
+      layers: 3,
+      config: { use_sliding_window: true, sliding_window: 5, layer_types: ['sliding_attention', 'full_attention', 'sliding_attention'] },
+    },
     [5, null, 5],
   ],
-  ['Qwen2 sliding_window without use_sliding_window: full attention', { family: 'qwen2', seed: 74, layers: 2, config: { sliding_window: 2, max_window_layers: 0 } }, [null, null]],
+  [
+    'Qwen2 sliding_window without use_sliding_window: full attention',
+    { family: 'qwen2', seed: 74, layers: 2, config: { sliding_window: 2, max_window_layers: 0 } },
+    [null, null],
+  ],
 ];
 
 /** The same model read as if it had no window anywhere (to show the window changes the answer). */
-const withoutWindow = (tiny: TinyModel): TinyModel => ({ ...tiny, config: { ...tiny.config, sliding_window: null, use_sliding_window: false } });
+const withoutWindow = (tiny: TinyModel): TinyModel => ({
+  ...tiny,
+  config: { ...tiny.config, sliding_window: null, use_sliding_window: false },
+});
 
 describe('sliding-window attention, as transformers applies it', () => {
   for (const [title, options, windows] of cases) {
@@ -43,18 +55,37 @@ describe('sliding-window attention, as transformers applies it', () => {
       const engine = await Engine.create({ modelDir: tiny.dir, slots: 0 });
       engines.push(engine);
       // Two rows of different lengths (left padding), both longer than the window, then decode steps.
-      const tokens = [[3, 141, 59, 26, 53, 58, 97, 93, 23, 84, 7, 8, 9], [200, 17, 4, 5, 6, 250, 31, 32, 33]];
+      const tokens = [
+        [3, 141, 59, 26, 53, 58, 97, 93, 23, 84, 7, 8, 9],
+        [200, 17, 4, 5, 6, 250, 31, 32, 33],
+      ];
       const fed = [9, 7];
       const refs = tokens.map((t) => referenceLogits(tiny, t));
-      let step = await prefill(engine, tokens.map((t, r) => t.slice(0, fed[r])));
-      tokens.forEach((_, r) => assert.ok(relError(step.logits[r]!, refs[r]![fed[r]! - 1]!) < TOL, `row ${r} prefill: ${relError(step.logits[r]!, refs[r]![fed[r]! - 1]!)}`));
+      let step = await prefill(
+        engine,
+        tokens.map((t, r) => t.slice(0, fed[r])),
+      );
+      tokens.forEach((_, r) =>
+        assert.ok(
+          relError(step.logits[r]!, refs[r]![fed[r]! - 1]!) < TOL,
+          `row ${r} prefill: ${relError(step.logits[r]!, refs[r]![fed[r]! - 1]!)}`,
+        ),
+      );
       for (let k = 0; k < 2; k++) {
-        step = await decode(engine, step.state, tokens.map((t, r) => t[fed[r]! + k]!));
+        step = await decode(
+          engine,
+          step.state,
+          tokens.map((t, r) => t[fed[r]! + k]!),
+        );
         tokens.forEach((_, r) => assert.ok(relError(step.logits[r]!, refs[r]![fed[r]! + k]!) < TOL, `row ${r} decode ${k}`));
       }
       const full = referenceLogits(withoutWindow(tiny), tokens[0]!);
       const windowed = windows.some((w) => w !== null);
-      assert.equal(relError(refs[0]![10]!, full[10]!) > 1e-3, windowed, windowed ? 'the window changes the logits past it' : 'no window, no change');
+      assert.equal(
+        relError(refs[0]![10]!, full[10]!) > 1e-3,
+        windowed,
+        windowed ? 'the window changes the logits past it' : 'no window, no change',
+      );
     });
   }
 
@@ -64,7 +95,13 @@ describe('sliding-window attention, as transformers applies it', () => {
     engines.push(engine);
     const prompt = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19];
     const tokens: number[] = [];
-    await engine.generate({ promptTokens: prompt, maxTokens: 5, sampling: { temperature: 0 }, ignoreEos: true, onToken: (t) => tokens.push(t) }).result;
+    await engine.generate({
+      promptTokens: prompt,
+      maxTokens: 5,
+      sampling: { temperature: 0 },
+      ignoreEos: true,
+      onToken: (t) => tokens.push(t),
+    }).result;
     // Greedy from the reference: each next token is the argmax over its logits at the last position.
     const seq = [...prompt];
     for (let i = 0; i < 5; i++) {
@@ -77,7 +114,11 @@ describe('sliding-window attention, as transformers applies it', () => {
   });
 
   it('refuses layer_types that name sliding layers without a window', () => {
-    const tiny = writeRandomModel(join(tempDir(), 'model'), { family: 'qwen2', seed: 76, config: { use_sliding_window: false, layer_types: ['sliding_attention', 'full_attention'] } });
+    const tiny = writeRandomModel(join(tempDir(), 'model'), {
+      family: 'qwen2',
+      seed: 76,
+      config: { use_sliding_window: false, layer_types: ['sliding_attention', 'full_attention'] },
+    });
     assert.throws(() => loadHfModel(tiny.dir), /layer_types marks sliding_attention layers, but no window is set/);
   });
 });

@@ -12,7 +12,9 @@ import { adapterFiles, chat, counterBy, haproxyInstalled, startCluster, upload, 
 const ADAPTERS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot'];
 const ROUNDS = 3;
 
-const skip = haproxyInstalled() ? false : 'haproxy is not installed (apt-get install -y haproxy): the multi-replica test needs a real balancer';
+const skip = haproxyInstalled()
+  ? false
+  : 'haproxy is not installed (apt-get install -y haproxy): the multi-replica test needs a real balancer';
 
 /** Per adapter, which replicas (by index) served how many generation requests. */
 async function servedBy(cluster: Cluster, alive: number[]): Promise<Map<string, Map<number, number>>> {
@@ -69,12 +71,14 @@ describe('many replicas behind HAProxy', { skip }, () => {
     const r = await upload(cluster.url, 'alpha', await adapterFiles(cluster.modelDir, join(root, 'alpha-v2'), 8, 99));
     assert.equal(r.status, 200, await r.text());
     for (const replica of cluster.replicas) {
-      const info = await (await fetch(`${replica.url}/v1/adapters/alpha`)).json() as { r: number };
+      const info = (await (await fetch(`${replica.url}/v1/adapters/alpha`)).json()) as { r: number };
       assert.equal(info.r, 8, `${replica.url} still describes the old alpha`);
     }
     // The replica that owns alpha had the old version in a slot: the next request loads the new one.
     assert.equal((await chat(cluster.url, 'alpha')).status, 200);
-    const tiers = await Promise.all(cluster.replicas.map(async (rep) => ((await (await fetch(`${rep.url}/v1/adapters/alpha`)).json()) as { tier: string }).tier));
+    const tiers = await Promise.all(
+      cluster.replicas.map(async (rep) => ((await (await fetch(`${rep.url}/v1/adapters/alpha`)).json()) as { tier: string }).tier),
+    );
     assert.deepEqual(tiers.filter((t) => t === 'device').length, 1, `the new alpha is on one replica's device: ${tiers}`);
 
     const del = await fetch(`${cluster.url}/v1/adapters/bravo`, { method: 'DELETE' });

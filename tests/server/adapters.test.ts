@@ -12,9 +12,15 @@ import { brokenSafetensors } from '../helpers/broken-safetensors.js';
 import { loadHfModel, encodeSafetensors } from '../../src/model/index.js';
 import { peftConfig } from '../../src/lora/index.js';
 
-const files = (dir: string) => ({ 'adapter_config.json': readFileSync(join(dir, 'adapter_config.json')), 'adapter_model.safetensors': readFileSync(join(dir, 'adapter_model.safetensors')) });
+const files = (dir: string) => ({
+  'adapter_config.json': readFileSync(join(dir, 'adapter_config.json')),
+  'adapter_model.safetensors': readFileSync(join(dir, 'adapter_model.safetensors')),
+});
 
-async function tarOf(entries: Array<{ name: string; data?: Buffer; type?: 'file' | 'symlink'; linkname?: string }>, gzip: boolean): Promise<Buffer> {
+async function tarOf(
+  entries: Array<{ name: string; data?: Buffer; type?: 'file' | 'symlink'; linkname?: string }>,
+  gzip: boolean,
+): Promise<Buffer> {
   const pack = tar.pack();
   for (const e of entries) pack.entry({ name: e.name, type: e.type ?? 'file', linkname: e.linkname }, e.data ?? Buffer.alloc(0));
   pack.finalize();
@@ -30,7 +36,8 @@ describe('adapter lifecycle over HTTP', () => {
   let dirA: string;
   let dirB: string;
   const messages = [{ role: 'user', content: '환불 규정이 어떻게 되나요?' }];
-  const chat = (model: string) => s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model, messages, max_tokens: 12, temperature: 0 } });
+  const chat = (model: string) =>
+    s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model, messages, max_tokens: 12, temperature: 0 } });
   const upload = (name: string, f: Record<string, Uint8Array | string>) => {
     const { payload, headers } = multipart({ name }, f);
     return s.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers });
@@ -53,7 +60,11 @@ describe('adapter lifecycle over HTTP', () => {
   });
 
   it('upload → chat → replace → chat → delete, each answer from the right weights', async () => {
-    const [wantBase, wantA, wantB] = [await expected.answer(null, messages, 12), await expected.answer(dirA, messages, 12), await expected.answer(dirB, messages, 12)];
+    const [wantBase, wantA, wantB] = [
+      await expected.answer(null, messages, 12),
+      await expected.answer(dirA, messages, 12),
+      await expected.answer(dirB, messages, 12),
+    ];
     assert.notEqual(wantA, wantBase);
     assert.notEqual(wantA, wantB);
 
@@ -96,8 +107,18 @@ describe('adapter lifecycle over HTTP', () => {
 
   it('accepts a .tar and a .tar.gz holding the two files (in a folder too)', async () => {
     const f = files(dirA);
-    for (const [name, gzip] of [['from-tar', false], ['from-tgz', true]] as const) {
-      const archive = await tarOf([{ name: 'adapter/README.md', data: Buffer.from('x') }, { name: 'adapter/adapter_config.json', data: f['adapter_config.json'] }, { name: 'adapter/adapter_model.safetensors', data: f['adapter_model.safetensors'] }], gzip);
+    for (const [name, gzip] of [
+      ['from-tar', false],
+      ['from-tgz', true],
+    ] as const) {
+      const archive = await tarOf(
+        [
+          { name: 'adapter/README.md', data: Buffer.from('x') },
+          { name: 'adapter/adapter_config.json', data: f['adapter_config.json'] },
+          { name: 'adapter/adapter_model.safetensors', data: f['adapter_model.safetensors'] },
+        ],
+        gzip,
+      );
       const r = await upload(name, { [gzip ? 'a.tar.gz' : 'a.tar']: archive });
       assert.equal(r.statusCode, 201, r.body);
       assert.equal((await chat(name)).json().choices[0].message.content, await expected.answer(dirA, messages, 12));
@@ -119,23 +140,84 @@ describe('adapter lifecycle over HTTP', () => {
     const config = () => JSON.stringify(peftConfig({ r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'] }));
     const cases: Array<[string, () => Promise<{ statusCode: number; json(): any }>, number, string, RegExp]> = [];
     for (const [rule, { bytes, message }] of Object.entries(brokenSafetensors())) {
-      cases.push([`safetensors: ${rule}`, () => upload('bad', { 'adapter_config.json': config(), 'adapter_model.safetensors': bytes }), 400, 'invalid_safetensors', message]);
+      cases.push([
+        `safetensors: ${rule}`,
+        () => upload('bad', { 'adapter_config.json': config(), 'adapter_model.safetensors': bytes }),
+        400,
+        'invalid_safetensors',
+        message,
+      ]);
     }
     cases.push(
-      ['config that is not JSON', () => upload('bad', { 'adapter_config.json': '{oops', 'adapter_model.safetensors': files(dirA)['adapter_model.safetensors'] }), 422, 'invalid_adapter_config', /not valid JSON/],
-      ['an adapter for another base model', () => upload('bad', { 'adapter_config.json': config(), 'adapter_model.safetensors': encodeSafetensors({
-        'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight': { dtype: 'F32', shape: [8, 64], data: new Float32Array(8 * 64) },
-        'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight': { dtype: 'F32', shape: [64, 8], data: new Float32Array(8 * 64) },
-      }) }), 422, 'adapter_base_mismatch', /another base model/],
+      [
+        'config that is not JSON',
+        () => upload('bad', { 'adapter_config.json': '{oops', 'adapter_model.safetensors': files(dirA)['adapter_model.safetensors'] }),
+        422,
+        'invalid_adapter_config',
+        /not valid JSON/,
+      ],
+      [
+        'an adapter for another base model',
+        () =>
+          upload('bad', {
+            'adapter_config.json': config(),
+            'adapter_model.safetensors': encodeSafetensors({
+              'base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight': {
+                dtype: 'F32',
+                shape: [8, 64],
+                data: new Float32Array(8 * 64),
+              },
+              'base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight': {
+                dtype: 'F32',
+                shape: [64, 8],
+                data: new Float32Array(8 * 64),
+              },
+            }),
+          }),
+        422,
+        'adapter_base_mismatch',
+        /another base model/,
+      ],
       ['a name with path traversal', () => upload('../evil', files(dirA)), 400, 'invalid_adapter_name', /invalid/],
       ['an absolute-path name', () => upload('/etc/x', files(dirA)), 400, 'invalid_adapter_name', /invalid/],
       ['an upper-case name', () => upload('Bad', files(dirA)), 400, 'invalid_adapter_name', /invalid/],
-      ['a missing weights file', () => upload('bad', { 'adapter_config.json': config() }), 400, 'invalid_upload', /lacks adapter_model\.safetensors/],
+      [
+        'a missing weights file',
+        () => upload('bad', { 'adapter_config.json': config() }),
+        400,
+        'invalid_upload',
+        /lacks adapter_model\.safetensors/,
+      ],
       ['an unexpected file', () => upload('bad', { 'model.bin': 'x', ...files(dirA) }), 400, 'invalid_upload', /unexpected file/],
-      ['a body over the upload limit', () => upload('bad', { 'adapter_config.json': config(), 'adapter_model.safetensors': new Uint8Array(300 * 1024) }), 413, 'payload_too_large', /./],
-      ['an archive with a symlink', async () => upload('bad', { 'a.tar': await tarOf([{ name: 'adapter_config.json', type: 'symlink', linkname: '/etc/passwd' }], false) }), 400, 'invalid_upload', /only regular files/],
-      ['an archive entry climbing out', async () => upload('bad', { 'a.tar': await tarOf([{ name: '../adapter_config.json', data: Buffer.from(config()) }], false) }), 400, 'invalid_upload', /outside the archive/],
-      ['not multipart at all', () => s.app.inject({ method: 'POST', url: '/v1/adapters', payload: { name: 'bad' } }), 400, 'invalid_upload', /multipart/],
+      [
+        'a body over the upload limit',
+        () => upload('bad', { 'adapter_config.json': config(), 'adapter_model.safetensors': new Uint8Array(300 * 1024) }),
+        413,
+        'payload_too_large',
+        /./,
+      ],
+      [
+        'an archive with a symlink',
+        async () =>
+          upload('bad', { 'a.tar': await tarOf([{ name: 'adapter_config.json', type: 'symlink', linkname: '/etc/passwd' }], false) }),
+        400,
+        'invalid_upload',
+        /only regular files/,
+      ],
+      [
+        'an archive entry climbing out',
+        async () => upload('bad', { 'a.tar': await tarOf([{ name: '../adapter_config.json', data: Buffer.from(config()) }], false) }),
+        400,
+        'invalid_upload',
+        /outside the archive/,
+      ],
+      [
+        'not multipart at all',
+        () => s.app.inject({ method: 'POST', url: '/v1/adapters', payload: { name: 'bad' } }),
+        400,
+        'invalid_upload',
+        /multipart/,
+      ],
     );
     for (const [what, send, status, code, message] of cases) {
       it(what, async () => {

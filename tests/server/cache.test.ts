@@ -25,7 +25,13 @@ describe('three-tier adapter cache under concurrent load', () => {
       const dir = join(tempDir(), name);
       await writeRandomAdapter(dir, model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'] }, 10 + i);
       dirs.set(name, dir);
-      const { payload, headers } = multipart({ name }, { 'adapter_config.json': readFileSync(join(dir, 'adapter_config.json')), 'adapter_model.safetensors': readFileSync(join(dir, 'adapter_model.safetensors')) });
+      const { payload, headers } = multipart(
+        { name },
+        {
+          'adapter_config.json': readFileSync(join(dir, 'adapter_config.json')),
+          'adapter_model.safetensors': readFileSync(join(dir, 'adapter_model.safetensors')),
+        },
+      );
       assert.equal((await s.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers })).statusCode, 201);
     }
     model.weights.close();
@@ -38,19 +44,26 @@ describe('three-tier adapter cache under concurrent load', () => {
   it('6 adapters over 2 slots and a 2-adapter host tier: every answer comes from the adapter it named', async () => {
     const prompts = ['hello', '배송 언제 와요?', 'what is a lease?'];
     const want = new Map<string, string>();
-    for (const name of names) for (const p of prompts) want.set(`${name}|${p}`, await expected.answer(dirs.get(name)!, [{ role: 'user', content: p }], 10));
+    for (const name of names)
+      for (const p of prompts) want.set(`${name}|${p}`, await expected.answer(dirs.get(name)!, [{ role: 'user', content: p }], 10));
     want.set(`base|hello`, await expected.answer(null, [{ role: 'user', content: 'hello' }], 10));
     const jobs: Array<Promise<void>> = [];
     for (let round = 0; round < 2; round++) {
       for (const name of [...names, 'base']) {
         for (const p of name === 'base' ? ['hello'] : prompts) {
-          jobs.push((async () => {
-            const model = name === 'base' ? s.serving.baseId : name;
-            const r = await s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model, messages: [{ role: 'user', content: p }], max_tokens: 10, temperature: 0 } });
-            assert.equal(r.statusCode, 200, r.body);
-            assert.equal(r.json().model, model);
-            assert.equal(r.json().choices[0].message.content, want.get(`${name}|${p}`), `${name} / ${p}`);
-          })());
+          jobs.push(
+            (async () => {
+              const model = name === 'base' ? s.serving.baseId : name;
+              const r = await s.app.inject({
+                method: 'POST',
+                url: '/v1/chat/completions',
+                payload: { model, messages: [{ role: 'user', content: p }], max_tokens: 10, temperature: 0 },
+              });
+              assert.equal(r.statusCode, 200, r.body);
+              assert.equal(r.json().model, model);
+              assert.equal(r.json().choices[0].message.content, want.get(`${name}|${p}`), `${name} / ${p}`);
+            })(),
+          );
         }
       }
     }
@@ -71,9 +84,21 @@ describe('three-tier adapter cache under concurrent load', () => {
 
   it('concurrent requests for a cold adapter trigger one load', async () => {
     await s.serving.adapters.unload(ANONYMOUS_ADMIN, 'a3');
-    const before = (await s.app.inject({ method: 'GET', url: '/metrics' })).body.match(/loraserve_adapter_cache_misses_total\{tier="device"\} (\d+)/)![1];
-    await Promise.all(Array.from({ length: 4 }, () => s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'a3', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 } })));
-    const afterCount = (await s.app.inject({ method: 'GET', url: '/metrics' })).body.match(/loraserve_adapter_cache_misses_total\{tier="device"\} (\d+)/)![1];
+    const before = (await s.app.inject({ method: 'GET', url: '/metrics' })).body.match(
+      /loraserve_adapter_cache_misses_total\{tier="device"\} (\d+)/,
+    )![1];
+    await Promise.all(
+      Array.from({ length: 4 }, () =>
+        s.app.inject({
+          method: 'POST',
+          url: '/v1/chat/completions',
+          payload: { model: 'a3', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 },
+        }),
+      ),
+    );
+    const afterCount = (await s.app.inject({ method: 'GET', url: '/metrics' })).body.match(
+      /loraserve_adapter_cache_misses_total\{tier="device"\} (\d+)/,
+    )![1];
     assert.equal(Number(afterCount) - Number(before), 1);
   });
 
@@ -81,7 +106,15 @@ describe('three-tier adapter cache under concurrent load', () => {
     const entry = (await s.serving.adapters.unload(ANONYMOUS_ADMIN, 'a4')).stored;
     const { writeFileSync } = await import('node:fs');
     writeFileSync(join(entry.dir, 'adapter_model.safetensors'), Buffer.alloc(4));
-    const rs = await Promise.all(Array.from({ length: 3 }, () => s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'a4', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 } })));
+    const rs = await Promise.all(
+      Array.from({ length: 3 }, () =>
+        s.app.inject({
+          method: 'POST',
+          url: '/v1/chat/completions',
+          payload: { model: 'a4', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 },
+        }),
+      ),
+    );
     for (const r of rs) {
       assert.equal(r.statusCode, 500);
       assert.equal(r.json().error.code, 'adapter_corrupted');
@@ -89,6 +122,15 @@ describe('three-tier adapter cache under concurrent load', () => {
     assert.equal((await s.serving.adapters.describe(ANONYMOUS_ADMIN, 'a4')).tier, 'disk');
     assert.equal(s.serving.adapters.occupancy().pinned, 0);
     // Other adapters are unaffected.
-    assert.equal((await s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: 'a0', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 } })).statusCode, 200);
+    assert.equal(
+      (
+        await s.app.inject({
+          method: 'POST',
+          url: '/v1/chat/completions',
+          payload: { model: 'a0', messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 },
+        })
+      ).statusCode,
+      200,
+    );
   });
 });

@@ -33,7 +33,12 @@ describe('corruption at rest', () => {
     const { payload, headers } = multipart({ name }, { [CONFIG_FILE]: files.config, [WEIGHTS_FILE]: files.weights });
     return s.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers });
   };
-  const chat = (model: string) => s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 } });
+  const chat = (model: string) =>
+    s.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: { model, messages: [{ role: 'user', content: 'hi' }], max_tokens: 3 },
+    });
   const path = (name: string, file: string) => join(s.adaptersDir, name, file);
 
   it('fails only the damaged adapters, with a clear code, logs and counts them, and keeps serving', async () => {
@@ -66,7 +71,8 @@ describe('corruption at rest', () => {
 
     for (const probe of ['/health', '/ready']) assert.equal((await s.app.inject({ method: 'GET', url: probe })).statusCode, 200);
     const metrics = (await s.app.inject({ method: 'GET', url: '/metrics' })).body;
-    for (const name of damaged) assert.match(metrics, new RegExp(`loraserve_adapter_load_failures_total\\{adapter="${name}",code="adapter_corrupted"\\} 1`));
+    for (const name of damaged)
+      assert.match(metrics, new RegExp(`loraserve_adapter_load_failures_total\\{adapter="${name}",code="adapter_corrupted"\\} 1`));
     const logged = logs.map((l) => JSON.parse(l)).filter((l) => l.level >= 50 && /is damaged on disk/.test(l.err?.message ?? ''));
     assert.deepEqual(new Set(logged.map((l) => /adapter "([^"]+)"/.exec(l.err.message)![1])), new Set(damaged));
   });

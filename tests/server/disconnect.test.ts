@@ -21,7 +21,14 @@ describe('client disconnects', () => {
   const steps = () => s.serving.engine.scheduler.steps.prefill + s.serving.engine.scheduler.steps.decode;
   const running = () => s.serving.engine.scheduler.stats.running;
   const pinned = () => s.serving.adapters.occupancy().pinned;
-  const body = (model: string, extra: Record<string, unknown> = {}) => ({ model, messages: [{ role: 'user', content: 'hello' }], max_tokens: 200, ignore_eos: true, stream: true, ...extra });
+  const body = (model: string, extra: Record<string, unknown> = {}) => ({
+    model,
+    messages: [{ role: 'user', content: 'hello' }],
+    max_tokens: 200,
+    ignore_eos: true,
+    stream: true,
+    ...extra,
+  });
 
   before(async () => {
     s = await startTestServer({ slots: 1, maxTokens: 200 });
@@ -30,7 +37,10 @@ describe('client disconnects', () => {
     await writeRandomAdapter(dir, model, { r: 4, lora_alpha: 8, target_modules: ['q_proj'] }, 5);
     model.weights.close();
     for (const name of ['a', 'b']) {
-      const { payload, headers } = multipart({ name }, { [CONFIG_FILE]: readFileSync(join(dir, CONFIG_FILE)), [WEIGHTS_FILE]: readFileSync(join(dir, WEIGHTS_FILE)) });
+      const { payload, headers } = multipart(
+        { name },
+        { [CONFIG_FILE]: readFileSync(join(dir, CONFIG_FILE)), [WEIGHTS_FILE]: readFileSync(join(dir, WEIGHTS_FILE)) },
+      );
       assert.equal((await s.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers })).statusCode, 201);
     }
     url = `${await s.app.listen({ host: '127.0.0.1', port: 0 })}/v1/chat/completions`;

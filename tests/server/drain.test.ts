@@ -14,14 +14,27 @@ describe('drain on SIGTERM', { concurrency: 2 }, () => {
   });
 
   const start = (drainMs: number) =>
-    spawnServer(['--model', modelDir, '--adapters', join(tempDir(), 'adapters'), '--max-tokens', '200', '--drain-timeout-ms', String(drainMs)], { hooks: true, env: { LORASERVE_TEST_GATE: '1' } });
-  const chat = (extra: Record<string, unknown>) => ({ model: 'tiny-llama', messages: [{ role: 'user', content: 'hello' }], ignore_eos: true, stream: true, ...extra });
+    spawnServer(
+      ['--model', modelDir, '--adapters', join(tempDir(), 'adapters'), '--max-tokens', '200', '--drain-timeout-ms', String(drainMs)],
+      { hooks: true, env: { LORASERVE_TEST_GATE: '1' } },
+    );
+  const chat = (extra: Record<string, unknown>) => ({
+    model: 'tiny-llama',
+    messages: [{ role: 'user', content: 'hello' }],
+    ignore_eos: true,
+    stream: true,
+    ...extra,
+  });
   const servers: ChildServer[] = [];
   after(() => Promise.all(servers.map((s) => s.stop())));
 
   /** Opens streams and waits for their first event (sent once the request is admitted). */
   async function admitted(s: ChildServer, n: number, maxTokens: number) {
-    const streams = await Promise.all(Array.from({ length: n }, () => openStream(`${s.url}/v1/chat/completions`, chat({ max_tokens: maxTokens, stream_options: { include_usage: true } }))));
+    const streams = await Promise.all(
+      Array.from({ length: n }, () =>
+        openStream(`${s.url}/v1/chat/completions`, chat({ max_tokens: maxTokens, stream_options: { include_usage: true } })),
+      ),
+    );
     await Promise.all(streams.map((st) => st.received(1)));
     return streams;
   }
@@ -30,7 +43,11 @@ describe('drain on SIGTERM', { concurrency: 2 }, () => {
     const ready = await fetch(`${s.url}/ready`);
     assert.equal(ready.status, 503);
     assert.equal((await ready.json()).error.code, 'shutting_down');
-    const refused = await fetch(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chat({ stream: false, max_tokens: 4 })) });
+    const refused = await fetch(`${s.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(chat({ stream: false, max_tokens: 4 })),
+    });
     assert.equal(refused.status, 503);
     assert.equal(refused.headers.get('retry-after'), '5');
     assert.equal((await refused.json()).error.code, 'shutting_down');
@@ -49,7 +66,10 @@ describe('drain on SIGTERM', { concurrency: 2 }, () => {
       const events = await st.done;
       assert.equal(events.at(-1), '[DONE]');
       const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
-      assert.ok(chunks.every((c) => !c.error), events.join('\n'));
+      assert.ok(
+        chunks.every((c) => !c.error),
+        events.join('\n'),
+      );
       assert.equal(chunks.at(-2).choices[0].finish_reason, 'length');
       assert.equal(chunks.at(-1).usage.completion_tokens, 40);
     }
@@ -60,9 +80,17 @@ describe('drain on SIGTERM', { concurrency: 2 }, () => {
     const s = await start(300);
     servers.push(s);
     const streams = await admitted(s, 2, 200);
-    const plain = fetch(`${s.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(chat({ stream: false, max_tokens: 200 })) });
+    const plain = fetch(`${s.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify(chat({ stream: false, max_tokens: 200 })),
+    });
     // Admitted once the engine holds three requests (running or queued) behind the held step.
-    const held = (text: string) => ['loraserve_running_requests', 'loraserve_queue_depth'].reduce((n, m) => n + Number(new RegExp(`^${m} (\\d+)$`, 'm').exec(text)?.[1] ?? 0), 0);
+    const held = (text: string) =>
+      ['loraserve_running_requests', 'loraserve_queue_depth'].reduce(
+        (n, m) => n + Number(new RegExp(`^${m} (\\d+)$`, 'm').exec(text)?.[1] ?? 0),
+        0,
+      );
     while (held(await (await fetch(`${s.url}/metrics`)).text()) < 3) await new Promise((r) => setTimeout(r, 20));
     s.proc.kill('SIGTERM');
     await s.waitFor(/drain timeout: cancelling/);

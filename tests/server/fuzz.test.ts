@@ -13,7 +13,16 @@ describe('fuzzer, fixed seed', () => {
     assert.equal(report.healthyAfter, true);
     assert.equal(report.exitCode, 0);
     // The run reached every kind of case, and some mutations were valid enough to be accepted.
-    assert.deepEqual(Object.keys(report.byKind).sort(), ['adapter-config', 'chat-bytes', 'chat-json', 'load-by-path', 'misc', 'multipart', 'safetensors-header', 'tar']);
+    assert.deepEqual(Object.keys(report.byKind).sort(), [
+      'adapter-config',
+      'chat-bytes',
+      'chat-json',
+      'load-by-path',
+      'misc',
+      'multipart',
+      'safetensors-header',
+      'tar',
+    ]);
     assert.ok(report.accepted > 0);
   });
 });

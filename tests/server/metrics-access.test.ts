@@ -14,7 +14,12 @@ describe('metrics access', () => {
   const ADMIN = 'sk-admin-0000';
   const TENANT = 'sk-tenant-0000';
   const METRICS = 'scrape-key-0000';
-  const keys = { keys: [{ key: ADMIN, admin: true }, { key: TENANT, tenant: 'acme', adapters: ['acme-*'] }] };
+  const keys = {
+    keys: [
+      { key: ADMIN, admin: true },
+      { key: TENANT, tenant: 'acme', adapters: ['acme-*'] },
+    ],
+  };
   let keyed: TestServer;
   let split: TestServer;
 
@@ -25,16 +30,28 @@ describe('metrics access', () => {
     const model = loadHfModel(keyed.modelDir);
     await writeRandomAdapter(dir, model, { r: 4, lora_alpha: 8, target_modules: ['q_proj'] }, 4);
     model.weights.close();
-    const { payload, headers } = multipart({ name: 'secret-adapter' }, { [CONFIG_FILE]: readFileSync(join(dir, CONFIG_FILE)), [WEIGHTS_FILE]: readFileSync(join(dir, WEIGHTS_FILE)) });
-    assert.equal((await keyed.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers: { ...headers, authorization: `Bearer ${ADMIN}` } })).statusCode, 201);
-    assert.equal((await keyed.app.inject({ method: 'POST', url: '/v1/adapters/secret-adapter/load', headers: { authorization: `Bearer ${ADMIN}` } })).statusCode, 200);
+    const { payload, headers } = multipart(
+      { name: 'secret-adapter' },
+      { [CONFIG_FILE]: readFileSync(join(dir, CONFIG_FILE)), [WEIGHTS_FILE]: readFileSync(join(dir, WEIGHTS_FILE)) },
+    );
+    assert.equal(
+      (await keyed.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers: { ...headers, authorization: `Bearer ${ADMIN}` } }))
+        .statusCode,
+      201,
+    );
+    assert.equal(
+      (await keyed.app.inject({ method: 'POST', url: '/v1/adapters/secret-adapter/load', headers: { authorization: `Bearer ${ADMIN}` } }))
+        .statusCode,
+      200,
+    );
   });
   after(async () => {
     await keyed.close();
     await split.close();
   });
 
-  const scrape = (s: TestServer, authorization?: string) => s.app.inject({ method: 'GET', url: '/metrics', headers: authorization ? { authorization } : {} });
+  const scrape = (s: TestServer, authorization?: string) =>
+    s.app.inject({ method: 'GET', url: '/metrics', headers: authorization ? { authorization } : {} });
 
   it('with --metrics-key, /metrics answers only that key or an admin key', async () => {
     assert.equal((await scrape(keyed)).statusCode, 401);

@@ -35,25 +35,44 @@ describe('adapter mixes over the API', () => {
     for (const [name, f] of Object.entries(fields)) {
       dirs[name] = join(tempDir(), name);
       await writeRandomAdapter(dirs[name]!, model, f, seed++);
-      const files = { 'adapter_config.json': readFileSync(join(dirs[name]!, 'adapter_config.json')), 'adapter_model.safetensors': readFileSync(join(dirs[name]!, 'adapter_model.safetensors')) };
+      const files = {
+        'adapter_config.json': readFileSync(join(dirs[name]!, 'adapter_config.json')),
+        'adapter_model.safetensors': readFileSync(join(dirs[name]!, 'adapter_model.safetensors')),
+      };
       const { payload, headers } = multipart({ name }, files);
-      assert.equal((await s.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers: { ...headers, ...ADMIN } })).statusCode, 201);
+      assert.equal(
+        (await s.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers: { ...headers, ...ADMIN } })).statusCode,
+        201,
+      );
     }
     model.weights.close();
   });
   after(() => s.close());
-  const post = (url: string, payload: unknown, headers = ACME) => s.app.inject({ method: 'POST', url, payload: payload as object, headers });
-  const chat = (extra: Record<string, unknown>, headers = ACME) => post('/v1/chat/completions', { model: 'tiny-llama', messages: MESSAGES, temperature: 0, ...extra }, headers);
+  const post = (url: string, payload: unknown, headers = ACME) =>
+    s.app.inject({ method: 'POST', url, payload: payload as object, headers });
+  const chat = (extra: Record<string, unknown>, headers = ACME) =>
+    post('/v1/chat/completions', { model: 'tiny-llama', messages: MESSAGES, temperature: 0, ...extra }, headers);
 
   /** The greedy answer an engine of our own gives for the same adapter files and mix. */
   async function expected(mix: Array<[string, number]>): Promise<string> {
     const engine = await Engine.create({ modelDir: s.modelDir, slots: 3, maxRank: 16 });
     try {
       const adapters = mix.map(([name, weight], i) => {
-        engine.slots!.write(i + 1, engine.parseAdapter(readFileSync(join(dirs[name]!, 'adapter_config.json'), 'utf8'), readFileSync(join(dirs[name]!, 'adapter_model.safetensors'))));
+        engine.slots!.write(
+          i + 1,
+          engine.parseAdapter(
+            readFileSync(join(dirs[name]!, 'adapter_config.json'), 'utf8'),
+            readFileSync(join(dirs[name]!, 'adapter_model.safetensors')),
+          ),
+        );
         return { slot: i + 1, weight };
       });
-      const gen = engine.generate({ promptTokens: engine.tokenizer.applyChatTemplate(MESSAGES), adapters, maxTokens: 12, sampling: { temperature: 0 } });
+      const gen = engine.generate({
+        promptTokens: engine.tokenizer.applyChatTemplate(MESSAGES),
+        adapters,
+        maxTokens: 12,
+        sampling: { temperature: 0 },
+      });
       return (await gen.result).text;
     } finally {
       await engine.close();
@@ -61,17 +80,37 @@ describe('adapter mixes over the API', () => {
   }
 
   it('"adapters" serves the weighted mix: the engine\'s answer for that mix, labelled with model', async () => {
-    const r = await chat({ adapters: [{ name: 'acme-medical', weight: 0.7 }, { name: 'acme-legal', weight: 0.3 }] });
+    const r = await chat({
+      adapters: [
+        { name: 'acme-medical', weight: 0.7 },
+        { name: 'acme-legal', weight: 0.3 },
+      ],
+    });
     assert.equal(r.statusCode, 200, r.body);
     assert.equal(r.json().model, 'tiny-llama');
-    assert.equal(r.json().choices[0].message.content, await expected([['acme-medical', 0.7], ['acme-legal', 0.3]]));
+    assert.equal(
+      r.json().choices[0].message.content,
+      await expected([
+        ['acme-medical', 0.7],
+        ['acme-legal', 0.3],
+      ]),
+    );
     // Text completions take the field too.
-    const t = await post('/v1/completions', { model: 'tiny-llama', prompt: 'hello', max_tokens: 4, temperature: 0, adapters: [{ name: 'acme-legal', weight: 0.5 }] });
+    const t = await post('/v1/completions', {
+      model: 'tiny-llama',
+      prompt: 'hello',
+      max_tokens: 4,
+      temperature: 0,
+      adapters: [{ name: 'acme-legal', weight: 0.5 }],
+    });
     assert.equal(t.statusCode, 200, t.body);
   });
 
   it('a saved mix behaves like an adapter: /v1/models lists it and chat serves the same answer as the explicit mix', async () => {
-    const members = [{ name: 'acme-medical', weight: 0.7 }, { name: 'acme-legal', weight: 0.3 }];
+    const members = [
+      { name: 'acme-medical', weight: 0.7 },
+      { name: 'acme-legal', weight: 0.3 },
+    ];
     const saved = await post('/v1/adapters/acme-blend/mix', { adapters: members });
     assert.equal(saved.statusCode, 201, saved.body);
     assert.deepEqual(saved.json().adapters, members);
@@ -86,8 +125,17 @@ describe('adapter mixes over the API', () => {
     assert.equal(viaAlias.json().choices[0].message.content, explicit.json().choices[0].message.content);
     assert.deepEqual((await s.app.inject({ method: 'GET', url: '/v1/adapters/acme-blend/mix', headers: ACME })).json().adapters, members);
     // The name is taken: no adapter may be uploaded under it, and a mix may not take an adapter's name.
-    const { payload, headers } = multipart({ name: 'acme-blend' }, { 'adapter_config.json': readFileSync(join(dirs['acme-legal']!, 'adapter_config.json')), 'adapter_model.safetensors': readFileSync(join(dirs['acme-legal']!, 'adapter_model.safetensors')) });
-    assert.equal((await s.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers: { ...headers, ...ACME } })).json().error.code, 'adapter_name_taken');
+    const { payload, headers } = multipart(
+      { name: 'acme-blend' },
+      {
+        'adapter_config.json': readFileSync(join(dirs['acme-legal']!, 'adapter_config.json')),
+        'adapter_model.safetensors': readFileSync(join(dirs['acme-legal']!, 'adapter_model.safetensors')),
+      },
+    );
+    assert.equal(
+      (await s.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers: { ...headers, ...ACME } })).json().error.code,
+      'adapter_name_taken',
+    );
     assert.equal((await post('/v1/adapters/acme-legal/mix', { adapters: members })).json().error.code, 'adapter_name_taken');
     // Deleted, it is gone from models and chat; its adapters stay.
     assert.equal((await s.app.inject({ method: 'DELETE', url: '/v1/adapters/acme-blend/mix', headers: ACME })).statusCode, 200);
@@ -104,12 +152,43 @@ describe('adapter mixes over the API', () => {
     };
     await refused([{ name: 'acme-nope', weight: 1 }], 404, /adapter_not_found/, /"acme-nope" does not exist/);
     await refused([{ name: 'other', weight: 1 }], 404, /adapter_not_found/, /"other" does not exist/);
-    await refused([{ name: 'acme-legal', weight: 0.5 }, { name: 'acme-legal', weight: 0.5 }], 400, /invalid_adapter_mix/, /named twice/);
-    await refused([{ name: 'acme-legal', weight: 1 }, { name: 'acme-medical', weight: 1 }, { name: 'other', weight: 1 }], 400, /invalid_adapter_mix/, /at most 2/, ADMIN);
-    await refused([{ name: 'acme-dora', weight: 0.5 }, { name: 'acme-legal', weight: 0.5 }], 400, /invalid_adapter_mix/, /DoRA adapter/);
+    await refused(
+      [
+        { name: 'acme-legal', weight: 0.5 },
+        { name: 'acme-legal', weight: 0.5 },
+      ],
+      400,
+      /invalid_adapter_mix/,
+      /named twice/,
+    );
+    await refused(
+      [
+        { name: 'acme-legal', weight: 1 },
+        { name: 'acme-medical', weight: 1 },
+        { name: 'other', weight: 1 },
+      ],
+      400,
+      /invalid_adapter_mix/,
+      /at most 2/,
+      ADMIN,
+    );
+    await refused(
+      [
+        { name: 'acme-dora', weight: 0.5 },
+        { name: 'acme-legal', weight: 0.5 },
+      ],
+      400,
+      /invalid_adapter_mix/,
+      /DoRA adapter/,
+    );
     await refused([], 400, /./, /adapters/);
     // JSON cannot spell Infinity, but 1e999 parses to it; the schema refuses it before the service does.
-    const r = await s.app.inject({ method: 'POST', url: '/v1/chat/completions', headers: { ...ACME, 'content-type': 'application/json' }, payload: `{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"adapters":[{"name":"acme-legal","weight":1e999}]}` });
+    const r = await s.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      headers: { ...ACME, 'content-type': 'application/json' },
+      payload: `{"model":"tiny-llama","messages":[{"role":"user","content":"hi"}],"adapters":[{"name":"acme-legal","weight":1e999}]}`,
+    });
     assert.equal(r.statusCode, 400, r.body);
     assert.match(r.json().error.message, /adapters\[0\]\.weight must be a number/);
     // A saved mix is checked the same way, and a tenant cannot save one outside its scope.

@@ -21,7 +21,12 @@ describe('the official openai npm client against a listening server', () => {
   });
 
   it('completes a chat, and streams the same answer', async () => {
-    const params = { model: s.serving.baseId, messages: [{ role: 'user' as const, content: '안녕하세요' }], max_tokens: 10, temperature: 0 };
+    const params = {
+      model: s.serving.baseId,
+      messages: [{ role: 'user' as const, content: '안녕하세요' }],
+      max_tokens: 10,
+      temperature: 0,
+    };
     const done = await client.chat.completions.create(params);
     assert.equal(done.object, 'chat.completion');
     assert.equal(done.usage?.completion_tokens, 10);
@@ -32,11 +37,14 @@ describe('the official openai npm client against a listening server', () => {
   });
 
   it('surfaces server errors as APIError with status and code', async () => {
-    await assert.rejects(client.chat.completions.create({ model: 'missing', messages: [{ role: 'user', content: 'x' }] }), (err: InstanceType<typeof OpenAI.APIError>) => {
-      assert.equal(err.status, 404);
-      assert.equal(err.code, 'model_not_found');
-      return true;
-    });
+    await assert.rejects(
+      client.chat.completions.create({ model: 'missing', messages: [{ role: 'user', content: 'x' }] }),
+      (err: InstanceType<typeof OpenAI.APIError>) => {
+        assert.equal(err.status, 404);
+        assert.equal(err.code, 'model_not_found');
+        return true;
+      },
+    );
     const anonymous = new OpenAI({ baseURL: client.baseURL, apiKey: 'sk-wrong-key-000', maxRetries: 0 });
     await assert.rejects(anonymous.models.list(), { status: 401 });
   });

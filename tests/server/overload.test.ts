@@ -11,7 +11,12 @@ describe('overload', () => {
   let s: TestServer;
   let gate: Gate;
   const maxQueue = 3;
-  const chat = () => s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: { model: s.serving.baseId, messages: [{ role: 'user', content: 'hi' }], max_tokens: 12, ignore_eos: true } });
+  const chat = () =>
+    s.app.inject({
+      method: 'POST',
+      url: '/v1/chat/completions',
+      payload: { model: s.serving.baseId, messages: [{ role: 'user', content: 'hi' }], max_tokens: 12, ignore_eos: true },
+    });
 
   before(async () => {
     s = await startTestServer({ maxBatch: 1, maxQueue });
@@ -41,9 +46,15 @@ describe('overload', () => {
     }
     assert.equal(s.serving.queueDepth(), 0);
     const after = await Promise.all(Array.from({ length: maxQueue }, chat));
-    assert.deepEqual(after.map((r) => r.statusCode), after.map(() => 200));
+    assert.deepEqual(
+      after.map((r) => r.statusCode),
+      after.map(() => 200),
+    );
     const metrics = (await s.app.inject({ method: 'GET', url: '/metrics' })).body;
     assert.match(metrics, new RegExp(`loraserve_requests_total\\{adapter="${s.serving.baseId}",endpoint="chat",status="429"\\} 20`));
-    assert.match(metrics, new RegExp(`loraserve_requests_total\\{adapter="${s.serving.baseId}",endpoint="chat",status="200"\\} ${maxQueue + 1 + maxQueue}`));
+    assert.match(
+      metrics,
+      new RegExp(`loraserve_requests_total\\{adapter="${s.serving.baseId}",endpoint="chat",status="200"\\} ${maxQueue + 1 + maxQueue}`),
+    );
   });
 });

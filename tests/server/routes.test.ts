@@ -9,7 +9,13 @@ import { multipart } from '../helpers/multipart.js';
 import { loadHfModel } from '../../src/model/index.js';
 import { generateOpenApi } from '../helpers/openapi.js';
 
-const chatBody = (extra: Record<string, unknown> = {}) => ({ model: 'tiny-llama', messages: [{ role: 'user', content: 'hello' }], max_tokens: 8, temperature: 0, ...extra });
+const chatBody = (extra: Record<string, unknown> = {}) => ({
+  model: 'tiny-llama',
+  messages: [{ role: 'user', content: 'hello' }],
+  max_tokens: 8,
+  temperature: 0,
+  ...extra,
+});
 
 describe('routes', () => {
   let s: TestServer;
@@ -21,7 +27,13 @@ describe('routes', () => {
     await writeRandomAdapter(join(tempDir(), 'x'), model, { r: 4, lora_alpha: 8, target_modules: ['q_proj'] }, 10);
     model.weights.close();
     for (const name of ['one', 'two']) {
-      const { payload, headers } = multipart({ name }, { 'adapter_config.json': readFileSync(join(dir, 'adapter_config.json')), 'adapter_model.safetensors': readFileSync(join(dir, 'adapter_model.safetensors')) });
+      const { payload, headers } = multipart(
+        { name },
+        {
+          'adapter_config.json': readFileSync(join(dir, 'adapter_config.json')),
+          'adapter_model.safetensors': readFileSync(join(dir, 'adapter_model.safetensors')),
+        },
+      );
       assert.equal((await s.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers })).statusCode, 201);
     }
   });
@@ -47,7 +59,10 @@ describe('routes', () => {
     const r = await post('/v1/chat/completions', chatBody({ stream: true, stream_options: { include_usage: true } }));
     assert.equal(r.statusCode, 200);
     assert.match(String(r.headers['content-type']), /text\/event-stream/);
-    const events = r.body.split('\n\n').filter(Boolean).map((e) => e.replace(/^data: /, ''));
+    const events = r.body
+      .split('\n\n')
+      .filter(Boolean)
+      .map((e) => e.replace(/^data: /, ''));
     assert.equal(events.at(-1), '[DONE]');
     const chunks = events.slice(0, -1).map((e) => JSON.parse(e));
     assert.equal(chunks[0].choices[0].delta.role, 'assistant');
@@ -63,13 +78,18 @@ describe('routes', () => {
     assert.equal(r.statusCode, 200);
     assert.equal(r.json().object, 'text_completion');
     assert.ok(r.json().choices[0].text.startsWith('Once upon'));
-    const free = (await post('/v1/completions', { model: 'two', prompt: 'Once upon', max_tokens: 12, temperature: 0 })).json().choices[0].text as string;
+    const free = (await post('/v1/completions', { model: 'two', prompt: 'Once upon', max_tokens: 12, temperature: 0 })).json().choices[0]
+      .text as string;
     const stop = free.slice(4, 6);
     const stopped = (await post('/v1/completions', { model: 'two', prompt: 'Once upon', max_tokens: 12, temperature: 0, stop })).json();
     assert.equal(stopped.choices[0].text, free.slice(0, free.indexOf(stop)));
     assert.equal(stopped.choices[0].finish_reason, 'stop');
     const streamed = await post('/v1/completions', { model: 'two', prompt: 'Once upon', max_tokens: 12, temperature: 0, stream: true });
-    const text = streamed.body.split('\n\n').filter((e) => e && e !== 'data: [DONE]').map((e) => JSON.parse(e.slice(6)).choices[0].text).join('');
+    const text = streamed.body
+      .split('\n\n')
+      .filter((e) => e && e !== 'data: [DONE]')
+      .map((e) => JSON.parse(e.slice(6)).choices[0].text)
+      .join('');
     assert.equal(text, free);
   });
 
@@ -77,20 +97,63 @@ describe('routes', () => {
     ['unknown model lists what exists', () => post('/v1/chat/completions', chatBody({ model: 'nope' })), 404, 'model_not_found', 'model'],
     ['empty messages', () => post('/v1/chat/completions', chatBody({ messages: [] })), 400, 'invalid_request', 'messages'],
     ['missing model', () => post('/v1/chat/completions', { messages: [{ role: 'user', content: 'x' }] }), 400, 'invalid_request', 'model'],
-    ['bad role', () => post('/v1/chat/completions', chatBody({ messages: [{ role: 'robot', content: 'x' }] })), 400, 'invalid_request', null],
+    [
+      'bad role',
+      () => post('/v1/chat/completions', chatBody({ messages: [{ role: 'robot', content: 'x' }] })),
+      400,
+      'invalid_request',
+      null,
+    ],
     ['temperature out of range', () => post('/v1/chat/completions', chatBody({ temperature: 3 })), 400, 'invalid_request', 'temperature'],
     ['n over --max-n', () => post('/v1/chat/completions', chatBody({ n: 9 })), 400, 'unsupported_parameter', 'n'],
-    ['structured output', () => post('/v1/chat/completions', chatBody({ response_format: { type: 'json_object' } })), 400, 'unsupported_parameter', 'response_format'],
+    [
+      'structured output',
+      () => post('/v1/chat/completions', chatBody({ response_format: { type: 'json_object' } })),
+      400,
+      'unsupported_parameter',
+      'response_format',
+    ],
     ['best_of', () => post('/v1/completions', { model: 'tiny-llama', prompt: 'x', best_of: 3 }), 400, 'unsupported_parameter', 'best_of'],
-    ['max_tokens over the server cap', () => post('/v1/chat/completions', chatBody({ max_tokens: 100000 })), 400, 'max_tokens_too_large', 'max_tokens'],
+    [
+      'max_tokens over the server cap',
+      () => post('/v1/chat/completions', chatBody({ max_tokens: 100000 })),
+      400,
+      'max_tokens_too_large',
+      'max_tokens',
+    ],
     ['empty prompt', () => post('/v1/completions', { model: 'tiny-llama', prompt: '' }), 400, 'empty_prompt', 'prompt'],
-    ['prompt over the server limit', () => post('/v1/completions', { model: 'tiny-llama', prompt: 'x'.repeat(300) }), 400, 'prompt_too_long', 'messages'],
-    ['invalid JSON', () => s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: '{oops', headers: { 'content-type': 'application/json' } }), 400, 'invalid_json', null],
-    ['chat body over the limit', () => post('/v1/chat/completions', chatBody({ messages: [{ role: 'user', content: 'x'.repeat(5000) }] })), 413, 'payload_too_large', null],
+    [
+      'prompt over the server limit',
+      () => post('/v1/completions', { model: 'tiny-llama', prompt: 'x'.repeat(300) }),
+      400,
+      'prompt_too_long',
+      'messages',
+    ],
+    [
+      'invalid JSON',
+      () =>
+        s.app.inject({ method: 'POST', url: '/v1/chat/completions', payload: '{oops', headers: { 'content-type': 'application/json' } }),
+      400,
+      'invalid_json',
+      null,
+    ],
+    [
+      'chat body over the limit',
+      () => post('/v1/chat/completions', chatBody({ messages: [{ role: 'user', content: 'x'.repeat(5000) }] })),
+      413,
+      'payload_too_large',
+      null,
+    ],
     ['unknown route', () => s.app.inject({ method: 'GET', url: '/v2/nothing' }), 404, 'not_found', null],
     ['unknown adapter', () => s.app.inject({ method: 'GET', url: '/v1/adapters/ghost' }), 404, 'adapter_not_found', 'name'],
     ['deleting an unknown adapter', () => s.app.inject({ method: 'DELETE', url: '/v1/adapters/ghost' }), 404, 'adapter_not_found', 'name'],
-    ['vLLM load without --lora-root', () => post('/v1/load_lora_adapter', { lora_name: 'p', lora_path: '/tmp' }), 403, 'path_outside_root', 'lora_path'],
+    [
+      'vLLM load without --lora-root',
+      () => post('/v1/load_lora_adapter', { lora_name: 'p', lora_path: '/tmp' }),
+      403,
+      'path_outside_root',
+      'lora_path',
+    ],
   ];
   for (const [what, send, status, code, param] of errors) {
     it(`${what} → ${status} ${code}`, async () => {
@@ -128,7 +191,13 @@ describe('routes', () => {
   it('a client that disconnects cancels its generation and frees the row', async () => {
     await s.app.listen({ port: 0, host: '127.0.0.1' });
     const port = (s.app.server.address() as { port: number }).port;
-    const req = httpRequest({ host: '127.0.0.1', port, method: 'POST', path: '/v1/chat/completions', headers: { 'content-type': 'application/json' } });
+    const req = httpRequest({
+      host: '127.0.0.1',
+      port,
+      method: 'POST',
+      path: '/v1/chat/completions',
+      headers: { 'content-type': 'application/json' },
+    });
     req.on('error', () => {});
     req.end(JSON.stringify(chatBody({ model: 'one', max_tokens: 64, stream: true, temperature: 1 })));
     await new Promise<void>((resolve) => req.on('response', (res) => res.once('data', () => resolve())));
@@ -143,7 +212,15 @@ describe('routes', () => {
 
   it('metrics expose per-adapter counters, latency histograms and the gateway (vllm:*) gauges', async () => {
     const m = (await s.app.inject({ method: 'GET', url: '/metrics' })).body;
-    for (const name of ['loraserve_requests_total{adapter="one",endpoint="chat",status="200"}', 'loraserve_time_to_first_token_seconds_bucket', 'loraserve_inter_token_latency_seconds_bucket', 'loraserve_adapter_slots 1', 'vllm:num_requests_waiting', 'vllm:gpu_cache_usage_perc', 'vllm:lora_requests_info{max_lora="1"']) {
+    for (const name of [
+      'loraserve_requests_total{adapter="one",endpoint="chat",status="200"}',
+      'loraserve_time_to_first_token_seconds_bucket',
+      'loraserve_inter_token_latency_seconds_bucket',
+      'loraserve_adapter_slots 1',
+      'vllm:num_requests_waiting',
+      'vllm:gpu_cache_usage_perc',
+      'vllm:lora_requests_info{max_lora="1"',
+    ]) {
       assert.ok(m.includes(name), `metrics lack ${name}`);
     }
   });

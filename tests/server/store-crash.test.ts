@@ -14,15 +14,29 @@ import { loadHfModel } from '../../src/model/index.js';
 // process holds nine adapters at nine different points (fault-hooks.ts), then is killed.
 describe('crash safety of the adapter store (kill -9)', () => {
   const POINTS: Record<string, string> = {
-    'u-write': 'write', 'u-rename-new': 'rename-new', 'u-rm-old': 'rm-old',
-    'r-write': 'write', 'r-rename-old': 'rename-old', 'r-rename-new': 'rename-new', 'r-rm-old': 'rm-old',
-    'd-rename': 'delete-rename', 'd-rm': 'delete-rm',
+    'u-write': 'write',
+    'u-rename-new': 'rename-new',
+    'u-rm-old': 'rm-old',
+    'r-write': 'write',
+    'r-rename-old': 'rename-old',
+    'r-rename-new': 'rename-new',
+    'r-rm-old': 'rm-old',
+    'd-rename': 'delete-rename',
+    'd-rm': 'delete-rm',
   };
   /** What each adapter must be after the restart: the version before the crash or after it. */
   const EXPECTED: Record<string, 'old' | 'new' | 'absent'> = {
-    'u-write': 'absent', 'u-rename-new': 'absent', 'u-rm-old': 'new',
-    'r-write': 'old', 'r-rename-old': 'old', 'r-rename-new': 'old', 'r-rm-old': 'new', 'r-body': 'old',
-    'd-rename': 'old', 'd-rm': 'absent', keep: 'old',
+    'u-write': 'absent',
+    'u-rename-new': 'absent',
+    'u-rm-old': 'new',
+    'r-write': 'old',
+    'r-rename-old': 'old',
+    'r-rename-new': 'old',
+    'r-rm-old': 'new',
+    'r-body': 'old',
+    'd-rename': 'old',
+    'd-rm': 'absent',
+    keep: 'old',
   };
   let modelDir: string;
   let store: string;
@@ -51,7 +65,11 @@ describe('crash safety of the adapter store (kill -9)', () => {
   it('leaves each adapter old or new, never partial, and the next start removes the leftovers', { timeout: 240_000 }, async () => {
     const s = await spawnServer(['--model', modelDir, '--adapters', store], {
       hooks: true,
-      env: { LORASERVE_TEST_PAUSE: Object.entries(POINTS).map(([n, p]) => `${n}:${p}`).join(',') },
+      env: {
+        LORASERVE_TEST_PAUSE: Object.entries(POINTS)
+          .map(([n, p]) => `${n}:${p}`)
+          .join(','),
+      },
     });
     servers.push(s);
     const upload = (name: string) => multipart({ name }, { [CONFIG_FILE]: newFiles.config, [WEIGHTS_FILE]: newFiles.weights });
@@ -64,7 +82,10 @@ describe('crash safety of the adapter store (kill -9)', () => {
     }
     // r-body: the upload's body stops halfway (the client stalls), so the crash hits mid-body.
     const partial = upload('r-body');
-    const req = request(`${s.url}/v1/adapters`, { method: 'POST', headers: { ...partial.headers, 'content-length': String(partial.payload.length) } });
+    const req = request(`${s.url}/v1/adapters`, {
+      method: 'POST',
+      headers: { ...partial.headers, 'content-length': String(partial.payload.length) },
+    });
     req.on('error', () => {});
     req.write(partial.payload.subarray(0, partial.payload.length >> 1));
     await Promise.all(Object.entries(POINTS).map(([name, point]) => s.waitFor(new RegExp(`^PAUSED ${name} ${point}$`))));
@@ -74,17 +95,29 @@ describe('crash safety of the adapter store (kill -9)', () => {
 
     // The crash left work half done: temp folders of all three kinds are on disk.
     const leftovers = readdirSync(store).filter((f) => f.startsWith('.'));
-    for (const kind of ['.upload-', '.old-', '.deleted-']) assert.ok(leftovers.some((f) => f.startsWith(kind)), `${kind}* in ${leftovers.join(', ')}`);
+    for (const kind of ['.upload-', '.old-', '.deleted-'])
+      assert.ok(
+        leftovers.some((f) => f.startsWith(kind)),
+        `${kind}* in ${leftovers.join(', ')}`,
+      );
 
     const next = await spawnServer(['--model', modelDir, '--adapters', store]);
     servers.push(next);
     const repaired = JSON.parse(await next.waitFor(/finished writes a crash interrupted/));
     assert.deepEqual(repaired.restored, ['r-rename-new']);
     assert.equal(repaired.removed.length, leftovers.length - 1);
-    assert.deepEqual(readdirSync(store).filter((f) => f.startsWith('.')), []);
+    assert.deepEqual(
+      readdirSync(store).filter((f) => f.startsWith('.')),
+      [],
+    );
 
     const listed = (await (await fetch(`${next.url}/v1/adapters`)).json()).data.map((a: { id: string }) => a.id).sort();
-    assert.deepEqual(listed, Object.keys(EXPECTED).filter((n) => EXPECTED[n] !== 'absent').sort());
+    assert.deepEqual(
+      listed,
+      Object.keys(EXPECTED)
+        .filter((n) => EXPECTED[n] !== 'absent')
+        .sort(),
+    );
     for (const [name, want] of Object.entries(EXPECTED)) {
       if (want === 'absent') continue;
       const files = want === 'old' ? oldFiles : newFiles;
@@ -93,7 +126,11 @@ describe('crash safety of the adapter store (kill -9)', () => {
     }
     // Every surviving adapter loads and answers (its manifest matches its files).
     for (const name of listed) {
-      const r = await fetch(`${next.url}/v1/chat/completions`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ model: name, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }) });
+      const r = await fetch(`${next.url}/v1/chat/completions`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ model: name, messages: [{ role: 'user', content: 'hi' }], max_tokens: 2 }),
+      });
       assert.equal(r.status, 200, `${name}: ${await r.text()}`);
     }
   });

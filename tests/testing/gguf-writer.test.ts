@@ -71,7 +71,10 @@ describe('llama-architecture rope permutation', () => {
     // 2 heads of 4 rows, 2 columns: row r holds [r, r].
     const rows = Float32Array.from({ length: 16 }, (_, i) => Math.floor(i / 2));
     const out = permuteRopeRows(rows, 2, 2);
-    assert.deepEqual(Array.from({ length: 8 }, (_, r) => out[r * 2]), [0, 2, 1, 3, 4, 6, 5, 7]);
+    assert.deepEqual(
+      Array.from({ length: 8 }, (_, r) => out[r * 2]),
+      [0, 2, 1, 3, 4, 6, 5, 7],
+    );
   });
 });
 
@@ -146,7 +149,11 @@ describe('GGUF writer', () => {
     const hf = 'model.layers.0.mlp.up_proj.weight';
     const w = tiny.weights.get(hf)!;
     const maxAbs = w.data.reduce((a, v) => Math.max(a, Math.abs(v)), 0);
-    for (const [type, tol] of [['F16', 1e-3], ['Q8_0', maxAbs / 127], ['Q4_0', maxAbs / 4]] as const) {
+    for (const [type, tol] of [
+      ['F16', 1e-3],
+      ['Q8_0', maxAbs / 127],
+      ['Q4_0', maxAbs / 4],
+    ] as const) {
       const { path, info } = files.get(type)!;
       const t = info.tensorInfo!.find((x) => x.name === 'blk.0.ffn_up.weight')!;
       assert.equal(t.ggmlType, GGML[type]);
@@ -198,7 +205,12 @@ describe('loraserve and llama.cpp run the same model (F32, greedy)', () => {
   for (const family of ['qwen2', 'llama'] as const) {
     it(`${family}: the same continuations with and without an adapter`, async () => {
       const report = await peerAgreement({ family, dir: tempDir(), tokens: 8, prompts: 2, hidden: 32 });
-      for (const c of report.cases) assert.equal(c.llamaText, c.loraserveText, `${c.adapter ? 'adapter' : 'base'} prompt [${c.prompt}]: llama.cpp ids [${c.llamaTokens}]`);
+      for (const c of report.cases)
+        assert.equal(
+          c.llamaText,
+          c.loraserveText,
+          `${c.adapter ? 'adapter' : 'base'} prompt [${c.prompt}]: llama.cpp ids [${c.llamaTokens}]`,
+        );
       assert.ok(report.adapterChangesOutput, 'the adapter changes the continuation');
     });
   }

@@ -14,9 +14,20 @@ import { relError } from '../helpers/reference.js';
 const FIVE = [
   { instruction: '환불 정책은 어떻게 되나요?', input: '', output: '구매 후 14일 이내 미사용 제품은 전액 환불됩니다.' },
   { instruction: '배송은 얼마나 걸리나요?', output: '일반 배송은 2-3일 걸립니다.' },
-  { messages: [{ role: 'user', content: 'hello' }, { role: 'assistant', content: 'Hi! How can I help?' }] },
+  {
+    messages: [
+      { role: 'user', content: 'hello' },
+      { role: 'assistant', content: 'Hi! How can I help?' },
+    ],
+  },
   { instruction: 'Membership?', input: 'gold', output: 'Gold members get 10% off.' },
-  { messages: [{ role: 'system', content: 'Be brief.' }, { role: 'user', content: '두통이 있어요' }, { role: 'assistant', content: '수분을 섭취하세요.' }] },
+  {
+    messages: [
+      { role: 'system', content: 'Be brief.' },
+      { role: 'user', content: '두통이 있어요' },
+      { role: 'assistant', content: '수분을 섭취하세요.' },
+    ],
+  },
 ];
 
 describe('loraserve train (TensorFlow.js)', () => {
@@ -32,7 +43,19 @@ describe('loraserve train (TensorFlow.js)', () => {
     writeRandomModel(modelDir, { family: 'llama', seed: 21, heads: 4, kvHeads: 2 });
     dataPath = join(root, 'data.jsonl');
     writeFileSync(dataPath, FIVE.map((r) => JSON.stringify(r)).join('\n'));
-    result = await train({ ...TRAIN_DEFAULTS, modelDir, dataPath, outDir: outDir(), r: 4, alpha: 8, targetModules: ['q_proj', 'v_proj'], epochs: 15, learningRate: 1e-2, batchSize: 5, quiet: true });
+    result = await train({
+      ...TRAIN_DEFAULTS,
+      modelDir,
+      dataPath,
+      outDir: outDir(),
+      r: 4,
+      alpha: 8,
+      targetModules: ['q_proj', 'v_proj'],
+      epochs: 15,
+      learningRate: 1e-2,
+      batchSize: 5,
+      quiet: true,
+    });
   });
 
   it('lowers the loss on a 5-example dataset', () => {
@@ -52,8 +75,20 @@ describe('loraserve train (TensorFlow.js)', () => {
     assert.equal(config.base_model_name_or_path, 'base');
     const file = parseSafetensorsBuffer(readFileSync(join(outDir(), 'adapter_model.safetensors')));
     const names = [...file.header.tensors.keys()].sort();
-    assert.deepEqual(names, ['0', '1'].flatMap((l) => ['q_proj', 'v_proj'].flatMap((m) => ['A', 'B'].map((ab) => `base_model.model.model.layers.${l}.self_attn.${m}.lora_${ab}.weight`))).sort());
-    assert.ok(file.readF32('base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight').some((v) => v !== 0), 'lora_B trained away from its zero init');
+    assert.deepEqual(
+      names,
+      ['0', '1']
+        .flatMap((l) =>
+          ['q_proj', 'v_proj'].flatMap((m) =>
+            ['A', 'B'].map((ab) => `base_model.model.model.layers.${l}.self_attn.${m}.lora_${ab}.weight`),
+          ),
+        )
+        .sort(),
+    );
+    assert.ok(
+      file.readF32('base_model.model.model.layers.0.self_attn.q_proj.lora_B.weight').some((v) => v !== 0),
+      'lora_B trained away from its zero init',
+    );
     const log = JSON.parse(readFileSync(join(outDir(), 'train-log.json'), 'utf8'));
     assert.equal(log.trainLoss.length, result.steps);
     assert.match(readFileSync(join(outDir(), 'loss-plot.svg'), 'utf8'), /^<svg[\s\S]*<path/);
@@ -64,15 +99,24 @@ describe('loraserve train (TensorFlow.js)', () => {
     const model = loadHfModel(modelDir);
     const engine = await Engine.create({ modelDir, slots: 1, maxRank: 8 });
     try {
-      const files = [readFileSync(join(outDir(), 'adapter_config.json'), 'utf8'), readFileSync(join(outDir(), 'adapter_model.safetensors'))] as const;
+      const files = [
+        readFileSync(join(outDir(), 'adapter_config.json'), 'utf8'),
+        readFileSync(join(outDir(), 'adapter_model.safetensors')),
+      ] as const;
       engine.slots!.write(1, engine.parseAdapter(files[0], files[1]));
       const weights = parseSafetensorsBuffer(files[1]);
-      const lm = new TfCausalLM(model, 'lora', { r: 4, alpha: 8, dropout: 0, useRslora: false, modules: model.linears.filter((m) => /q_proj|v_proj/.test(m.name)) }, 1);
+      const lm = new TfCausalLM(
+        model,
+        'lora',
+        { r: 4, alpha: 8, dropout: 0, useRslora: false, modules: model.linears.filter((m) => /q_proj|v_proj/.test(m.name)) },
+        1,
+      );
       const tokens = [12, 200, 45, 7, 99, 3];
-      const tfLogits = (): Float32Array => tf.tidy(() => {
-        const all = lm.forward(tf.tensor2d([tokens], [1, tokens.length], 'int32'));
-        return tf.slice(all, [0, tokens.length - 1, 0], [1, 1, -1]).dataSync() as Float32Array;
-      });
+      const tfLogits = (): Float32Array =>
+        tf.tidy(() => {
+          const all = lm.forward(tf.tensor2d([tokens], [1, tokens.length], 'int32'));
+          return tf.slice(all, [0, tokens.length - 1, 0], [1, 1, -1]).dataSync() as Float32Array;
+        });
       const base = tfLogits();
       assert.ok(relError(base, (await prefill(engine, [tokens], [0])).logits[0]!) < 1e-4, 'without adapter');
       for (const [name, l] of lm.lora) {
@@ -92,21 +136,54 @@ describe('loraserve train (TensorFlow.js)', () => {
 
   it('full mode trains every weight and writes a model folder that serves', async () => {
     const out = join(root, 'full');
-    const r = await train({ ...TRAIN_DEFAULTS, modelDir, dataPath, outDir: out, full: true, epochs: 3, learningRate: 3e-3, batchSize: 5, quiet: true });
+    const r = await train({
+      ...TRAIN_DEFAULTS,
+      modelDir,
+      dataPath,
+      outDir: out,
+      full: true,
+      epochs: 3,
+      learningRate: 3e-3,
+      batchSize: 5,
+      quiet: true,
+    });
     assert.ok(r.trainLoss.at(-1)!.loss < r.trainLoss[0]!.loss);
-    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'train-log.json']) assert.ok(existsSync(join(out, f)), f);
+    for (const f of ['config.json', 'model.safetensors', 'tokenizer.json', 'tokenizer_config.json', 'train-log.json'])
+      assert.ok(existsSync(join(out, f)), f);
     const engine = await Engine.create({ modelDir: out, slots: 0 });
-    const gen = engine.generate({ promptTokens: engine.tokenizer.applyChatTemplate([{ role: 'user', content: 'hello' }]), maxTokens: 4, sampling: { temperature: 0 } });
+    const gen = engine.generate({
+      promptTokens: engine.tokenizer.applyChatTemplate([{ role: 'user', content: 'hello' }]),
+      maxTokens: 4,
+      sampling: { temperature: 0 },
+    });
     assert.equal((await gen.result).completionTokens <= 4, true);
     await engine.close();
   });
 
   it('a separate validation file is measured every epoch and every training line trains', async () => {
     const valPath = join(root, 'valid.jsonl');
-    writeFileSync(valPath, JSON.stringify({ instruction: '환불 절차가 궁금합니다', output: '구매 후 14일 이내 미사용 제품은 전액 환불됩니다.' }));
-    const r = await train({ ...TRAIN_DEFAULTS, modelDir, dataPath, valDataPath: valPath, outDir: join(root, 'with-val'), r: 4, alpha: 8, epochs: 2, learningRate: 1e-2, batchSize: 5, quiet: true });
+    writeFileSync(
+      valPath,
+      JSON.stringify({ instruction: '환불 절차가 궁금합니다', output: '구매 후 14일 이내 미사용 제품은 전액 환불됩니다.' }),
+    );
+    const r = await train({
+      ...TRAIN_DEFAULTS,
+      modelDir,
+      dataPath,
+      valDataPath: valPath,
+      outDir: join(root, 'with-val'),
+      r: 4,
+      alpha: 8,
+      epochs: 2,
+      learningRate: 1e-2,
+      batchSize: 5,
+      quiet: true,
+    });
     assert.deepEqual(r.heldOutLines, []);
-    assert.deepEqual(r.valLoss.map((v) => v.epoch), [0, 1, 2]);
+    assert.deepEqual(
+      r.valLoss.map((v) => v.epoch),
+      [0, 1, 2],
+    );
     assert.ok(r.valLoss.every((v) => Number.isFinite(v.loss) && v.loss > 0));
     assert.equal(r.steps, 2, 'all 5 lines train: one batch of 5 per epoch');
   });
@@ -122,11 +199,14 @@ describe('loraserve train (TensorFlow.js)', () => {
     ];
     for (const [text, message] of cases) {
       writeFileSync(bad, text);
-      assert.throws(() => loadDataset(bad, tokenizer, 256), (err: Error & { code?: string }) => {
-        assert.equal(err.code, 'invalid_dataset');
-        assert.match(err.message, message);
-        return true;
-      });
+      assert.throws(
+        () => loadDataset(bad, tokenizer, 256),
+        (err: Error & { code?: string }) => {
+          assert.equal(err.code, 'invalid_dataset');
+          assert.match(err.message, message);
+          return true;
+        },
+      );
     }
   });
 

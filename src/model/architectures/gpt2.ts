@@ -34,8 +34,13 @@ export const gpt2: Architecture = {
     const out: LinearModule[] = [];
     for (let layer = 0; layer < d.layers; layer++) {
       const conv = (path: string, inFeatures: number, outFeatures: number): LinearModule => ({
-        name: `${prefix(layer)}.${path}`, layer, inFeatures, outFeatures,
-        weight: `${prefix(layer)}.${path}.weight`, bias: `${prefix(layer)}.${path}.bias`, fanInFanOut: true,
+        name: `${prefix(layer)}.${path}`,
+        layer,
+        inFeatures,
+        outFeatures,
+        weight: `${prefix(layer)}.${path}.weight`,
+        bias: `${prefix(layer)}.${path}.bias`,
+        fanInFanOut: true,
       });
       out.push(
         conv('attn.c_attn', d.hidden, 3 * d.hidden),

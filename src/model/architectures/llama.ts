@@ -44,10 +44,14 @@ function slidingWindows(c: Record<string, unknown>, layers: number): Array<numbe
     return full.map((_, i) => (qwenWindow !== null && i >= from ? qwenWindow : null));
   }
   if (!Array.isArray(types) || types.length !== layers || !types.every((t) => t === 'sliding_attention' || t === 'full_attention')) {
-    throw new ModelConfigError(`config.json: layer_types must list "sliding_attention" or "full_attention" for each of the ${layers} layers`);
+    throw new ModelConfigError(
+      `config.json: layer_types must list "sliding_attention" or "full_attention" for each of the ${layers} layers`,
+    );
   }
   if (qwenWindow === null && types.includes('sliding_attention')) {
-    throw new ModelConfigError('config.json: layer_types marks sliding_attention layers, but no window is set (use_sliding_window with sliding_window)');
+    throw new ModelConfigError(
+      'config.json: layer_types marks sliding_attention layers, but no window is set (use_sliding_window with sliding_window)',
+    );
   }
   return types.map((t) => (t === 'sliding_attention' ? qwenWindow : null));
 }
@@ -91,8 +95,13 @@ export const llama: Architecture = {
     const out: LinearModule[] = [];
     for (let layer = 0; layer < d.layers; layer++) {
       const linear = (path: string, inFeatures: number, outFeatures: number, bias: boolean): LinearModule => ({
-        name: `${prefix(layer)}.${path}`, layer, inFeatures, outFeatures,
-        weight: `${prefix(layer)}.${path}.weight`, bias: bias ? `${prefix(layer)}.${path}.bias` : null, fanInFanOut: false,
+        name: `${prefix(layer)}.${path}`,
+        layer,
+        inFeatures,
+        outFeatures,
+        weight: `${prefix(layer)}.${path}.weight`,
+        bias: bias ? `${prefix(layer)}.${path}.bias` : null,
+        fanInFanOut: false,
       });
       out.push(
         linear('self_attn.q_proj', d.hidden, q, d.bias.qkv),
@@ -112,7 +121,13 @@ export const llama: Architecture = {
     for (let l = 0; l < d.layers; l++) {
       const p = prefix(l);
       const x = f.rmsNorm(h, `${p}.input_layernorm.weight`, d.normEps);
-      const attn = f.attention(l, f.linear(`${p}.self_attn.q_proj`, x), f.linear(`${p}.self_attn.k_proj`, x), f.linear(`${p}.self_attn.v_proj`, x), { rope: true });
+      const attn = f.attention(
+        l,
+        f.linear(`${p}.self_attn.q_proj`, x),
+        f.linear(`${p}.self_attn.k_proj`, x),
+        f.linear(`${p}.self_attn.v_proj`, x),
+        { rope: true },
+      );
       h = f.add(h, f.linear(`${p}.self_attn.o_proj`, attn));
       const m = f.rmsNorm(h, `${p}.post_attention_layernorm.weight`, d.normEps);
       h = f.add(h, f.linear(`${p}.mlp.down_proj`, f.mul(f.silu(f.linear(`${p}.mlp.gate_proj`, m)), f.linear(`${p}.mlp.up_proj`, m))));

@@ -168,7 +168,12 @@ export const adapterRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.get(
     '/adapters/:name/mix',
     {
-      schema: { tags: ['adapters'], summary: 'One saved adapter mix', params: AdapterParams, response: { 200: Type.Ref(AdapterMix), ...errorResponses(401, 404) } },
+      schema: {
+        tags: ['adapters'],
+        summary: 'One saved adapter mix',
+        params: AdapterParams,
+        response: { 200: Type.Ref(AdapterMix), ...errorResponses(401, 404) },
+      },
     },
     async (request) => mixBody(adapters.requireMix(request.caller, request.params.name)),
   );
@@ -176,7 +181,12 @@ export const adapterRoutes: FastifyPluginAsyncTypebox = async (app) => {
   app.delete(
     '/adapters/:name/mix',
     {
-      schema: { tags: ['adapters'], summary: 'Delete a saved adapter mix (its adapters stay)', params: AdapterParams, response: { 200: AdapterMixDeleted, ...errorResponses(401, 404) } },
+      schema: {
+        tags: ['adapters'],
+        summary: 'Delete a saved adapter mix (its adapters stay)',
+        params: AdapterParams,
+        response: { 200: AdapterMixDeleted, ...errorResponses(401, 404) },
+      },
     },
     async (request) => {
       await adapters.deleteMix(request.caller, request.params.name);

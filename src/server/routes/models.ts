@@ -10,7 +10,14 @@ async function models(serving: Serving, caller: Caller) {
   const created = Math.floor(Date.now() / 1000);
   return [
     { id: base, object: 'model' as const, created, owned_by: 'loraserve', root: base, parent: null },
-    ...(await serving.adapters.visible(caller)).map((a) => ({ id: a.name, object: 'model' as const, created: a.createdAt, owned_by: 'loraserve', root: base, parent: base })),
+    ...(await serving.adapters.visible(caller)).map((a) => ({
+      id: a.name,
+      object: 'model' as const,
+      created: a.createdAt,
+      owned_by: 'loraserve',
+      root: base,
+      parent: base,
+    })),
     ...serving.adapters
       .visibleMixes(caller)
       .map((m) => ({ id: m.name, object: 'model' as const, created: m.createdAt, owned_by: 'loraserve', root: base, parent: base })),
@@ -19,14 +26,31 @@ async function models(serving: Serving, caller: Caller) {
 
 /** OpenAI's model list: the base model and every adapter and saved mix this caller may use (parent = base, as vLLM does). */
 export const modelRoutes: FastifyPluginAsyncTypebox = async (app) => {
-  app.get('/models', {
-    schema: { tags: ['models'], summary: 'List the base model and the adapters this caller may use', response: { 200: Type.Ref(ModelList), ...errorResponses(401) } },
-  }, async (request) => ({ object: 'list' as const, data: await models(app.serving, request.caller) }));
+  app.get(
+    '/models',
+    {
+      schema: {
+        tags: ['models'],
+        summary: 'List the base model and the adapters this caller may use',
+        response: { 200: Type.Ref(ModelList), ...errorResponses(401) },
+      },
+    },
+    async (request) => ({ object: 'list' as const, data: await models(app.serving, request.caller) }),
+  );
 
-  app.get('/models/:model', {
-    schema: { tags: ['models'], summary: 'One model', params: Type.Object({ model: Type.String() }), response: { 200: Type.Ref(Model), ...errorResponses(401, 404) } },
-  }, async (request) => {
-    const resolved = await app.serving.resolve(request.caller, request.params.model);
-    return (await models(app.serving, request.caller)).find((m) => m.id === resolved.id)!;
-  });
+  app.get(
+    '/models/:model',
+    {
+      schema: {
+        tags: ['models'],
+        summary: 'One model',
+        params: Type.Object({ model: Type.String() }),
+        response: { 200: Type.Ref(Model), ...errorResponses(401, 404) },
+      },
+    },
+    async (request) => {
+      const resolved = await app.serving.resolve(request.caller, request.params.model);
+      return (await models(app.serving, request.caller)).find((m) => m.id === resolved.id)!;
+    },
+  );
 };

@@ -15,7 +15,9 @@ export const Adapter = Type.Object(
     max_rank: Type.Union([Type.Integer(), Type.Null()], { description: 'Largest rank over its modules (rank_pattern may raise some).' }),
     target_modules: Type.Array(Type.String()),
     use_rslora: Type.Union([Type.Boolean(), Type.Null()]),
-    use_dora: Type.Union([Type.Boolean(), Type.Null()], { description: 'DoRA: each adapted layer rescaled per output feature by its magnitude vector.' }),
+    use_dora: Type.Union([Type.Boolean(), Type.Null()], {
+      description: 'DoRA: each adapted layer rescaled per output feature by its magnitude vector.',
+    }),
     bias: Type.Union([Type.String(), Type.Null()]),
     size_bytes: Type.Integer(),
     tier: Type.Union([Type.Literal('disk'), Type.Literal('host'), Type.Literal('device')], { description: 'Cache tier it sits in now.' }),
@@ -25,7 +27,10 @@ export const Adapter = Type.Object(
   { $id: 'Adapter' },
 );
 export const AdapterList = Type.Object({ object: Type.Literal('list'), data: Type.Array(Type.Ref(Adapter)) }, { $id: 'AdapterList' });
-export const AdapterDeleted = Type.Object({ id: Type.String(), object: Type.Literal('adapter'), deleted: Type.Literal(true) }, { $id: 'AdapterDeleted' });
+export const AdapterDeleted = Type.Object(
+  { id: Type.String(), object: Type.Literal('adapter'), deleted: Type.Literal(true) },
+  { $id: 'AdapterDeleted' },
+);
 
 export const AdapterMixRequest = Type.Object(
   { adapters: Type.Array(Type.Ref('AdapterMixMember'), { minItems: 1, description: 'The adapters and weights the mix stands for.' }) },
@@ -50,11 +55,17 @@ export const AdapterUpload = Type.Object(
     adapter_model: Type.Optional(Type.String({ format: 'binary', description: 'adapter_model.safetensors' })),
     archive: Type.Optional(Type.String({ format: 'binary', description: 'Or one .tar / .tar.gz holding both files.' })),
   },
-  { description: 'multipart/form-data: a "name" field and either the two PEFT files or one tar archive. Files are recognised by file name.' },
+  {
+    description: 'multipart/form-data: a "name" field and either the two PEFT files or one tar archive. Files are recognised by file name.',
+  },
 );
 
 export const LoadLoraAdapterRequest = Type.Object(
-  { lora_name: AdapterName, lora_path: Type.String({ description: 'Folder under the server\'s --lora-root.' }), load_inplace: Type.Optional(Type.Boolean()) },
+  {
+    lora_name: AdapterName,
+    lora_path: Type.String({ description: "Folder under the server's --lora-root." }),
+    load_inplace: Type.Optional(Type.Boolean()),
+  },
   { $id: 'LoadLoraAdapterRequest' },
 );
 export const UnloadLoraAdapterRequest = Type.Object(

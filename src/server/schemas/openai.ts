@@ -5,7 +5,10 @@ const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => T
 
 /** Sampling fields shared by chat and text completions (OpenAI names, vLLM extensions). */
 export const AdapterMixMember = Type.Object(
-  { name: Type.String({ description: 'An adapter this key may use.' }), weight: Type.Number({ description: 'Its weight wᵢ in y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x.' }) },
+  {
+    name: Type.String({ description: 'An adapter this key may use.' }),
+    weight: Type.Number({ description: 'Its weight wᵢ in y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x.' }),
+  },
   { $id: 'AdapterMixMember' },
 );
 
@@ -16,7 +19,7 @@ const SamplingFields = {
       Type.Array(Type.Ref(AdapterMixMember), {
         minItems: 1,
         description:
-          'LoRAX\'s weighted adapter mix for this request: the row computes y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x over these adapters ' +
+          "LoRAX's weighted adapter mix for this request: the row computes y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x over these adapters " +
           '(distinct names, finite weights, at most --max-mix-adapters, no DoRA adapter). `model` then only names the answer.',
       }),
     ),
@@ -30,23 +33,36 @@ const SamplingFields = {
   presence_penalty: Type.Optional(Nullable(Type.Number({ minimum: -2, maximum: 2 }))),
   seed: Type.Optional(Nullable(Type.Integer())),
   repetition_penalty: Type.Optional(
-    Nullable(Type.Number({ exclusiveMinimum: 0, maximum: 2, description: 'vLLM extension: penalises prompt and output tokens (1 = off).' })),
+    Nullable(
+      Type.Number({ exclusiveMinimum: 0, maximum: 2, description: 'vLLM extension: penalises prompt and output tokens (1 = off).' }),
+    ),
   ),
-  min_tokens: Type.Optional(Nullable(Type.Integer({ minimum: 0, description: 'vLLM extension: EOS cannot end the output before this many tokens.' }))),
+  min_tokens: Type.Optional(
+    Nullable(Type.Integer({ minimum: 0, description: 'vLLM extension: EOS cannot end the output before this many tokens.' })),
+  ),
   response_format: Type.Optional(
     Nullable(
       Type.Object(
         { type: Type.String() },
-        { additionalProperties: true, description: 'Only `{"type": "text"}`: structured output (json_object, json_schema) is not offered yet (400).' },
+        {
+          additionalProperties: true,
+          description: 'Only `{"type": "text"}`: structured output (json_object, json_schema) is not offered yet (400).',
+        },
       ),
     ),
   ),
   stop: Type.Optional(Nullable(Type.Union([Type.String(), Type.Array(Type.String(), { maxItems: 4 })]))),
-  n: Type.Optional(Nullable(Type.Integer({ minimum: 1, description: "Choices per prompt, up to the server's --max-n (default 8); the prompt is read once." }))),
+  n: Type.Optional(
+    Nullable(
+      Type.Integer({ minimum: 1, description: "Choices per prompt, up to the server's --max-n (default 8); the prompt is read once." }),
+    ),
+  ),
   best_of: Type.Optional(Nullable(Type.Integer({ minimum: 1, description: 'Not supported above 1 (400).' }))),
   stream: Type.Optional(Nullable(Type.Boolean())),
   stream_options: Type.Optional(Nullable(Type.Object({ include_usage: Type.Optional(Type.Boolean()) }))),
-  ignore_eos: Type.Optional(Nullable(Type.Boolean({ description: 'vLLM extension: generate through end-of-sequence tokens until max_tokens.' }))),
+  ignore_eos: Type.Optional(
+    Nullable(Type.Boolean({ description: 'vLLM extension: generate through end-of-sequence tokens until max_tokens.' })),
+  ),
   user: Type.Optional(Type.String()),
 };
 
@@ -66,8 +82,16 @@ export const ChatCompletionRequest = Type.Object(
   {
     ...SamplingFields,
     messages: Type.Array(Type.Ref(ChatMessage), { minItems: 1 }),
-    logprobs: Type.Optional(Nullable(Type.Boolean({ description: "Return each output token's logprob (of the model's raw distribution, before temperature and penalties)." }))),
-    top_logprobs: Type.Optional(Nullable(Type.Integer({ minimum: 0, maximum: 20, description: 'With `logprobs`: this many most likely alternatives per token.' }))),
+    logprobs: Type.Optional(
+      Nullable(
+        Type.Boolean({
+          description: "Return each output token's logprob (of the model's raw distribution, before temperature and penalties).",
+        }),
+      ),
+    ),
+    top_logprobs: Type.Optional(
+      Nullable(Type.Integer({ minimum: 0, maximum: 20, description: 'With `logprobs`: this many most likely alternatives per token.' })),
+    ),
   },
   { $id: 'ChatCompletionRequest' },
 );
@@ -79,12 +103,25 @@ export const CompletionRequest = Type.Object(
   {
     ...SamplingFields,
     max_tokens: Type.Optional(Nullable(Type.Integer({ minimum: 0, description: '0 with `echo` scores the prompt without generating.' }))),
-    prompt: Type.Union(
-      [Type.String(), Type.Array(Type.String(), { minItems: 1 }), TokenIds, Type.Array(TokenIds, { minItems: 1 })],
-      { description: 'A string, a list of strings, a list of token ids, or a list of token-id lists; one choice (or `n`) per prompt.' },
+    prompt: Type.Union([Type.String(), Type.Array(Type.String(), { minItems: 1 }), TokenIds, Type.Array(TokenIds, { minItems: 1 })], {
+      description: 'A string, a list of strings, a list of token ids, or a list of token-id lists; one choice (or `n`) per prompt.',
+    }),
+    echo: Type.Optional(
+      Nullable(
+        Type.Boolean({
+          description: "Send the prompt back before the completion (with `logprobs`: the prompt tokens' logprobs, the first null).",
+        }),
+      ),
     ),
-    echo: Type.Optional(Nullable(Type.Boolean({ description: 'Send the prompt back before the completion (with `logprobs`: the prompt tokens\' logprobs, the first null).' }))),
-    logprobs: Type.Optional(Nullable(Type.Integer({ minimum: 0, maximum: 20, description: "Return each token's logprob and this many most likely alternatives (raw model distribution)." }))),
+    logprobs: Type.Optional(
+      Nullable(
+        Type.Integer({
+          minimum: 0,
+          maximum: 20,
+          description: "Return each token's logprob and this many most likely alternatives (raw model distribution).",
+        }),
+      ),
+    ),
   },
   { $id: 'CompletionRequest' },
 );
@@ -114,12 +151,14 @@ export const ChatCompletion = Type.Object(
     object: Type.Literal('chat.completion'),
     created: Type.Integer(),
     model: Type.String({ description: 'The adapter (or base model) that produced the answer.' }),
-    choices: Type.Array(Type.Object({
-      index: Type.Integer(),
-      message: Type.Object({ role: Type.Literal('assistant'), content: Type.String() }),
-      finish_reason: FinishReason,
-      logprobs: ChatLogprobs,
-    })),
+    choices: Type.Array(
+      Type.Object({
+        index: Type.Integer(),
+        message: Type.Object({ role: Type.Literal('assistant'), content: Type.String() }),
+        finish_reason: FinishReason,
+        logprobs: ChatLogprobs,
+      }),
+    ),
     usage: Type.Ref(Usage),
   },
   { $id: 'ChatCompletion' },
@@ -131,12 +170,14 @@ export const ChatCompletionChunk = Type.Object(
     object: Type.Literal('chat.completion.chunk'),
     created: Type.Integer(),
     model: Type.String(),
-    choices: Type.Array(Type.Object({
-      index: Type.Integer(),
-      delta: Type.Object({ role: Type.Optional(Type.Literal('assistant')), content: Type.Optional(Type.String()) }),
-      finish_reason: FinishReason,
-      logprobs: ChatLogprobs,
-    })),
+    choices: Type.Array(
+      Type.Object({
+        index: Type.Integer(),
+        delta: Type.Object({ role: Type.Optional(Type.Literal('assistant')), content: Type.Optional(Type.String()) }),
+        finish_reason: FinishReason,
+        logprobs: ChatLogprobs,
+      }),
+    ),
     usage: Type.Optional(Nullable(Type.Ref(Usage))),
   },
   { $id: 'ChatCompletionChunk', description: 'One Server-Sent Event of a streamed chat completion; the stream ends with `data: [DONE]`.' },
