@@ -11,7 +11,7 @@ import {
 } from '../model/index.js';
 import { SlotTable, selectModules, parseAdapter, singleSlot, type AdapterMix, type ParsedAdapter } from '../lora/index.js';
 import { OnnxSession, type ExecutionProvider, type HostTensor } from './onnx-backend.js';
-import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from './scheduler.js';
+import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits, type SequenceRequest } from './scheduler.js';
 import type { Generation } from './generation.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
 import { Tokenizer } from '../tokenizer/index.js';
@@ -37,25 +37,13 @@ export interface EngineOptions {
   quantCacheDir?: string | null;
 }
 
-export interface GenerateRequest {
+/** What a caller asks the engine for: a sequence request whose engine-side fields may be left out. */
+export type GenerateRequest = Partial<Omit<SequenceRequest, 'promptTokens' | 'sampling'>> & {
   promptTokens: number[];
   /** One adapter slot (0 = the base model); or `adapters`, a weighted mix of slots. */
   slot?: number;
-  adapters?: AdapterMix;
   sampling?: Partial<SamplingParams>;
-  maxTokens?: number;
-  stop?: readonly string[];
-  ignoreEos?: boolean;
-  /** EOS cannot end the output before this many tokens. */
-  minTokens?: number;
-  signal?: AbortSignal;
-  onDone?: () => void;
-  onToken?: (token: number) => void;
-  /** Report each generated token's logprob and this many alternatives (0..20). */
-  logprobs?: number;
-  /** Report the prompt tokens' logprobs too (logits at every prompt position for this request). */
-  promptLogprobs?: boolean;
-}
+};
 
 /** The resident base model: ONNX session, tokenizer, adapter slots and the batching scheduler. */
 export class Engine {
