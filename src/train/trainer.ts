@@ -6,7 +6,7 @@
  * train-log.json and loss-plot.svg.
  */
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, join, relative, resolve } from 'node:path';
 import { ConfigError, DatasetError } from '../errors.js';
 import { Tokenizer } from '../tokenizer/index.js';
 import { copyModelSideFiles, loadHfModel, writeSafetensors, type HfModel, type TensorToWrite } from '../model/index.js';
@@ -246,7 +246,17 @@ async function writeOutput(lm: TfCausalLM, model: HfModel, o: TrainOptions, resu
     });
     await writePeftAdapter(o.outDir, { config, modules });
   }
-  const { onStep: _onStep, ...settings } = o;
+  const { onStep: _onStep, ...options } = o;
+  // Paths relative to the working folder (the repository for the demo scripts): a log is committed
+  // and read on other machines, where this machine's absolute paths mean nothing.
+  const here = (path: string | undefined) => (path === undefined ? path : relative(process.cwd(), resolve(path)) || '.');
+  const settings = {
+    ...options,
+    modelDir: here(o.modelDir),
+    dataPath: here(o.dataPath),
+    outDir: here(o.outDir),
+    valDataPath: here(o.valDataPath),
+  };
   writeFileSync(join(o.outDir, 'train-log.json'), `${JSON.stringify({ settings, ...result }, null, 2)}\n`);
   writeFileSync(
     join(o.outDir, 'loss-plot.svg'),

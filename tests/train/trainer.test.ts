@@ -1,7 +1,7 @@
 import { before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { join, isAbsolute } from 'node:path';
 import { writeRandomModel } from '../../src/testing/index.js';
 import { loadHfModel, parseSafetensorsBuffer } from '../../src/model/index.js';
 import { Engine } from '../../src/engine/index.js';
@@ -91,6 +91,8 @@ describe('loraserve train (TensorFlow.js)', () => {
     );
     const log = JSON.parse(readFileSync(join(outDir(), 'train-log.json'), 'utf8'));
     assert.equal(log.trainLoss.length, result.steps);
+    for (const key of ['modelDir', 'dataPath', 'outDir'])
+      assert.ok(!isAbsolute(log.settings[key]), `train-log.json records ${key} relative, not ${log.settings[key]}`);
     assert.match(readFileSync(join(outDir(), 'loss-plot.svg'), 'utf8'), /^<svg[\s\S]*<path/);
   });
 
