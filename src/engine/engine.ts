@@ -37,6 +37,20 @@ export interface EngineOptions {
   quantCacheDir?: string | null;
 }
 
+/** The engine's defaults; the server's configuration starts from them. */
+export const ENGINE_DEFAULTS = {
+  provider: 'cpu',
+  slots: 8,
+  maxRank: 16,
+  loraModules: 'all-linear',
+  maxBatch: 32,
+  maxBatchTokens: 4096,
+  prefillChunk: 512,
+  threads: 0,
+  quantize: null,
+  quantCacheDir: null,
+} as const satisfies Omit<Required<EngineOptions>, 'modelDir' | 'maxContext'>;
+
 /** What a caller asks the engine for: a sequence request whose engine-side fields may be left out. */
 export type GenerateRequest = Partial<Omit<SequenceRequest, 'promptTokens' | 'sampling'>> & {
   promptTokens: number[];
@@ -63,16 +77,7 @@ export class Engine {
   static async create(options: EngineOptions): Promise<Engine> {
     const model = loadHfModel(options.modelDir);
     const opts: Required<EngineOptions> = {
-      provider: 'cpu',
-      slots: 8,
-      maxRank: 16,
-      loraModules: 'all-linear',
-      maxBatch: 32,
-      maxBatchTokens: 4096,
-      prefillChunk: 512,
-      threads: 0,
-      quantize: null,
-      quantCacheDir: null,
+      ...ENGINE_DEFAULTS,
       ...options,
       maxContext: Math.min(options.maxContext ?? model.dims.maxPositions, model.dims.maxPositions),
     };

@@ -1,4 +1,4 @@
-export { Engine, type EngineOptions, type GenerateRequest } from './engine.js';
+export { Engine, ENGINE_DEFAULTS, type EngineOptions, type GenerateRequest } from './engine.js';
 export { Generation, type GenerationResult, type FinishReason, type Delta } from './generation.js';
 export type { TokenLogprob } from './logprobs.js';
 export { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';

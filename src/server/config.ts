@@ -1,4 +1,4 @@
-import type { ExecutionProvider } from '../engine/index.js';
+import { ENGINE_DEFAULTS, type ExecutionProvider } from '../engine/index.js';
 import type { QuantizeMode } from '../model/index.js';
 
 /** Everything the server is configured with; flags and LORASERVE_* environment variables map onto it. */
@@ -53,17 +53,10 @@ export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
   adaptersDir: 'adapters',
   host: '127.0.0.1',
   port: 8000,
-  provider: 'cpu',
-  slots: 8,
+  ...ENGINE_DEFAULTS,
+  // adapters trained with the seed tutorial's settings reach rank 32
   maxRank: 32,
-  loraModules: 'all-linear',
   hostCacheBytes: 512 * 1024 * 1024,
-  maxBatch: 32,
-  maxBatchTokens: 4096,
-  prefillChunk: 512,
-  threads: 0,
-  quantize: null,
-  quantCacheDir: null,
   keysFile: null,
   loraRoot: null,
   preload: [],
