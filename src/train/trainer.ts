@@ -38,6 +38,14 @@ export interface TrainOptions {
   valSplit: number;
   /** A separate validation file; when set, every line of dataPath trains and valSplit is unused. */
   valDataPath?: string;
+  /**
+   * General data replayed alongside the task data so that an adapter keeps the base model's
+   * behaviour outside its task: each epoch draws a fresh sample of it making up `replayShare` of
+   * the epoch's examples. Only the training data is mixed; validation stays the task's.
+   */
+  replayDataPath?: string;
+  /** Share of each epoch drawn from replayDataPath, in [0, 1). */
+  replayShare?: number;
   maxSeq: number;
   seed: number;
   /** Called after each optimizer step (tests, progress). */
@@ -124,6 +132,20 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const val = o.valDataPath ? loadDataset(o.valDataPath, tokenizer, o.maxSeq) : order.slice(0, valCount);
   const trainSet = order.slice(valCount);
   if (trainSet.length === 0) throw new DatasetError(`${o.dataPath}: no examples left for training after the validation split`);
+  const replayShare = o.replayDataPath ? (o.replayShare ?? 0) : 0;
+  if (!(replayShare >= 0 && replayShare < 1)) throw new ConfigError(`replayShare must be in [0, 1), got ${o.replayShare}`);
+  const replayPool = o.replayDataPath && replayShare > 0 ? loadDataset(o.replayDataPath, tokenizer, o.maxSeq) : [];
+  const replayCount = Math.round((trainSet.length * replayShare) / (1 - replayShare));
+  // A fresh draw each epoch, cycling through the whole pool before repeating an example.
+  let replayQueue: Example[] = [];
+  const replaySample = (): Example[] => {
+    const out: Example[] = [];
+    while (out.length < replayCount) {
+      if (!replayQueue.length) replayQueue = shuffle(replayPool);
+      out.push(replayQueue.pop()!);
+    }
+    return out;
+  };
 
   const peft = o.full
     ? null
@@ -145,7 +167,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   const variables = lm.trainableVariables();
   const decayed = variables.filter((v) => v.shape.length >= 2);
 
-  const stepsPerEpoch = Math.ceil(trainSet.length / (o.batchSize * o.gradAccum));
+  const stepsPerEpoch = Math.ceil((trainSet.length + replayCount) / (o.batchSize * o.gradAccum));
   const total = stepsPerEpoch * o.epochs;
   const progress = o.quiet ? null : new Progress(`train (${backend})`, total);
   const result: TrainResult = {
@@ -170,7 +192,7 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
   };
   evaluate(0);
   for (let epoch = 1; epoch <= o.epochs; epoch++) {
-    const shuffled = shuffle(trainSet);
+    const shuffled = shuffle([...trainSet, ...replaySample()]);
     for (let s = 0; s < stepsPerEpoch; s++) {
       const stepStart = performance.now();
       const lr = learningRate(o, step, total);
@@ -256,6 +278,7 @@ async function writeOutput(lm: TfCausalLM, model: HfModel, o: TrainOptions, resu
     dataPath: here(o.dataPath),
     outDir: here(o.outDir),
     valDataPath: here(o.valDataPath),
+    replayDataPath: here(o.replayDataPath),
   };
   writeFileSync(join(o.outDir, 'train-log.json'), `${JSON.stringify({ settings, ...result }, null, 2)}\n`);
   writeFileSync(

@@ -190,6 +190,54 @@ describe('loraserve train (TensorFlow.js)', () => {
     assert.equal(r.steps, 2, 'all 5 lines train: one batch of 5 per epoch');
   });
 
+  it('replayed general data fills its share of every epoch, a fresh draw each time; validation stays the task data', async () => {
+    const replayPath = join(root, 'replay.jsonl');
+    const general = Array.from({ length: 7 }, (_, i) =>
+      JSON.stringify({
+        messages: [
+          { role: 'user', content: `hello ${i}` },
+          { role: 'assistant', content: `Hi ${i}!` },
+        ],
+      }),
+    );
+    writeFileSync(replayPath, general.join('\n'));
+    const losses: number[] = [];
+    const r = await train({
+      ...TRAIN_DEFAULTS,
+      modelDir,
+      dataPath,
+      valDataPath: dataPath,
+      replayDataPath: replayPath,
+      replayShare: 0.5,
+      outDir: join(root, 'with-replay'),
+      r: 4,
+      alpha: 8,
+      epochs: 3,
+      learningRate: 1e-2,
+      batchSize: 5,
+      onStep: (s) => losses.push(s.loss),
+      quiet: true,
+    });
+    // 5 task lines and, at a share of one half, 5 replayed ones: two batches of 5 per epoch.
+    assert.equal(r.steps, 6);
+    assert.equal(losses.length, 6);
+    const log = JSON.parse(readFileSync(join(root, 'with-replay', 'train-log.json'), 'utf8'));
+    assert.equal(isAbsolute(log.settings.replayDataPath), false);
+    assert.equal(log.settings.replayShare, 0.5);
+    await assert.rejects(
+      train({
+        ...TRAIN_DEFAULTS,
+        modelDir,
+        dataPath,
+        replayDataPath: replayPath,
+        replayShare: 1,
+        outDir: join(root, 'bad-replay'),
+        quiet: true,
+      }),
+      /replayShare must be in \[0, 1\)/,
+    );
+  });
+
   it('a bad dataset line gets an error naming the line', async () => {
     const tokenizer = await Tokenizer.load(modelDir);
     const bad = join(root, 'bad.jsonl');
