@@ -10,3 +10,14 @@ export { quantizeQ8_0, quantizeQ4_0, encodeAs } from './ggml-quants.js';
 export { ggufArchitecture, ggufTensorName, permuteRopeRows, type GgufArchitecture } from './gguf-names.js';
 export { writeGgufModel, type GgufWeightType, type WrittenGgufModel } from './gguf-model.js';
 export { writeGgufLora } from './gguf-lora.js';
+export {
+  evaluateDemo,
+  domainQuestions,
+  generalPrompts,
+  DEMO_DOMAINS,
+  DEMO_BASE,
+  type DemoDomain,
+  type DemoEvalReport,
+  type DomainQuestion,
+  type Score,
+} from './demo-eval.js';
