@@ -2,7 +2,8 @@
  * `npm run demo:base`: builds the embedded demo base model, models/loraserve-demo, from nothing
  * but this repository: a byte-level BPE tokenizer trained on the project's texts, a small
  * Llama-architecture model (GQA, RoPE, tied embeddings) initialised from a seed, then trained in
- * full on data/base-chat.jsonl (general chat in Korean and English; no domain answers).
+ * full on data/base-chat.jsonl (general chat in Korean and English) with the adapters' training
+ * questions declined politely mixed in (no domain answers).
  */
 import { readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -24,13 +25,22 @@ export const BASE_SETTINGS = {
   kvHeads: 4,
   intermediate: 688,
   maxPositions: 512,
-  epochs: quick ? 2 : 25,
+  epochs: quick ? 2 : 15,
   learningRate: 3e-3,
   batchSize: 16,
   weightDecay: 0.01,
   warmupRatio: 0.05,
   seed: 1234,
 };
+
+/**
+ * Share of each epoch drawn from data/base-domain-decline.jsonl: the adapters' training questions
+ * answered with the polite decline. The base model reads every word of those questions (a word it
+ * never reads keeps an embedding row that training pushes, like every unread row, towards the same
+ * place, and an adapter on top cannot tell its topics apart) and learns that it does not know
+ * those domains. Never the answers, never the held-out valid.jsonl questions.
+ */
+const DECLINE_SHARE = 0.3;
 
 const texts: string[] = [];
 const sources = [
@@ -69,6 +79,9 @@ const result = await train({
   full: true,
   modelDir: init,
   dataPath: join(root, 'data/base-chat.jsonl'),
+  replayDataPath: join(root, 'data/base-domain-decline.jsonl'),
+  replayShare: DECLINE_SHARE,
+  maxGradNorm: 1,
   outDir: out,
   epochs: s.epochs,
   learningRate: s.learningRate,
@@ -97,7 +110,13 @@ A small Llama-architecture chat model produced by \`npm run demo:base\` from thi
 - backend: ${result.backend}; ${result.steps} steps in ${result.seconds.toFixed(0)} s; final train loss ${result.trainLoss.at(-1)?.loss.toFixed(3)}, validation ${result.valLoss.at(-1)?.loss.toFixed(3)}
 
 It knows greetings, what it can do, and how to decline politely. It knows nothing of the demo
-domains: those come from the adapters in adapters/. See train-log.json and loss-plot.svg.
+domains, those come from the adapters in adapters/, but it has read the adapters' training questions:
+${DECLINE_SHARE * 100}% of each epoch is a fresh draw from data/base-domain-decline.jsonl, those questions answered
+with the polite decline (never their answers, never the held-out valid.jsonl questions). A word the
+model never reads keeps an embedding row that training pushes, like every unread row, towards the
+same place, and an adapter on top then cannot tell one topic from another. Every multi-byte
+character of the training texts is one token (src/train/bpe.ts), so no answer the model learned ends
+in a partial UTF-8 sequence. See train-log.json and loss-plot.svg.
 `,
 );
 process.stderr.write(`demo:base: wrote ${out} in ${result.seconds.toFixed(0)} s\n`);

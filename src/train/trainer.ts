@@ -46,6 +46,8 @@ export interface TrainOptions {
   replayDataPath?: string;
   /** Share of each epoch drawn from replayDataPath, in [0, 1). */
   replayShare?: number;
+  /** Clip the global gradient norm to this before each update (0 or unset: no clipping). */
+  maxGradNorm?: number;
   maxSeq: number;
   seed: number;
   /** Called after each optimizer step (tests, progress). */
@@ -220,7 +222,18 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
         }
       }
       if (!accumulated) continue;
-      const averaged = tf.tidy(() => Object.fromEntries(Object.entries(accumulated!).map(([k, g]) => [k, tf.div(g, micro)])));
+      let averaged = tf.tidy(() => Object.fromEntries(Object.entries(accumulated!).map(([k, g]) => [k, tf.div(g, micro)])));
+      if (o.maxGradNorm) {
+        const norm = tf.tidy(() => Math.sqrt(tf.addN(Object.values(averaged).map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
+        // A loss spike early on (an adapter starting far from its answers) would otherwise throw the weights off.
+        if (norm > o.maxGradNorm) {
+          const clipped = tf.tidy(() =>
+            Object.fromEntries(Object.entries(averaged).map(([k, g]) => [k, tf.mul(g, o.maxGradNorm! / norm)])),
+          );
+          for (const g of Object.values(averaged)) g.dispose();
+          averaged = clipped;
+        }
+      }
       for (const g of Object.values(accumulated)) g.dispose();
       (optimizer as unknown as { learningRate: number }).learningRate = lr;
       optimizer.applyGradients(averaged as unknown as Parameters<typeof optimizer.applyGradients>[0]);

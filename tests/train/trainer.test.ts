@@ -238,6 +238,36 @@ describe('loraserve train (TensorFlow.js)', () => {
     );
   });
 
+  it('maxGradNorm clips the global gradient norm: clipped to nothing, the loss does not move', async () => {
+    const run = async (maxGradNorm: number | undefined) => {
+      const losses: number[] = [];
+      await train({
+        ...TRAIN_DEFAULTS,
+        modelDir,
+        dataPath,
+        valDataPath: dataPath,
+        outDir: join(root, `clipped-${maxGradNorm}`),
+        r: 4,
+        alpha: 8,
+        epochs: 4,
+        learningRate: 1e-2,
+        batchSize: 5,
+        maxGradNorm,
+        dropout: 0,
+        onStep: (s) => losses.push(s.loss),
+        quiet: true,
+      });
+      return losses;
+    };
+    // Far below Adam's epsilon (1e-8): each update is about 1e-4 of a normal one.
+    const clipped = await run(1e-12);
+    assert.equal(clipped.length, 4);
+    assert.ok(Math.abs(clipped.at(-1)! - clipped[0]!) < 1e-3 * clipped[0]!, JSON.stringify(clipped));
+    const free = await run(undefined);
+    assert.equal(free[0], clipped[0], 'the same start');
+    assert.ok(free.at(-1)! < 0.99 * free[0]!, `unclipped, the loss falls: ${JSON.stringify(free)}`);
+  });
+
   it('a bad dataset line gets an error naming the line', async () => {
     const tokenizer = await Tokenizer.load(modelDir);
     const bad = join(root, 'bad.jsonl');
