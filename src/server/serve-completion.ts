@@ -37,10 +37,12 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
   const track = serving.metrics.track(c.model.id, c.endpoint);
   const param = c.endpoint === 'chat' ? 'messages' : 'prompt';
   const logprobs = c.logprobs === null ? {} : { logprobs: c.logprobs };
+  const constraint = await serving.structuredOutput.constraint(c.body.response_format);
   const reqs = c.prompts.map((p) => ({
     ...generateRequest(c.body, p.tokens, serving.config, param, serving.samplingDefaults),
     ...logprobs,
     promptLogprobs: c.logprobs !== null && p.echo !== undefined,
+    ...(constraint ? { constraint } : {}),
   }));
   const limit = requestLimit(serving, reply);
   const choices: Choice[] = [];

@@ -43,10 +43,24 @@ const SamplingFields = {
   response_format: Type.Optional(
     Nullable(
       Type.Object(
-        { type: Type.String() },
         {
-          additionalProperties: true,
-          description: 'Only `{"type": "text"}`: structured output (json_object, json_schema) is not offered yet (400).',
+          type: Type.Union([Type.Literal('text'), Type.Literal('json_object'), Type.Literal('json_schema')]),
+          json_schema: Type.Optional(
+            Type.Object(
+              {
+                name: Type.String({ pattern: '^[a-zA-Z0-9_-]{1,64}$' }),
+                description: Type.Optional(Type.String()),
+                schema: Type.Optional(Type.Object({}, { additionalProperties: true, description: 'A JSON Schema.' })),
+                strict: Type.Optional(Nullable(Type.Boolean())),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'Structured output, enforced token by token by a grammar (XGrammar): `json_object` (any JSON object) or `json_schema` (that schema; strict or not, the output always follows it). Schema keywords the grammar cannot enforce get a 400 naming them.',
         },
       ),
     ),
