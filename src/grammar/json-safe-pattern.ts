@@ -26,7 +26,7 @@ export function jsonSafePattern(pattern: string): SafePattern {
   let i = 0;
   const problem = (what: string): SafePattern => ({ problem: what });
   /** Reads an escape at i (pattern[i] === '\\'); returns its code point, a class shorthand, or a problem. */
-  const escape = (): { cp: number } | { shorthand: string } | { problem: string } => {
+  const readEscape = (): { cp: number } | { shorthand: string } | { problem: string } => {
     const e = pattern[i + 1];
     if (e === undefined) return { problem: 'a trailing backslash' };
     if ('sSWD'.includes(e)) return { problem: `\\${e} (it matches quotes or control characters)` };
@@ -52,7 +52,7 @@ export function jsonSafePattern(pattern: string): SafePattern {
     const c = pattern[i]!;
     if (c === '\\') {
       const start = i;
-      const e = escape();
+      const e = readEscape();
       if ('problem' in e) return e;
       if ('cp' in e && unsafeCodePoint(e.cp)) return problem(`${pattern.slice(start, i)} (a quote, backslash or control character)`);
       out += pattern.slice(start, i);
@@ -66,7 +66,7 @@ export function jsonSafePattern(pattern: string): SafePattern {
           i += cp > 0xffff ? 2 : 1;
           return cp;
         }
-        const e = escape();
+        const e = readEscape();
         return 'problem' in e ? e : 'cp' in e ? e.cp : null;
       };
       while (pattern[i] !== ']') {

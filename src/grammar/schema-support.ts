@@ -73,15 +73,18 @@ export function compilableSchema(schema: unknown): unknown {
     for (const k of bounded) if (typeof s[k] !== 'number') problems.push(`"${k}" at ${path || '/'} is not a number`);
     if ('pattern' in s || 'minLength' in s || 'maxLength' in s) rewriteString(s, path || '/', problems);
     if ('format' in s && !FORMATS.has(s.format as string))
-      problems.push(`format ${JSON.stringify(s.format)} at ${path || '/'} (formats enforced exactly: ${[...FORMATS].join(', ')}; use a pattern)`);
-    if ('$ref' in s && !resolves(root, s.$ref)) problems.push(`"$ref" ${JSON.stringify(s.$ref)} at ${path || '/'} (only local #/$defs/… and #/definitions/…)`);
+      problems.push(
+        `format ${JSON.stringify(s.format)} at ${path || '/'} (formats enforced exactly: ${[...FORMATS].join(', ')}; use a pattern)`,
+      );
+    if ('$ref' in s && !resolves(root, s.$ref))
+      problems.push(`"$ref" ${JSON.stringify(s.$ref)} at ${path || '/'} (only local #/$defs/… and #/definitions/…)`);
     if ('required' in s && !(Array.isArray(s.required) && s.required.every((r) => typeof r === 'string')))
       problems.push(`"required" at ${path || '/'} is not a list of names`);
     for (const key of ['properties', '$defs', 'definitions'] as const) {
       const map = s[key];
       if (map === undefined) continue;
       if (typeof map !== 'object' || map === null || Array.isArray(map)) problems.push(`"${key}" at ${path || '/'} is not an object`);
-      else s[key] = Object.fromEntries(Object.entries(map).map(([name, sub]) => [name, visit(sub, `${at(key)}/${escape(name)}`)]));
+      else s[key] = Object.fromEntries(Object.entries(map).map(([name, sub]) => [name, visit(sub, `${at(key)}/${pointerToken(name)}`)]));
     }
     for (const key of ['additionalProperties', 'items'] as const) if (s[key] !== undefined) s[key] = visit(s[key], at(key));
     for (const key of ['anyOf', 'prefixItems'] as const) {
@@ -123,7 +126,7 @@ function rewriteString(s: Record<string, unknown>, where: string, problems: stri
   delete s.maxLength;
 }
 
-function escape(name: string): string {
+function pointerToken(name: string): string {
   return name.replaceAll('~', '~0').replaceAll('/', '~1');
 }
 

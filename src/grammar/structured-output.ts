@@ -42,7 +42,11 @@ export class StructuredOutput {
     this.compiled = new LRUCache({
       max: options.cacheSize ?? 64,
       // Matchers hold their own reference to the grammar, so an evicted one can go at once.
-      dispose: (grammar) => void grammar.then((g) => g.dispose(), () => {}),
+      dispose: (grammar) =>
+        void grammar.then(
+          (g) => g.dispose(),
+          () => {},
+        ),
     });
   }
 
@@ -66,7 +70,9 @@ export class StructuredOutput {
     }
     const compiled = await grammar;
     const { stopTokenIds } = this.options;
-    const guard = (this.guard ??= new Utf8Guard(this.vocabulary.map((piece, id) => (piece ? this.tokenizer.tokenBytes(id) : new Uint8Array()))));
+    const guard = (this.guard ??= new Utf8Guard(
+      this.vocabulary.map((piece, id) => (piece ? this.tokenizer.tokenBytes(id) : new Uint8Array())),
+    ));
     return {
       start: async () => new GrammarWalker(await xgrammar().GrammarMatcher.createGrammarMatcher(compiled, stopTokenIds), guard),
     };
@@ -88,13 +94,7 @@ export class StructuredOutput {
   private async createCompiler(): Promise<XGrammar.GrammarCompiler> {
     const x = xgrammar();
     const { vocabSize, stopTokenIds } = this.options;
-    const info = await x.TokenizerInfo.createTokenizerInfo(
-      this.vocabulary,
-      this.tokenizer.encoding,
-      false,
-      vocabSize,
-      stopTokenIds,
-    );
+    const info = await x.TokenizerInfo.createTokenizerInfo(this.vocabulary, this.tokenizer.encoding, false, vocabSize, stopTokenIds);
     return x.GrammarCompiler.createGrammarCompiler(info, false);
   }
 }

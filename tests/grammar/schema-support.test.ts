@@ -38,7 +38,11 @@ describe('which JSON schemas structured output takes', () => {
 
   it('names every keyword the grammar cannot enforce, with its path', () => {
     refused(
-      { type: 'object', properties: { tags: { type: 'array', uniqueItems: true }, n: { type: 'integer', multipleOf: 3 } }, not: { const: 1 } },
+      {
+        type: 'object',
+        properties: { tags: { type: 'array', uniqueItems: true }, n: { type: 'integer', multipleOf: 3 } },
+        not: { const: 1 },
+      },
       /"uniqueItems" at \/properties\/tags/,
       /"multipleOf" at \/properties\/n/,
       /"not" at \//,

@@ -103,7 +103,10 @@ async function decodeBatch(run: Run, schema: object, opts: { slot?: number; prom
 }
 
 function structured(engine: Engine): StructuredOutput {
-  return new StructuredOutput(engine.tokenizer, { vocabSize: engine.model.dims.vocabSize, stopTokenIds: [...engine.scheduler.eosTokenIds] });
+  return new StructuredOutput(engine.tokenizer, {
+    vocabSize: engine.model.dims.vocabSize,
+    stopTokenIds: [...engine.scheduler.eosTokenIds],
+  });
 }
 
 describe('structured output on a random model with a byte vocabulary', () => {
@@ -125,7 +128,9 @@ describe('structured output on a random model with a byte vocabulary', () => {
     const results = await Promise.all(
       Array.from(
         { length: 8 },
-        (_, i) => run.engine.generate({ promptTokens: [9, i], maxTokens: 200, sampling: { temperature: 1, seed: i }, constraint: constraint! }).result,
+        (_, i) =>
+          run.engine.generate({ promptTokens: [9, i], maxTokens: 200, sampling: { temperature: 1, seed: i }, constraint: constraint! })
+            .result,
       ),
     );
     const ended = results.filter((r) => r.finishReason === 'stop');
@@ -134,7 +139,8 @@ describe('structured output on a random model with a byte vocabulary', () => {
       const value = JSON.parse(r.text);
       assert.ok(typeof value === 'object' && value !== null && !Array.isArray(value), r.text);
     }
-    for (const r of results.filter((x) => x.finishReason === 'length')) assert.equal(r.text[0], '{', 'a cut-off output is still an object so far');
+    for (const r of results.filter((x) => x.finishReason === 'length'))
+      assert.equal(r.text[0], '{', 'a cut-off output is still an object so far');
   });
 });
 
