@@ -44,6 +44,9 @@ const ENFORCED = new Set([
  */
 const FORMATS = new Set(['time', 'duration', 'ipv6', 'uri-reference', 'uuid', 'json-pointer', 'relative-json-pointer']);
 
+/** Deeper schemas overflow XGrammar's stack; real ones are a few levels deep. */
+const MAX_DEPTH = 64;
+
 const TYPES = new Set(['object', 'array', 'string', 'integer', 'number', 'boolean', 'null']);
 
 /**
@@ -55,6 +58,10 @@ export function compilableSchema(schema: unknown): unknown {
   const root = schema;
   const visit = (node: unknown, path: string): unknown => {
     if (typeof node === 'boolean') return node;
+    if (path.split('/').length > MAX_DEPTH) {
+      problems.push(`nesting deeper than ${MAX_DEPTH} levels at ${path}`);
+      return node;
+    }
     if (typeof node !== 'object' || node === null || Array.isArray(node)) {
       problems.push(`${path || '/'} is not a schema object`);
       return node;
@@ -66,6 +73,25 @@ export function compilableSchema(schema: unknown): unknown {
       if (!ENFORCED.has(key) && !ANNOTATIONS.has(key)) problems.push(`"${key}" at ${path || '/'}`);
     }
     const types = s.type === undefined ? [] : Array.isArray(s.type) ? s.type : [s.type];
+    if (Array.isArray(s.type) && s.type.length === 0) problems.push(`an empty "type" list at ${path || '/'}`);
+    if ('enum' in s && !(Array.isArray(s.enum) && s.enum.length > 0)) problems.push(`"enum" at ${path || '/'} is not a non-empty list`);
+    for (const [low, high] of [
+      ['minItems', 'maxItems'],
+      ['minLength', 'maxLength'],
+      ['minimum', 'maximum'],
+      ['exclusiveMinimum', 'exclusiveMaximum'],
+      ['minimum', 'exclusiveMaximum'],
+      ['exclusiveMinimum', 'maximum'],
+    ] as const) {
+      const [lo, hi] = [s[low], s[high]];
+      if (typeof lo === 'number' && typeof hi === 'number' && lo > hi)
+        problems.push(`"${low}" above "${high}" at ${path || '/'} (nothing is valid)`);
+    }
+    if (s.additionalProperties === false && Array.isArray(s.required)) {
+      const named = new Set(Object.keys((s.properties as object | undefined) ?? {}));
+      for (const name of s.required)
+        if (!named.has(name as string)) problems.push(`required "${name}" at ${path || '/'} is not among its properties`);
+    }
     for (const t of types) if (typeof t !== 'string' || !TYPES.has(t)) problems.push(`type ${JSON.stringify(t)} at ${path || '/'}`);
     const bounded = ['minimum', 'maximum', 'exclusiveMinimum', 'exclusiveMaximum'].filter((k) => k in s);
     if (bounded.length && !(types.length === 1 && types[0] === 'integer'))

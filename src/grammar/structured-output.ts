@@ -1,15 +1,16 @@
 /**
  * Structured output: an OpenAI response_format compiled by XGrammar into a token-level grammar for
  * this model's vocabulary. Compiling costs milliseconds to seconds, so each distinct schema is
- * compiled once and kept (LRU); every row that uses it gets its own matcher.
+ * compiled once and kept (LRU); every row that uses it gets its own matcher. A schema that still
+ * makes XGrammar fail is a 400, and the instance it failed in is replaced.
  */
 import { LRUCache } from 'lru-cache';
 import { UnsupportedSchemaError } from '../errors.js';
 import type { ConstraintWalker, OutputConstraint } from './output-constraint.js';
-import type { Tokenizer } from '../tokenizer/index.js';
+import type { Tokenizer, VocabEncoding } from '../tokenizer/index.js';
 import { compilableSchema } from './schema-support.js';
 import { Utf8Guard } from './utf8-guard.js';
-import { xgrammar, type XGrammar } from './xgrammar-module.js';
+import { loadXgrammar, type XGrammar } from './xgrammar-module.js';
 
 /** OpenAI's response_format, as the wire carries it. */
 export interface ResponseFormat {
@@ -30,25 +31,14 @@ export interface StructuredOutputOptions {
 }
 
 export class StructuredOutput {
-  private compiler: Promise<XGrammar.GrammarCompiler> | null = null;
+  private runtime: Runtime | null = null;
   private guard: Utf8Guard | null = null;
   private vocabularyCache: string[] | null = null;
-  private readonly compiled: LRUCache<string, Promise<XGrammar.CompiledGrammar>>;
 
   constructor(
     private readonly tokenizer: Tokenizer,
     private readonly options: StructuredOutputOptions,
-  ) {
-    this.compiled = new LRUCache({
-      max: options.cacheSize ?? 64,
-      // Matchers hold their own reference to the grammar, so an evicted one can go at once.
-      dispose: (grammar) =>
-        void grammar.then(
-          (g) => g.dispose(),
-          () => {},
-        ),
-    });
-  }
+  ) {}
 
   /** Token strings by id as the grammar sees them: special tokens blank, none past the logits. */
   private get vocabulary(): string[] {
@@ -62,39 +52,69 @@ export class StructuredOutput {
     if (schema === undefined)
       throw new UnsupportedSchemaError('response_format json_schema needs json_schema: {name, schema}', { param: 'response_format' });
     const key = JSON.stringify(compilableSchema(schema));
-    let grammar = this.compiled.get(key);
-    if (!grammar) {
-      grammar = this.compile(key);
-      this.compiled.set(key, grammar);
-      grammar.catch(() => this.compiled.delete(key));
-    }
-    const compiled = await grammar;
-    const { stopTokenIds } = this.options;
-    const guard = (this.guard ??= new Utf8Guard(
-      this.vocabulary.map((piece, id) => (piece ? this.tokenizer.tokenBytes(id) : new Uint8Array())),
-    ));
-    return {
-      start: async () => new GrammarWalker(await xgrammar().GrammarMatcher.createGrammarMatcher(compiled, stopTokenIds), guard),
-    };
-  }
-
-  private async compile(schemaText: string): Promise<XGrammar.CompiledGrammar> {
-    const compiler = await (this.compiler ??= this.createCompiler());
+    const runtime = (this.runtime ??= new Runtime(this.vocabulary, this.tokenizer.encoding, this.options));
+    let compiled: XGrammar.CompiledGrammar;
     try {
-      // Compact JSON on one line: no free whitespace for a model to loop in.
-      return await compiler.compileJSONSchema(schemaText, false, -1, [',', ':'], true);
+      compiled = await runtime.compile(key);
     } catch (cause) {
-      throw new UnsupportedSchemaError(`response_format's JSON schema could not be compiled: ${String(cause)}`, {
+      // The instance may have aborted half-way: the next schema gets a fresh one.
+      if (this.runtime === runtime) this.runtime = null;
+      throw new UnsupportedSchemaError(`response_format's JSON schema could not be compiled: ${runtime.failure() ?? String(cause)}`, {
         cause,
         param: 'response_format',
       });
     }
+    const guard = (this.guard ??= new Utf8Guard(
+      this.vocabulary.map((piece, id) => (piece ? this.tokenizer.tokenBytes(id) : new Uint8Array())),
+    ));
+    return { start: async () => new GrammarWalker(await runtime.matcher(compiled), guard) };
+  }
+}
+
+/** One XGrammar instance: its compiler for this vocabulary and the grammars compiled on it. */
+class Runtime {
+  private readonly diagnostics: string[] = [];
+  private readonly x = loadXgrammar((line) => this.diagnostics.push(line) > 8 && this.diagnostics.shift());
+  private compiler: Promise<XGrammar.GrammarCompiler> | null = null;
+  private readonly compiled: LRUCache<string, Promise<XGrammar.CompiledGrammar>>;
+
+  constructor(
+    private readonly vocabulary: string[],
+    private readonly encoding: VocabEncoding,
+    private readonly options: StructuredOutputOptions,
+  ) {
+    this.compiled = new LRUCache({
+      max: options.cacheSize ?? 64,
+      // Matchers hold their own reference to the grammar, so an evicted one can go at once.
+      dispose: (grammar) => void grammar.then((g) => g.dispose()).catch(() => {}),
+    });
+  }
+
+  compile(schemaText: string): Promise<XGrammar.CompiledGrammar> {
+    let grammar = this.compiled.get(schemaText);
+    if (!grammar) {
+      // Compact JSON on one line: no free whitespace for a model to loop in.
+      grammar = (this.compiler ??= this.createCompiler()).then((c) => c.compileJSONSchema(schemaText, false, -1, [',', ':'], true));
+      this.compiled.set(schemaText, grammar);
+      grammar.catch(() => this.compiled.delete(schemaText));
+    }
+    return grammar;
+  }
+
+  async matcher(grammar: XGrammar.CompiledGrammar): Promise<XGrammar.GrammarMatcher> {
+    return (await this.x).GrammarMatcher.createGrammarMatcher(grammar, this.options.stopTokenIds);
+  }
+
+  /** XGrammar's own reason for the last failure ("Regex parsing error at position 3: …"), if it gave one. */
+  failure(): string | null {
+    const fatal = this.diagnostics.filter((line) => line.startsWith('[FATAL]')).at(-1);
+    return fatal ? fatal.replace(/^\[FATAL\] \S+:\d+: /, '') : null;
   }
 
   private async createCompiler(): Promise<XGrammar.GrammarCompiler> {
-    const x = xgrammar();
+    const x = await this.x;
     const { vocabSize, stopTokenIds } = this.options;
-    const info = await x.TokenizerInfo.createTokenizerInfo(this.vocabulary, this.tokenizer.encoding, false, vocabSize, stopTokenIds);
+    const info = await x.TokenizerInfo.createTokenizerInfo(this.vocabulary, this.encoding, false, vocabSize, stopTokenIds);
     return x.GrammarCompiler.createGrammarCompiler(info, false);
   }
 }

@@ -57,6 +57,15 @@ describe('which JSON schemas structured output takes', () => {
     refused({ type: 'strnig' }, /type "strnig"/);
     refused({ properties: [] }, /"properties" at \/ is not an object/);
   });
+
+  it('refuses schemas nothing satisfies, and nesting past the limit, before they reach the compiler', () => {
+    refused({ type: 'array', minItems: 3, maxItems: 1 }, /"minItems" above "maxItems"/);
+    refused({ type: 'integer', minimum: 5, exclusiveMaximum: 2 }, /"minimum" above "exclusiveMaximum"/);
+    refused({ enum: [] }, /"enum" at \/ is not a non-empty list/);
+    refused({ type: [] }, /empty "type" list/);
+    refused({ type: 'object', properties: {}, required: ['a'], additionalProperties: false }, /required "a"/);
+    refused(JSON.parse(`${'{"items":'.repeat(70)}{}${'}'.repeat(70)}`), /nesting deeper than 64 levels/);
+  });
 });
 
 describe('patterns made safe inside a JSON string', () => {

@@ -144,6 +144,27 @@ describe('structured output on a random model with a byte vocabulary', () => {
   });
 });
 
+describe('a schema XGrammar itself fails on', () => {
+  it("is a 400 carrying XGrammar's reason, and the next schema compiles and decodes on a fresh instance", async () => {
+    const tiny = writeRandomModel(join(tempDir(), 'fails'), { family: 'llama', seed: 9 });
+    const engine = await Engine.create({ modelDir: tiny.dir, slots: 0, maxRank: 0 });
+    try {
+      const run = { engine, structured: structured(engine) };
+      await assert.rejects(
+        run.structured.constraint({ type: 'json_schema', json_schema: { name: 'bad', schema: { type: 'string', pattern: '^(ab$' } } }),
+        (err: Error & { code: string }) => {
+          assert.equal(err.code, 'unsupported_json_schema');
+          assert.match(err.message, /could not be compiled: Regex parsing error at position \d+: The parenthesis is not closed/);
+          return true;
+        },
+      );
+      await decodeBatch(run, SCHEMAS.tuple!, { prompt: [1, 2] });
+    } finally {
+      await engine.close();
+    }
+  });
+});
+
 describe('structured output on a random model with multi-character BPE tokens', () => {
   let run: Run;
   before(async () => {
