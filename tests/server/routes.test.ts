@@ -117,6 +117,20 @@ describe('routes', () => {
       'unsupported_json_schema',
       'response_format',
     ],
+    [
+      'a field the server does not implement (tools) is refused, never ignored',
+      () => post('/v1/chat/completions', chatBody({ tools: [{ type: 'function', function: { name: 'f' } }] })),
+      400,
+      'invalid_request',
+      'tools',
+    ],
+    [
+      'an unknown completions field',
+      () => post('/v1/completions', { model: 'tiny-llama', prompt: 'x', logit_bias: { 5: 1 } }),
+      400,
+      'invalid_request',
+      'logit_bias',
+    ],
     ['best_of', () => post('/v1/completions', { model: 'tiny-llama', prompt: 'x', best_of: 3 }), 400, 'unsupported_parameter', 'best_of'],
     [
       'max_tokens over the server cap',

@@ -73,7 +73,7 @@ const SamplingFields = {
   ),
   best_of: Type.Optional(Nullable(Type.Integer({ minimum: 1, description: 'Not supported above 1 (400).' }))),
   stream: Type.Optional(Nullable(Type.Boolean())),
-  stream_options: Type.Optional(Nullable(Type.Object({ include_usage: Type.Optional(Type.Boolean()) }))),
+  stream_options: Type.Optional(Nullable(Type.Object({ include_usage: Type.Optional(Type.Boolean()) }, { additionalProperties: false }))),
   ignore_eos: Type.Optional(
     Nullable(Type.Boolean({ description: 'vLLM extension: generate through end-of-sequence tokens until max_tokens.' })),
   ),
@@ -89,7 +89,7 @@ export const ChatMessage = Type.Object(
     ]),
     name: Type.Optional(Type.String()),
   },
-  { $id: 'ChatMessage' },
+  { $id: 'ChatMessage', additionalProperties: false },
 );
 
 export const ChatCompletionRequest = Type.Object(
@@ -107,7 +107,7 @@ export const ChatCompletionRequest = Type.Object(
       Nullable(Type.Integer({ minimum: 0, maximum: 20, description: 'With `logprobs`: this many most likely alternatives per token.' })),
     ),
   },
-  { $id: 'ChatCompletionRequest' },
+  { $id: 'ChatCompletionRequest', additionalProperties: false },
 );
 export type ChatCompletionRequest = Static<typeof ChatCompletionRequest> & { messages: Array<Static<typeof ChatMessage>> };
 
@@ -137,7 +137,7 @@ export const CompletionRequest = Type.Object(
       ),
     ),
   },
-  { $id: 'CompletionRequest' },
+  { $id: 'CompletionRequest', additionalProperties: false },
 );
 export type CompletionRequest = Static<typeof CompletionRequest>;
 
