@@ -31,6 +31,8 @@ export interface StructuredOutputOptions {
 }
 
 export class StructuredOutput {
+  /** Schemas compiled so far (cache misses), for tests and metrics. */
+  compilations = 0;
   private runtime: Runtime | null = null;
   private guard: Utf8Guard | null = null;
   private vocabularyCache: string[] | null = null;
@@ -52,7 +54,7 @@ export class StructuredOutput {
     if (schema === undefined)
       throw new UnsupportedSchemaError('response_format json_schema needs json_schema: {name, schema}', { param: 'response_format' });
     const key = JSON.stringify(compilableSchema(schema));
-    const runtime = (this.runtime ??= new Runtime(this.vocabulary, this.tokenizer.encoding, this.options));
+    const runtime = (this.runtime ??= new Runtime(this.vocabulary, this.tokenizer.encoding, this.options, () => this.compilations++));
     let compiled: XGrammar.CompiledGrammar;
     try {
       compiled = await runtime.compile(key);
@@ -82,6 +84,7 @@ class Runtime {
     private readonly vocabulary: string[],
     private readonly encoding: VocabEncoding,
     private readonly options: StructuredOutputOptions,
+    private readonly onCompile: () => void,
   ) {
     this.compiled = new LRUCache({
       max: options.cacheSize ?? 64,
@@ -93,6 +96,7 @@ class Runtime {
   compile(schemaText: string): Promise<XGrammar.CompiledGrammar> {
     let grammar = this.compiled.get(schemaText);
     if (!grammar) {
+      this.onCompile();
       // Compact JSON on one line: no free whitespace for a model to loop in.
       grammar = (this.compiler ??= this.createCompiler()).then((c) => c.compileJSONSchema(schemaText, false, -1, [',', ':'], true));
       this.compiled.set(schemaText, grammar);
