@@ -240,8 +240,10 @@ async function grammarRun(engine: Engine, reqs: GenerateRequest[]) {
   const grammarReqs = reqs.map((r) => ({ ...r, ignoreEos: false, constraint: constraint! }));
   await runRequests(engine, grammarReqs.slice(0, 1), false); // warm-up: the matcher's first masks
   const free = await runRequests(engine, reqs, true);
+  const [maskMs, steps] = [engine.scheduler.maskMs, engine.scheduler.steps.decode];
   const constrained = await runRequests(engine, grammarReqs, true);
-  return { schema, compile_ms, free, constrained };
+  const mask_ms_per_decode_step = +((engine.scheduler.maskMs - maskMs) / (engine.scheduler.steps.decode - steps)).toFixed(2);
+  return { schema, compile_ms, free, constrained, mask_ms_per_decode_step };
 }
 
 /** loraserve's base-weight precisions and llama.cpp's weight type that matches each. */

@@ -68,6 +68,8 @@ export class Scheduler {
   private idleWaiters: Array<() => void> = [];
   /** Forward passes run so far, by kind (for tests and metrics). */
   readonly steps = { prefill: 0, decode: 0 };
+  /** Time spent computing grammar masks on this thread (overlapping the forward passes), in ms. */
+  maskMs = 0;
   private readonly eosList: number[];
 
   constructor(
@@ -305,7 +307,9 @@ export class Scheduler {
         for (const s of inStep) this.fail(s, err);
         return null;
       });
+    const start = performance.now();
     await this.prepareMasks(sampling);
+    this.maskMs += performance.now() - start;
     return pass;
   }
 
