@@ -300,13 +300,12 @@ export class Scheduler {
    * sample after it (`sampling`); on failure fails the sequences in the step and returns null.
    */
   private async run(inStep: Sequence[], input: ForwardInput, sampling: Sequence[]): Promise<ForwardOutput | null> {
-    const pass = Promise.resolve()
-      .then(() => this.forward(input))
-      .catch((cause: unknown) => {
-        const err = new EngineError('the forward pass failed', { cause });
-        for (const s of inStep) this.fail(s, err);
-        return null;
-      });
+    // The pass's own JavaScript (packing inputs) runs first, then ONNX Runtime works on its threads.
+    const pass = this.forward(input).catch((cause: unknown) => {
+      const err = new EngineError('the forward pass failed', { cause });
+      for (const s of inStep) this.fail(s, err);
+      return null;
+    });
     const start = performance.now();
     await this.prepareMasks(sampling);
     this.maskMs += performance.now() - start;
