@@ -28,6 +28,7 @@ export interface SamplingBody {
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean } | null;
   ignore_eos?: boolean | null;
+  user?: string;
 }
 
 /** Chat messages with text parts joined: what the chat template renders. */

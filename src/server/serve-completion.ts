@@ -34,6 +34,8 @@ interface Choice {
 }
 
 export async function serveCompletion(serving: Serving, request: FastifyRequest, reply: FastifyReply, c: Completion): Promise<unknown> {
+  // OpenAI's end-user id: kept in the request log, so abuse can be traced to a client's user.
+  if (c.body.user) request.log.info({ user: c.body.user, model: c.model.id }, 'completion for an end user');
   const track = serving.metrics.track(c.model.id, c.endpoint);
   const param = c.endpoint === 'chat' ? 'messages' : 'prompt';
   const logprobs = c.logprobs === null ? {} : { logprobs: c.logprobs };

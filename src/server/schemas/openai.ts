@@ -77,7 +77,7 @@ const SamplingFields = {
   ignore_eos: Type.Optional(
     Nullable(Type.Boolean({ description: 'vLLM extension: generate through end-of-sequence tokens until max_tokens.' })),
   ),
-  user: Type.Optional(Type.String()),
+  user: Type.Optional(Type.String({ description: "An end-user id (OpenAI's field): recorded in the request log with the model." })),
 };
 
 export const ChatMessage = Type.Object(
