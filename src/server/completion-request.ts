@@ -32,10 +32,13 @@ export interface SamplingBody {
 }
 
 /** Chat messages with text parts joined: what the chat template renders. */
-export function chatMessages(messages: ReadonlyArray<{ role: string; content: string | ReadonlyArray<{ text: string }> }>): ChatMessage[] {
+export function chatMessages(
+  messages: ReadonlyArray<{ role: string; content: string | ReadonlyArray<{ text: string }>; name?: string }>,
+): ChatMessage[] {
   return messages.map((m) => ({
     role: m.role,
     content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
+    ...(m.name === undefined ? {} : { name: m.name }),
   }));
 }
 

@@ -17,6 +17,8 @@ export type VocabEncoding = 'byte_level' | 'byte_fallback' | 'raw';
 export interface ChatMessage {
   role: string;
   content: string;
+  /** A participant's name (OpenAI's field), for templates that render it. */
+  name?: string;
 }
 
 /** The model folder's tokenizer and chat template, through @huggingface/transformers. */

@@ -87,7 +87,7 @@ export const ChatMessage = Type.Object(
       Type.String(),
       Type.Array(Type.Object({ type: Type.Literal('text'), text: Type.String() }), { description: 'Text parts only.' }),
     ]),
-    name: Type.Optional(Type.String()),
+    name: Type.Optional(Type.String({ description: "A participant's name, passed to the chat template (as vLLM does)." })),
   },
   { $id: 'ChatMessage', additionalProperties: false },
 );
