@@ -36,6 +36,8 @@ export class StructuredOutput {
   private runtime: Runtime | null = null;
   private guard: Utf8Guard | null = null;
   private vocabularyCache: string[] | null = null;
+  /** Schemas that failed, with why: sent again, they are refused without paying for a new instance. */
+  private readonly failed = new LRUCache<string, string>({ max: 256 });
 
   constructor(
     private readonly tokenizer: Tokenizer,
@@ -54,6 +56,8 @@ export class StructuredOutput {
     if (schema === undefined)
       throw new UnsupportedSchemaError('response_format json_schema needs json_schema: {name, schema}', { param: 'response_format' });
     const key = JSON.stringify(compilableSchema(schema));
+    const failed = this.failed.get(key);
+    if (failed) throw new UnsupportedSchemaError(failed, { param: 'response_format' });
     const runtime = (this.runtime ??= new Runtime(this.vocabulary, this.tokenizer.encoding, this.options, () => this.compilations++));
     let compiled: XGrammar.CompiledGrammar;
     try {
@@ -61,10 +65,9 @@ export class StructuredOutput {
     } catch (cause) {
       // The instance may have aborted half-way: the next schema gets a fresh one.
       if (this.runtime === runtime) this.runtime = null;
-      throw new UnsupportedSchemaError(`response_format's JSON schema could not be compiled: ${runtime.failure() ?? String(cause)}`, {
-        cause,
-        param: 'response_format',
-      });
+      const message = `response_format's JSON schema could not be compiled: ${runtime.failure() ?? String(cause)}`;
+      this.failed.set(key, message);
+      throw new UnsupportedSchemaError(message, { cause, param: 'response_format' });
     }
     const guard = (this.guard ??= new Utf8Guard(
       this.vocabulary.map((piece, id) => (piece ? this.tokenizer.tokenBytes(id) : new Uint8Array())),

@@ -160,6 +160,12 @@ describe('a schema XGrammar itself fails on', () => {
           return true;
         },
       );
+      const compiled = run.structured.compilations;
+      await assert.rejects(
+        run.structured.constraint({ type: 'json_schema', json_schema: { name: 'bad', schema: { type: 'string', pattern: '^(ab$' } } }),
+        /The parenthesis is not closed/,
+      );
+      assert.equal(run.structured.compilations, compiled, 'the same bad schema again is refused from memory');
       await decodeBatch(run, SCHEMAS.tuple!, { prompt: [1, 2] });
     } finally {
       await engine.close();
