@@ -94,3 +94,5 @@ export class TokenizerError extends define('tokenizer_error', 422, 'invalid_requ
 export class DatasetError extends define('invalid_dataset', 422, 'invalid_request_error') {}
 export class MaxTokensTooLargeError extends define('max_tokens_too_large', 400, 'invalid_request_error') {}
 export class UnsupportedParameterError extends define('unsupported_parameter', 400, 'invalid_request_error') {}
+/** A response_format JSON schema that is malformed or uses features structured output cannot enforce. */
+export class UnsupportedSchemaError extends define('unsupported_json_schema', 400, 'invalid_request_error') {}

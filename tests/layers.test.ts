@@ -8,7 +8,7 @@ import ts from 'typescript';
 /**
  * The import direction of DESIGN.md, checked on every `import`, `export … from` and `import()` in
  * src/. A layer may import only layers ranked below it; layers of equal rank are siblings and may not
- * import each other (model ↔ tokenizer, server ↔ train). Fixtures (`testing/`) sit above every
+ * import each other (model ↔ tokenizer, lora ↔ grammar, server ↔ train). Fixtures (`testing/`) sit above every
  * serving layer, so only the benchmark, the CLI, tests and scripts can reach them.
  */
 const RANK: Record<string, number> = {
@@ -17,6 +17,7 @@ const RANK: Record<string, number> = {
   model: 1,
   tokenizer: 1,
   lora: 2,
+  grammar: 2,
   engine: 3,
   server: 4,
   train: 4,
@@ -35,6 +36,7 @@ const OWNERS: Array<[RegExp, string]> = [
   [/^@huggingface\/transformers$/, 'tokenizer/'],
   [/^(fastify|fastify-plugin|@fastify\/.*)$/, 'server/'],
   [/^node-llama-cpp$/, 'bench/'],
+  [/^@mlc-ai\/web-xgrammar$/, 'grammar/xgrammar-module.ts'],
 ];
 
 const SRC = fileURLToPath(new URL('../src/', import.meta.url));

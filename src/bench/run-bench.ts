@@ -8,6 +8,7 @@
  *   hetero   32 concurrent requests over the 8 adapters in one continuous batch
  *   base     the same 32 requests on a graph with no LoRA at all
  *   s64_r64  hetero on an engine built for 64 slots of rank up to 64 (the slots configured must not tax a batch)
+ *   grammar  hetero with every row under a JSON-schema grammar (structured output), against hetero run beside it
  *   decode-step time at 64 and 512 cached positions (batch 32), and a long-context run (prompt 512, 128 generated)
  * Qwen2.5-0.5B shape (BF16 on disk): batch 1 and 32, decode-step times, resident memory in a child process.
  */
@@ -19,6 +20,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { Engine, type EngineOptions, type GenerateRequest } from '../engine/index.js';
 import { loadHfModel, type HfModel, type QuantizeMode } from '../model/index.js';
+import { StructuredOutput } from '../grammar/index.js';
 import { parseAdapter, type ParsedAdapter } from '../lora/index.js';
 import { writeGgufLora, writeGgufModel, writeRandomAdapter } from '../testing/index.js';
 import { rng } from '../util/rng.js';
@@ -138,6 +140,8 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   adapters.forEach((a, i) => lora.slots!.write(i + 1, a));
   log(`(b) ${CONCURRENT} concurrent requests over ${ADAPTERS} adapters, one batch`);
   const hetero = await runRequests(lora, requests(ps, generate, slotOfRow(ADAPTERS)), true);
+  log(`(e) the same ${CONCURRENT} requests under a JSON-schema grammar (structured output)`);
+  const grammar = await grammarRun(lora, requests(ps, generate, slotOfRow(ADAPTERS)));
   log('decode-step time at 64 and 512 cached positions, batch 32');
   const rowSlots = ps.map((_, i) => slotOfRow(ADAPTERS)(i));
   const step64 = await decodeStepMs(lora, rowSlots, 64);
@@ -205,6 +209,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
       hetero,
       base: plain,
       hetero_s64_r64: hetero64,
+      structured_output: grammar,
       decode_step_ms: { lora: { cached_64: step64, cached_512: step512 }, base: { cached_64: baseStep64, cached_512: baseStep512 } },
       long_context: long,
     },
@@ -213,8 +218,32 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
       lora_vs_base: +(hetero.tokens_per_s / plain.tokens_per_s).toFixed(3),
       lora_vs_base_s64_r64: +(hetero64.tokens_per_s / plain.tokens_per_s).toFixed(3),
       decode_step_512_vs_64: +(step512 / step64).toFixed(3),
+      grammar_vs_free_b32: +(grammar.constrained.tokens_per_s / grammar.free.tokens_per_s).toFixed(3),
     },
   };
+}
+
+/**
+ * The same batch with every row under one JSON-schema grammar (masks computed while the forward pass
+ * runs, then applied per row), against `free` run just before. The schema (an array of at least 200
+ * small integers) cannot end within the run, so both runs generate the same number of tokens.
+ */
+async function grammarRun(engine: Engine, reqs: GenerateRequest[]) {
+  const structured = new StructuredOutput(engine.tokenizer, {
+    vocabSize: engine.model.dims.vocabSize,
+    stopTokenIds: [...engine.scheduler.eosTokenIds],
+  });
+  const schema = { type: 'array', items: { type: 'integer', minimum: 0, maximum: 999 }, minItems: 200 };
+  const compileStart = performance.now();
+  const constraint = await structured.constraint({ type: 'json_schema', json_schema: { name: 'bench', schema } });
+  const compile_ms = +(performance.now() - compileStart).toFixed(1);
+  const grammarReqs = reqs.map((r) => ({ ...r, ignoreEos: false, constraint: constraint! }));
+  await runRequests(engine, grammarReqs.slice(0, 1), false); // warm-up: the matcher's first masks
+  const free = await runRequests(engine, reqs, true);
+  const [maskMs, steps] = [engine.scheduler.maskMs, engine.scheduler.steps.decode];
+  const constrained = await runRequests(engine, grammarReqs, true);
+  const mask_ms_per_decode_step = +((engine.scheduler.maskMs - maskMs) / (engine.scheduler.steps.decode - steps)).toFixed(2);
+  return { schema, compile_ms, free, constrained, mask_ms_per_decode_step };
 }
 
 /** loraserve's base-weight precisions and llama.cpp's weight type that matches each. */

@@ -149,6 +149,7 @@ export class Engine {
         onToken: req.onToken,
         logprobs: req.logprobs,
         promptLogprobs: req.promptLogprobs,
+        constraint: req.constraint,
       },
       n,
     );

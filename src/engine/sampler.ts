@@ -66,10 +66,14 @@ export class Sampler {
     if (this.params.repetitionPenalty !== 1) this.seen.add(token);
   }
 
-  /** Samples a token; `banned` tokens (EOS before min_tokens) are never chosen. */
-  sample(logits: Float32Array, banned: readonly number[] = []): number {
+  /**
+   * Samples a token; `banned` tokens (EOS before min_tokens) are never chosen, nor tokens whose bit
+   * is clear in `allowed` (a grammar's mask: bit `t & 31` of word `t >> 5` for token t).
+   */
+  sample(logits: Float32Array, banned: readonly number[] = [], allowed: Int32Array | null = null): number {
     const p = this.params;
-    const penalised = ((p.frequencyPenalty || p.presencePenalty) && this.counts.size) || this.seen.size || banned.length;
+    const penalised =
+      ((p.frequencyPenalty || p.presencePenalty) && this.counts.size) || this.seen.size || banned.length || allowed !== null;
     // The logits stay untouched (logprobs report the raw distribution): penalties work on a copy.
     const scores = penalised ? logits.slice() : logits;
     if (p.frequencyPenalty || p.presencePenalty)
@@ -77,6 +81,7 @@ export class Sampler {
     // transformers' rule: a seen token's positive score is divided by the penalty, a negative one multiplied.
     for (const tok of this.seen) scores[tok] = scores[tok]! > 0 ? scores[tok]! / p.repetitionPenalty : scores[tok]! * p.repetitionPenalty;
     for (const tok of banned) scores[tok] = -Infinity;
+    if (allowed) applyMask(scores, allowed);
     if (p.temperature <= 0) return argmax(scores);
     const V = scores.length;
     let max = -Infinity;
@@ -107,6 +112,17 @@ export class Sampler {
       if (u < 0) break;
     }
     return candidates ? candidates[last]! : last;
+  }
+}
+
+/** scores[t] = -∞ wherever bit t of the mask is clear (32 tokens per word; a full word is skipped). */
+function applyMask(scores: Float32Array, allowed: Int32Array): void {
+  const V = scores.length;
+  for (let w = 0; w < allowed.length; w++) {
+    const bits = allowed[w]!;
+    if (bits === -1) continue;
+    const end = Math.min(V, (w + 1) * 32);
+    for (let t = w * 32; t < end; t++) if (!((bits >>> (t & 31)) & 1)) scores[t] = -Infinity;
   }
 }
 

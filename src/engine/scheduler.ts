@@ -18,6 +18,9 @@
  * - Logits are computed at each row's last position only, except for a request that asked for
  *   prompt logprobs: its prefill chunks get logits at every position.
  * - A failed forward pass fails the requests that were in it and nothing else.
+ * - A row with an output grammar samples only the tokens the grammar allows; its mask is computed
+ *   on this thread while the forward pass runs on ONNX Runtime's, and EOS is allowed only once the
+ *   grammar is complete.
  */
 import { EngineError } from '../errors.js';
 import type { AdapterMix } from '../lora/index.js';
@@ -65,13 +68,15 @@ export class Scheduler {
   private idleWaiters: Array<() => void> = [];
   /** Forward passes run so far, by kind (for tests and metrics). */
   readonly steps = { prefill: 0, decode: 0 };
+  /** Time spent computing grammar masks on this thread (overlapping the forward passes), in ms. */
+  maskMs = 0;
   private readonly eosList: number[];
 
   constructor(
     private readonly forward: Forward,
     kvDims: KvDims,
     readonly limits: SchedulerLimits,
-    private readonly eosTokenIds: ReadonlySet<number>,
+    readonly eosTokenIds: ReadonlySet<number>,
     private readonly decode: (ids: number[]) => string,
   ) {
     this.kv = new KvCache(kvDims, limits.maxContext);
@@ -198,7 +203,10 @@ export class Scheduler {
       past.length,
     );
     this.steps.prefill++;
-    const out = await this.run(chosen, { ...tokens, adapters: chosen.map((s) => s.req.adapters), past });
+    const out = await this.run(chosen, { ...tokens, adapters: chosen.map((s) => s.req.adapters), past }, [
+      ...chosen,
+      ...chosen.flatMap((s) => s.forks),
+    ]);
     if (!out) return;
     this.kv.append(rows, counts, tokens.seq, out.keys, out.values);
     const V = out.logits.length / tokens.logitRows.length;
@@ -269,7 +277,7 @@ export class Scheduler {
       past.length,
     );
     this.steps.decode++;
-    const out = await this.run(stepping, { ...tokens, adapters: byRow.map((s) => s?.req.adapters ?? []), past });
+    const out = await this.run(stepping, { ...tokens, adapters: byRow.map((s) => s?.req.adapters ?? []), past }, stepping);
     if (!out) return;
     this.kv.append(
       rows,
@@ -287,15 +295,36 @@ export class Scheduler {
     );
   }
 
-  /** Runs the forward pass; on failure fails the sequences in the step and returns null. */
-  private async run(inStep: Sequence[], input: ForwardInput): Promise<ForwardOutput | null> {
-    try {
-      return await this.forward(input);
-    } catch (cause) {
+  /**
+   * Runs the forward pass, and while it runs computes the grammar masks of the sequences that may
+   * sample after it (`sampling`); on failure fails the sequences in the step and returns null.
+   */
+  private async run(inStep: Sequence[], input: ForwardInput, sampling: Sequence[]): Promise<ForwardOutput | null> {
+    // The pass's own JavaScript (packing inputs) runs first, then ONNX Runtime works on its threads.
+    const pass = this.forward(input).catch((cause: unknown) => {
       const err = new EngineError('the forward pass failed', { cause });
       for (const s of inStep) this.fail(s, err);
       return null;
-    }
+    });
+    const start = performance.now();
+    await this.prepareMasks(sampling);
+    this.maskMs += performance.now() - start;
+    return pass;
+  }
+
+  /** Starts each constrained sequence's grammar and asks it which tokens may come next. */
+  private async prepareMasks(seqs: Sequence[]): Promise<void> {
+    await Promise.all(
+      seqs.map(async (s) => {
+        if (!s.req.constraint || s.allowed || s.finished) return;
+        try {
+          s.walker ??= await s.req.constraint.start();
+          s.allowed = await s.walker.nextAllowed();
+        } catch (cause) {
+          this.fail(s, new EngineError('the output grammar failed', { cause }));
+        }
+      }),
+    );
   }
 
   /** Samples the next token of each row whose `ready` holds (rows[i] reads logits row `logitRow(i)`). */
@@ -313,7 +342,8 @@ export class Scheduler {
       try {
         const row = logits.subarray(logitRow(i) * V, (logitRow(i) + 1) * V);
         const banned = s.generated.length < (s.req.minTokens ?? 0) ? this.eosList : [];
-        this.accept(s, s.sampler.sample(row, banned), row);
+        if (s.req.constraint && !s.allowed) throw new Error('a constrained row reached sampling without its grammar mask');
+        this.accept(s, s.sampler.sample(row, banned, s.allowed), row);
       } catch (cause) {
         this.fail(s, new EngineError('sampling or detokenization failed', { cause }));
       }
@@ -329,6 +359,10 @@ export class Scheduler {
       this.finish(s, 'stop');
       return;
     }
+    if (s.walker) {
+      if (!s.walker.accept(token)) throw new Error(`the output grammar rejected token ${token} that its own mask allowed`);
+      s.allowed = null;
+    }
     if (s.req.logprobs !== undefined) s.gen.pushLogprob(tokenLogprob(logits, token, s.req.logprobs));
     s.sampler.observe(token);
     s.generated.push(token);
@@ -343,6 +377,7 @@ export class Scheduler {
   private finish(s: Sequence, reason: FinishReason, stopMatched = false): void {
     if (s.finished) return;
     s.finished = true;
+    s.walker?.dispose();
     // Choices still waiting for this prompt read it themselves.
     this.waiting.push(...s.forks.splice(0));
     if (reason !== 'cancelled' && !stopMatched) {
@@ -357,6 +392,7 @@ export class Scheduler {
   private fail(s: Sequence, err: unknown): void {
     if (s.finished) return;
     s.finished = true;
+    s.walker?.dispose();
     this.waiting.push(...s.forks.splice(0));
     s.gen.fail(err);
     s.req.onDone?.();

@@ -1,3 +1,4 @@
+import type { ConstraintWalker, OutputConstraint } from '../grammar/index.js';
 import type { AdapterMix } from '../lora/index.js';
 import type { Generation } from './generation.js';
 import type { TokenLogprob } from './logprobs.js';
@@ -25,6 +26,8 @@ export interface SequenceRequest {
   logprobs?: number;
   /** Report the prompt tokens' logprobs too (needs logits at every prompt position; `logprobs` alternatives). */
   promptLogprobs?: boolean;
+  /** A grammar the output must follow (structured output); it ends the output when complete. */
+  constraint?: OutputConstraint;
 }
 
 /** One request's state inside the scheduler: its cache row, how much of it is cached, its output. */
@@ -43,6 +46,10 @@ export class Sequence {
   readonly promptLogprobs: Array<TokenLogprob | null> | null;
   /** Further choices of the same prompt, waiting to copy this sequence's cache row once its prompt is read. */
   forks: Sequence[] = [];
+  /** This row's place in its grammar, once started (see `req.constraint`). */
+  walker: ConstraintWalker | null = null;
+  /** The tokens the grammar allows next; null until computed for the current position. */
+  allowed: Int32Array | null = null;
 
   constructor(
     readonly req: SequenceRequest,

@@ -388,6 +388,12 @@ export class AdapterStore {
   /** Registers an adapter folder outside the store, which must lie under `allowedRoot`. */
   async registerPath(name: string, path: string, allowedRoot: string | null): Promise<StoredAdapter> {
     checkAdapterName(name);
+    const { dir, size } = await this.resolvePath(path, allowedRoot);
+    return this.register(name, dir, true, size, false, 'external');
+  }
+
+  /** The real folder a load-by-path names, once it is checked to lie under the root and hold both PEFT files. */
+  async resolvePath(path: string, allowedRoot: string | null): Promise<{ dir: string; size: number }> {
     if (!allowedRoot)
       throw new PathOutsideRootError('loading adapters by path is disabled; start the server with --lora-root', { param: 'lora_path' });
     let real: string;
@@ -408,7 +414,7 @@ export class AdapterStore {
         param: 'lora_path',
       });
     });
-    return this.register(name, real, true, size, false, 'external');
+    return { dir: real, size };
   }
 
   /** Removes an adapter (its folder too, unless it was registered by path). */

@@ -15,6 +15,7 @@ import {
   AdapterStore,
   MixStore,
   checkAdapterName,
+  readAdapterFolder,
   summarizeAdapterConfig,
   versionKey,
   type AdapterFiles,
@@ -109,19 +110,21 @@ export class AdapterService {
     return { adapter: await this.view(stored), replaced };
   }
 
-  /** vLLM's load_lora_adapter: registers a folder under --lora-root in place, once it validates. Admins only. */
-  async register(caller: Caller, name: string, path: string): Promise<void> {
+  /**
+   * vLLM's load_lora_adapter: registers a folder under --lora-root in place, once it validates
+   * (a name already in use needs `inplace`, as vLLM's load_inplace; the old version serves until
+   * the new one has validated). Admins only.
+   */
+  async register(caller: Caller, name: string, path: string, inplace: boolean): Promise<void> {
     adminOnly(caller);
     checkAdapterName(name);
     if (this.mixes.get(name))
       throw new AdapterNameTakenError(`"${name}" is a saved adapter mix; delete it first or choose another name`, { param: 'lora_name' });
-    const stored = await this.store.registerPath(name, path, this.config.loraRoot);
-    try {
-      this.validate(await this.store.read(stored));
-    } catch (err) {
-      await this.store.delete(name);
-      throw err;
-    }
+    if (!inplace && (await this.current(name)) !== undefined)
+      throw new AdapterNameTakenError(`adapter "${name}" is already loaded; set load_inplace: true to replace it`, { param: 'lora_name' });
+    const { dir } = await this.store.resolvePath(path, this.config.loraRoot);
+    this.validate(readAdapterFolder(dir));
+    await this.store.registerPath(name, path, this.config.loraRoot);
     this.cache?.forget(name);
   }
 

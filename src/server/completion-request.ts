@@ -4,6 +4,7 @@
  */
 import { EmptyPromptError, InvalidRequestError, MaxTokensTooLargeError, PromptTooLongError, UnsupportedParameterError } from '../errors.js';
 import type { GenerateRequest } from '../engine/index.js';
+import type { ResponseFormat } from '../grammar/index.js';
 import type { GenerationDefaults } from '../model/index.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
 import type { ServerConfig } from './config.js';
@@ -23,17 +24,21 @@ export interface SamplingBody {
   min_tokens?: number | null;
   n?: number | null;
   best_of?: number | null;
-  response_format?: { type: string } | null;
+  response_format?: ResponseFormat | null;
   stream?: boolean | null;
   stream_options?: { include_usage?: boolean } | null;
   ignore_eos?: boolean | null;
+  user?: string;
 }
 
 /** Chat messages with text parts joined: what the chat template renders. */
-export function chatMessages(messages: ReadonlyArray<{ role: string; content: string | ReadonlyArray<{ text: string }> }>): ChatMessage[] {
+export function chatMessages(
+  messages: ReadonlyArray<{ role: string; content: string | ReadonlyArray<{ text: string }>; name?: string }>,
+): ChatMessage[] {
   return messages.map((m) => ({
     role: m.role,
     content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
+    ...(m.name === undefined ? {} : { name: m.name }),
   }));
 }
 
@@ -87,9 +92,12 @@ export function generateRequest(
     throw new UnsupportedParameterError(`n ${body.n} exceeds this server's limit of ${limits.maxChoices} choices`, { param: 'n' });
   }
   if (body.response_format && body.response_format.type !== 'text') {
-    throw new UnsupportedParameterError(`response_format ${body.response_format.type} is not supported yet: only "text"`, {
-      param: 'response_format',
-    });
+    // A grammar decides when the output may end; these would fight it.
+    for (const field of ['min_tokens', 'ignore_eos'] as const)
+      if (body[field])
+        throw new UnsupportedParameterError(`${field} cannot be combined with response_format ${body.response_format.type}`, {
+          param: field,
+        });
   }
   if ((body.best_of ?? 1) > 1) throw new UnsupportedParameterError('best_of is not supported; use n', { param: 'best_of' });
   if (promptTokens.length === 0)

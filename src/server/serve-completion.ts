@@ -34,13 +34,17 @@ interface Choice {
 }
 
 export async function serveCompletion(serving: Serving, request: FastifyRequest, reply: FastifyReply, c: Completion): Promise<unknown> {
+  // OpenAI's end-user id: kept in the request log, so abuse can be traced to a client's user.
+  if (c.body.user) request.log.info({ user: c.body.user, model: c.model.id }, 'completion for an end user');
   const track = serving.metrics.track(c.model.id, c.endpoint);
   const param = c.endpoint === 'chat' ? 'messages' : 'prompt';
   const logprobs = c.logprobs === null ? {} : { logprobs: c.logprobs };
+  const constraint = await serving.structuredOutput.constraint(c.body.response_format);
   const reqs = c.prompts.map((p) => ({
     ...generateRequest(c.body, p.tokens, serving.config, param, serving.samplingDefaults),
     ...logprobs,
     promptLogprobs: c.logprobs !== null && p.echo !== undefined,
+    ...(constraint ? { constraint } : {}),
   }));
   const limit = requestLimit(serving, reply);
   const choices: Choice[] = [];

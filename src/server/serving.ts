@@ -5,6 +5,7 @@
  */
 import { Engine, type GenerateRequest, type Generation } from '../engine/index.js';
 import { ModelNotFoundError, QueueFullError, ShuttingDownError } from '../errors.js';
+import { StructuredOutput } from '../grammar/index.js';
 import type { CacheOccupancy, MixMember } from '../lora/index.js';
 import type { GenerationDefaults } from '../model/index.js';
 import { AdapterService, type ResolvedMix } from './adapter-service.js';
@@ -23,6 +24,8 @@ export interface ResolvedModel {
 export class Serving implements GaugeSource {
   shuttingDown = false;
   readonly inFlight = new InFlight();
+  /** response_format grammars for this model's vocabulary, compiled once per schema. */
+  readonly structuredOutput: StructuredOutput;
 
   constructor(
     readonly engine: Engine,
@@ -32,6 +35,10 @@ export class Serving implements GaugeSource {
     readonly keys: KeyRing | null,
   ) {
     metrics.gaugesFrom(this);
+    this.structuredOutput = new StructuredOutput(engine.tokenizer, {
+      vocabSize: engine.model.dims.vocabSize,
+      stopTokenIds: [...engine.scheduler.eosTokenIds],
+    });
   }
 
   static async create(config: ServerConfig, keys: KeyRing | null): Promise<Serving> {

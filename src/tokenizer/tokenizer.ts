@@ -11,9 +11,14 @@ env.allowLocalModels = true;
 /** GPT-2's byte table reversed: the byte each byte-level character stands for. */
 const BYTE_OF = new Map(bytesToUnicode().map((ch, b) => [ch, b]));
 
+/** How a vocabulary's token strings spell bytes (XGrammar's vocab types). */
+export type VocabEncoding = 'byte_level' | 'byte_fallback' | 'raw';
+
 export interface ChatMessage {
   role: string;
   content: string;
+  /** A participant's name (OpenAI's field), for templates that render it. */
+  name?: string;
 }
 
 /** The model folder's tokenizer and chat template, through @huggingface/transformers. */
@@ -22,8 +27,7 @@ export class Tokenizer {
 
   private constructor(
     private readonly tok: PreTrainedTokenizer,
-    /** The decoder of tokenizer.json maps token strings to bytes through GPT-2's byte table. */
-    private readonly byteLevel: boolean,
+    readonly encoding: VocabEncoding,
   ) {}
 
   static async load(dir: string): Promise<Tokenizer> {
@@ -32,7 +36,9 @@ export class Tokenizer {
     try {
       env.localModelPath = '/';
       const tok = await AutoTokenizer.from_pretrained(dir, { local_files_only: true });
-      return new Tokenizer(tok, JSON.stringify(JSON.parse(readFileSync(file, 'utf8')).decoder ?? null).includes('"ByteLevel"'));
+      const decoder = JSON.stringify(JSON.parse(readFileSync(file, 'utf8')).decoder ?? null);
+      const encoding = decoder.includes('"ByteLevel"') ? 'byte_level' : decoder.includes('"ByteFallback"') ? 'byte_fallback' : 'raw';
+      return new Tokenizer(tok, encoding);
     } catch (cause) {
       throw new TokenizerError(`could not load the tokenizer in ${dir}: ${(cause as Error).message}`, { cause });
     }
@@ -60,12 +66,22 @@ export class Tokenizer {
   tokenBytes(id: number): Uint8Array {
     this.vocab ??= this.vocabById();
     const piece = this.vocab[id] ?? '';
-    if (this.byteLevel) {
+    if (this.encoding === 'byte_level') {
       if ([...piece].every((ch) => BYTE_OF.has(ch))) return Uint8Array.from([...piece], (ch) => BYTE_OF.get(ch)!);
     }
     const byte = /^<0x([0-9A-Fa-f]{2})>$/.exec(piece);
     if (byte) return Uint8Array.of(parseInt(byte[1]!, 16));
     return new TextEncoder().encode(piece.replaceAll('\u2581', ' '));
+  }
+
+  /**
+   * Every token's string by id, as tokenizer.json spells it, with special tokens (chat markers, BOS)
+   * as '': what a grammar engine needs to know which tokens can spell which text.
+   */
+  tokenStrings(): string[] {
+    const pieces = [...(this.vocab ??= this.vocabById())].map((p) => p ?? '');
+    for (const id of this.tok.all_special_ids as number[]) pieces[id] = '';
+    return pieces;
   }
 
   private vocabById(): string[] {

@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from '../../src/engine/scheduler.js';
 import { DEFAULT_SAMPLING } from '../../src/engine/sampler.js';
+import type { ConstraintWalker, OutputConstraint } from '../../src/grammar/index.js';
 import { singleSlot } from '../../src/lora/index.js';
 
 /**
@@ -277,5 +278,37 @@ describe('scheduler with a fake forward pass', () => {
     const eos = await s.submit(request([VOCAB - 4], 100)).result;
     assert.equal(eos.finishReason, 'stop');
     assert.equal(eos.text, expected([VOCAB - 4], 2));
+  });
+
+  it('an output grammar picks among the tokens it allows, ends at EOS, and each choice walks its own copy', async () => {
+    // Allowed tokens per position: the fake model prefers last + 1, so 43 wins over 500 at position 1.
+    const script = [[42], [43, 500], [7], [VOCAB - 1]];
+    const walkers = { started: 0, disposed: 0 };
+    const grammar = (rejectAt = -1): OutputConstraint => ({
+      async start(): Promise<ConstraintWalker> {
+        walkers.started++;
+        let at = 0;
+        return {
+          async nextAllowed() {
+            const mask = new Int32Array(Math.ceil(VOCAB / 32));
+            for (const t of script[at]!) mask[t >> 5]! |= 1 << (t & 31);
+            return mask;
+          },
+          accept: (token) => script[at++]!.includes(token) && at - 1 !== rejectAt,
+          dispose: () => walkers.disposed++,
+        };
+      },
+    });
+    const s = scheduler(fakeModel().forward);
+    const [a, b] = s.submitChoices(request([10], 20, 0, { constraint: grammar() }), 2);
+    const free = s.submit(request([100], 5));
+    const broken = s.submit(request([200], 20, 0, { constraint: grammar(1) }));
+    for (const r of await Promise.all([a!.result, b!.result])) {
+      assert.equal(r.text, '<42><43><7>');
+      assert.equal(r.finishReason, 'stop');
+    }
+    assert.equal((await free.result).text, expected([100], 5), 'an unconstrained row in the same steps is untouched');
+    await assert.rejects(broken.result, { code: 'engine_error' });
+    assert.deepEqual(walkers, { started: 3, disposed: 3 });
   });
 });

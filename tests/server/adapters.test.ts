@@ -231,7 +231,7 @@ describe('adapter lifecycle over HTTP', () => {
     }
   });
 
-  it('registers an adapter by path under --lora-root with the vLLM alias, and refuses paths outside it', async () => {
+  it('registers an adapter by path under --lora-root with the vLLM alias (load_inplace to replace), and refuses paths outside it', async () => {
     const root = tempDir();
     const inside = join(root, 'mine');
     mkdirSync(inside);
@@ -241,6 +241,35 @@ describe('adapter lifecycle over HTTP', () => {
     assert.equal(r.statusCode, 200, r.body);
     assert.match(r.body, /Success/);
     assert.equal((await chat('by-path')).json().choices[0].message.content, await expected.answer(dirA, messages, 12));
+    // A name in use needs load_inplace (as vLLM); a replacement that fails validation leaves the old one serving.
+    const other = join(root, 'other');
+    mkdirSync(other);
+    for (const [f, d] of Object.entries(files(dirB))) writeFileSync(join(other, f), d);
+    r = await s.app.inject({ method: 'POST', url: '/v1/load_lora_adapter', payload: { lora_name: 'by-path', lora_path: 'other' } });
+    assert.equal(r.statusCode, 409);
+    assert.equal(r.json().error.code, 'adapter_name_taken');
+    assert.match(r.json().error.message, /load_inplace/);
+    const broken = join(root, 'broken');
+    mkdirSync(broken);
+    writeFileSync(join(broken, 'adapter_config.json'), '{"peft_type": "LORA", "r": 4, "target_modules": ["nope"]}');
+    writeFileSync(join(broken, 'adapter_model.safetensors'), files(dirB)['adapter_model.safetensors']);
+    r = await s.app.inject({
+      method: 'POST',
+      url: '/v1/load_lora_adapter',
+      payload: { lora_name: 'by-path', lora_path: 'broken', load_inplace: true },
+    });
+    assert.equal(r.statusCode, 422, r.body);
+    assert.equal((await chat('by-path')).json().choices[0].message.content, await expected.answer(dirA, messages, 12));
+    r = await s.app.inject({
+      method: 'POST',
+      url: '/v1/load_lora_adapter',
+      payload: { lora_name: 'by-path', lora_path: 'other', load_inplace: true },
+    });
+    assert.equal(r.statusCode, 200, r.body);
+    assert.equal((await chat('by-path')).json().choices[0].message.content, await expected.answer(dirB, messages, 12));
+    r = await s.app.inject({ method: 'POST', url: '/v1/unload_lora_adapter', payload: { lora_name: 'by-path', lora_int_id: 3 } });
+    assert.equal(r.statusCode, 400, 'a field the server does not implement is refused, not ignored');
+    assert.match(r.json().error.message, /lora_int_id is not a known field/);
     r = await s.app.inject({ method: 'POST', url: '/v1/load_lora_adapter', payload: { lora_name: 'escape', lora_path: '../../etc' } });
     assert.equal(r.statusCode, 403);
     assert.equal(r.json().error.code, 'path_outside_root');

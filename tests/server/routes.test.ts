@@ -107,11 +107,29 @@ describe('routes', () => {
     ['temperature out of range', () => post('/v1/chat/completions', chatBody({ temperature: 3 })), 400, 'invalid_request', 'temperature'],
     ['n over --max-n', () => post('/v1/chat/completions', chatBody({ n: 9 })), 400, 'unsupported_parameter', 'n'],
     [
-      'structured output',
-      () => post('/v1/chat/completions', chatBody({ response_format: { type: 'json_object' } })),
+      'a response_format schema keyword the grammar cannot enforce',
+      () =>
+        post(
+          '/v1/chat/completions',
+          chatBody({ response_format: { type: 'json_schema', json_schema: { name: 'x', schema: { not: {} } } } }),
+        ),
       400,
-      'unsupported_parameter',
+      'unsupported_json_schema',
       'response_format',
+    ],
+    [
+      'a field the server does not implement (tools) is refused, never ignored',
+      () => post('/v1/chat/completions', chatBody({ tools: [{ type: 'function', function: { name: 'f' } }] })),
+      400,
+      'invalid_request',
+      'tools',
+    ],
+    [
+      'an unknown completions field',
+      () => post('/v1/completions', { model: 'tiny-llama', prompt: 'x', logit_bias: { 5: 1 } }),
+      400,
+      'invalid_request',
+      'logit_bias',
     ],
     ['best_of', () => post('/v1/completions', { model: 'tiny-llama', prompt: 'x', best_of: 3 }), 400, 'unsupported_parameter', 'best_of'],
     [

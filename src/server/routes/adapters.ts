@@ -206,8 +206,12 @@ export const adapterRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const { lora_name: name, lora_path: path } = request.body as { lora_name: string; lora_path: string };
-      await adapters.register(request.caller, name, path);
+      const {
+        lora_name: name,
+        lora_path: path,
+        load_inplace,
+      } = request.body as { lora_name: string; lora_path: string; load_inplace?: boolean };
+      await adapters.register(request.caller, name, path, load_inplace ?? false);
       return reply.type('text/plain').send(`Success: LoRA adapter '${name}' added successfully.`);
     },
   );

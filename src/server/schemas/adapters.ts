@@ -34,7 +34,7 @@ export const AdapterDeleted = Type.Object(
 
 export const AdapterMixRequest = Type.Object(
   { adapters: Type.Array(Type.Ref('AdapterMixMember'), { minItems: 1, description: 'The adapters and weights the mix stands for.' }) },
-  { description: 'A named weighted mix: served as y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x; no weights are written.' },
+  { description: 'A named weighted mix: served as y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x; no weights are written.', additionalProperties: false },
 );
 export const AdapterMix = Type.Object(
   {
@@ -64,11 +64,15 @@ export const LoadLoraAdapterRequest = Type.Object(
   {
     lora_name: AdapterName,
     lora_path: Type.String({ description: "Folder under the server's --lora-root." }),
-    load_inplace: Type.Optional(Type.Boolean()),
+    load_inplace: Type.Optional(
+      Type.Boolean({
+        description: 'Replace an adapter already loaded under this name (otherwise 409); the old one serves until the new one validates.',
+      }),
+    ),
   },
-  { $id: 'LoadLoraAdapterRequest' },
+  { $id: 'LoadLoraAdapterRequest', additionalProperties: false },
 );
 export const UnloadLoraAdapterRequest = Type.Object(
-  { lora_name: Type.String(), lora_int_id: Type.Optional(Type.Integer()) },
-  { $id: 'UnloadLoraAdapterRequest' },
+  { lora_name: Type.String() },
+  { $id: 'UnloadLoraAdapterRequest', additionalProperties: false },
 );

@@ -43,10 +43,24 @@ const SamplingFields = {
   response_format: Type.Optional(
     Nullable(
       Type.Object(
-        { type: Type.String() },
         {
-          additionalProperties: true,
-          description: 'Only `{"type": "text"}`: structured output (json_object, json_schema) is not offered yet (400).',
+          type: Type.Union([Type.Literal('text'), Type.Literal('json_object'), Type.Literal('json_schema')]),
+          json_schema: Type.Optional(
+            Type.Object(
+              {
+                name: Type.String({ pattern: '^[a-zA-Z0-9_-]{1,64}$' }),
+                description: Type.Optional(Type.String()),
+                schema: Type.Optional(Type.Object({}, { additionalProperties: true, description: 'A JSON Schema.' })),
+                strict: Type.Optional(Nullable(Type.Boolean())),
+              },
+              { additionalProperties: false },
+            ),
+          ),
+        },
+        {
+          additionalProperties: false,
+          description:
+            'Structured output, enforced token by token by a grammar (XGrammar): `json_object` (any JSON object) or `json_schema` (that schema; strict or not, the output always follows it). Schema keywords the grammar cannot enforce get a 400 naming them.',
         },
       ),
     ),
@@ -59,11 +73,11 @@ const SamplingFields = {
   ),
   best_of: Type.Optional(Nullable(Type.Integer({ minimum: 1, description: 'Not supported above 1 (400).' }))),
   stream: Type.Optional(Nullable(Type.Boolean())),
-  stream_options: Type.Optional(Nullable(Type.Object({ include_usage: Type.Optional(Type.Boolean()) }))),
+  stream_options: Type.Optional(Nullable(Type.Object({ include_usage: Type.Optional(Type.Boolean()) }, { additionalProperties: false }))),
   ignore_eos: Type.Optional(
     Nullable(Type.Boolean({ description: 'vLLM extension: generate through end-of-sequence tokens until max_tokens.' })),
   ),
-  user: Type.Optional(Type.String()),
+  user: Type.Optional(Type.String({ description: "An end-user id (OpenAI's field): recorded in the request log with the model." })),
 };
 
 export const ChatMessage = Type.Object(
@@ -73,9 +87,9 @@ export const ChatMessage = Type.Object(
       Type.String(),
       Type.Array(Type.Object({ type: Type.Literal('text'), text: Type.String() }), { description: 'Text parts only.' }),
     ]),
-    name: Type.Optional(Type.String()),
+    name: Type.Optional(Type.String({ description: "A participant's name, passed to the chat template (as vLLM does)." })),
   },
-  { $id: 'ChatMessage' },
+  { $id: 'ChatMessage', additionalProperties: false },
 );
 
 export const ChatCompletionRequest = Type.Object(
@@ -93,7 +107,7 @@ export const ChatCompletionRequest = Type.Object(
       Nullable(Type.Integer({ minimum: 0, maximum: 20, description: 'With `logprobs`: this many most likely alternatives per token.' })),
     ),
   },
-  { $id: 'ChatCompletionRequest' },
+  { $id: 'ChatCompletionRequest', additionalProperties: false },
 );
 export type ChatCompletionRequest = Static<typeof ChatCompletionRequest> & { messages: Array<Static<typeof ChatMessage>> };
 
@@ -123,7 +137,7 @@ export const CompletionRequest = Type.Object(
       ),
     ),
   },
-  { $id: 'CompletionRequest' },
+  { $id: 'CompletionRequest', additionalProperties: false },
 );
 export type CompletionRequest = Static<typeof CompletionRequest>;
 
