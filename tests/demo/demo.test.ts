@@ -145,7 +145,10 @@ describe('embedded demo: the figures of issue 13 (greedy, as scripts/demo-eval.t
     it(`${domain}: held-out questions (valid.jsonl, at least 40, never trained on) get the key fact at the measured level`, () => {
       const r = report.domains[domain];
       assert.ok(r.heldOut.total >= 40, `${r.heldOut.total} held-out questions`);
-      assert.ok(r.heldOut.share >= HELD_OUT_MIN, `${r.heldOut.hits}/${r.heldOut.total}; misses: ${JSON.stringify(r.heldOutMisses.slice(0, 5))}`);
+      assert.ok(
+        r.heldOut.share >= HELD_OUT_MIN,
+        `${r.heldOut.hits}/${r.heldOut.total}; misses: ${JSON.stringify(r.heldOutMisses.slice(0, 5))}`,
+      );
       const trained = new Set(domainQuestions(root, domain, 'data.jsonl').map((q) => q.instruction));
       assert.ok(
         !domainQuestions(root, domain, 'valid.jsonl').some((q) => trained.has(q.instruction)),
