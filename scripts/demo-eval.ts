@@ -1,5 +1,5 @@
 /**
- * `node --import tsx scripts/demo-eval.ts` (run at the end of `npm run demo:adapters` too): measures
+ * `npm run demo:eval` (run at the end of `npm run demo:adapters` too): measures
  * the committed demo's figures with src/testing/demo-eval.ts, prints them, writes them to
  * adapters/demo-eval.json and into the evaluation section of each adapter's README.
  */
@@ -33,7 +33,7 @@ export async function runDemoEval(root: string): Promise<DemoEvalReport> {
     const section = `${START}
 ## Evaluation
 
-Measured by \`scripts/demo-eval.ts\` (also run by \`npm run demo:adapters\`) on the committed model
+Measured by \`npm run demo:eval\` (scripts/demo-eval.ts, also run by \`npm run demo:adapters\`) on the committed model
 and adapters, greedy, up to ${report.maxTokens} tokens; details in ../demo-eval.json.
 
 | | |
