@@ -74,7 +74,7 @@ export async function quantizedWeights(
 
 /**
  * Quantizes one weight at a time straight into the file, so memory holds one layer's tensors, not
- * the model's. The header goes first with a placeholder checksum of the same length and is
+ * the model's. The header goes first with an all-zero checksum of the same length and is
  * rewritten in place once the data is hashed; the temp file is renamed only after that.
  */
 async function writeEntry(file: string, key: string, store: WeightStore, linears: LinearModule[], settings: QuantSettings): Promise<void> {

@@ -1,4 +1,7 @@
+import assert from 'node:assert/strict';
 import type { Engine } from '../../src/engine/index.js';
+import type { TinyModel } from '../../src/testing/index.js';
+import { referenceLogits, relError, type RefAdapters } from './reference.js';
 import { singleSlot, type AdapterMix } from '../../src/lora/index.js';
 import { KvCache } from '../../src/engine/kv-cache.js';
 import { decodeInputs, prefillInputs } from '../../src/engine/step-inputs.js';
@@ -51,4 +54,26 @@ export async function decode(engine: Engine, state: Awaited<ReturnType<typeof pr
   );
   const V = out.logits.length / tokens.length;
   return { logits: tokens.map((_, r) => out.logits.slice(r * V, (r + 1) * V)), state };
+}
+
+/**
+ * Prefills `prompts` as one batch (row r with `rows[r]`), decodes `next[r]` once, and asserts each
+ * row's logits equal the float64 reference with `refs[r]` at both steps. Returns the batch's logits.
+ */
+export async function assertBatchMatchesReference(
+  engine: Engine,
+  tiny: TinyModel,
+  batchRows: { prompts: number[][]; rows: Array<number | AdapterMix>; refs: RefAdapters[]; next: number[] },
+  tol: number,
+): Promise<{ prefill: Float32Array[]; decode: Float32Array[] }> {
+  const { prompts, rows, refs, next } = batchRows;
+  const batch = await prefill(engine, prompts, rows);
+  const stepped = await decode(engine, batch.state, next);
+  for (let r = 0; r < prompts.length; r++) {
+    const ref = referenceLogits(tiny, [...prompts[r]!, next[r]!], refs[r]);
+    const atPrefill = relError(batch.logits[r]!, ref[prompts[r]!.length - 1]!);
+    assert.ok(atPrefill < tol, `row ${r} prefill: ${atPrefill}`);
+    assert.ok(relError(stepped.logits[r]!, ref[prompts[r]!.length]!) < tol, `row ${r} decode`);
+  }
+  return { prefill: batch.logits, decode: stepped.logits };
 }

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { Engine } from '../../src/engine/index.js';
 import { mergeAdapter } from '../../src/lora/index.js';
 import { writeRandomModel, type TinyModel } from '../../src/testing/index.js';
-import { referenceLogits, relError, type RefLora } from '../helpers/reference.js';
+import { relError, type RefLora } from '../helpers/reference.js';
 import { readAdapter, tempDir, writeRandomAdapter } from '../helpers/adapters.js';
-import { decode, prefill } from '../helpers/drive.js';
+import { assertBatchMatchesReference, prefill } from '../helpers/drive.js';
 
 const TOL = 1e-4;
 
@@ -65,19 +65,9 @@ describe('weighted adapter mixes in the shared batch', () => {
       [9, 9, 9, 9, 9],
       [120, 121],
     ];
-    const batch = await prefill(engine, prompts, rows);
-    const next = [20, 21, 22, 23, 24];
-    const stepped = await decode(engine, batch.state, next);
-    for (let r = 0; r < prompts.length; r++) {
-      const ref = referenceLogits(tiny, [...prompts[r]!, next[r]!], refs[r]);
-      assert.ok(
-        relError(batch.logits[r]!, ref[prompts[r]!.length - 1]!) < TOL,
-        `row ${r} prefill: ${relError(batch.logits[r]!, ref[prompts[r]!.length - 1]!)}`,
-      );
-      assert.ok(relError(stepped.logits[r]!, ref[prompts[r]!.length]!) < TOL, `row ${r} decode`);
-    }
+    const batch = await assertBatchMatchesReference(engine, tiny, { prompts, rows, refs, next: [20, 21, 22, 23, 24] }, TOL);
     // The mix is neither of its parts: it differs from adapter 1 alone on the same prompt.
-    assert.ok(relError(batch.logits[0]!, batch.logits[1]!) > 1e-3);
+    assert.ok(relError(batch.prefill[0]!, batch.prefill[1]!) > 1e-3);
   });
 
   it('weights 1 and 0 reduce a mix to its single adapter', async () => {

@@ -6,7 +6,7 @@ import { mergeAdapter } from '../../src/lora/index.js';
 import { writeRandomModel, type Family, type TinyModel } from '../../src/testing/index.js';
 import { referenceLogits, relError, type RefLora } from '../helpers/reference.js';
 import { readAdapter, tempDir, writeRandomAdapter } from '../helpers/adapters.js';
-import { decode, prefill } from '../helpers/drive.js';
+import { assertBatchMatchesReference, prefill } from '../helpers/drive.js';
 
 const TOL = 1e-4;
 
@@ -61,21 +61,11 @@ for (const c of cases) {
         [200, 7],
       ];
       const refs = [dora.ref, lora.ref, new Map<string, RefLora>(), dora.ref];
-      const batch = await prefill(engine, prompts, slots);
-      const next = [11, 12, 13, 14];
-      const stepped = await decode(engine, batch.state, next);
-      for (let r = 0; r < prompts.length; r++) {
-        const ref = referenceLogits(tiny, [...prompts[r]!, next[r]!], refs[r]);
-        assert.ok(
-          relError(batch.logits[r]!, ref[prompts[r]!.length - 1]!) < TOL,
-          `row ${r} prefill: ${relError(batch.logits[r]!, ref[prompts[r]!.length - 1]!)}`,
-        );
-        assert.ok(relError(stepped.logits[r]!, ref[prompts[r]!.length]!) < TOL, `row ${r} decode`);
-      }
+      const batch = await assertBatchMatchesReference(engine, tiny, { prompts, rows: slots, refs, next: [11, 12, 13, 14] }, TOL);
       // The magnitude matters: the same weights read as plain LoRA give other logits.
       const asLora = new Map([...dora.ref].map(([k, v]) => [k, { ...v, magnitude: undefined }]));
       const plain = referenceLogits(tiny, prompts[0]!, asLora);
-      assert.ok(relError(batch.logits[0]!, plain[prompts[0]!.length - 1]!) > 1e-3, 'DoRA differs from its LoRA part alone');
+      assert.ok(relError(batch.prefill[0]!, plain[prompts[0]!.length - 1]!) > 1e-3, 'DoRA differs from its LoRA part alone');
     });
 
     it('merge folds g ⊙ (W + s·B·A) row-wise and the merged folder serves the same logits', async () => {
