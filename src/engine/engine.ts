@@ -1,4 +1,4 @@
-import { ConfigError, EmptyPromptError, InvalidRequestError, PromptTooLongError } from '../errors.js';
+import { ConfigError, EmptyPromptError, InvalidRequestError, PromptTooLongError, UnsupportedParameterError } from '../errors.js';
 import {
   buildGraph,
   INPUT,
@@ -135,6 +135,11 @@ export class Engine {
       throw new InvalidRequestError('give either slot or adapters, not both', { param: 'adapters' });
     const adapters = req.adapters ?? singleSlot(req.slot ?? 0);
     this.checkMix(adapters);
+    // A grammar decides when the output may end; these would fight it (its mask would allow nothing).
+    if (req.constraint && (req.minTokens || req.ignoreEos)) {
+      const param = req.minTokens ? 'min_tokens' : 'ignore_eos';
+      throw new UnsupportedParameterError(`${param} cannot be combined with response_format`, { param });
+    }
     return this.scheduler.submitChoices(
       {
         promptTokens: req.promptTokens,

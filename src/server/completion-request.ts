@@ -91,14 +91,6 @@ export function generateRequest(
   if ((body.n ?? 1) > limits.maxChoices) {
     throw new UnsupportedParameterError(`n ${body.n} exceeds this server's limit of ${limits.maxChoices} choices`, { param: 'n' });
   }
-  if (body.response_format && body.response_format.type !== 'text') {
-    // A grammar decides when the output may end; these would fight it.
-    for (const field of ['min_tokens', 'ignore_eos'] as const)
-      if (body[field])
-        throw new UnsupportedParameterError(`${field} cannot be combined with response_format ${body.response_format.type}`, {
-          param: field,
-        });
-  }
   if ((body.best_of ?? 1) > 1) throw new UnsupportedParameterError('best_of is not supported; use n', { param: 'best_of' });
   if (promptTokens.length === 0)
     throw new EmptyPromptError('the prompt is empty: give it at least one token of text', { param: promptParam });

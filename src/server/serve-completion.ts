@@ -39,18 +39,20 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
   const track = serving.metrics.track(c.model.id, c.endpoint);
   const param = c.endpoint === 'chat' ? 'messages' : 'prompt';
   const logprobs = c.logprobs === null ? {} : { logprobs: c.logprobs };
-  const constraint = await serving.structuredOutput.constraint(c.body.response_format);
   const reqs = c.prompts.map((p) => ({
     ...generateRequest(c.body, p.tokens, serving.config, param, serving.samplingDefaults),
     ...logprobs,
     promptLogprobs: c.logprobs !== null && p.echo !== undefined,
-    ...(constraint ? { constraint } : {}),
   }));
+  // Compiled after the cheap checks above, so a request they refuse never pays for a grammar.
+  const constraint = await serving.structuredOutput.constraint(c.body.response_format);
   const limit = requestLimit(serving, reply);
   const choices: Choice[] = [];
   try {
     for (const [i, req] of reqs.entries()) {
-      for (const gen of await serving.startChoices(c.model, req, c.body.n ?? 1, limit.signal)) choices.push({ prompt: c.prompts[i]!, gen });
+      const constrained = constraint ? { ...req, constraint } : req;
+      for (const gen of await serving.startChoices(c.model, constrained, c.body.n ?? 1, limit.signal))
+        choices.push({ prompt: c.prompts[i]!, gen });
     }
   } catch (err) {
     for (const ch of choices) ch.gen.cancel();
