@@ -4,8 +4,11 @@
  * r=16 α=32 on q/k/v/o, legal r=32 α=64 on q/k/v/o. Epochs and learning rates are set for a model
  * this small; a share of the base model's chat data is replayed so that greetings keep their answers.
  * Then scripts/demo-eval.ts measures the demo and writes the figures into each adapter's README.
+ * Domain names as arguments train only those; `--no-eval` skips the measurement.
  */
+import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { train, TRAIN_DEFAULTS } from '../src/train/index.js';
@@ -28,19 +31,19 @@ export const DOMAINS = {
     title: '고객 서비스 (customer service)',
     seed: { r: 8, alpha: 16, dropout: 0.05, target: ['q_proj', 'v_proj'], lr: 2e-4, epochs: 3 },
     lr: 7e-3,
-    epochs: 45,
+    epochs: 20,
   },
   medical: {
     title: '의료 상담 (medical)',
     seed: { r: 16, alpha: 32, dropout: 0.1, target: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], lr: 1e-4, epochs: 5 },
     lr: 5e-3,
-    epochs: 45,
+    epochs: 20,
   },
   legal: {
     title: '법률 자문 (legal)',
     seed: { r: 32, alpha: 64, dropout: 0.1, target: ['q_proj', 'k_proj', 'v_proj', 'o_proj'], lr: 5e-5, epochs: 10 },
     lr: 3.5e-3,
-    epochs: 45,
+    epochs: 20,
   },
 } as const;
 
@@ -51,9 +54,9 @@ const BATCH = 8;
  * questions answered after 40 epochs).
  */
 const MLP = ['gate_proj', 'up_proj', 'down_proj'];
-const seconds: Record<string, number> = {};
-for (const [name, d] of Object.entries(DOMAINS)) {
-  if (only.length && !only.includes(name)) continue;
+
+async function trainDomain(name: keyof typeof DOMAINS): Promise<void> {
+  const d = DOMAINS[name];
   const dir = join(root, 'adapters', name);
   const result = await train({
     ...TRAIN_DEFAULTS,
@@ -76,9 +79,8 @@ for (const [name, d] of Object.entries(DOMAINS)) {
     seed: 7,
     maxSeq: 128,
   });
-  seconds[name] = result.seconds;
-  const train_ = domainQuestions(root, name as keyof typeof DOMAINS, 'data.jsonl');
-  const valid = domainQuestions(root, name as keyof typeof DOMAINS, 'valid.jsonl');
+  const train_ = domainQuestions(root, name, 'data.jsonl');
+  const valid = domainQuestions(root, name, 'valid.jsonl');
   const last = result.trainLoss.at(-1)!;
   writeFileSync(
     join(dir, 'README.md'),
@@ -106,5 +108,25 @@ validation loss ${result.valLoss.at(-1)?.loss.toFixed(3)}. See train-log.json an
   );
   process.stderr.write(`demo:adapters: ${name}: ${result.steps} steps in ${result.seconds.toFixed(0)} s\n`);
 }
-process.stderr.write(`demo:adapters: training seconds ${JSON.stringify(seconds)}\n`);
-await runDemoEval(root);
+
+/** This script again, training one domain, in a process of its own. */
+function trainInChild(name: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), name, '--no-eval'], { stdio: 'inherit' });
+    child.on('error', reject);
+    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`demo:adapters: training ${name} exited with ${code}`))));
+  });
+}
+
+const names = (Object.keys(DOMAINS) as Array<keyof typeof DOMAINS>).filter((n) => !only.length || only.includes(n));
+if (names.length === 1) {
+  await trainDomain(names[0]!);
+} else {
+  // The wasm backend trains on one thread, so the domains train side by side, one process per core.
+  const queue = [...names];
+  const worker = async () => {
+    for (let name = queue.shift(); name; name = queue.shift()) await trainInChild(name);
+  };
+  await Promise.all(Array.from({ length: Math.min(availableParallelism(), names.length) }, worker));
+}
+if (!process.argv.includes('--no-eval')) await runDemoEval(root);

@@ -1,9 +1,11 @@
 /**
- * Training data as JSONL, in the seed tutorial's two formats:
+ * Training data as JSONL, in the seed tutorial's two formats and plain text:
  *   instruction (Alpaca): {"instruction": "...", "input": "...", "output": "..."}
  *   chat:                 {"messages": [{"role": "user", "content": "..."}, {"role": "assistant", ...}]}
- * Each example is rendered with the model's chat template; the loss covers the assistant turns
- * (and their end-of-turn token) only. A bad line is reported by its number.
+ *   text:                 {"text": "..."}
+ * A conversation is rendered with the model's chat template and the loss covers the assistant turns
+ * (and their end-of-turn token) only; a text row is language modelling, every token a target (the
+ * datasets convention TRL's SFTTrainer follows for a "text" field). A bad line is reported by its number.
  */
 import { readFileSync } from 'node:fs';
 import { DatasetError } from '../errors.js';
@@ -19,7 +21,9 @@ export interface Example {
 
 const ROLES = new Set(['system', 'user', 'assistant']);
 
-export function parseLine(line: string, where: string): ChatMessage[] {
+export type TrainingRow = { messages: ChatMessage[] } | { text: string };
+
+export function parseLine(line: string, where: string): TrainingRow {
   let row: unknown;
   try {
     row = JSON.parse(line);
@@ -37,17 +41,23 @@ export function parseLine(line: string, where: string): ChatMessage[] {
       return { role: msg.role, content: msg.content };
     });
     if (!messages.some((m) => m.role === 'assistant')) throw new DatasetError(`${where}: no assistant message to learn from`);
-    return messages;
+    return { messages };
   }
   if (typeof r.instruction === 'string' && typeof r.output === 'string') {
     if (r.input !== undefined && typeof r.input !== 'string') throw new DatasetError(`${where}: "input" must be a string`);
     const user = r.input ? `${r.instruction}\n\n${r.input}` : r.instruction;
-    return [
-      { role: 'user', content: user },
-      { role: 'assistant', content: r.output },
-    ];
+    return {
+      messages: [
+        { role: 'user', content: user },
+        { role: 'assistant', content: r.output },
+      ],
+    };
   }
-  throw new DatasetError(`${where}: expected "messages" (chat) or "instruction" and "output" (Alpaca)`);
+  if (typeof r.text === 'string') {
+    if (!r.text) throw new DatasetError(`${where}: "text" is empty`);
+    return { text: r.text };
+  }
+  throw new DatasetError(`${where}: expected "messages" (chat), "instruction" and "output" (Alpaca) or "text"`);
 }
 
 /** Tokens of a conversation and the mask of its assistant tokens. */
@@ -64,6 +74,16 @@ export function encodeConversation(tokenizer: Tokenizer, messages: ChatMessage[]
   return { tokens: full, lossMask: mask };
 }
 
+/** A text row's tokens as a raw prompt reads (BOS where the tokenizer adds one), ended by EOS; every token after the first is a target. */
+export function encodeText(tokenizer: Tokenizer, text: string, maxTokens: number, where: string): Omit<Example, 'line'> {
+  const eos = tokenizer.eosTokenId;
+  const tokens = [...tokenizer.encodePrompt(text), ...(eos === null ? [] : [eos])];
+  if (tokens.length > maxTokens) throw new DatasetError(`${where}: ${tokens.length} tokens, longer than --max-seq ${maxTokens}`);
+  const lossMask = new Uint8Array(tokens.length).fill(1);
+  lossMask[0] = 0;
+  return { tokens, lossMask };
+}
+
 export function loadDataset(path: string, tokenizer: Tokenizer, maxTokens: number): Example[] {
   let text: string;
   try {
@@ -75,7 +95,10 @@ export function loadDataset(path: string, tokenizer: Tokenizer, maxTokens: numbe
   text.split('\n').forEach((line, i) => {
     if (!line.trim()) return;
     const where = `${path}:${i + 1}`;
-    examples.push({ line: i + 1, ...encodeConversation(tokenizer, parseLine(line, where), maxTokens, where) });
+    const row = parseLine(line, where);
+    const encoded =
+      'text' in row ? encodeText(tokenizer, row.text, maxTokens, where) : encodeConversation(tokenizer, row.messages, maxTokens, where);
+    examples.push({ line: i + 1, ...encoded });
   });
   if (examples.length === 0) throw new DatasetError(`${path} holds no examples`);
   return examples;

@@ -19,13 +19,17 @@ import { relError } from '../helpers/reference.js';
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const DOMAINS = ['customer_service', 'medical', 'legal'] as const;
 const BASE = 'loraserve-demo';
-/** Least share of greeting/capability prompts an adapter must answer as the base model does. */
-const GENERAL_MIN = 0.9;
-/**
- * Least share of a domain's held-out questions answered with the key fact. Issue 13 asks for 0.8;
- * the committed demo does not reach it (README, Limitations), so this guards the level it measures.
+/*
+ * Issue 13 asks for 80% of held-out questions; the committed demo measures 80%, 88% and 97%, and
+ * greetings through its adapters 91–95% (the base model itself 92%). Greedy answers are argmaxes, so
+ * another CPU's kernels may flip a near tie: the floors sit a few questions under the measured figures.
  */
-const HELD_OUT_MIN = 0.4;
+/** Least share of greeting/capability prompts an adapter must answer as the base model does. */
+const GENERAL_MIN = 0.85;
+/** Least share of a domain's held-out questions answered with the key fact. */
+const HELD_OUT_MIN = 0.75;
+/** A question with its spacing and punctuation dropped: near-copies compare equal. */
+const bare = (q: string) => q.replace(/[\s?.!,~]/g, '');
 
 /** Four trained questions per domain, one per fact (every line of data.jsonl trains). */
 function questions(domain: (typeof DOMAINS)[number]): DomainQuestion[] {
@@ -149,11 +153,15 @@ describe('embedded demo: the figures of issue 13 (greedy, as scripts/demo-eval.t
         r.heldOut.share >= HELD_OUT_MIN,
         `${r.heldOut.hits}/${r.heldOut.total}; misses: ${JSON.stringify(r.heldOutMisses.slice(0, 5))}`,
       );
-      const trained = new Set(domainQuestions(root, domain, 'data.jsonl').map((q) => q.instruction));
-      assert.ok(
-        !domainQuestions(root, domain, 'valid.jsonl').some((q) => trained.has(q.instruction)),
-        'no held-out question is a training line',
-      );
+      const read = new Set([
+        ...domainQuestions(root, domain, 'data.jsonl').map((q) => bare(q.instruction)),
+        ...readFileSync(join(root, 'data/base-domain-questions.jsonl'), 'utf8')
+          .split('\n')
+          .filter(Boolean)
+          .map((l) => bare(JSON.parse(l).text)),
+      ]);
+      const seen = domainQuestions(root, domain, 'valid.jsonl').filter((q) => read.has(bare(q.instruction)));
+      assert.deepEqual(seen, [], 'no held-out question was trained on, by the adapter or the base model');
     });
   }
 

@@ -273,9 +273,13 @@ describe('loraserve train (TensorFlow.js)', () => {
     const bad = join(root, 'bad.jsonl');
     const cases: Array<[string, RegExp]> = [
       ['{"instruction": "x", "output": "y"}\n{oops', /bad\.jsonl:2: not valid JSON/],
-      ['{"instruction": "x", "output": "y"}\n\n{"question": "x"}', /bad\.jsonl:3: expected "messages"/],
+      [
+        '{"instruction": "x", "output": "y"}\n\n{"question": "x"}',
+        /bad\.jsonl:3: expected "messages" \(chat\), "instruction" and "output" \(Alpaca\) or "text"/,
+      ],
       ['{"messages": [{"role": "user", "content": "hi"}]}', /bad\.jsonl:1: no assistant message/],
       ['{"messages": [{"role": "wizard", "content": "hi"}]}', /bad\.jsonl:1: messages\[0\] needs a role/],
+      ['{"text": ""}', /bad\.jsonl:1: "text" is empty/],
     ];
     for (const [text, message] of cases) {
       writeFileSync(bad, text);
@@ -295,5 +299,14 @@ describe('loraserve train (TensorFlow.js)', () => {
     const [ex] = loadDataset(dataPath, tokenizer, 256);
     const masked = ex!.tokens.filter((_, i) => ex!.lossMask[i]);
     assert.equal(tokenizer.decode(masked).trim(), FIVE[0]!.output);
+  });
+
+  it('a text row is language modelling: every token after the first is a target, and EOS ends it', async () => {
+    const tokenizer = await Tokenizer.load(modelDir);
+    const path = join(root, 'text.jsonl');
+    writeFileSync(path, JSON.stringify({ text: '환불 정책은 어떻게 되나요?' }));
+    const [ex] = loadDataset(path, tokenizer, 256);
+    assert.deepEqual(ex!.tokens, [...tokenizer.encodePrompt('환불 정책은 어떻게 되나요?'), tokenizer.eosTokenId]);
+    assert.deepEqual([...ex!.lossMask], [0, ...ex!.tokens.slice(1).map(() => 1)]);
   });
 });
