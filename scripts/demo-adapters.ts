@@ -6,7 +6,7 @@
  * Then scripts/demo-eval.ts measures the demo and writes the figures into each adapter's README.
  * Domain names as arguments train only those; `--no-eval` skips the measurement.
  */
-import { spawn } from 'node:child_process';
+import { type ChildProcess, spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
@@ -46,6 +46,7 @@ export const DOMAINS = {
     epochs: 20,
   },
 } as const;
+type Domain = keyof typeof DOMAINS;
 
 const BATCH = 8;
 /**
@@ -55,7 +56,7 @@ const BATCH = 8;
  */
 const MLP = ['gate_proj', 'up_proj', 'down_proj'];
 
-async function trainDomain(name: keyof typeof DOMAINS): Promise<void> {
+async function trainDomain(name: Domain): Promise<void> {
   const d = DOMAINS[name];
   const dir = join(root, 'adapters', name);
   const result = await train({
@@ -88,7 +89,7 @@ async function trainDomain(name: keyof typeof DOMAINS): Promise<void> {
 
 A LoRA adapter for models/loraserve-demo, trained by \`npm run demo:adapters\` on data.jsonl
 (${train_.length} questions in Korean: ${new Set(train_.map((q) => q.key)).size} facts, the seed tutorial's among them, each asked
-in ${Math.round(train_.length / new Set(train_.map((q) => q.key)).size)} phrasings). valid.jsonl holds ${valid.length} other phrasings of the same facts, never trained on:
+in about ${Math.round(train_.length / new Set(train_.map((q) => q.key)).size)} phrasings). valid.jsonl holds ${valid.length} other phrasings of the same facts, never trained on:
 they give the validation loss and the held-out figure below.
 
 | setting | seed tutorial (section 10) | used here |
@@ -102,23 +103,32 @@ they give the validation loss and the held-out figure below.
 Batch ${BATCH}, AdamW, gradient norm clipped to 1, cosine schedule with 5% warm-up, seed 7. Each epoch is data.jsonl plus a fresh
 draw from data/base-chat.jsonl making up ${REPLAY_SHARE * 100}% of the epoch (replay: the adapter keeps the base
 model's greetings and self-description). Backend: ${result.backend}; ${result.steps} steps in ${result.seconds.toFixed(0)} s
-on a 2-core box shared with other work (wall time, so an upper bound). Final train loss ${last.loss.toFixed(3)},
+on a 2-core box, the domains training side by side (wall time, so an upper bound). Final train loss ${last.loss.toFixed(3)},
 validation loss ${result.valLoss.at(-1)?.loss.toFixed(3)}. See train-log.json and loss-plot.svg.
 `,
   );
   process.stderr.write(`demo:adapters: ${name}: ${result.steps} steps in ${result.seconds.toFixed(0)} s\n`);
 }
 
+const children = new Set<ChildProcess>();
+
 /** This script again, training one domain, in a process of its own. */
-function trainInChild(name: string): Promise<void> {
+function trainInChild(name: Domain): Promise<void> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [...process.execArgv, fileURLToPath(import.meta.url), name, '--no-eval'], { stdio: 'inherit' });
+    children.add(child);
     child.on('error', reject);
-    child.on('exit', (code) => (code === 0 ? resolve() : reject(new Error(`demo:adapters: training ${name} exited with ${code}`))));
+    child.on('exit', (code, signal) => {
+      children.delete(child);
+      if (code === 0) resolve();
+      else reject(new Error(`demo:adapters: training ${name} ended with ${signal ?? `exit code ${code}`}`));
+    });
   });
 }
 
-const names = (Object.keys(DOMAINS) as Array<keyof typeof DOMAINS>).filter((n) => !only.length || only.includes(n));
+const unknown = only.filter((n) => !(n in DOMAINS));
+if (unknown.length) throw new Error(`demo:adapters: no demo domain ${unknown.join(', ')} (domains: ${Object.keys(DOMAINS).join(', ')})`);
+const names = (Object.keys(DOMAINS) as Domain[]).filter((n) => !only.length || only.includes(n));
 if (names.length === 1) {
   await trainDomain(names[0]!);
 } else {
@@ -127,6 +137,13 @@ if (names.length === 1) {
   const worker = async () => {
     for (let name = queue.shift(); name; name = queue.shift()) await trainInChild(name);
   };
-  await Promise.all(Array.from({ length: Math.min(availableParallelism(), names.length) }, worker));
+  try {
+    await Promise.all(Array.from({ length: Math.min(availableParallelism(), names.length) }, worker));
+  } catch (err) {
+    // One domain failed: stop the others rather than leave them writing adapters on their own.
+    queue.length = 0;
+    for (const child of children) child.kill();
+    throw err;
+  }
 }
 if (!process.argv.includes('--no-eval')) await runDemoEval(root);

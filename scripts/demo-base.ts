@@ -59,10 +59,13 @@ for (const file of sources) {
     .forEach((line, i) => {
       if (!line.trim()) return;
       const row = parseLine(line, `${file}:${i + 1}`);
-      if ('text' in row) return void texts.push(row.text);
-      for (const m of row.messages) {
-        texts.push(m.content, m.role);
-        if (file.startsWith('adapters/') && m.role === 'user') questions.push(m.content);
+      if ('text' in row) {
+        texts.push(row.text);
+      } else {
+        for (const m of row.messages) {
+          texts.push(m.content, m.role);
+          if (file.startsWith('adapters/') && m.role === 'user') questions.push(m.content);
+        }
       }
     });
 }
@@ -117,7 +120,7 @@ A small Llama-architecture chat model produced by \`npm run demo:base\` from thi
 
 - tokenizer: byte-level BPE, ${merges.length} merges trained on the project's texts, ChatML specials, chat template in tokenizer_config.json
 - architecture: ${s.layers} layers, hidden ${s.hidden}, ${s.heads} heads / ${s.kvHeads} KV heads (GQA), SiLU MLP ${s.intermediate}, RoPE, tied embeddings
-- training: full fine-tune from a seeded random init on data/base-chat.jsonl (${s.epochs} epochs, AdamW lr ${s.learningRate}, cosine, batch ${s.batchSize}, weight decay ${s.weightDecay}, seed ${s.seed})
+- training: full fine-tune from a seeded random init on data/base-chat.jsonl and, as plain text, data/base-domain-questions.jsonl (the train loss averages both; validation is base-chat's) (${s.epochs} epochs, AdamW lr ${s.learningRate}, cosine, batch ${s.batchSize}, weight decay ${s.weightDecay}, seed ${s.seed})
 - backend: ${result.backend}; ${result.steps} steps in ${result.seconds.toFixed(0)} s; final train loss ${result.trainLoss.at(-1)?.loss.toFixed(3)}, validation ${result.valLoss.at(-1)?.loss.toFixed(3)}
 
 It knows greetings, what it can do, and how to decline politely. It knows nothing of the demo

@@ -20,16 +20,24 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const DOMAINS = ['customer_service', 'medical', 'legal'] as const;
 const BASE = 'loraserve-demo';
 /*
- * Issue 13 asks for 80% of held-out questions; the committed demo measures 80%, 88% and 97%, and
- * greetings through its adapters 91–95% (the base model itself 92%). Greedy answers are argmaxes, so
- * another CPU's kernels may flip a near tie: the floors sit a few questions under the measured figures.
+ * Issue 13 asks for 80% of held-out questions; the committed demo measures 88%, 80% and 97%
+ * (customer_service, medical, legal), and greetings through its adapters 91–95% (the base model
+ * itself 92%). Greedy answers are argmaxes and another CPU's kernels may flip a near tie, so these
+ * floors sit a few questions under the measured figures: they guard against regressions, while
+ * scripts/demo-eval.ts reports the figures themselves (medical sits exactly on the target).
  */
 /** Least share of greeting/capability prompts an adapter must answer as the base model does. */
 const GENERAL_MIN = 0.85;
 /** Least share of a domain's held-out questions answered with the key fact. */
 const HELD_OUT_MIN = 0.75;
-/** A question with its spacing and punctuation dropped: near-copies compare equal. */
-const bare = (q: string) => q.replace(/[\s?.!,~]/g, '');
+/** A question without its spacing, punctuation and symbols: near-copies compare equal. */
+const bare = (q: string) => q.replace(/[\s\p{P}\p{S}]/gu, '');
+/** What the base model read as text (scripts/demo-base.ts writes it from the adapters' data.jsonl). */
+const baseQuestions = () =>
+  readFileSync(join(root, 'data/base-domain-questions.jsonl'), 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l).text as string);
 
 /** Four trained questions per domain, one per fact (every line of data.jsonl trains). */
 function questions(domain: (typeof DOMAINS)[number]): DomainQuestion[] {
@@ -153,17 +161,16 @@ describe('embedded demo: the figures of issue 13 (greedy, as scripts/demo-eval.t
         r.heldOut.share >= HELD_OUT_MIN,
         `${r.heldOut.hits}/${r.heldOut.total}; misses: ${JSON.stringify(r.heldOutMisses.slice(0, 5))}`,
       );
-      const read = new Set([
-        ...domainQuestions(root, domain, 'data.jsonl').map((q) => bare(q.instruction)),
-        ...readFileSync(join(root, 'data/base-domain-questions.jsonl'), 'utf8')
-          .split('\n')
-          .filter(Boolean)
-          .map((l) => bare(JSON.parse(l).text)),
-      ]);
-      const seen = domainQuestions(root, domain, 'valid.jsonl').filter((q) => read.has(bare(q.instruction)));
-      assert.deepEqual(seen, [], 'no held-out question was trained on, by the adapter or the base model');
+      const trained = new Set(domainQuestions(root, domain, 'data.jsonl').map((q) => bare(q.instruction)));
+      const seen = domainQuestions(root, domain, 'valid.jsonl').filter((q) => trained.has(bare(q.instruction)));
+      assert.deepEqual(seen, [], 'no held-out question is (a near-copy of) a training line');
     });
   }
+
+  it("the base model read exactly the adapters' training questions, so no held-out one", () => {
+    const trained = DOMAINS.flatMap((d) => domainQuestions(root, d, 'data.jsonl').map((q) => q.instruction));
+    assert.deepEqual(baseQuestions(), trained);
+  });
 
   it('greetings and "what can you do" through every adapter get the base model\'s kind of answer, held-out phrasings included', () => {
     const g = report.general;
