@@ -82,14 +82,15 @@ async function trainDomain(name: Domain): Promise<void> {
   });
   const train_ = domainQuestions(root, name, 'data.jsonl');
   const valid = domainQuestions(root, name, 'valid.jsonl');
+  const facts = new Set(train_.map((q) => q.key)).size;
   const last = result.trainLoss.at(-1)!;
   writeFileSync(
     join(dir, 'README.md'),
     `# ${name}: ${d.title}
 
 A LoRA adapter for models/loraserve-demo, trained by \`npm run demo:adapters\` on data.jsonl
-(${train_.length} questions in Korean: ${new Set(train_.map((q) => q.key)).size} facts, the seed tutorial's among them, each asked
-in about ${Math.round(train_.length / new Set(train_.map((q) => q.key)).size)} phrasings). valid.jsonl holds ${valid.length} other phrasings of the same facts, never trained on:
+(${train_.length} questions in Korean: ${facts} facts, the seed tutorial's among them, each asked
+in about ${Math.round(train_.length / facts)} phrasings). valid.jsonl holds ${valid.length} other phrasings of the same facts, never trained on:
 they give the validation loss and the held-out figure below.
 
 | setting | seed tutorial (section 10) | used here |

@@ -61,7 +61,7 @@ export function parseLine(line: string, where: string): TrainingRow {
 }
 
 /** Tokens of a conversation and the mask of its assistant tokens. */
-export function encodeConversation(tokenizer: Tokenizer, messages: ChatMessage[], maxTokens: number, where: string): Omit<Example, 'line'> {
+export function encodeConversation(tokenizer: Tokenizer, messages: ChatMessage[]): Omit<Example, 'line'> {
   const full = tokenizer.encode(tokenizer.renderChat(messages, false));
   const mask = new Uint8Array(full.length);
   for (let i = 0; i < messages.length; i++) {
@@ -70,15 +70,13 @@ export function encodeConversation(tokenizer: Tokenizer, messages: ChatMessage[]
     const end = tokenizer.encode(tokenizer.renderChat(messages.slice(0, i + 1), false)).length;
     for (let t = start; t < end; t++) mask[t] = 1;
   }
-  if (full.length > maxTokens) throw new DatasetError(`${where}: ${full.length} tokens, longer than --max-seq ${maxTokens}`);
   return { tokens: full, lossMask: mask };
 }
 
 /** A text row's tokens as a raw prompt reads (BOS where the tokenizer adds one), ended by EOS; every token after the first is a target. */
-export function encodeText(tokenizer: Tokenizer, text: string, maxTokens: number, where: string): Omit<Example, 'line'> {
+function encodeText(tokenizer: Tokenizer, text: string): Omit<Example, 'line'> {
   const eos = tokenizer.eosTokenId;
   const tokens = [...tokenizer.encodePrompt(text), ...(eos === null ? [] : [eos])];
-  if (tokens.length > maxTokens) throw new DatasetError(`${where}: ${tokens.length} tokens, longer than --max-seq ${maxTokens}`);
   const lossMask = new Uint8Array(tokens.length).fill(1);
   lossMask[0] = 0;
   return { tokens, lossMask };
@@ -96,8 +94,9 @@ export function loadDataset(path: string, tokenizer: Tokenizer, maxTokens: numbe
     if (!line.trim()) return;
     const where = `${path}:${i + 1}`;
     const row = parseLine(line, where);
-    const encoded =
-      'text' in row ? encodeText(tokenizer, row.text, maxTokens, where) : encodeConversation(tokenizer, row.messages, maxTokens, where);
+    const encoded = 'text' in row ? encodeText(tokenizer, row.text) : encodeConversation(tokenizer, row.messages);
+    if (encoded.tokens.length > maxTokens)
+      throw new DatasetError(`${where}: ${encoded.tokens.length} tokens, longer than --max-seq ${maxTokens}`);
     examples.push({ line: i + 1, ...encoded });
   });
   if (examples.length === 0) throw new DatasetError(`${path} holds no examples`);
