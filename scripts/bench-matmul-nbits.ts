@@ -40,10 +40,7 @@ async function session(weight: Float32Array, k: number, n: number, v: Variant, d
       ? g.op('Gemm', [x, g.constFloat(weight, [n, k])], { transB: 1 })
       : matMulNBits(g, x, constQuantized(g, quantizeWeight(weight, n, k, { bits: v.bits, blockSize: 32 })), null, v.accuracy);
   g.output(y, { name: 'y', elemType: TensorDataType.FLOAT, shape: ['m', n] });
-  return OnnxSession.create(
-    { bytes: encodeModel(g.graph('bench'), OPSET, 'bench'), externalDir: dir, tokenEmbedding: '' },
-    { provider: 'cpu', threads },
-  );
+  return OnnxSession.create({ bytes: encodeModel(g.graph('bench'), OPSET, 'bench'), externalDir: dir }, { provider: 'cpu', threads });
 }
 
 /** Median of several timed rounds, each as many runs as fit in `seconds / rounds`. */

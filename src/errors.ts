@@ -88,6 +88,8 @@ export class ConfigError extends define('invalid_config', 500, 'server_error') {
 // Engine.
 export class ProviderUnavailableError extends define('provider_unavailable', 500, 'server_error') {}
 export class EngineError extends define('engine_error', 500, 'server_error') {}
+/** Readiness while the engine's forward passes fail (the process is up; its provider is not serving). */
+export class EngineUnhealthyError extends define('engine_unhealthy', 503, 'service_unavailable') {}
 
 // Tokenizer and datasets.
 export class TokenizerError extends define('tokenizer_error', 422, 'invalid_request_error') {}

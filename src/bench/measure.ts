@@ -1,4 +1,4 @@
-import { decodeInputs, type Engine, type GenerateRequest, type PastView } from '../engine/index.js';
+import { decodeInputs, type Engine, type GenerateRequest } from '../engine/index.js';
 import { singleSlot } from '../lora/index.js';
 
 export interface Throughput {
@@ -65,27 +65,52 @@ export async function runRequests(
   return { ...throughput(tokens, (performance.now() - start) / 1000), ttft_ms: percentiles(ttft), itl_ms: percentiles(itl) };
 }
 
+export interface DecodeStepCost {
+  /** Median time of one step. */
+  ms: number;
+  /** Bytes fed to the step graph from the host, and returned to it, per step (host↔device on a GPU provider). */
+  to_device_bytes: number;
+  from_device_bytes: number;
+}
+
 /**
- * Median time of one decode step for `slots.length` rows that each have `cached` positions in the
- * cache (a synthetic cache: the cost of a step does not depend on the values it holds).
+ * One decode step for `slots.length` rows that each have `cached` positions in the engine's cache
+ * (a synthetic cache: the cost of a step does not depend on the values it holds): its median time
+ * and the bytes it moves between host and device. The scheduler must be idle.
  */
-export async function decodeStepMs(engine: Engine, slots: number[], cached: number, repeats = 5): Promise<number> {
-  const { layers, kvHeads, headDim, vocabSize } = engine.model.dims;
-  const batch = slots.length;
-  const floats = batch * kvHeads * cached * headDim;
-  const fill = () => Array.from({ length: layers }, () => new Float32Array(floats).fill(0.01));
-  const past: PastView = { length: cached, keys: fill(), values: fill() };
-  const tokens = decodeInputs(
-    slots.map((_, r) => ({ token: (r * 7919) % vocabSize, cached })),
-    cached,
-  );
-  const input = { ...tokens, adapters: slots.map(singleSlot), past };
-  await engine.forward(input);
+export async function decodeStepCost(engine: Engine, slots: number[], cached: number, repeats = 5): Promise<DecodeStepCost> {
+  const { vocabSize } = engine.model.dims;
+  const kv = engine.cache;
+  const rows = slots.map(() => kv.acquireRow());
+  kv.reserve(cached + repeats + 2);
+  for (const row of rows) kv.assumeWritten(row, cached);
+  const step = () =>
+    engine.forward({
+      ...decodeInputs(rows.map((row, r) => ({ token: (r * 7919) % vocabSize, cached: kv.length(row) }))),
+      adapters: slots.map(singleSlot),
+      rows,
+    });
   const times: number[] = [];
-  for (let i = 0; i < repeats; i++) {
-    const start = performance.now();
-    await engine.forward(input);
-    times.push(performance.now() - start);
+  try {
+    await step();
+    const before = { ...engine.transfers };
+    for (let i = 0; i < repeats; i++) {
+      const start = performance.now();
+      await step();
+      times.push(performance.now() - start);
+    }
+    const after = engine.transfers;
+    return {
+      ms: +percentiles(times).p50.toFixed(1),
+      to_device_bytes: Math.round((after.toDevice - before.toDevice) / repeats),
+      from_device_bytes: Math.round((after.fromDevice - before.fromDevice) / repeats),
+    };
+  } finally {
+    for (const row of rows) kv.releaseRow(row);
   }
-  return +percentiles(times).p50.toFixed(1);
+}
+
+/** The median time of `decodeStepCost`. */
+export async function decodeStepMs(engine: Engine, slots: number[], cached: number, repeats = 5): Promise<number> {
+  return (await decodeStepCost(engine, slots, cached, repeats)).ms;
 }

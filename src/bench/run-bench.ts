@@ -12,13 +12,13 @@
  *   decode-step time at 64 and 512 cached positions (batch 32), and a long-context run (prompt 512, 128 generated)
  * Qwen2.5-0.5B shape (BF16 on disk): batch 1 and 32, decode-step times, resident memory in a child process.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { Engine, type EngineOptions, type GenerateRequest } from '../engine/index.js';
+import { Engine, type EngineOptions, type ExecutionProvider, type GenerateRequest } from '../engine/index.js';
 import { loadHfModel, type HfModel, type QuantizeMode } from '../model/index.js';
 import { StructuredOutput } from '../grammar/index.js';
 import { parseAdapter, type ParsedAdapter } from '../lora/index.js';
@@ -26,7 +26,7 @@ import { writeGgufLora, writeGgufModel, writeRandomAdapter } from '../testing/in
 import { rng } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
 import { runLlamaPeer, type LlamaPeerResult } from './llama-peer.js';
-import { decodeStepMs, runRequests, type Latency, type Throughput } from './measure.js';
+import { decodeStepCost, decodeStepMs, runRequests, type Latency, type Throughput } from './measure.js';
 import type { RssProbeResult } from './rss-probe.js';
 import { SHAPES, writeShape, type ShapeName } from './shapes.js';
 
@@ -37,6 +37,8 @@ export interface BenchOptions {
   shape?: ShapeName;
   /** Base weights of the GPT-2-small section's engines (the Qwen2.5-0.5B section runs every precision). */
   quantize?: QuantizeMode;
+  /** Every engine's execution provider (cpu by default). */
+  provider?: ExecutionProvider;
 }
 
 const ADAPTERS = 8;
@@ -115,6 +117,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   const serialRequests = opts.quick ? 4 : 8;
   const threads = opts.threads ?? 0;
   const quantize = opts.quantize ?? null;
+  const provider = opts.provider ?? 'cpu';
   const { targets } = SHAPES[shape];
   log(`writing a ${SHAPES[shape].label}`);
   const modelDir = writeShape(join(dir, shape), shape);
@@ -124,7 +127,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   model.weights.close();
   const ps = prompts(CONCURRENT, promptLen, vocab);
 
-  const lora = await loraEngine(modelDir, adapters, { threads, quantize }, targets);
+  const lora = await loraEngine(modelDir, adapters, { threads, quantize, provider }, targets);
   await runRequests(
     lora,
     requests([ps[0]!], 4, () => 1),
@@ -144,8 +147,9 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   const grammar = await grammarRun(lora, requests(ps, generate, slotOfRow(ADAPTERS)));
   log('decode-step time at 64 and 512 cached positions, batch 32');
   const rowSlots = ps.map((_, i) => slotOfRow(ADAPTERS)(i));
-  const step64 = await decodeStepMs(lora, rowSlots, 64);
-  const step512 = await decodeStepMs(lora, rowSlots, 512);
+  const cost64 = await decodeStepCost(lora, rowSlots, 64);
+  const cost512 = await decodeStepCost(lora, rowSlots, 512);
+  const [step64, step512] = [cost64.ms, cost512.ms];
   let long = null;
   if (!opts.quick) {
     log('long context: prompt 512, 128 generated, batch 1 and 32');
@@ -160,7 +164,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   }
   await lora.close();
 
-  const base = await Engine.create({ modelDir, slots: 0, maxBatch: CONCURRENT, threads, quantize });
+  const base = await Engine.create({ modelDir, slots: 0, maxBatch: CONCURRENT, threads, quantize, provider });
   await runRequests(
     base,
     requests([ps[0]!], 4, () => 0),
@@ -185,7 +189,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   await base.close();
 
   log('(d) hetero on an engine built for 64 slots of rank up to 64');
-  const wide = await loraEngine(modelDir, adapters, { threads, quantize, slots: 64, maxRank: 64 }, targets);
+  const wide = await loraEngine(modelDir, adapters, { threads, quantize, provider, slots: 64, maxRank: 64 }, targets);
   await runRequests(
     wide,
     requests([ps[0]!], 4, () => 1),
@@ -211,6 +215,11 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
       hetero_s64_r64: hetero64,
       structured_output: grammar,
       decode_step_ms: { lora: { cached_64: step64, cached_512: step512 }, base: { cached_64: baseStep64, cached_512: baseStep512 } },
+      kv_cache: lora.kvResidency,
+      host_device_bytes_per_decode_step: {
+        cached_64: { to_device: cost64.to_device_bytes, from_device: cost64.from_device_bytes },
+        cached_512: { to_device: cost512.to_device_bytes, from_device: cost512.from_device_bytes },
+      },
       long_context: long,
     },
     summary: {
@@ -219,6 +228,10 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
       lora_vs_base_s64_r64: +(hetero64.tokens_per_s / plain.tokens_per_s).toFixed(3),
       decode_step_512_vs_64: +(step512 / step64).toFixed(3),
       grammar_vs_free_b32: +(grammar.constrained.tokens_per_s / grammar.free.tokens_per_s).toFixed(3),
+      transfer_bytes_512_vs_64: +(
+        (cost512.to_device_bytes + cost512.from_device_bytes) /
+        (cost64.to_device_bytes + cost64.from_device_bytes)
+      ).toFixed(3),
     },
   };
 }
@@ -264,6 +277,7 @@ type Workloads = { single: Throughput; multi_adapter: Throughput & Latency; no_a
 async function qwenSection(dir: string, opts: BenchOptions) {
   const shape = 'qwen2-0.5b';
   const threads = opts.threads ?? 0;
+  const provider = opts.provider ?? 'cpu';
   const { targets } = SHAPES[shape];
   const base = join(dir, shape);
   log(`writing a ${SHAPES[shape].label} (about a minute)`);
@@ -278,7 +292,7 @@ async function qwenSection(dir: string, opts: BenchOptions) {
   const rss: Record<string, RssProbeResult> = {};
   let steps = { cached_64: 0, cached_512: 0 };
   for (const p of PRECISIONS) {
-    const engine = await loraEngine(modelDir, adapters, { threads, ...(p.quantize ? { quantize: p.quantize } : {}) }, targets);
+    const engine = await loraEngine(modelDir, adapters, { threads, provider, ...(p.quantize ? { quantize: p.quantize } : {}) }, targets);
     await runRequests(
       engine,
       requests([ps[0]!], 2, () => 1),
@@ -306,12 +320,14 @@ async function qwenSection(dir: string, opts: BenchOptions) {
       maxRank: RANK,
       loraModules: [...targets],
       threads,
+      provider,
       promptTokens: 32,
       generate: 8,
       ...(p.quantize ? { quantize: p.quantize } : {}),
     });
   }
-  const peer = await llamaPeer(base, model, modelDir, ps, generate, singles, threads);
+  // llama.cpp runs on the CPU here: a GPU-provider run compares nothing with it.
+  const peer = provider === 'cpu' ? await llamaPeer(base, model, modelDir, ps, generate, singles, threads) : null;
   model.weights.close();
 
   const fp32 = ours.fp32!;
@@ -396,11 +412,29 @@ async function llamaPeer(
   return results;
 }
 
+/**
+ * The Vulkan device WebGPU runs on (as vulkaninfo names it), and a warning when it is Mesa's
+ * lavapipe: a CPU implementation whose timings say nothing about a GPU (its results still count).
+ */
+function vulkanDevice(): { vulkan_device: string; timing_note?: string } {
+  const info = spawnSync('vulkaninfo', ['--summary'], { encoding: 'utf8' });
+  const device = /deviceName\s*=\s*(.+)/.exec(info.stdout ?? '')?.[1]?.trim() ?? 'unknown (vulkaninfo not installed)';
+  return /llvmpipe/i.test(device)
+    ? {
+        vulkan_device: device,
+        timing_note: 'lavapipe is Vulkan on the CPU: these timings are meaningless for speed; only the results count',
+      }
+    : { vulkan_device: device };
+}
+
 /** Runs the benchmark; `details` holds every figure, `summary` the ratios the issues track. */
 export async function runBench(opts: BenchOptions): Promise<{ details: Record<string, unknown>; summary: Record<string, unknown> }> {
   const dir = await mkdtemp(join(tmpdir(), 'loraserve-bench-'));
+  const provider = opts.provider ?? 'cpu';
   const details: Record<string, unknown> = {
     machine: { cpus: cpus().length, cpu: cpus()[0]?.model, node: process.version, threads: opts.threads ?? 'all cores' },
+    provider,
+    ...(provider === 'webgpu' ? vulkanDevice() : {}),
     quick: opts.quick,
   };
   let summary: Record<string, unknown> = {};

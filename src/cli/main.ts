@@ -15,6 +15,8 @@ commands:
            --quick   small run (GPT-2-small shape only), about a minute on 2 cores
            --shape gpt2-small|qwen2-0.5b   one shape's section only
            --quantize int8|int4   base weights of the GPT-2-small section (the Qwen2.5-0.5B one runs all)
+           --provider cpu|webgpu|cuda   every engine's execution provider (on Mesa's lavapipe the
+                     timings are labelled meaningless: it is Vulkan on the CPU)
            --threads N`;
 
 // Each command imports what it needs when it runs: serving never loads TensorFlow.js or the
@@ -60,10 +62,13 @@ async function main(argv: string[]): Promise<void> {
           threads: { type: 'string' },
           shape: { type: 'string' },
           quantize: { type: 'string' },
+          provider: { type: 'string', default: 'cpu' },
         },
       });
       const { runBench, SHAPES } = await import('../bench/index.js');
       const { QUANTIZE_MODES } = await import('../model/index.js');
+      const { EXECUTION_PROVIDERS } = await import('../engine/index.js');
+      const provider = EXECUTION_PROVIDERS.find((p) => p === values.provider);
       if (values.shape !== undefined && !(values.shape in SHAPES)) {
         process.stderr.write(`--shape must be one of ${Object.keys(SHAPES).join(', ')}\n`);
         process.exitCode = 2;
@@ -75,7 +80,13 @@ async function main(argv: string[]): Promise<void> {
         process.exitCode = 2;
         return;
       }
+      if (!provider) {
+        process.stderr.write(`--provider must be one of ${EXECUTION_PROVIDERS.join(', ')}\n`);
+        process.exitCode = 2;
+        return;
+      }
       const result = await runBench({
+        provider,
         quick: values.quick ?? false,
         threads: values.threads ? numberFlag(values.threads, 'threads') : undefined,
         shape: values.shape as keyof typeof SHAPES | undefined,

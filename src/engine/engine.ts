@@ -7,10 +7,15 @@ import {
   quantizeBase,
   type BaseQuantization,
   type HfModel,
+  type KvResidency,
   type QuantizeMode,
 } from '../model/index.js';
 import { SlotTable, selectModules, parseAdapter, singleSlot, type AdapterMix, type ParsedAdapter } from '../lora/index.js';
-import { OnnxSession, type ExecutionProvider, type HostTensor } from './onnx-backend.js';
+import { OnnxSession, type ExecutionProvider, type Feed, type HostTensor, type TransferCounter } from './onnx-backend.js';
+import { KvCache, type KvRows } from './kv-cache.js';
+import { DeviceKvCache } from './device-kv-cache.js';
+import { DeviceLoraTables } from './device-lora.js';
+import { deviceKvIndex, hostAttentionMask } from './step-inputs.js';
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits, type SequenceRequest } from './scheduler.js';
 import type { Generation } from './generation.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
@@ -35,6 +40,8 @@ export interface EngineOptions {
   quantize?: QuantizeMode | null;
   /** Where quantized weights are cached between starts; null: `.loraserve-cache` in the model folder. */
   quantCacheDir?: string | null;
+  /** Where the KV cache lives between steps; `auto`: on the device for a GPU provider, else the host. */
+  kvCache?: KvResidency | 'auto';
 }
 
 /** The engine's defaults; the server's configuration starts from them. */
@@ -49,6 +56,7 @@ export const ENGINE_DEFAULTS = {
   threads: 0,
   quantize: null,
   quantCacheDir: null,
+  kvCache: 'auto',
 } as const satisfies Omit<Required<EngineOptions>, 'modelDir' | 'maxContext'>;
 
 /** What a caller asks the engine for: a sequence request whose engine-side fields may be left out. */
@@ -65,9 +73,13 @@ export class Engine {
     readonly model: HfModel,
     readonly tokenizer: Tokenizer,
     private readonly session: OnnxSession,
+    /** The cache the forward pass reads and writes (the scheduler owns its rows). */
+    private readonly kv: KvCache | DeviceKvCache,
     private readonly tokenEmbedding: string,
     /** null when the engine was built without LoRA (slots = 0). */
     readonly slots: SlotTable | null,
+    /** The slots' tensors resident on the device (device cache only). */
+    private readonly deviceLora: DeviceLoraTables | null,
     readonly scheduler: Scheduler,
     readonly options: Required<EngineOptions>,
     /** The quantized base weights in use, or null for float32. */
@@ -87,9 +99,20 @@ export class Engine {
     if (layout && loraLinears.length === 0)
       throw new ConfigError(`--lora-modules ${JSON.stringify(opts.loraModules)} names no linear layer of ${model.id}`);
     const quantization = opts.quantize ? await quantizeBase(model, opts.quantize, opts.quantCacheDir ?? undefined) : null;
-    const graph = buildGraph(model, layout, new Set(loraLinears.map((m) => m.name)), quantization);
-    const session = await OnnxSession.create(graph, { provider: opts.provider, threads: opts.threads });
+    const residency: KvResidency = opts.kvCache === 'auto' ? (opts.provider === 'cpu' ? 'host' : 'device') : opts.kvCache;
+    const graph = buildGraph(model, layout, new Set(loraLinears.map((m) => m.name)), quantization, residency);
+    const { layers, kvHeads, headDim } = model.dims;
+    const presentOutputs = Array.from({ length: layers }, (_, l) => [OUTPUT.presentKey(l), OUTPUT.presentValue(l)]).flat();
+    const session = await OnnxSession.create(graph, {
+      provider: opts.provider,
+      threads: opts.threads,
+      deviceOutputs: residency === 'device' ? presentOutputs : [],
+    });
+    const kvDims = { layers, kvHeads, headDim };
+    const kv =
+      residency === 'device' ? await DeviceKvCache.create(kvDims, opts.maxContext, opts.provider) : new KvCache(kvDims, opts.maxContext);
     const slots = layout ? new SlotTable(layout, loraLinears) : null;
+    const deviceLora = slots && residency === 'device' ? await DeviceLoraTables.create(slots, opts.provider) : null;
     const eos = new Set(model.generation.eosTokenIds);
     if (tokenizer.eosTokenId !== null) eos.add(tokenizer.eosTokenId);
     const limits: SchedulerLimits = {
@@ -101,12 +124,23 @@ export class Engine {
     let engine: Engine;
     const scheduler = new Scheduler(
       (input) => engine.forward(input),
-      model.dims,
+      kv,
       limits,
       eos,
       (ids) => tokenizer.decode(ids),
     );
-    engine = new Engine(model, tokenizer, session, graph.tokenEmbedding, slots, scheduler, opts, quantization);
+    engine = new Engine(
+      model,
+      tokenizer,
+      session,
+      kv,
+      graph.tokenEmbedding,
+      slots,
+      deviceLora,
+      scheduler,
+      { ...opts, kvCache: residency },
+      quantization,
+    );
     return engine;
   }
 
@@ -177,46 +211,93 @@ export class Engine {
     }
   }
 
-  /** One batched forward pass, exactly as the scheduler runs it (exposed for tests and benchmarks). */
+  /** The KV cache's rows, for driving `forward` by hand while the scheduler is idle (tests, benchmarks). */
+  get cache(): KvRows {
+    return this.kv;
+  }
+
+  /** Where the KV cache lives (resolved from the `kvCache` option). */
+  get kvResidency(): KvResidency {
+    return this.kv instanceof DeviceKvCache ? 'device' : 'host';
+  }
+
+  /** Bytes fed to and returned by the step graph so far (host↔device transfers on a GPU provider). */
+  get transfers(): Readonly<TransferCounter> {
+    return this.session.transfers;
+  }
+
+  /**
+   * One batched forward pass, exactly as the scheduler runs it (exposed for tests and benchmarks):
+   * reads each row's cached positions, writes its new keys/values after them.
+   */
   async forward(input: ForwardInput): Promise<ForwardOutput> {
     const { layers, kvHeads, headDim } = this.model.dims;
     const i64 = (data: BigInt64Array, dims: number[]): HostTensor => ({ type: 'int64', data, dims });
     const f32 = (data: Float32Array, dims: number[]): HostTensor => ({ type: 'float32', data, dims });
-    const { batch, seq, past } = input;
-    const feeds: Record<string, HostTensor> = {
+    const { batch, seq, rows, counts } = input;
+    this.kv.checkRoom(rows, counts);
+    const feeds: Record<string, Feed> = {
       [INPUT.embeds]: f32(this.model.weights.readRowsF32(this.tokenEmbedding, input.ids), [batch, seq, this.model.dims.hidden]),
-      [INPUT.positions]: i64(input.positions, [batch, seq]),
-      [INPUT.mask]: i64(input.mask, [batch, past.length + seq]),
       [INPUT.logitRows]: i64(input.logitRows, [input.logitRows.length]),
     };
+    if (this.kv instanceof DeviceKvCache) {
+      const kv = this.kv;
+      if (this.deviceLora) Object.assign(feeds, await this.deviceLora.feeds(input.adapters));
+      await kv.flush();
+      feeds[INPUT.positions] = { type: 'int32', data: Int32Array.from(input.positions, Number), dims: [batch, seq] };
+      feeds[INPUT.kvRows] = i64(
+        BigInt64Array.from(rows, (r) => BigInt(r)),
+        [batch],
+      );
+      feeds[INPUT.kvIndex] = i64(deviceKvIndex(input, rows, kvHeads, kv.scratchColumn), [batch, kvHeads, seq, 3]);
+      const out = await this.session.run({ ...feeds, ...kv.feeds() });
+      kv.commit(out.device, rows, counts);
+      return { logits: out.host[OUTPUT.logits]!.data };
+    }
+    if (this.slots) Object.assign(feeds, this.loraFeeds(input));
+    const past = this.kv.past(rows);
+    feeds[INPUT.positions] = i64(input.positions, [batch, seq]);
+    feeds[INPUT.mask] = i64(hostAttentionMask(input, past.length), [batch, past.length + seq]);
     for (let l = 0; l < layers; l++) {
       feeds[INPUT.pastKey(l)] = f32(past.keys[l]!, [batch, kvHeads, past.length, headDim]);
       feeds[INPUT.pastValue(l)] = f32(past.values[l]!, [batch, kvHeads, past.length, headDim]);
     }
-    if (this.slots) {
-      const packed = this.slots.pack(input.adapters.flatMap((mix) => mix.map((a) => a.slot)));
-      const { columns, rows } = SlotTable.rowWeights(packed, input.adapters);
-      const { width: W, adapters: U } = packed;
-      feeds[INPUT.loraColumns] = f32(columns, [batch, W]);
-      feeds[INPUT.loraRows] = f32(rows, [batch, U]);
-      for (const m of this.slots.linears) {
-        feeds[INPUT.loraA(m.name)] = f32(packed.a.get(m.name)!, [W, m.inFeatures]);
-        feeds[INPUT.loraB(m.name)] = f32(packed.b.get(m.name)!, [W, m.outFeatures]);
-        feeds[INPUT.loraBias(m.name)] = f32(packed.bias.get(m.name)!, [U, m.outFeatures]);
-        feeds[INPUT.loraDora(m.name)] = f32(packed.dora.get(m.name)!, [U, m.outFeatures]);
-      }
-    }
-    const out = await this.session.run(feeds);
-    const take = (name: string) => out[name]!.data as Float32Array;
-    return {
-      logits: take(OUTPUT.logits),
-      keys: Array.from({ length: layers }, (_, l) => take(OUTPUT.newKey(l))),
-      values: Array.from({ length: layers }, (_, l) => take(OUTPUT.newValue(l))),
+    const { host } = await this.session.run(feeds);
+    const take = (name: string) => host[name]!.data;
+    this.kv.append(
+      rows,
+      counts,
+      seq,
+      Array.from({ length: layers }, (_, l) => take(OUTPUT.newKey(l))),
+      Array.from({ length: layers }, (_, l) => take(OUTPUT.newValue(l))),
+    );
+    return { logits: take(OUTPUT.logits) };
+  }
+
+  /** The adapters this step's rows use, packed side by side (see GraphOps.linear). */
+  private loraFeeds(input: ForwardInput): Record<string, HostTensor> {
+    const f32 = (data: Float32Array, dims: number[]): HostTensor => ({ type: 'float32', data, dims });
+    const slots = this.slots!;
+    const packed = slots.pack(input.adapters.flatMap((mix) => mix.map((a) => a.slot)));
+    const { columns, rows } = SlotTable.rowWeights(packed, input.adapters);
+    const { width: W, adapters: U } = packed;
+    const feeds: Record<string, HostTensor> = {
+      [INPUT.loraColumns]: f32(columns, [input.batch, W]),
+      [INPUT.loraRows]: f32(rows, [input.batch, U]),
     };
+    for (const m of slots.linears) {
+      feeds[INPUT.loraA(m.name)] = f32(packed.a.get(m.name)!, [W, m.inFeatures]);
+      feeds[INPUT.loraB(m.name)] = f32(packed.b.get(m.name)!, [W, m.outFeatures]);
+      feeds[INPUT.loraBias(m.name)] = f32(packed.bias.get(m.name)!, [U, m.outFeatures]);
+      feeds[INPUT.loraDora(m.name)] = f32(packed.dora.get(m.name)!, [U, m.outFeatures]);
+    }
+    return feeds;
   }
 
   async close(): Promise<void> {
     await this.scheduler.idle();
+    if (this.kv instanceof DeviceKvCache) await this.kv.close();
+    await this.deviceLora?.close();
     await this.session.release();
     this.model.weights.close();
   }

@@ -2,9 +2,9 @@ export { Engine, ENGINE_DEFAULTS, type EngineOptions, type GenerateRequest } fro
 export { Generation, type GenerationResult, type FinishReason, type Delta } from './generation.js';
 export type { TokenLogprob } from './logprobs.js';
 export { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
-export { availableProviders, type ExecutionProvider } from './onnx-backend.js';
+export { availableProviders, EXECUTION_PROVIDERS, type ExecutionProvider } from './onnx-backend.js';
 export type { SchedulerLimits } from './scheduler.js';
 export type { ForwardInput, ForwardOutput } from './scheduler.js';
 // The benchmark drives decode steps by hand with the scheduler's own input builder.
-export type { PastView } from './kv-cache.js';
-export { decodeInputs } from './step-inputs.js';
+export type { KvRows } from './kv-cache.js';
+export { decodeInputs, prefillInputs } from './step-inputs.js';

@@ -1,11 +1,16 @@
 /**
- * The key/value cache, owned by the caller and fed to the graph as inputs (which ORT wraps without
- * a copy); the graph outputs only each step's new keys/values, written here at each row's position.
+ * The key/value cache: rows a request owns for its life, and where their keys/values live.
  *
- * Layout per layer: `[rows, kvHeads, capacity, headDim]`. A request owns one row for its life;
- * joining or leaving never moves another row's data, and a freed row is reused by the next request.
- * Capacity is the positions every row can hold; it grows (and shrinks when the long rows have left)
- * by re-laying the buffers, which happens O(log context) times, never per step.
+ * `KvRows` is the bookkeeping the scheduler sees (which rows are owned, how many positions each
+ * holds, the capacity every row has); its subclasses store the data: `KvCache` in caller-owned
+ * host buffers fed to the graph as inputs (which ORT wraps without a copy; the graph outputs only
+ * each step's new keys/values, written here at each row's position), `DeviceKvCache` as tensors
+ * the provider keeps on the device.
+ *
+ * Layout per layer: `[rows, kvHeads, capacity, headDim]`. Joining or leaving never moves another
+ * row's data, and a freed row is reused by the next request. Capacity is the positions every row
+ * can hold; it grows (and shrinks when the long rows have left) by re-laying the buffers, which
+ * happens O(log context) times, never per step.
  */
 export interface KvDims {
   layers: number;
@@ -23,11 +28,9 @@ export interface PastView {
 /** Capacity is a multiple of this, so growth by one position does not re-lay the buffers each time. */
 const CAPACITY_QUANTUM = 64;
 
-export class KvCache {
-  private keys: Float32Array[] = [];
-  private values: Float32Array[] = [];
-  private rowsAllocated = 0;
-  private capacityAllocated = 0;
+export abstract class KvRows {
+  protected rowsAllocated = 0;
+  protected capacityAllocated = 0;
   /** Positions written per owned row; -1 marks a free row. */
   private lengths: number[] = [];
 
@@ -72,7 +75,7 @@ export class KvCache {
   releaseRow(row: number): void {
     this.lengths[row] = -1;
     while (this.lengths.length && this.lengths[this.lengths.length - 1] === -1) this.lengths.pop();
-    if (this.lengths.length === 0) this.reset();
+    if (this.lengths.length === 0) this.clear();
     else this.shrinkIfOversized();
   }
 
@@ -85,8 +88,76 @@ export class KvCache {
     // Grow capacity by at least half again, so a growing context re-lays the buffers O(log n) times.
     const grownCapacity =
       needed <= this.capacityAllocated ? this.capacityAllocated : Math.max(needed, Math.ceil(this.capacityAllocated * 1.5));
-    this.relayout(grownRows, Math.min(roundUp(grownCapacity), roundUp(this.maxContext)));
+    this.resize(grownRows, Math.min(roundUp(grownCapacity), roundUp(this.maxContext)));
   }
+
+  /**
+   * Copies the first `length` positions of row `src` into row `dst` (whose length becomes
+   * `length`): n choices of one prompt share its prefill this way. Call `reserve` first.
+   */
+  copyPrefix(src: number, dst: number, length: number): void {
+    if (length > this.lengths[src]! || length > this.capacityAllocated)
+      throw new RangeError(`row ${src} holds ${this.lengths[src]} positions; ${length} asked`);
+    this.copyRow(src, dst, length);
+    this.lengths[dst] = length;
+  }
+
+  /**
+   * Marks `row` as holding `length` positions without writing them: a benchmark's synthetic cache
+   * (a step costs the same whatever the values). Call `reserve` first.
+   */
+  assumeWritten(row: number, length: number): void {
+    if (length > this.capacityAllocated) throw new RangeError(`${length} positions asked; the cache holds ${this.capacityAllocated}`);
+    this.lengths[row] = length;
+  }
+
+  /** Row `rows[i]` now holds `counts[i]` more positions (written by the step that just ran). */
+  protected advance(rows: readonly number[], counts: readonly number[]): void {
+    rows.forEach((row, i) => {
+      if (counts[i]! > 0) this.lengths[row]! += counts[i]!;
+    });
+  }
+
+  /** Throws unless each row has room for its count of new positions. */
+  checkRoom(rows: readonly number[], counts: readonly number[]): void {
+    rows.forEach((row, i) => {
+      const needed = this.lengths[row]! + counts[i]!;
+      if (counts[i]! > 0 && needed > this.capacityAllocated)
+        throw new RangeError(`row ${row} needs ${needed} positions; the cache holds ${this.capacityAllocated}`);
+    });
+  }
+
+  /** Re-lays the storage as `rows` × `capacity`, keeping every owned row's positions. */
+  protected abstract relayout(rows: number, capacity: number): void;
+  /** Copies row `src`'s first `length` positions into row `dst`. */
+  protected abstract copyRow(src: number, dst: number, length: number): void;
+  /** Drops the storage (no row is owned). */
+  protected abstract dropStorage(): void;
+
+  private resize(rows: number, capacity: number): void {
+    this.relayout(rows, capacity);
+    this.rowsAllocated = rows;
+    this.capacityAllocated = capacity;
+  }
+
+  private shrinkIfOversized(): void {
+    const longest = Math.max(0, ...this.lengths);
+    if (this.capacityAllocated > CAPACITY_QUANTUM && roundUp(2 * longest) < this.capacityAllocated) {
+      this.resize(this.rowsAllocated, roundUp(Math.ceil(longest * 1.5)));
+    }
+  }
+
+  private clear(): void {
+    this.dropStorage();
+    this.rowsAllocated = 0;
+    this.capacityAllocated = 0;
+  }
+}
+
+/** The cache in host buffers (see the module comment). */
+export class KvCache extends KvRows {
+  private keys: Float32Array[] = [];
+  private values: Float32Array[] = [];
 
   /**
    * The past of `rows` for a step: the cache itself when the rows are 0..n-1 in order (no copy),
@@ -94,7 +165,7 @@ export class KvCache {
    */
   past(rows: readonly number[]): PastView {
     const isPrefix = rows.every((r, i) => r === i);
-    const longest = Math.max(0, ...rows.map((r) => this.lengths[r]!));
+    const longest = Math.max(0, ...rows.map((r) => this.length(r)));
     if (isPrefix && longest > 0) {
       const floats = rows.length * this.dims.kvHeads * this.capacityAllocated * this.dims.headDim;
       return {
@@ -129,11 +200,11 @@ export class KvCache {
   append(rows: readonly number[], counts: readonly number[], seq: number, keys: Float32Array[], values: Float32Array[]): void {
     const { kvHeads: H, headDim: D } = this.dims;
     const C = this.capacityAllocated;
+    this.checkRoom(rows, counts);
     rows.forEach((row, i) => {
       const count = counts[i]!;
       if (count === 0) return;
-      const at = this.lengths[row]!;
-      if (at + count > C) throw new RangeError(`row ${row} needs ${at + count} positions; the cache holds ${C}`);
+      const at = this.length(row);
       for (let l = 0; l < this.dims.layers; l++) {
         for (let h = 0; h < H; h++) {
           const from = ((i * H + h) * seq + seq - count) * D;
@@ -142,18 +213,13 @@ export class KvCache {
           this.values[l]!.set(values[l]!.subarray(from, from + count * D), to);
         }
       }
-      this.lengths[row] = at + count;
     });
+    this.advance(rows, counts);
   }
 
-  /**
-   * Copies the first `length` positions of row `src` into row `dst` (whose length becomes
-   * `length`): n choices of one prompt share its prefill this way. Call `reserve` first.
-   */
-  copyPrefix(src: number, dst: number, length: number): void {
+  protected copyRow(src: number, dst: number, length: number): void {
     const { kvHeads: H, headDim: D } = this.dims;
     const C = this.capacityAllocated;
-    if (length > this.lengths[src]! || length > C) throw new RangeError(`row ${src} holds ${this.lengths[src]} positions; ${length} asked`);
     for (let l = 0; l < this.dims.layers; l++) {
       for (let h = 0; h < H; h++) {
         const from = (src * H + h) * C * D;
@@ -162,31 +228,21 @@ export class KvCache {
         this.values[l]!.copyWithin(to, from, from + length * D);
       }
     }
-    this.lengths[dst] = length;
   }
 
-  private shrinkIfOversized(): void {
-    const longest = Math.max(0, ...this.lengths);
-    if (this.capacityAllocated > CAPACITY_QUANTUM && roundUp(2 * longest) < this.capacityAllocated) {
-      this.relayout(this.rowsAllocated, roundUp(Math.ceil(longest * 1.5)));
-    }
-  }
-
-  private reset(): void {
+  protected dropStorage(): void {
     this.keys = [];
     this.values = [];
-    this.rowsAllocated = 0;
-    this.capacityAllocated = 0;
   }
 
-  private relayout(rows: number, capacity: number): void {
+  protected relayout(rows: number, capacity: number): void {
     const { kvHeads: H, headDim: D, layers } = this.dims;
     const keep = Math.min(this.capacityAllocated, capacity);
     const move = (src: Float32Array | undefined) => {
       const out = new Float32Array(rows * H * capacity * D);
       if (!src) return out;
       for (let r = 0; r < Math.min(this.rowsAllocated, rows); r++) {
-        if ((this.lengths[r] ?? -1) <= 0) continue;
+        if (r >= this.span || this.length(r) <= 0) continue;
         for (let h = 0; h < H; h++) {
           const from = (r * H + h) * this.capacityAllocated * D;
           out.set(src.subarray(from, from + keep * D), (r * H + h) * capacity * D);
@@ -196,8 +252,6 @@ export class KvCache {
     };
     this.keys = Array.from({ length: layers }, (_, l) => move(this.keys[l]));
     this.values = Array.from({ length: layers }, (_, l) => move(this.values[l]));
-    this.rowsAllocated = rows;
-    this.capacityAllocated = capacity;
   }
 }
 

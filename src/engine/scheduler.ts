@@ -25,7 +25,7 @@
 import { EngineError } from '../errors.js';
 import type { AdapterMix } from '../lora/index.js';
 import { Generation, type FinishReason } from './generation.js';
-import { KvCache, type KvDims, type PastView } from './kv-cache.js';
+import type { KvRows } from './kv-cache.js';
 import { tokenLogprob } from './logprobs.js';
 import { Sequence, type SequenceRequest } from './sequence.js';
 import { choosePrefill, decodeInputs, prefillInputs, type StepTokens } from './step-inputs.js';
@@ -35,15 +35,16 @@ export type { SequenceRequest } from './sequence.js';
 export interface ForwardInput extends StepTokens {
   /** The adapters of each row, with weights ([] = base model). */
   adapters: AdapterMix[];
-  past: PastView;
+  /**
+   * The cache row of each batch row. The forward pass reads each row's cached positions and
+   * writes its new tokens' keys/values after them (its `counts`), advancing the row's length.
+   */
+  rows: number[];
 }
 
 export interface ForwardOutput {
   /** [M, vocab]: one row per entry of the input's `logitRows`. */
   logits: Float32Array;
-  /** This step's keys and values only: [batch, kvHeads, seq, headDim] per layer. */
-  keys: Float32Array[];
-  values: Float32Array[];
 }
 
 export type Forward = (input: ForwardInput) => Promise<ForwardOutput>;
@@ -61,7 +62,6 @@ export class Scheduler {
   private waiting: Sequence[] = [];
   /** Sequences that own a cache row, in admission order. */
   private active: Sequence[] = [];
-  private readonly kv: KvCache;
   private looping = false;
   private lastWasPrefill = false;
   private nextId = 0;
@@ -70,16 +70,21 @@ export class Scheduler {
   readonly steps = { prefill: 0, decode: 0 };
   /** Time spent computing grammar masks on this thread (overlapping the forward passes), in ms. */
   maskMs = 0;
+  /**
+   * Forward passes that failed in a row, and the last one's error: a provider fault fails only
+   * the requests of its step, and readiness reports it until a pass succeeds again.
+   */
+  readonly failures = { consecutive: 0, last: null as Error | null };
   private readonly eosList: number[];
 
+  /** `kv` is the cache the forward pass reads and writes; the scheduler owns its rows and capacity. */
   constructor(
     private readonly forward: Forward,
-    kvDims: KvDims,
+    private readonly kv: KvRows,
     readonly limits: SchedulerLimits,
     readonly eosTokenIds: ReadonlySet<number>,
     private readonly decode: (ids: number[]) => string,
   ) {
-    this.kv = new KvCache(kvDims, limits.maxContext);
     this.eosList = [...eosTokenIds];
   }
 
@@ -191,7 +196,6 @@ export class Scheduler {
     const chosen = reading.slice(0, counts.length);
     const rows = chosen.map((s) => s.row);
     this.kv.reserve(Math.max(...chosen.map((s, i) => s.prefilled + counts[i]!)));
-    const past = this.kv.past(rows);
     const tokens = prefillInputs(
       chosen.map((s, i) => ({
         tokens: s.req.promptTokens,
@@ -200,15 +204,13 @@ export class Scheduler {
         cached: s.prefilled,
         allLogits: s.promptLogprobs !== null,
       })),
-      past.length,
     );
     this.steps.prefill++;
-    const out = await this.run(chosen, { ...tokens, adapters: chosen.map((s) => s.req.adapters), past }, [
+    const out = await this.run(chosen, { ...tokens, adapters: chosen.map((s) => s.req.adapters), rows }, [
       ...chosen,
       ...chosen.flatMap((s) => s.forks),
     ]);
     if (!out) return;
-    this.kv.append(rows, counts, tokens.seq, out.keys, out.values);
     const V = out.logits.length / tokens.logitRows.length;
     const lastLogits = chosen.map((s, i) => {
       const start = tokens.logitStart[i]!;
@@ -271,21 +273,10 @@ export class Scheduler {
     const stepping = this.active.filter((s) => s.decoding);
     this.kv.reserve(Math.max(...stepping.map((s) => this.kv.length(s.row) + 1)));
     const rows = byRow.map((_, r) => r);
-    const past = this.kv.past(rows);
-    const tokens = decodeInputs(
-      byRow.map((s) => (s ? { token: s.lastToken, cached: this.kv.length(s.row) } : null)),
-      past.length,
-    );
+    const tokens = decodeInputs(byRow.map((s) => (s ? { token: s.lastToken, cached: this.kv.length(s.row) } : null)));
     this.steps.decode++;
-    const out = await this.run(stepping, { ...tokens, adapters: byRow.map((s) => s?.req.adapters ?? []), past }, stepping);
+    const out = await this.run(stepping, { ...tokens, adapters: byRow.map((s) => s?.req.adapters ?? []), rows }, stepping);
     if (!out) return;
-    this.kv.append(
-      rows,
-      byRow.map((s) => (s ? 1 : 0)),
-      1,
-      out.keys,
-      out.values,
-    );
     this.sampleAll(
       byRow,
       out.logits,
@@ -301,11 +292,19 @@ export class Scheduler {
    */
   private async run(inStep: Sequence[], input: ForwardInput, sampling: Sequence[]): Promise<ForwardOutput | null> {
     // The pass's own JavaScript (packing inputs) runs first, then ONNX Runtime works on its threads.
-    const pass = this.forward(input).catch((cause: unknown) => {
-      const err = new EngineError('the forward pass failed', { cause });
-      for (const s of inStep) this.fail(s, err);
-      return null;
-    });
+    const pass = this.forward(input).then(
+      (out) => {
+        this.failures.consecutive = 0;
+        return out;
+      },
+      (cause: unknown) => {
+        const err = new EngineError('the forward pass failed', { cause });
+        this.failures.consecutive++;
+        this.failures.last = cause instanceof Error ? cause : new Error(String(cause));
+        for (const s of inStep) this.fail(s, err);
+        return null;
+      },
+    );
     const start = performance.now();
     await this.prepareMasks(sampling);
     this.maskMs += performance.now() - start;

@@ -19,10 +19,12 @@ export interface StepTokens {
   seq: number;
   ids: Int32Array;
   positions: BigInt64Array;
-  /** [batch, past + seq]: 1 for each row's cached positions and its real new tokens. */
-  mask: BigInt64Array;
   /** [M]: indices into the flattened [batch·seq] new tokens whose logits the step returns, row by row. */
   logitRows: BigInt64Array;
+  /** Per row: positions already cached, which its new tokens follow. */
+  cached: number[];
+  /** Per row: real new tokens, the last `count` of its `seq` columns (0: a row that idles). */
+  counts: number[];
 }
 
 /**
@@ -45,15 +47,14 @@ export function choosePrefill(remaining: readonly number[], chunk: number, maxTo
 
 /**
  * A prefill step's inputs. New tokens are left-padded so every row's last chunk token sits in the
- * last column; `past` is the length of the past fed to the graph. Row r's logits start at
- * `logitStart[r]` of the output: one row of logits (its last token), or `count` rows (`allLogits`).
+ * last column. Row r's logits start at `logitStart[r]` of the output: one row of logits (its last
+ * token), or `count` rows (`allLogits`).
  */
-export function prefillInputs(rows: readonly PrefillRow[], past: number): StepTokens & { logitStart: number[] } {
+export function prefillInputs(rows: readonly PrefillRow[]): StepTokens & { logitStart: number[] } {
   const batch = rows.length;
   const seq = Math.max(...rows.map((r) => r.count));
   const ids = new Int32Array(batch * seq);
   const positions = new BigInt64Array(batch * seq);
-  const mask = new BigInt64Array(batch * (past + seq));
   const logitRows: bigint[] = [];
   const logitStart: number[] = [];
   rows.forEach((row, r) => {
@@ -64,10 +65,17 @@ export function prefillInputs(rows: readonly PrefillRow[], past: number): StepTo
       ids[r * seq + pad + j] = row.tokens[row.from + j]!;
       positions[r * seq + pad + j] = BigInt(row.cached + j);
     }
-    mask.fill(1n, r * (past + seq), r * (past + seq) + row.cached);
-    mask.fill(1n, r * (past + seq) + past + pad, (r + 1) * (past + seq));
   });
-  return { batch, seq, ids, positions, mask, logitRows: BigInt64Array.from(logitRows), logitStart };
+  return {
+    batch,
+    seq,
+    ids,
+    positions,
+    logitRows: BigInt64Array.from(logitRows),
+    logitStart,
+    cached: rows.map((r) => r.cached),
+    counts: rows.map((r) => r.count),
+  };
 }
 
 /** One row of a decode step: its last token and cached length, or null for a row that idles. */
@@ -78,19 +86,67 @@ export interface DecodeRow {
 
 /**
  * A decode step's inputs over the cache rows 0..n-1 (fed as they are, without a copy). Idle rows
- * (free, or still in prefill) compute a throw-away token that attends only to itself.
+ * (free, paused, or still in prefill) compute a throw-away token that is never cached.
  */
-export function decodeInputs(rows: ReadonlyArray<DecodeRow | null>, past: number): StepTokens {
+export function decodeInputs(rows: ReadonlyArray<DecodeRow | null>): StepTokens {
   const batch = rows.length;
   const ids = new Int32Array(batch);
   const positions = new BigInt64Array(batch);
-  const mask = new BigInt64Array(batch * (past + 1));
   rows.forEach((row, r) => {
-    mask[r * (past + 1) + past] = 1n;
     if (!row) return;
     ids[r] = row.token;
     positions[r] = BigInt(row.cached);
-    mask.fill(1n, r * (past + 1), r * (past + 1) + row.cached);
   });
-  return { batch, seq: 1, ids, positions, mask, logitRows: BigInt64Array.from(rows, (_, r) => BigInt(r)) };
+  return {
+    batch,
+    seq: 1,
+    ids,
+    positions,
+    logitRows: BigInt64Array.from(rows, (_, r) => BigInt(r)),
+    cached: rows.map((row) => row?.cached ?? 0),
+    counts: rows.map((row) => (row ? 1 : 0)),
+  };
+}
+
+/**
+ * The host-cache graph's attention mask `[batch, past + seq]`: 1 for each row's cached positions
+ * and its real new tokens. An idle row's token attends only to itself.
+ */
+export function hostAttentionMask(step: Pick<StepTokens, 'batch' | 'seq' | 'cached' | 'counts'>, past: number): BigInt64Array {
+  const { batch, seq } = step;
+  const width = past + seq;
+  const mask = new BigInt64Array(batch * width);
+  for (let r = 0; r < batch; r++) {
+    const count = step.counts[r]!;
+    if (count > 0) mask.fill(1n, r * width, r * width + step.cached[r]!);
+    mask.fill(1n, r * width + past + seq - Math.max(count, 1), (r + 1) * width);
+  }
+  return mask;
+}
+
+/**
+ * The device-cache graph's write positions `[batch, kvHeads, seq, 3]`: each real new token of
+ * batch row b goes to (rows[b], head, its position); padding and idle tokens go to the scratch
+ * column, which no query sees.
+ */
+export function deviceKvIndex(
+  step: Pick<StepTokens, 'batch' | 'seq' | 'cached' | 'counts'>,
+  rows: readonly number[],
+  kvHeads: number,
+  scratchColumn: number,
+): BigInt64Array {
+  const { batch, seq } = step;
+  const index = new BigInt64Array(batch * kvHeads * seq * 3);
+  for (let b = 0; b < batch; b++) {
+    const pad = seq - step.counts[b]!;
+    for (let h = 0; h < kvHeads; h++) {
+      for (let t = 0; t < seq; t++) {
+        const at = ((b * kvHeads + h) * seq + t) * 3;
+        index[at] = BigInt(rows[b]!);
+        index[at + 1] = BigInt(h);
+        index[at + 2] = BigInt(t < pad ? scratchColumn : step.cached[b]! + t - pad);
+      }
+    }
+  }
+  return index;
 }

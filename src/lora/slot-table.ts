@@ -78,13 +78,13 @@ export class SlotTable {
   }
 
   /**
-   * Packs the adapters in `slots` (any order, repeats and 0 ignored) for one step. The last packing
-   * is kept: a running batch uses the same adapters step after step.
+   * Where the adapters in `slots` (any order, repeats and 0 ignored) sit in a step's packing: each
+   * used slot's adapter index and column block. A step without adapters still has one all-zero
+   * column and adapter: ORT's kernels do not all take zero-sized dimensions, and one column costs
+   * nothing measurable.
    */
-  pack(slots: Iterable<number>): PackedLora {
+  blocksFor(slots: Iterable<number>): Pick<PackedLora, 'width' | 'adapters' | 'blocks'> {
     const used = [...new Set(slots)].filter((s) => s > 0 && this.held[s]).sort((x, y) => x - y);
-    const key = `${this.generation}:${used.join(',')}`;
-    if (this.lastPack?.key === key) return this.lastPack.packed;
     const blocks = new Map<number, { index: number; offset: number; width: number }>();
     let width = 0;
     used.forEach((slot, index) => {
@@ -92,18 +92,23 @@ export class SlotTable {
       blocks.set(slot, { index, offset: width, width: w });
       width += w;
     });
-    // A step without adapters still feeds one all-zero column and adapter: ORT's kernels do not all
-    // take zero-sized dimensions, and one column costs nothing measurable.
-    width = Math.max(1, width);
-    const packed: PackedLora = {
-      width,
-      adapters: Math.max(1, used.length),
-      a: new Map(),
-      b: new Map(),
-      bias: new Map(),
-      dora: new Map(),
-      blocks,
-    };
+    return { width: Math.max(1, width), adapters: Math.max(1, used.length), blocks };
+  }
+
+  /** The adapter a slot holds (null: empty). */
+  adapterIn(slot: number): ParsedAdapter | null {
+    return this.held[slot] ?? null;
+  }
+
+  /**
+   * Packs the adapters in `slots` for one step (see `layout`). The last packing is kept: a running
+   * batch uses the same adapters step after step.
+   */
+  pack(slots: Iterable<number>): PackedLora {
+    const { width, adapters, blocks } = this.blocksFor(slots);
+    const key = `${this.generation}:${[...blocks.keys()].join(',')}`;
+    if (this.lastPack?.key === key) return this.lastPack.packed;
+    const packed: PackedLora = { width, adapters, a: new Map(), b: new Map(), bias: new Map(), dora: new Map(), blocks };
     for (const m of this.linears) {
       const a = new Float32Array(width * m.inFeatures);
       const b = new Float32Array(width * m.outFeatures);
@@ -132,7 +137,7 @@ export class SlotTable {
    * Each row's weights over a packing: its mix's weight on each of its adapters' columns and index,
    * 0 elsewhere (base rows: all 0). A mix is the output-space sum Σ wᵢ (sᵢ Bᵢ Aᵢ x + biasᵢ).
    */
-  static rowWeights(packed: PackedLora, rowAdapters: ReadonlyArray<AdapterMix>): RowWeights {
+  static rowWeights(packed: Pick<PackedLora, 'width' | 'adapters' | 'blocks'>, rowAdapters: ReadonlyArray<AdapterMix>): RowWeights {
     const B = rowAdapters.length;
     const columns = new Float32Array(B * packed.width);
     const rows = new Float32Array(B * packed.adapters);

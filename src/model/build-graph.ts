@@ -1,5 +1,5 @@
 import { GraphBuilder } from './graph-builder.js';
-import { GraphOps, type LoraLayout } from './graph-ops.js';
+import { GraphOps, type KvResidency, type LoraLayout } from './graph-ops.js';
 import type { HfModel } from './hf-model.js';
 import { encodeModel } from './onnx-proto.js';
 import type { BaseQuantization } from './quantize-model.js';
@@ -19,17 +19,18 @@ export interface BuiltGraph {
 export const OPSET = 17;
 
 /**
- * The decoder graph for one model: one step of the batch, with KV cache, optional LoRA slots and
- * optionally quantized base weights.
+ * The decoder graph for one model: one step of the batch, with KV cache (on the host or the device,
+ * see `KvResidency`), optional LoRA slots and optionally quantized base weights.
  */
 export function buildGraph(
   model: HfModel,
   lora: LoraLayout | null,
   loraModules?: ReadonlySet<string>,
   quant: BaseQuantization | null = null,
+  kv: KvResidency = 'host',
 ): BuiltGraph {
   const g = new GraphBuilder();
-  const ops = new GraphOps(g, model.dims, model.weights, model.linears, lora, loraModules, quant);
+  const ops = new GraphOps(g, model.dims, model.weights, model.linears, lora, loraModules, quant, kv);
   const hidden = model.arch.forward(ops, model.dims);
   ops.logits(hidden, model.arch.lmHead(model.dims));
   if (!ops.tokenEmbedding) throw new Error(`architecture ${model.arch.family} embeds no tokens`);

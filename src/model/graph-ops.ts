@@ -15,12 +15,32 @@ export interface LoraLayout {
   maxRank: number;
 }
 
+/**
+ * Where the KV cache lives between steps.
+ * - `host`: caller-owned buffers fed as inputs (ORT wraps inputs without a copy); the graph outputs
+ *   only the step's new keys/values. Right for the CPU provider, where an output is always a copy.
+ * - `device`: the whole cache `[rows, kvHeads, capacity + 1, headDim]` is an input the graph
+ *   scatters the step's keys/values into and returns as `present_*`, which a GPU provider keeps
+ *   on the device and the caller feeds back next step: nothing that grows with the cached length
+ *   crosses between host and device. This graph is also built from ops the WebGPU provider
+ *   implements, with no shape arithmetic (which ORT would place on the CPU): hidden states stay
+ *   `[B, T, features]` so every reshape has a constant target.
+ */
+export type KvResidency = 'host' | 'device';
+
 export const INPUT = {
   /** [B, T, hidden]: the token embeddings, looked up by the caller (see `embed`). */
   embeds: 'inputs_embeds',
   positions: 'position_ids',
-  /** [B, P + T]: 1 where a past position or a new token of the row is real. */
+  /** [B, P + T]: 1 where a past position or a new token of the row is real (host cache). */
   mask: 'attention_mask',
+  /** [B]: the cache row each batch row reads and writes (device cache). */
+  kvRows: 'kv_rows',
+  /**
+   * [B, kvHeads, T, 3]: where each new key/value goes, (row, head, position); padding tokens go to
+   * the cache's last column, which no query sees (device cache).
+   */
+  kvIndex: 'kv_index',
   /** [B, W]: the weight of each packed LoRA column for the row (1 on its adapter's block, 0 elsewhere). */
   loraColumns: 'lora_columns',
   /** [B, U]: the weight of each packed adapter for the row (for the adapters' bias deltas). */
@@ -32,6 +52,14 @@ export const INPUT = {
   logitRows: 'logit_rows',
   pastKey: (l: number) => `past_key.${l}`,
   pastValue: (l: number) => `past_value.${l}`,
+  /**
+   * Device cache only: [W] the LoRA table row of each packed column, [U] the table row of each
+   * packed adapter. There the `lora_*` inputs are whole slot tables kept on the device (a slot's R
+   * rows per column table, a row per slot otherwise), written when an adapter loads, and the step
+   * gathers the columns its rows use.
+   */
+  loraColumnSource: 'lora_column_source',
+  loraAdapterSource: 'lora_adapter_source',
   loraA: (m: string) => `lora_A.${m}`,
   loraB: (m: string) => `lora_B.${m}`,
   loraBias: (m: string) => `lora_bias.${m}`,
@@ -44,16 +72,22 @@ export const OUTPUT = {
   /** [B, kvHeads, T, headDim]: only this step's keys; the caller writes them into its own cache. */
   newKey: (l: number) => `new_key.${l}`,
   newValue: (l: number) => `new_value.${l}`,
+  /** The device cache after this step's writes: fed back as `past_*` next step. */
+  presentKey: (l: number) => `present_key.${l}`,
+  presentValue: (l: number) => `present_value.${l}`,
 } as const;
 
 /**
- * The operations an architecture's forward pass is written in. Hidden states travel as 2-D
- * `[N = batch·seq, features]` so every linear layer is one Gemm; attention reshapes locally.
+ * The operations an architecture's forward pass is written in. With a host cache, hidden states
+ * travel as 2-D `[N = batch·seq, features]` so every linear layer is one Gemm and attention
+ * reshapes locally; with a device cache they stay `[B, T, features]` (see `KvResidency`).
  * Padding is on the left, so each row's last position is the last column.
  */
 export class GraphOps {
   private readonly linearsByName: Map<string, LinearModule>;
-  private readonly batchSeq: string;
+  private readonly batchSeq: string | null;
+  private readonly onDevice: boolean;
+  private keyPositions: string | null = null;
   private readonly maskBias = new Map<number | null, string>();
   private visible: string | null = null;
   private loraColumns3: string | null = null;
@@ -70,30 +104,44 @@ export class GraphOps {
     private readonly loraModules: ReadonlySet<string> = new Set(linears.map((m) => m.name)),
     /** Quantized base weights (block linears and LM head); null runs them in float32. */
     private readonly quant: BaseQuantization | null = null,
+    readonly kv: KvResidency = 'host',
   ) {
     this.linearsByName = new Map(linears.map((m) => [m.name, m]));
+    this.onDevice = kv === 'device';
     const { kvHeads, headDim, layers } = dims;
     const i64 = TensorDataType.INT64;
     const f32 = TensorDataType.FLOAT;
     g.input({ name: INPUT.embeds, elemType: f32, shape: ['batch', 'seq', dims.hidden] });
-    g.input({ name: INPUT.positions, elemType: i64, shape: ['batch', 'seq'] });
-    g.input({ name: INPUT.mask, elemType: i64, shape: ['batch', 'total'] });
+    // int32 on the device: WebGPU casts int32 (not int64) to float for the rotary tables and the mask.
+    g.input({ name: INPUT.positions, elemType: this.onDevice ? TensorDataType.INT32 : i64, shape: ['batch', 'seq'] });
     g.input({ name: INPUT.logitRows, elemType: i64, shape: ['logit_rows'] });
+    if (this.onDevice) {
+      g.input({ name: INPUT.kvRows, elemType: i64, shape: ['batch'] });
+      g.input({ name: INPUT.kvIndex, elemType: i64, shape: ['batch', kvHeads, 'seq', 3] });
+    } else {
+      g.input({ name: INPUT.mask, elemType: i64, shape: ['batch', 'total'] });
+    }
+    const cacheShape = this.onDevice ? ['cache_rows', kvHeads, 'cache_columns', headDim] : ['batch', kvHeads, 'past', headDim];
     for (let l = 0; l < layers; l++) {
-      g.input({ name: INPUT.pastKey(l), elemType: f32, shape: ['batch', kvHeads, 'past', headDim] });
-      g.input({ name: INPUT.pastValue(l), elemType: f32, shape: ['batch', kvHeads, 'past', headDim] });
+      g.input({ name: INPUT.pastKey(l), elemType: f32, shape: cacheShape });
+      g.input({ name: INPUT.pastValue(l), elemType: f32, shape: cacheShape });
     }
     if (lora) {
       g.input({ name: INPUT.loraColumns, elemType: f32, shape: ['batch', 'lora_width'] });
       g.input({ name: INPUT.loraRows, elemType: f32, shape: ['batch', 'lora_adapters'] });
+      if (this.onDevice) {
+        g.input({ name: INPUT.loraColumnSource, elemType: i64, shape: ['lora_width'] });
+        g.input({ name: INPUT.loraAdapterSource, elemType: i64, shape: ['lora_adapters'] });
+      }
+      const [columns, adapters] = this.onDevice ? ['lora_table_columns', 'lora_table_slots'] : ['lora_width', 'lora_adapters'];
       for (const m of linears.filter((l) => this.loraModules.has(l.name))) {
-        g.input({ name: INPUT.loraA(m.name), elemType: f32, shape: ['lora_width', m.inFeatures] });
-        g.input({ name: INPUT.loraB(m.name), elemType: f32, shape: ['lora_width', m.outFeatures] });
-        g.input({ name: INPUT.loraBias(m.name), elemType: f32, shape: ['lora_adapters', m.outFeatures] });
-        g.input({ name: INPUT.loraDora(m.name), elemType: f32, shape: ['lora_adapters', m.outFeatures] });
+        g.input({ name: INPUT.loraA(m.name), elemType: f32, shape: [columns, m.inFeatures] });
+        g.input({ name: INPUT.loraB(m.name), elemType: f32, shape: [columns, m.outFeatures] });
+        g.input({ name: INPUT.loraBias(m.name), elemType: f32, shape: [adapters, m.outFeatures] });
+        g.input({ name: INPUT.loraDora(m.name), elemType: f32, shape: [adapters, m.outFeatures] });
       }
     }
-    this.batchSeq = g.op('Slice', [g.op('Shape', [INPUT.embeds]), g.constInt64([0]), g.constInt64([2])]);
+    this.batchSeq = this.onDevice ? null : g.op('Slice', [g.op('Shape', [INPUT.embeds]), g.constInt64([0]), g.constInt64([2])]);
   }
 
   /** The token embedding table the caller must look rows up in (set by `embed`). */
@@ -111,13 +159,22 @@ export class GraphOps {
   embed(table: string): string {
     this.weights.ref(table, [this.dims.vocabSize, this.dims.hidden]);
     this.tokenEmbedding = table;
-    return this.g.op('Reshape', [INPUT.embeds, this.g.constInt64([-1, this.dims.hidden])]);
+    return this.rows(INPUT.embeds, this.dims.hidden);
   }
 
   /** `[B, T]` positions → `[N, hidden]` rows of a learned position table (small; kept in the graph). */
   positionEmbed(table: string): string {
-    const rows = this.g.op('Gather', [this.weight(table), INPUT.positions]);
-    return this.g.op('Reshape', [rows, this.g.constInt64([-1, this.dims.hidden])]);
+    return this.rows(this.g.op('Gather', [this.weight(table), INPUT.positions]), this.dims.hidden);
+  }
+
+  /** `[B, T, k]` → the layout hidden states travel in: `[N, k]` (host cache) or unchanged (device cache). */
+  private rows(x3: string, k: number): string {
+    return this.onDevice ? x3 : this.g.op('Reshape', [x3, this.g.constInt64([-1, k])]);
+  }
+
+  /** The travelling layout → `[B, T, k]`. */
+  private perToken(x: string, k: number): string {
+    return this.onDevice ? x : this.g.op('Reshape', [x, this.shape3(k)]);
   }
 
   add(a: string, b: string): string {
@@ -129,7 +186,7 @@ export class GraphOps {
   }
 
   split(x: string, sizes: number[]): string[] {
-    return this.g.opN('Split', [x, this.g.constInt64(sizes)], sizes.length, { axis: 1 });
+    return this.g.opN('Split', [x, this.g.constInt64(sizes)], sizes.length, { axis: -1 });
   }
 
   layerNorm(x: string, prefix: string, eps: number): string {
@@ -162,7 +219,7 @@ export class GraphOps {
 
   /**
    * A base linear layer plus, when the graph carries LoRA, the per-row adapter delta.
-   * x: [N, in] → [N, out].
+   * x: [N, in] → [N, out] (host cache) or [B, T, in] → [B, T, out] (device cache).
    */
   linear(moduleName: string, x: string): string {
     const m = this.linearsByName.get(moduleName);
@@ -175,27 +232,56 @@ export class GraphOps {
     if (!this.lora || !this.loraModules.has(m.name)) return base;
     // The step is fed only the adapters its rows use, packed side by side (W columns in all, U
     // adapters), so the delta costs what the batch uses, not what the server could hold.
+    const packed = this.packedLora(m.name);
     // h[n] = x[n] @ A_packedᵀ: [N, in] @ [in, W] → [N, W], every used adapter's projection at once
-    const h = g.op('Gemm', [x, INPUT.loraA(m.name)], { transB: 1 });
+    const h = this.perToken(this.timesTransposed(x, packed.a), -1);
     // h[b, t, :] ⊙= columns[b]: [B, T, W] ⊙ [B, 1, W], the row keeps its own adapter's block only
-    const own = g.op('Reshape', [g.op('Mul', [g.op('Reshape', [h, this.shape3(-1)]), this.loraColumnMask()]), g.op('Shape', [h])]);
-    // delta[n] = h[n] @ B_packed: [N, W] @ [W, out]; B_packed holds s·Bᵀ per adapter, scale folded in
-    const delta = g.op('Reshape', [g.op('MatMul', [own, INPUT.loraB(m.name)]), this.shape3(m.outFeatures)]);
+    const own = g.op('Mul', [h, this.loraColumnMask()]);
+    // delta[b, t] = h[b, t] @ B_packed: [B, T, W] @ [W, out]; B_packed holds s·Bᵀ per adapter, scale folded in
+    const delta = g.op('MatMul', [own, packed.b]);
     // bias[b] = rows[b] @ bias_packed: [B, U] @ [U, out], broadcast over the row's tokens
     const perRow = (packed: string) => g.op('Unsqueeze', [g.op('MatMul', [INPUT.loraRows, packed]), g.constInt64([1])]);
     // DoRA: y = g ⊙ (W x + s·B A x) + b, the bias outside the scale (PEFT's DoraLinearLayer).
     // e[b] = rows[b] @ (g − 1)_packed is 0 for rows without DoRA, so y = base + delta + e ⊙ (W x + delta) + bias.
-    const base3 = g.op('Reshape', [base, this.shape3(m.outFeatures)]);
+    const base3 = this.perToken(base, m.outFeatures);
     const unbiased = baseBias ? g.op('Sub', [base3, baseBias]) : base3;
-    const rescaled = g.op('Mul', [g.op('Add', [unbiased, delta]), perRow(INPUT.loraDora(m.name))]);
-    const adapted = g.op('Add', [g.op('Add', [delta, perRow(INPUT.loraBias(m.name))]), rescaled]);
-    return g.op('Add', [base, g.op('Reshape', [adapted, g.constInt64([-1, m.outFeatures])])]);
+    const rescaled = g.op('Mul', [g.op('Add', [unbiased, delta]), perRow(packed.dora)]);
+    const adapted = g.op('Add', [g.op('Add', [delta, perRow(packed.bias)]), rescaled]);
+    return g.op('Add', [base, this.rows(adapted, m.outFeatures)]);
   }
 
-  /** y[n] = x[n] @ Wᵀ (+ b) for W `[out, in]` (`[in, out]` when fanInFanOut); Gemm's transB reads either layout without a copy. */
+  /**
+   * A module's packed LoRA tensors: fed packed (host cache), or gathered on the device from the
+   * resident slot tables: A_packed[w] = A_table[column_source[w]], bias_packed[u] = bias_table[adapter_source[u]].
+   */
+  private packedLora(module: string): { a: string; b: string; bias: string; dora: string } {
+    const names = { a: INPUT.loraA(module), b: INPUT.loraB(module), bias: INPUT.loraBias(module), dora: INPUT.loraDora(module) };
+    if (!this.onDevice) return names;
+    const gather = (table: string, source: string) => this.g.op('Gather', [table, source], { axis: 0 });
+    return {
+      a: gather(names.a, INPUT.loraColumnSource),
+      b: gather(names.b, INPUT.loraColumnSource),
+      bias: gather(names.bias, INPUT.loraAdapterSource),
+      dora: gather(names.dora, INPUT.loraAdapterSource),
+    };
+  }
+
+  /** x @ Mᵀ for a runtime matrix M `[k, in]`: Gemm's transB on 2-D rows; a transpose then a batched MatMul on [B, T, in]. */
+  private timesTransposed(x: string, matrix: string): string {
+    if (!this.onDevice) return this.g.op('Gemm', [x, matrix], { transB: 1 });
+    return this.g.op('MatMul', [x, this.g.op('Transpose', [matrix], { perm: [1, 0] })]);
+  }
+
+  /**
+   * y = x @ Wᵀ (+ b) for W `[out, in]` (`[in, out]` when fanInFanOut). On 2-D rows Gemm's transB reads
+   * either layout without a copy; on [B, T, in] a MatMul takes W as `[in, out]`, which for `[out, in]`
+   * weights is a Transpose of the initializer that ORT folds once at load.
+   */
   private floatMatMul(x: string, weight: string, [out, inFeatures]: [number, number], fanInFanOut: boolean, bias: string | null): string {
     const w = this.weight(weight, fanInFanOut ? [inFeatures, out] : [out, inFeatures]);
-    return this.g.op('Gemm', bias ? [x, w, bias] : [x, w], { transB: fanInFanOut ? 0 : 1 });
+    if (!this.onDevice) return this.g.op('Gemm', bias ? [x, w, bias] : [x, w], { transB: fanInFanOut ? 0 : 1 });
+    const product = this.g.op('MatMul', [x, fanInFanOut ? w : this.g.op('Transpose', [w], { perm: [1, 0] })]);
+    return bias ? this.g.op('Add', [product, bias]) : product;
   }
 
   /** The same product over the weight's quantized copy in the cache file (MatMulNBits adds the bias). */
@@ -210,9 +296,9 @@ export class GraphOps {
     return this.loraColumns3;
   }
 
-  /** [B, T, k] as a shape tensor for the current batch. */
+  /** [B, T, k] as a shape tensor for the current batch (host cache only: shape arithmetic). */
   private shape3(k: number): string {
-    return this.g.op('Concat', [this.batchSeq, this.g.constInt64([k])], { axis: 0 });
+    return this.g.op('Concat', [this.batchSeq!, this.g.constInt64([k])], { axis: 0 });
   }
 
   /** cos/sin tables `[B, 1, T, D]` from position_ids (transformers' rotate_half convention). */
@@ -254,7 +340,7 @@ export class GraphOps {
     let allowed = this.visibleKeys();
     if (window !== null) {
       const P = g.op('Squeeze', [this.pastPositions()], {});
-      const batch = g.op('Slice', [this.batchSeq, g.constInt64([0]), g.constInt64([1])]);
+      const batch = g.op('Slice', [this.batchSeq!, g.constInt64([0]), g.constInt64([1])]);
       const pastPos = g.op('Expand', [
         g.op('Unsqueeze', [g.op('Range', [g.constInt64([0], []), P, g.constInt64([1], [])]), g.constInt64([0])]),
         g.op('Concat', [batch, this.pastPositions()], { axis: 0 }),
@@ -277,7 +363,7 @@ export class GraphOps {
     if (this.visible) return this.visible;
     const g = this.g;
     const scalarAt = (shape: string, i: number) => g.op('Gather', [shape, g.constInt64([i], [])], { axis: 0 });
-    const t = scalarAt(this.batchSeq, 1);
+    const t = scalarAt(this.batchSeq!, 1);
     const s = scalarAt(g.op('Shape', [INPUT.mask]), 1);
     const one = g.constInt64([1], []);
     const queryCol = g.op('Unsqueeze', [g.op('Range', [g.op('Sub', [s, t]), s, one]), g.constInt64([1])]);
@@ -295,10 +381,11 @@ export class GraphOps {
    * binding copies every output, and inputs are wrapped without a copy).
    */
   attention(layer: number, q2d: string, k2d: string, v2d: string, options: { rope: boolean }): string {
+    if (this.onDevice) return this.deviceAttention(layer, q2d, k2d, v2d, options);
     const g = this.g;
     const { heads, kvHeads, headDim } = this.dims;
     const groups = heads / kvHeads;
-    const shape = (...rest: number[]) => g.op('Concat', [this.batchSeq, g.constInt64(rest)], { axis: 0 });
+    const shape = (...rest: number[]) => g.op('Concat', [this.batchSeq!, g.constInt64(rest)], { axis: 0 });
     // q: [B, T, kvH, G, D] → [B, kvH, G, T, D];  k, v: [B, T, kvH, D] → [B, kvH, T, D]
     let q = g.op('Transpose', [g.op('Reshape', [q2d, shape(kvHeads, groups, headDim)])], { perm: [0, 2, 3, 1, 4] });
     let k = g.op('Transpose', [g.op('Reshape', [k2d, shape(kvHeads, headDim)])], { perm: [0, 2, 1, 3] });
@@ -333,6 +420,75 @@ export class GraphOps {
     return g.op('Reshape', [g.op('Transpose', [ctx5], { perm: [0, 3, 1, 2, 4] }), g.constInt64([-1, heads * headDim])]);
   }
 
+  /**
+   * Attention over a device-resident cache. q: [B, T, H·D], k/v: [B, T, kvH·D] → [B, T, H·D].
+   * The step's keys/values are scattered into the whole cache at (row, head, position), the result
+   * is the `present_*` output, and each batch row attends over its own cache row (positions
+   * 0..capacity; the causal bias hides everything after the query's own position, so stale or
+   * scratch entries are never seen). Every reshape target is a constant.
+   */
+  private deviceAttention(layer: number, q3: string, k3: string, v3: string, options: { rope: boolean }): string {
+    const g = this.g;
+    const { heads, kvHeads, headDim } = this.dims;
+    const groups = heads / kvHeads;
+    const f32 = TensorDataType.FLOAT;
+    // q: [B, T, kvH, G, D] → [B, kvH, G, T, D];  k, v: [B, T, kvH, D] → [B, kvH, T, D]
+    let q = g.op('Transpose', [g.op('Reshape', [q3, g.constInt64([0, 0, kvHeads, groups, headDim])])], { perm: [0, 2, 3, 1, 4] });
+    let k = g.op('Transpose', [g.op('Reshape', [k3, g.constInt64([0, 0, kvHeads, headDim])])], { perm: [0, 2, 1, 3] });
+    const v = g.op('Transpose', [g.op('Reshape', [v3, g.constInt64([0, 0, kvHeads, headDim])])], { perm: [0, 2, 1, 3] });
+    if (options.rope) {
+      const { cos, sin } = this.ropeTables();
+      q = this.applyRope(q, g.op('Unsqueeze', [cos, g.constInt64([1])]), g.op('Unsqueeze', [sin, g.constInt64([1])]));
+      k = this.applyRope(k, cos, sin);
+    }
+    const cacheShape = ['cache_rows', kvHeads, 'cache_columns', headDim];
+    // cache[kv_index[b, h, t]] = k[b, h, t]: [R, kvH, C, D] with [B, kvH, T] D-vectors written in
+    const present = (past: string, update: string, name: string) =>
+      g.output(g.op('ScatterND', [past, INPUT.kvIndex, update]), { name, elemType: f32, shape: cacheShape });
+    const keysAll = present(INPUT.pastKey(layer), k, OUTPUT.presentKey(layer));
+    const valuesAll = present(INPUT.pastValue(layer), v, OUTPUT.presentValue(layer));
+    // each batch row's own cache row: [B, kvH, C, D]
+    const keys = g.op('Gather', [keysAll, INPUT.kvRows], { axis: 0 });
+    const values = g.op('Gather', [valuesAll, INPUT.kvRows], { axis: 0 });
+    // q pre-scaled by 1/√D, the G query heads of a KV head stacked as rows: [B, kvH, G·T, D]
+    const qs = g.op('Reshape', [g.op('Mul', [q, g.scalar(1 / Math.sqrt(headDim))]), g.constInt64([0, 0, -1, headDim])]);
+    // scores = q · Kᵀ: [B, kvH, G·T, D] @ [B, kvH, D, C] → [B, kvH, G·T, C]
+    const scores = g.op('MatMul', [qs, g.op('Transpose', [keys], { perm: [0, 1, 3, 2] })]);
+    const probs = g.op('Softmax', [g.op('Add', [scores, this.deviceAttentionBias(keysAll, this.dims.slidingWindows[layer] ?? null)])], {
+      axis: -1,
+    });
+    // ctx = probs @ V: [B, kvH, G·T, D] → [B, kvH, G, T, D] → [B, T, kvH, G, D] → [B, T, H·D]
+    const ctx5 = g.op('Reshape', [g.op('MatMul', [probs, values]), g.constInt64([0, 0, groups, -1, headDim])]);
+    return g.op('Reshape', [g.op('Transpose', [ctx5], { perm: [0, 3, 1, 2, 4] }), g.constInt64([0, 0, heads * headDim])]);
+  }
+
+  /**
+   * Additive bias [B, 1, G·T, C] over cache columns: 0 where column j (holding position j) is at or
+   * before the query's position q (and, with a sliding window w, after q − w), −1e9 elsewhere.
+   * Positions are compared as floats (exact below 2²⁴) so no int64 arithmetic leaves the device.
+   */
+  private deviceAttentionBias(cache: string, window: number | null): string {
+    const known = this.maskBias.get(window);
+    if (known) return known;
+    const g = this.g;
+    // column positions 0..C-1 as [1, 1, 1, C], counted on the device from the cache's own extent
+    this.keyPositions ??= (() => {
+      const column = g.op('Slice', [cache, g.constInt64([0, 0, 0]), g.constInt64([1, 1, 1]), g.constInt64([0, 1, 3])]);
+      const ones = g.op('Add', [g.op('Mul', [column, g.scalar(0)]), g.scalar(1)]);
+      const counted = g.op('Sub', [g.op('CumSum', [ones, g.constInt64([2], [])]), g.scalar(1)]);
+      return g.op('Reshape', [counted, g.constInt64([1, 1, 1, -1])]);
+    })();
+    // query positions [B, 1, T, 1]
+    const queryPos = g.op('Unsqueeze', [g.op('Cast', [INPUT.positions], { to: TensorDataType.FLOAT }), g.constInt64([1, 3])]);
+    let allowed = g.op('LessOrEqual', [this.keyPositions, queryPos]);
+    if (window !== null) allowed = g.op('And', [allowed, g.op('Greater', [this.keyPositions, g.op('Sub', [queryPos, g.scalar(window)])])]);
+    const bias = g.op('Where', [allowed, g.scalar(0), g.scalar(-1e9)]);
+    const groups = this.dims.heads / this.dims.kvHeads;
+    const tiled = groups === 1 ? bias : g.op('Tile', [bias, g.constInt64([1, 1, groups, 1])]);
+    this.maskBias.set(window, tiled);
+    return tiled;
+  }
+
   /** P, the past positions fed this step, as a 1-element int64 tensor. */
   private pastPositions(): string {
     this.pastLength ??= this.g.op('Slice', [this.g.op('Shape', [INPUT.pastKey(0)]), this.g.constInt64([2]), this.g.constInt64([3])]);
@@ -345,7 +501,8 @@ export class GraphOps {
    * widest GEMM, runs only where logits are read.
    */
   logitPositions(x: string): string {
-    return this.g.op('Gather', [x, INPUT.logitRows], { axis: 0 });
+    const flat = this.onDevice ? this.g.op('Reshape', [x, this.g.constInt64([-1, this.dims.hidden])]) : x;
+    return this.g.op('Gather', [flat, INPUT.logitRows], { axis: 0 });
   }
 
   /** logits[m] = h[m] @ Wᵀ: [M, V]. */

@@ -1,7 +1,7 @@
 export { loadHfModel, copyModelSideFiles, type HfModel, type GenerationDefaults } from './hf-model.js';
 export { buildGraph, type BuiltGraph } from './build-graph.js';
 export { quantizeBase, QUANTIZE_MODES, type BaseQuantization, type QuantizeMode } from './quantize-model.js';
-export { INPUT, OUTPUT, type LoraLayout } from './graph-ops.js';
+export { INPUT, OUTPUT, type KvResidency, type LoraLayout } from './graph-ops.js';
 export type { LinearModule, ModelDims, RopeConfig } from './dims.js';
 export { ropeInverseFrequencies } from './dims.js';
 export type { Architecture } from './architecture.js';
@@ -16,3 +16,4 @@ export {
   type TensorToWrite,
   type Dtype,
 } from './safetensors.js';
+export { KV_GRAPH, kvResizeGraph, kvCopyRowGraph, LORA_TABLE_GRAPH, loraTablesInitGraph, loraTablesWriteGraph } from './device-graphs.js';

@@ -1,7 +1,8 @@
+import { createEngine } from '../helpers/backend.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Engine } from '../../src/engine/index.js';
+import type { Engine } from '../../src/engine/index.js';
 import { writeRandomModel } from '../../src/testing/index.js';
 import { readAdapter, tempDir, writeRandomAdapter } from '../helpers/adapters.js';
 
@@ -12,10 +13,10 @@ describe('chunked prefill on a real engine', () => {
   before(async () => {
     const tiny = writeRandomModel(join(tempDir(), 'model'), { family: 'llama', seed: 9 });
     const dir = join(tempDir(), 'ad');
-    whole = await Engine.create({ modelDir: tiny.dir, slots: 2, maxRank: 8, maxBatch: 4 });
+    whole = await createEngine({ modelDir: tiny.dir, slots: 2, maxRank: 8, maxBatch: 4 });
     await writeRandomAdapter(dir, whole.model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj', 'down_proj'] }, 3);
     // chunks of 5 tokens, and at most 8 padded prompt tokens per step
-    chunked = await Engine.create({ modelDir: tiny.dir, slots: 2, maxRank: 8, maxBatch: 4, prefillChunk: 5, maxBatchTokens: 8 });
+    chunked = await createEngine({ modelDir: tiny.dir, slots: 2, maxRank: 8, maxBatch: 4, prefillChunk: 5, maxBatchTokens: 8 });
     for (const e of [whole, chunked]) {
       e.slots!.write(1, readAdapter(dir, e.model, 8));
       engines.push(e);

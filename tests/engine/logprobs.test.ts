@@ -1,7 +1,8 @@
+import { createEngine } from '../helpers/backend.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Engine, type TokenLogprob } from '../../src/engine/index.js';
+import type { Engine, TokenLogprob } from '../../src/engine/index.js';
 import { writeRandomModel, type TinyModel } from '../../src/testing/index.js';
 import { logSoftmax, referenceLogits, type RefLora } from '../helpers/reference.js';
 import { readAdapter, tempDir, writeRandomAdapter } from '../helpers/adapters.js';
@@ -26,7 +27,7 @@ describe('logprobs against the float64 reference forward pass', () => {
   before(async () => {
     tiny = writeRandomModel(join(tempDir(), 'base'), { family: 'llama', seed: 7 });
     // Small chunks so prompt logprobs cross chunk boundaries.
-    engine = await Engine.create({ modelDir: tiny.dir, slots: 2, maxRank: 8, prefillChunk: 4 });
+    engine = await createEngine({ modelDir: tiny.dir, slots: 2, maxRank: 8, prefillChunk: 4 });
     const dir = join(tempDir(), 'adapter');
     lora = (await writeRandomAdapter(dir, engine.model, { r: 8, lora_alpha: 16, target_modules: 'all-linear' }, 5)).ref;
     engine.slots!.write(1, readAdapter(dir, engine.model, 8));

@@ -2,12 +2,13 @@
  * Fidelity of the quantized base model against float32, on random test models and on the trained
  * demo model with its three adapters (which stay float32). The bounds are the README's.
  */
+import { createEngine } from '../helpers/backend.js';
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { Engine } from '../../src/engine/index.js';
+import type { Engine } from '../../src/engine/index.js';
 import type { QuantizeMode } from '../../src/model/index.js';
 import { writeRandomModel, type Family } from '../../src/testing/random-model.js';
 import { tempDir } from '../helpers/adapters.js';
@@ -34,7 +35,7 @@ after(async () => {
 });
 
 async function engine(modelDir: string, quantize: QuantizeMode | null, quantCacheDir: string, slots = 0): Promise<Engine> {
-  const e = await Engine.create({ modelDir, quantize, quantCacheDir, slots, maxRank: 32, threads: 1 });
+  const e = await createEngine({ modelDir, quantize, quantCacheDir, slots, maxRank: 32, threads: 1 });
   engines.push(e);
   return e;
 }

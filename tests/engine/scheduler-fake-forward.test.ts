@@ -2,6 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from '../../src/engine/scheduler.js';
 import { DEFAULT_SAMPLING } from '../../src/engine/sampler.js';
+import { KvCache } from '../../src/engine/kv-cache.js';
 import type { ConstraintWalker, OutputConstraint } from '../../src/grammar/index.js';
 import { singleSlot } from '../../src/lora/index.js';
 
@@ -24,51 +25,47 @@ interface Recorded {
 
 function fakeModel(options: { failOn?: (step: number, input: ForwardInput) => boolean } = {}) {
   const steps: Recorded[] = [];
-  /** Tokens a row has been fed, by position, for rows the scheduler says are real. */
+  const kv = new KvCache(dims, 512);
+  /** Reads each row's past from the cache the scheduler owns rows of, and writes its new tokens there. */
   const forward = async (input: ForwardInput): Promise<ForwardOutput> => {
-    const { batch, seq, past } = input;
-    const width = past.length + seq;
+    const { batch, seq, rows } = input;
     let live = 0;
     const logits = new Float32Array(input.logitRows.length * VOCAB);
     const keys = Array.from({ length: dims.layers }, () => new Float32Array(batch * seq * 2));
     const values = Array.from({ length: dims.layers }, () => new Float32Array(batch * seq * 2));
     for (let r = 0; r < batch; r++) {
-      const cached = Array.from({ length: past.length }, (_, p) => input.mask[r * width + p]).filter((m) => m === 1n).length;
-      for (let p = 0; p < past.length; p++) {
-        const real = input.mask[r * width + p] === 1n;
-        assert.equal(real, p < cached, `row ${r}: cached positions are a prefix`);
-        if (real)
-          for (const l of [0, 1])
-            assert.equal(past.keys[l]![(r * past.length + p) * 2 + 1], p, `row ${r} layer ${l}: position ${p} holds its own entry`);
-      }
-      let fed = 0;
-      for (let t = 0; t < seq; t++) {
-        if (input.mask[r * width + past.length + t] !== 1n) continue;
+      const count = input.counts[r]!;
+      if (count === 0) continue;
+      const cached = input.cached[r]!;
+      assert.equal(cached, kv.length(rows[r]!), `row ${r}: new tokens continue where its cache ends`);
+      const past = kv.past([rows[r]!]);
+      for (let p = 0; p < cached; p++)
+        for (const l of [0, 1]) assert.equal(past.keys[l]![p * 2 + 1], p, `row ${r} layer ${l}: position ${p} holds its own entry`);
+      for (let t = seq - count; t < seq; t++) {
         const position = Number(input.positions[r * seq + t]);
-        if (input.adapters[r]!.length > 0 || cached > 0 || seq > 1)
-          assert.equal(position, cached + fed, `row ${r}: new token continues the cache`);
+        assert.equal(position, cached + t - (seq - count), `row ${r}: new token continues the cache`);
         for (const l of [0, 1]) {
           keys[l]![(r * seq + t) * 2] = input.ids[r * seq + t]!;
           keys[l]![(r * seq + t) * 2 + 1] = position;
         }
-        fed++;
       }
-      if (seq > 1 || cached > 0) live++;
+      live++;
     }
     input.logitRows.forEach((n, m) => (logits[m * VOCAB + ((input.ids[Number(n)]! + 1) % VOCAB)] = 1));
-    const kind = seq > 1 || past.length === 0 ? 'prefill' : 'decode';
+    const kind = seq > 1 || input.counts.every((n, r) => n === 0 || input.cached[r] === 0) ? 'prefill' : 'decode';
     steps.push({ kind, batch, seq, liveRows: live, slots: input.adapters.map((mix) => mix[0]?.slot ?? 0) });
     if (options.failOn?.(steps.length, input)) throw new Error('injected failure');
+    kv.append(rows, input.counts, seq, keys, values);
     await new Promise((r) => setImmediate(r));
-    return { logits, keys, values };
+    return { logits };
   };
-  return { forward, steps };
+  return { forward, kv, steps };
 }
 
-function scheduler(forward: (i: ForwardInput) => Promise<ForwardOutput>, limits: Partial<SchedulerLimits> = {}) {
+function scheduler(model: ReturnType<typeof fakeModel>, limits: Partial<SchedulerLimits> = {}) {
   return new Scheduler(
-    forward,
-    dims,
+    model.forward,
+    model.kv,
     { maxBatch: 4, maxBatchTokens: 64, maxContext: 512, prefillChunk: 16, ...limits },
     new Set([VOCAB - 1]),
     (ids) => ids.map((i) => `<${i}>`).join(''),
@@ -96,7 +93,7 @@ const expected = (prompt: number[], n: number) => Array.from({ length: n }, (_, 
 describe('scheduler with a fake forward pass', () => {
   it('requests that join and leave between steps each get exactly their own continuation', async () => {
     const model = fakeModel();
-    const s = scheduler(model.forward);
+    const s = scheduler(model);
     const first = s.submit(request([10, 11, 12], 12, 1));
     const second = s.submit(request([100], 3, 2));
     await afterDecodes(s, 4);
@@ -122,7 +119,7 @@ describe('scheduler with a fake forward pass', () => {
 
   it('a freed row is reused, so the decode batch does not grow past the live rows', async () => {
     const model = fakeModel();
-    const s = scheduler(model.forward, { maxBatch: 2 });
+    const s = scheduler(model, { maxBatch: 2 });
     const gens = [s.submit(request([1], 2)), s.submit(request([50], 30)), s.submit(request([300], 5)), s.submit(request([400], 5))];
     const results = await Promise.all(gens.map((g) => g.result));
     assert.deepEqual(
@@ -137,7 +134,7 @@ describe('scheduler with a fake forward pass', () => {
 
   it("a long prompt is read in chunks that alternate with the running streams' decode steps", async () => {
     const model = fakeModel();
-    const s = scheduler(model.forward, { prefillChunk: 8, maxBatchTokens: 8 });
+    const s = scheduler(model, { prefillChunk: 8, maxBatchTokens: 8 });
     const running = s.submit(request([5], 40));
     await afterDecodes(s, 2);
     const from = model.steps.length;
@@ -161,7 +158,7 @@ describe('scheduler with a fake forward pass', () => {
 
   it('cancellation frees the row at the next step and calls onDone once', async () => {
     const model = fakeModel();
-    const s = scheduler(model.forward);
+    const s = scheduler(model);
     const ctl = new AbortController();
     let done = 0;
     const cancelled = s.submit(request([7], 500, 0, { signal: ctl.signal, onDone: () => done++ }));
@@ -177,7 +174,7 @@ describe('scheduler with a fake forward pass', () => {
 
   it('a failed forward pass fails the requests in that step and nothing else', async () => {
     const model = fakeModel({ failOn: (_n, input) => input.seq > 1 && input.ids.includes(666) });
-    const s = scheduler(model.forward, { maxBatch: 1 });
+    const s = scheduler(model, { maxBatch: 1 });
     const ok1 = s.submit(request([1], 3));
     const bad = s.submit(request([665, 666], 3));
     const ok2 = s.submit(request([3], 3));
@@ -188,7 +185,7 @@ describe('scheduler with a fake forward pass', () => {
 
   it('prompt logprobs come from every position of every chunk, beside rows that read only their last', async () => {
     const model = fakeModel();
-    const s = scheduler(model.forward, { prefillChunk: 3 });
+    const s = scheduler(model, { prefillChunk: 3 });
     const prompt = [20, 21, 22, 40, 41, 60, 61];
     const scored = s.submit(request(prompt, 2, 0, { logprobs: 1, promptLogprobs: true }));
     const plain = s.submit(request([7, 8, 9, 10], 2));
@@ -221,7 +218,7 @@ describe('scheduler with a fake forward pass', () => {
 
   it('n choices read their prompt once and continue from copies of its cache row', async () => {
     const model = fakeModel();
-    const s = scheduler(model.forward, { prefillChunk: 2 });
+    const s = scheduler(model, { prefillChunk: 2 });
     const prompt = [30, 31, 32, 33, 34];
     const gens = s.submitChoices(request(prompt, 4, 1, { logprobs: 0, promptLogprobs: true }), 3);
     const results = await Promise.all(gens.map((g) => g.result));
@@ -239,7 +236,7 @@ describe('scheduler with a fake forward pass', () => {
 
   it('a choice that finds no free row reads the prompt itself; cancelling the first choice does not strand the others', async () => {
     const model = fakeModel();
-    const s = scheduler(model.forward, { maxBatch: 2 });
+    const s = scheduler(model, { maxBatch: 2 });
     const gens = s.submitChoices(request([40, 41], 3), 3);
     const results = await Promise.all(gens.map((g) => g.result));
     assert.deepEqual(
@@ -253,7 +250,7 @@ describe('scheduler with a fake forward pass', () => {
   });
 
   it('max_tokens 0 reads the prompt and generates nothing', async () => {
-    const s = scheduler(fakeModel().forward);
+    const s = scheduler(fakeModel());
     const r = await s.submit(request([1, 2, 3], 0, 0, { logprobs: 0, promptLogprobs: true })).result;
     assert.equal(r.text, '');
     assert.equal(r.completionTokens, 0);
@@ -261,7 +258,7 @@ describe('scheduler with a fake forward pass', () => {
   });
 
   it('min_tokens keeps EOS from ending the output early', async () => {
-    const s = scheduler(fakeModel().forward);
+    const s = scheduler(fakeModel());
     const early = await s.submit(request([VOCAB - 4], 6)).result;
     assert.equal(early.completionTokens, 2);
     const held = await s.submit(request([VOCAB - 4], 6, 0, { minTokens: 5 })).result;
@@ -271,7 +268,7 @@ describe('scheduler with a fake forward pass', () => {
 
   it('rows stop at the context limit and at EOS', async () => {
     const model = fakeModel();
-    const s = scheduler(model.forward, { maxContext: 6 });
+    const s = scheduler(model, { maxContext: 6 });
     const capped = await s.submit(request([1, 2], 100)).result;
     assert.equal(capped.completionTokens, 4);
     assert.equal(capped.finishReason, 'length');
@@ -299,7 +296,7 @@ describe('scheduler with a fake forward pass', () => {
         };
       },
     });
-    const s = scheduler(fakeModel().forward);
+    const s = scheduler(fakeModel());
     const [a, b] = s.submitChoices(request([10], 20, 0, { constraint: grammar() }), 2);
     const free = s.submit(request([100], 5));
     const broken = s.submit(request([200], 20, 0, { constraint: grammar(1) }));

@@ -1,7 +1,8 @@
+import { createEngine } from '../helpers/backend.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Engine, type Generation } from '../../src/engine/index.js';
+import type { Engine, Generation } from '../../src/engine/index.js';
 import { writeRandomModel } from '../../src/testing/index.js';
 import { IncrementalDetokenizer } from '../../src/tokenizer/index.js';
 import { readAdapter, tempDir, writeRandomAdapter } from '../helpers/adapters.js';
@@ -16,7 +17,7 @@ describe('continuous batching scheduler', () => {
   let engine: Engine;
   before(async () => {
     const tiny = writeRandomModel(join(tempDir(), 'model'), { family: 'llama', seed: 41 });
-    engine = await Engine.create({ modelDir: tiny.dir, slots: 2, maxRank: 8, maxBatch: 8 });
+    engine = await createEngine({ modelDir: tiny.dir, slots: 2, maxRank: 8, maxBatch: 8 });
     const dir = join(tempDir(), 'ad');
     await writeRandomAdapter(dir, engine.model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'] }, 5);
     engine.slots!.write(1, readAdapter(dir, engine.model, 8));

@@ -1,7 +1,8 @@
+import { createEngine } from '../helpers/backend.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Engine } from '../../src/engine/index.js';
+import type { Engine } from '../../src/engine/index.js';
 import { mergeAdapter } from '../../src/lora/index.js';
 import { writeRandomModel, type TinyModel } from '../../src/testing/index.js';
 import { relError, type RefLora } from '../helpers/reference.js';
@@ -21,7 +22,7 @@ describe('weighted adapter mixes in the shared batch', () => {
   const ads: Array<{ dir: string; ref: Map<string, RefLora> }> = [];
   before(async () => {
     tiny = writeRandomModel(join(tempDir(), 'base'), { family: 'qwen2', seed: 51 });
-    engine = await Engine.create({ modelDir: tiny.dir, slots: 4, maxRank: 8 });
+    engine = await createEngine({ modelDir: tiny.dir, slots: 4, maxRank: 8 });
     const fields = [
       { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'k_proj', 'v_proj', 'o_proj'] },
       { r: 4, lora_alpha: 4, target_modules: 'all-linear', use_rslora: true },
@@ -96,7 +97,7 @@ describe('weighted adapter mixes in the shared batch', () => {
       ],
       out,
     );
-    const merged = await Engine.create({ modelDir: out, slots: 0 });
+    const merged = await createEngine({ modelDir: out, slots: 0 });
     try {
       const prompts = [
         [1, 2, 3, 4, 5],

@@ -1,7 +1,8 @@
+import { createEngine } from '../helpers/backend.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Engine } from '../../src/engine/index.js';
+import type { Engine } from '../../src/engine/index.js';
 import { mergeAdapter } from '../../src/lora/index.js';
 import { writeRandomModel, type Family, type TinyModel } from '../../src/testing/index.js';
 import { referenceLogits, relError, type RefLora } from '../helpers/reference.js';
@@ -44,7 +45,7 @@ for (const c of cases) {
     let lora: { dir: string; ref: Map<string, RefLora> };
     before(async () => {
       tiny = writeRandomModel(join(tempDir(), 'base'), { family: c.family, seed: 41 });
-      engine = await Engine.create({ modelDir: tiny.dir, slots: 2, maxRank: 8 });
+      engine = await createEngine({ modelDir: tiny.dir, slots: 2, maxRank: 8 });
       dora = await writeRandomAdapter(join(tempDir(), 'dora'), engine.model, c.dora, 7);
       lora = await writeRandomAdapter(join(tempDir(), 'lora'), engine.model, c.lora, 8);
       engine.slots!.write(1, readAdapter(dora.dir, engine.model));
@@ -71,7 +72,7 @@ for (const c of cases) {
     it('merge folds g ⊙ (W + s·B·A) row-wise and the merged folder serves the same logits', async () => {
       const out = join(tempDir(), 'merged');
       await mergeAdapter(tiny.dir, dora.dir, out);
-      const merged = await Engine.create({ modelDir: out, slots: 0 });
+      const merged = await createEngine({ modelDir: out, slots: 0 });
       try {
         const prompts = [
           [1, 2, 3, 4, 5, 6],

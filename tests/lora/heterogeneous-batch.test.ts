@@ -1,7 +1,8 @@
+import { createEngine } from '../helpers/backend.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Engine } from '../../src/engine/index.js';
+import type { Engine } from '../../src/engine/index.js';
 import { writeRandomModel, type TinyModel, type Family } from '../../src/testing/index.js';
 import { referenceLogits, relError, type RefLora } from '../helpers/reference.js';
 import { readAdapter, tempDir, writeRandomAdapter } from '../helpers/adapters.js';
@@ -91,7 +92,7 @@ for (const [title, c] of Object.entries(cases)) {
     let refs: Array<Map<string, RefLora>>;
     before(async () => {
       tiny = writeRandomModel(join(tempDir(), 'base'), { family: c.family, seed: 31 });
-      engine = await Engine.create({ modelDir: tiny.dir, slots: 4, maxRank: 16 });
+      engine = await createEngine({ modelDir: tiny.dir, slots: 4, maxRank: 16 });
       refs = [];
       for (const [i, fields] of c.adapters.entries()) {
         const dir = join(tempDir(), `adapter-${i}`);
@@ -127,7 +128,7 @@ for (const [title, c] of Object.entries(cases)) {
       assert.ok(relError(batch.logits[1]!, (await prefill(engine, [prompts[1]!], [0])).logits[0]!) > 1e-3);
 
       for (const [i, lora] of refs.entries()) {
-        const merged = await Engine.create({ modelDir: mergedModel(tiny, lora).dir, slots: 0 });
+        const merged = await createEngine({ modelDir: mergedModel(tiny, lora).dir, slots: 0 });
         try {
           const r = slots.indexOf(i + 1);
           const m = await prefill(merged, [prompts[r]!]);

@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Engine } from '../../src/engine/index.js';
+import { createEngine } from '../helpers/backend.js';
 import { mergeAdapter } from '../../src/lora/index.js';
 import { writeRandomModel } from '../../src/testing/index.js';
 import { loadHfModel } from '../../src/model/index.js';
@@ -29,8 +29,8 @@ describe('loraserve merge', () => {
       model.weights.close();
       const out = join(root, 'merged');
       await mergeAdapter(base, adapterDir, out);
-      const unmerged = await Engine.create({ modelDir: base, slots: 1, maxRank: 8 });
-      const merged = await Engine.create({ modelDir: out, slots: 0 });
+      const unmerged = await createEngine({ modelDir: base, slots: 1, maxRank: 8 });
+      const merged = await createEngine({ modelDir: out, slots: 0 });
       try {
         unmerged.slots!.write(1, readAdapter(adapterDir, unmerged.model, 8));
         const prompts = [

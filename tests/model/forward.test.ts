@@ -1,7 +1,8 @@
+import { createEngine } from '../helpers/backend.js';
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Engine } from '../../src/engine/index.js';
+import type { Engine } from '../../src/engine/index.js';
 import { writeRandomModel, type RandomModelOptions } from '../../src/testing/index.js';
 import { referenceLogits, relError } from '../helpers/reference.js';
 import { tempDir } from '../helpers/adapters.js';
@@ -15,7 +16,7 @@ after(async () => {
 
 async function setup(o: RandomModelOptions, slots = 2) {
   const tiny = writeRandomModel(join(tempDir(), 'model'), o);
-  const engine = await Engine.create({ modelDir: tiny.dir, slots, maxRank: 8 });
+  const engine = await createEngine({ modelDir: tiny.dir, slots, maxRank: 8 });
   engines.push(engine);
   return { tiny, engine };
 }

@@ -42,12 +42,9 @@ async function runNode(
   const y = matMulNBits(g, 'x', makeWeight(g), bias ? g.constFloat(bias) : null, accuracy);
   g.output(y, { name: 'y', elemType: TensorDataType.FLOAT, shape: ['m', n] });
   const bytes = encodeModel(g.graph('one-node'), OPSET, 'test');
-  const s = await OnnxSession.create(
-    { bytes, externalDir: g.externalDir ?? tempDir(), tokenEmbedding: '' },
-    { provider: 'cpu', threads: 1 },
-  );
+  const s = await OnnxSession.create({ bytes, externalDir: g.externalDir ?? tempDir() }, { provider: 'cpu', threads: 1 });
   sessions.push(s);
-  return (await s.run({ x: { type: 'float32', data: x, dims: [m, k] } })).y!.data as Float32Array;
+  return (await s.run({ x: { type: 'float32', data: x, dims: [m, k] } })).host.y!.data as Float32Array;
 }
 
 describe('block-wise quantization in MatMulNBits layout', () => {

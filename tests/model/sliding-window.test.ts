@@ -1,7 +1,8 @@
+import { createEngine } from '../helpers/backend.js';
 import { after, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { Engine } from '../../src/engine/index.js';
+import type { Engine } from '../../src/engine/index.js';
 import { loadHfModel } from '../../src/model/index.js';
 import { writeRandomModel, type RandomModelOptions, type TinyModel } from '../../src/testing/index.js';
 import { referenceLogits, relError } from '../helpers/reference.js';
@@ -52,7 +53,7 @@ describe('sliding-window attention, as transformers applies it', () => {
       const model = loadHfModel(tiny.dir);
       assert.deepEqual(model.dims.slidingWindows, windows);
       model.weights.close();
-      const engine = await Engine.create({ modelDir: tiny.dir, slots: 0 });
+      const engine = await createEngine({ modelDir: tiny.dir, slots: 0 });
       engines.push(engine);
       // Two rows of different lengths (left padding), both longer than the window, then decode steps.
       const tokens = [
@@ -91,7 +92,7 @@ describe('sliding-window attention, as transformers applies it', () => {
 
   it('chunked prefill and scheduled decode follow the reference greedily past the window', async () => {
     const tiny = writeRandomModel(join(tempDir(), 'model'), { family: 'llama', seed: 75, config: { ...MISTRAL, sliding_window: 3 } });
-    const engine = await Engine.create({ modelDir: tiny.dir, slots: 0, prefillChunk: 4, maxBatchTokens: 8 });
+    const engine = await createEngine({ modelDir: tiny.dir, slots: 0, prefillChunk: 4, maxBatchTokens: 8 });
     engines.push(engine);
     const prompt = [10, 11, 12, 13, 14, 15, 16, 17, 18, 19];
     const tokens: number[] = [];

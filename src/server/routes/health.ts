@@ -1,7 +1,7 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
 import { errorResponses } from '../schemas/common.js';
-import { ShuttingDownError } from '../../errors.js';
+import { EngineUnhealthyError, ShuttingDownError } from '../../errors.js';
 import { checkMetricsAccess, renderMetrics } from '../metrics-endpoint.js';
 
 /** Liveness, readiness and Prometheus metrics (no API key needed). */
@@ -23,6 +23,11 @@ export const healthRoutes: FastifyPluginAsyncTypebox = async (app) => {
     },
     async (_request, reply) => {
       if (app.serving.shuttingDown) throw new ShuttingDownError('the server is shutting down');
+      const { failures } = app.serving.engine.scheduler;
+      if (failures.consecutive > 0)
+        throw new EngineUnhealthyError(
+          `the last ${failures.consecutive} forward pass(es) failed on the ${app.serving.engine.options.provider} provider; requests in those steps got engine_error`,
+        );
       return reply.send({ status: 'ready' as const, model: app.serving.baseId });
     },
   );
