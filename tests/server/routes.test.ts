@@ -7,7 +7,7 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { tempDir, writeRandomAdapter } from '../helpers/adapters.js';
 import { multipart } from '../helpers/multipart.js';
 import { loadHfModel } from '../../src/model/index.js';
-import { generateOpenApi } from '../helpers/openapi.js';
+import { generateOpenApi } from '../../src/testing/index.js';
 
 const chatBody = (extra: Record<string, unknown> = {}) => ({
   model: 'tiny-llama',
