@@ -145,6 +145,13 @@ describe('routes', () => {
       () => post('/v1/completions', { model: 'tiny-llama', prompt: 'x'.repeat(300) }),
       400,
       'prompt_too_long',
+      'prompt',
+    ],
+    [
+      'chat prompt over the server limit',
+      () => post('/v1/chat/completions', chatBody({ messages: [{ role: 'user', content: 'x'.repeat(300) }] })),
+      400,
+      'prompt_too_long',
       'messages',
     ],
     [
