@@ -70,7 +70,7 @@ export async function buildApp(serving: Serving, options: { logger?: FastifyServ
 
   await app.register(swagger, {
     openapi: {
-      openapi: '3.0.3',
+      openapi: '3.1.0',
       info: OPENAPI_INFO,
       components: {
         securitySchemes: {
