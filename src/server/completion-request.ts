@@ -11,32 +11,12 @@ import {
   UnsupportedParameterError,
 } from '../errors.js';
 import type { GenerateRequest } from '../engine/index.js';
-import type { ResponseFormat } from '../grammar/index.js';
 import type { GenerationDefaults } from '../model/index.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
 import type { ServerConfig } from './config.js';
+import type { SamplingBody } from './schemas/openai.js';
 
-/** The fields chat and text completions share (OpenAI names, vLLM's top_k and ignore_eos). */
-export interface SamplingBody {
-  max_tokens?: number | null;
-  max_completion_tokens?: number | null;
-  temperature?: number | null;
-  top_p?: number | null;
-  top_k?: number | null;
-  frequency_penalty?: number | null;
-  presence_penalty?: number | null;
-  seed?: number | null;
-  stop?: string | string[] | null;
-  repetition_penalty?: number | null;
-  min_tokens?: number | null;
-  n?: number | null;
-  best_of?: number | null;
-  response_format?: ResponseFormat | null;
-  stream?: boolean | null;
-  stream_options?: { include_usage?: boolean } | null;
-  ignore_eos?: boolean | null;
-  user?: string;
-}
+export type { SamplingBody };
 
 /** Chat messages with text parts joined: what the chat template renders. */
 export function chatMessages(

@@ -9,7 +9,7 @@ describe('completion request: the server speaks its fields, the engine its own',
   it("a prompt that leaves the model's context no room is refused on the endpoint's prompt field", () => {
     for (const param of ['prompt', 'messages'] as const)
       assert.throws(
-        () => generateRequest({}, new Array(8).fill(5), limits, param),
+        () => generateRequest({ model: 'm' }, new Array(8).fill(5), limits, param),
         (err: unknown) => {
           assert.ok(err instanceof PromptTooLongError);
           assert.equal(err.param, param);
@@ -17,11 +17,11 @@ describe('completion request: the server speaks its fields, the engine its own',
           return true;
         },
       );
-    assert.equal(generateRequest({}, new Array(7).fill(5), limits, 'prompt').promptTokens.length, 7);
+    assert.equal(generateRequest({ model: 'm' }, new Array(7).fill(5), limits, 'prompt').promptTokens.length, 7);
   });
 
   it('min_tokens and ignore_eos beside a grammar are refused before the grammar is compiled', () => {
-    const json = { response_format: { type: 'json_object' as const } };
+    const json = { model: 'm', response_format: { type: 'json_object' as const } };
     assert.throws(() => generateRequest({ ...json, min_tokens: 2 }, [5], limits, 'messages'), {
       code: 'unsupported_parameter',
       param: 'min_tokens',
@@ -30,7 +30,10 @@ describe('completion request: the server speaks its fields, the engine its own',
       code: 'unsupported_parameter',
       param: 'ignore_eos',
     });
-    assert.equal(generateRequest({ response_format: { type: 'text' }, ignore_eos: true }, [5], limits, 'messages').ignoreEos, true);
+    assert.equal(
+      generateRequest({ model: 'm', response_format: { type: 'text' }, ignore_eos: true }, [5], limits, 'messages').ignoreEos,
+      true,
+    );
   });
 
   it("maps the engine's GenerateRequest fields to the request's, keeping class, code and message", () => {
