@@ -84,7 +84,7 @@ const find = (docs: Doc[], kind: string, name: string) => {
   return d;
 };
 
-const SERVER_ENV = new Set([...serveUsage().matchAll(/\((LORASERVE_[A-Z_]+)\)/g)].map((m) => m[1]!));
+const SERVER_ENV = new Set([...serveUsage().matchAll(/\b(LORASERVE_[A-Z_]+)\)/g)].map((m) => m[1]!));
 const ROUTES = Object.keys((JSON.parse(readFileSync(join(ROOT, 'openapi', 'openapi.json'), 'utf8')) as { paths: object }).paths);
 const METRICS = (() => {
   // Gauges register when bound to their source; only their names are read here, never their values.
