@@ -12,7 +12,7 @@ import { availableParallelism } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { train, TRAIN_DEFAULTS } from '../src/train/index.js';
-import { domainQuestions } from '../src/testing/index.js';
+import { domainQuestions } from '../src/bench/index.js';
 import { runDemoEval } from './demo-eval.js';
 
 const root = fileURLToPath(new URL('..', import.meta.url));

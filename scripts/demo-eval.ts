@@ -1,12 +1,12 @@
 /**
  * `npm run demo:eval` (run at the end of `npm run demo:adapters` too): measures
- * the committed demo's figures with src/testing/demo-eval.ts, prints them, writes them to
+ * the committed demo's figures with src/bench/demo-eval.ts, prints them, writes them to
  * adapters/demo-eval.json and into the evaluation section of each adapter's README.
  */
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { DEMO_DOMAINS, evaluateDemo, type DemoEvalReport, type Score } from '../src/testing/index.js';
+import { DEMO_DOMAINS, evaluateDemo, type DemoEvalReport, type Score } from '../src/bench/index.js';
 
 const START = '<!-- demo-eval: written by scripts/demo-eval.ts -->';
 const END = '<!-- /demo-eval -->';

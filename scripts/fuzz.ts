@@ -5,7 +5,7 @@
  * or the server was unhealthy afterwards. `--only I` replays case I of that seed.
  */
 import { parseArgs } from 'node:util';
-import { runFuzz } from '../tests/fuzz/run-fuzz.js';
+import { runFuzz } from '../src/bench/index.js';
 
 const { values } = parseArgs({
   options: {

@@ -4,7 +4,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
-import { generateOpenApi } from '../tests/helpers/openapi.js';
+import { generateOpenApi } from '../src/testing/index.js';
 
 const out = fileURLToPath(new URL('../openapi/openapi.json', import.meta.url));
 writeFileSync(out, `${JSON.stringify(await generateOpenApi(), null, 2)}\n`);

@@ -32,6 +32,12 @@ export abstract class LoraServeError extends Error {
     this.param = options.param ?? null;
     this.headers = options.headers ?? {};
   }
+
+  /** The same error pointing at another field (a server renames the engine's fields to its request's). */
+  withParam(param: string): LoraServeError {
+    const Same = this.constructor as new (message: string, options: LoraServeErrorOptions) => LoraServeError;
+    return new Same(this.message, { param, headers: this.headers, cause: this.cause });
+  }
 }
 
 function define(code: string, status: number, type: ErrorType) {

@@ -6,10 +6,11 @@ import { fileURLToPath } from 'node:url';
 import ts from 'typescript';
 
 /**
- * The import direction of DESIGN.md, checked on every `import`, `export … from` and `import()` in
- * src/. A layer may import only layers ranked below it; layers of equal rank are siblings and may not
- * import each other (model ↔ tokenizer, lora ↔ grammar, server ↔ train). Fixtures (`testing/`) sit above every
- * serving layer, so only the benchmark, the CLI, tests and scripts can reach them.
+ * The import direction of README.md ("How it works": "Imports point down"), checked on every `import`,
+ * `export … from` and `import()` in src/. A layer may import only layers ranked below it; layers of
+ * equal rank are siblings and may not import each other (model ↔ tokenizer, lora ↔ grammar, server ↔
+ * train). Fixtures (`testing/`) sit above every serving layer, so only the drivers (`bench/`), the CLI,
+ * tests and scripts can reach them. Files import each other without cycles, type-only imports included.
  */
 const RANK: Record<string, number> = {
   util: 0,
@@ -73,7 +74,41 @@ function violations(file: string, specs: string[]): string[] {
   return wrong;
 }
 
+/** One import cycle among `graph`'s files (file → the files it imports), as a path that ends where it began; null if none. */
+function findCycle(graph: Map<string, string[]>): string[] | null {
+  const done = new Set<string>();
+  const path: string[] = [];
+  const visit = (file: string): string[] | null => {
+    const at = path.indexOf(file);
+    if (at >= 0) return [...path.slice(at), file];
+    if (done.has(file)) return null;
+    path.push(file);
+    for (const next of graph.get(file) ?? []) {
+      const cycle = visit(next);
+      if (cycle) return cycle;
+    }
+    path.pop();
+    done.add(file);
+    return null;
+  };
+  for (const file of graph.keys()) {
+    const cycle = visit(file);
+    if (cycle) return cycle;
+  }
+  return null;
+}
+
 const files = sourceFiles(SRC).map((f) => relative(SRC, f));
+
+/** Every file of src/ → the src/ files it imports (relative imports only), as posix paths relative to src/. */
+const importGraph = new Map(
+  files.map((f) => [
+    posix(f),
+    importsOf(join(SRC, f))
+      .filter((spec) => spec.startsWith('.'))
+      .map((spec) => posix(relative(SRC, resolve(SRC, dirname(f), spec)).replace(/\.js$/, '.ts'))),
+  ]),
+);
 
 describe('layers', () => {
   it('every folder under src/ has a rank', () => {
@@ -84,6 +119,34 @@ describe('layers', () => {
     assert.deepEqual(
       files.flatMap((f) => violations(f, importsOf(join(SRC, f)))),
       [],
+    );
+  });
+
+  it('no import cycle among the files of src/', () => {
+    const cycle = findCycle(importGraph);
+    assert.equal(cycle, null, `import cycle: ${cycle?.map((f) => `src/${f}`).join(' → ')}`);
+  });
+
+  it('the cycle check finds a made-up cycle, however long', () => {
+    const graph = new Map(importGraph);
+    graph.set('util/rng.ts', [...(graph.get('util/rng.ts') ?? []), 'model/graph-ops.ts']);
+    graph.set('model/graph-ops.ts', [...(graph.get('model/graph-ops.ts') ?? []), 'util/half.ts']);
+    graph.set('util/half.ts', [...(graph.get('util/half.ts') ?? []), 'util/rng.ts']);
+    const cycle = findCycle(graph);
+    assert.ok(cycle, 'no cycle found');
+    assert.equal(cycle[0], cycle.at(-1));
+    assert.ok(
+      ['util/rng.ts', 'model/graph-ops.ts', 'util/half.ts'].every((f) => cycle.includes(f)),
+      cycle.join(' → '),
+    );
+    assert.equal(
+      findCycle(
+        new Map([
+          ['a.ts', ['b.ts']],
+          ['b.ts', []],
+        ]),
+      ),
+      null,
     );
   });
 

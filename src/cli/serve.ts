@@ -1,7 +1,17 @@
 import { parseArgs } from 'node:util';
 import { ConfigError } from '../errors.js';
 import { countFlag } from './flags.js';
-import { ANONYMOUS_ADMIN, buildApp, DEFAULTS, drain, KeyRing, listenMetrics, Serving, type ServerConfig } from '../server/index.js';
+import {
+  ANONYMOUS_ADMIN,
+  buildApp,
+  DEFAULTS,
+  drain,
+  isLoopback,
+  KeyRing,
+  listenMetrics,
+  Serving,
+  type ServerConfig,
+} from '../server/index.js';
 import type { ExecutionProvider } from '../engine/index.js';
 import { QUANTIZE_MODES } from '../model/index.js';
 
@@ -12,111 +22,89 @@ const list = (raw: string) =>
     .map((s) => s.trim())
     .filter(Boolean);
 
-/** Each flag, its LORASERVE_* variable, and how to read it. */
+/** Each flag, the config field it sets, and how to read it; its variable is LORASERVE_ and its name (envOf). */
 const FLAGS = {
-  model: { env: 'LORASERVE_MODEL', help: 'Hugging Face model folder', parse: text },
-  adapters: { env: 'LORASERVE_ADAPTERS', help: 'adapter store folder', parse: text },
-  host: { env: 'LORASERVE_HOST', help: 'bind address', parse: text },
-  port: { env: 'LORASERVE_PORT', help: 'port (0: any free port)', parse: countFlag(0, 65535) },
-  provider: { env: 'LORASERVE_PROVIDER', help: 'cpu | cuda | webgpu', parse: text },
-  slots: { env: 'LORASERVE_SLOTS', help: 'adapter slots on the device', parse: countFlag(0) },
-  'max-rank': { env: 'LORASERVE_MAX_RANK', help: 'largest LoRA rank served', parse: countFlag(1) },
+  model: { key: 'modelDir', help: 'Hugging Face model folder', parse: text },
+  adapters: { key: 'adaptersDir', help: 'adapter store folder', parse: text },
+  host: { key: 'host', help: 'bind address', parse: text },
+  port: { key: 'port', help: 'port (0: any free port)', parse: countFlag(0, 65535) },
+  provider: { key: 'provider', help: 'cpu | cuda | webgpu', parse: text },
+  slots: { key: 'slots', help: 'adapter slots on the device', parse: countFlag(0) },
+  'max-rank': { key: 'maxRank', help: 'largest LoRA rank served', parse: countFlag(1) },
   'lora-modules': {
-    env: 'LORASERVE_LORA_MODULES',
+    key: 'loraModules',
     help: 'all-linear, or comma-separated module names with LoRA slots',
     parse: (v: string) => (v === 'all-linear' ? v : list(v)),
   },
-  'host-cache-bytes': { env: 'LORASERVE_HOST_CACHE_BYTES', help: 'host-memory bound of parsed adapters', parse: countFlag(1) },
-  'max-batch': { env: 'LORASERVE_MAX_BATCH', help: 'rows per forward pass', parse: countFlag(1) },
-  'max-batch-tokens': { env: 'LORASERVE_MAX_BATCH_TOKENS', help: 'padded prompt tokens per prefill step', parse: countFlag(1) },
+  'host-cache-bytes': { key: 'hostCacheBytes', help: 'host-memory bound of parsed adapters', parse: countFlag(1) },
+  'max-batch': { key: 'maxBatch', help: 'rows per forward pass', parse: countFlag(1) },
+  'max-batch-tokens': { key: 'maxBatchTokens', help: 'padded prompt tokens per prefill step', parse: countFlag(1) },
   'prefill-chunk': {
-    env: 'LORASERVE_PREFILL_CHUNK',
+    key: 'prefillChunk',
     help: 'most prompt tokens of one request per step (longer prompts alternate chunks with decode steps)',
     parse: countFlag(1),
   },
-  threads: { env: 'LORASERVE_THREADS', help: 'ONNX Runtime intra-op threads (0 = all cores)', parse: countFlag(0) },
+  threads: { key: 'threads', help: 'ONNX Runtime intra-op threads (0 = all cores)', parse: countFlag(0) },
   quantize: {
-    env: 'LORASERVE_QUANTIZE',
+    key: 'quantize',
     help: 'int8 | int4: weight-only quantization of the base model (none = float32)',
     parse: (v: string) => (v === 'none' ? null : v),
   },
   'quant-cache-dir': {
-    env: 'LORASERVE_QUANT_CACHE_DIR',
-    help: 'where quantized weights are cached (default: MODEL/.loraserve-cache)',
+    key: 'quantCacheDir',
+    help: 'where quantized weights are cached (none: MODEL/.loraserve-cache)',
     parse: text,
   },
-  keys: { env: 'LORASERVE_KEYS', help: 'API keys file (JSON)', parse: text },
-  'lora-root': { env: 'LORASERVE_LORA_ROOT', help: 'root for vLLM-style load_lora_adapter paths', parse: text },
-  preload: { env: 'LORASERVE_PRELOAD', help: 'comma-separated adapters to warm at start', parse: list },
-  'max-tokens': { env: 'LORASERVE_MAX_TOKENS', help: 'largest max_tokens a request may ask', parse: countFlag(1) },
-  'max-n': { env: 'LORASERVE_MAX_N', help: 'largest n (choices per prompt) a request may ask', parse: countFlag(1) },
-  'max-prompt-tokens': { env: 'LORASERVE_MAX_PROMPT_TOKENS', help: 'longest prompt accepted', parse: countFlag(1) },
-  'max-queue': { env: 'LORASERVE_MAX_QUEUE', help: 'waiting requests before 429', parse: countFlag(0) },
-  'max-mix-adapters': { env: 'LORASERVE_MAX_MIX_ADAPTERS', help: 'most adapters in one weighted mix', parse: countFlag(1) },
-  'request-timeout-ms': { env: 'LORASERVE_REQUEST_TIMEOUT_MS', help: 'per-request time limit', parse: countFlag(1) },
+  keys: { key: 'keysFile', help: 'API keys file (JSON)', parse: text },
+  'lora-root': { key: 'loraRoot', help: 'root for vLLM-style load_lora_adapter paths', parse: text },
+  preload: { key: 'preload', help: 'comma-separated adapters to warm at start', parse: list },
+  'max-tokens': { key: 'maxTokens', help: 'largest max_tokens a request may ask', parse: countFlag(1) },
+  'max-n': { key: 'maxChoices', help: 'largest n (choices per prompt) a request may ask', parse: countFlag(1) },
+  'max-prompt-tokens': { key: 'maxPromptTokens', help: 'longest prompt accepted', parse: countFlag(1) },
+  'max-queue': { key: 'maxQueue', help: 'waiting requests before 429', parse: countFlag(0) },
+  'max-mix-adapters': { key: 'maxMixAdapters', help: 'most adapters in one weighted mix', parse: countFlag(1) },
+  'request-timeout-ms': { key: 'requestTimeoutMs', help: 'per-request time limit', parse: countFlag(1) },
   'drain-timeout-ms': {
-    env: 'LORASERVE_DRAIN_TIMEOUT_MS',
+    key: 'drainTimeoutMs',
     help: 'how long SIGTERM waits for running requests before cancelling them',
     parse: countFlag(0),
   },
-  'upload-bytes': { env: 'LORASERVE_UPLOAD_BYTES', help: 'largest adapter upload', parse: countFlag(1) },
+  'upload-bytes': { key: 'uploadBytes', help: 'largest adapter upload', parse: countFlag(1) },
   'generation-config': {
-    env: 'LORASERVE_GENERATION_CONFIG',
+    key: 'generationConfig',
     help: "auto (the model's generation_config.json gives defaults for unset sampling fields) | none",
     parse: (v: string) => {
       if (v !== 'auto' && v !== 'none') throw new ConfigError(`--generation-config must be auto or none, not "${v}"`);
       return v;
     },
   },
-  'log-level': { env: 'LORASERVE_LOG_LEVEL', help: 'pino log level', parse: text },
-  'metrics-key': { env: 'LORASERVE_METRICS_KEY', help: 'bearer key /metrics requires (admin keys work too)', parse: text },
+  'log-level': { key: 'logLevel', help: 'pino log level', parse: text },
+  'metrics-key': { key: 'metricsKey', help: 'bearer key /metrics requires (admin keys work too)', parse: text },
   'metrics-port': {
-    env: 'LORASERVE_METRICS_PORT',
+    key: 'metricsPort',
     help: 'serve /metrics on its own port instead of the API port',
     parse: countFlag(0, 65535),
   },
-  'metrics-host': { env: 'LORASERVE_METRICS_HOST', help: 'bind address of the metrics port', parse: text },
-} as const;
+  'metrics-host': { key: 'metricsHost', help: 'bind address of the metrics port', parse: text },
+} as const satisfies Record<string, { key: keyof ServerConfig; help: string; parse: (raw: string, flag: string) => unknown }>;
 
-const KEY_OF: Record<keyof typeof FLAGS, keyof ServerConfig> = {
-  model: 'modelDir',
-  adapters: 'adaptersDir',
-  host: 'host',
-  port: 'port',
-  provider: 'provider',
-  slots: 'slots',
-  'max-rank': 'maxRank',
-  'lora-modules': 'loraModules',
-  'host-cache-bytes': 'hostCacheBytes',
-  'max-batch': 'maxBatch',
-  'max-batch-tokens': 'maxBatchTokens',
-  'prefill-chunk': 'prefillChunk',
-  threads: 'threads',
-  quantize: 'quantize',
-  'quant-cache-dir': 'quantCacheDir',
-  keys: 'keysFile',
-  'lora-root': 'loraRoot',
-  preload: 'preload',
-  'max-tokens': 'maxTokens',
-  'max-n': 'maxChoices',
-  'max-prompt-tokens': 'maxPromptTokens',
-  'max-queue': 'maxQueue',
-  'max-mix-adapters': 'maxMixAdapters',
-  'request-timeout-ms': 'requestTimeoutMs',
-  'drain-timeout-ms': 'drainTimeoutMs',
-  'upload-bytes': 'uploadBytes',
-  'log-level': 'logLevel',
-  'generation-config': 'generationConfig',
-  'metrics-key': 'metricsKey',
-  'metrics-port': 'metricsPort',
-  'metrics-host': 'metricsHost',
-};
+const envOf = (flag: string) => `LORASERVE_${flag.toUpperCase().replaceAll('-', '_')}`;
 
 export const DEMO_MODEL = 'models/loraserve-demo';
 
+/** What a flag is when it is not given, as --help shows it. */
+const DEFAULT_CONFIG: Record<string, unknown> = { ...DEFAULTS, modelDir: DEMO_MODEL };
+
+function shownDefault(value: unknown): string {
+  if (value === null || value === undefined) return 'none';
+  return Array.isArray(value) ? value.join(',') || 'none' : String(value);
+}
+
 export function serveUsage(): string {
-  const lines = Object.entries(FLAGS).map(([flag, f]) => `  --${flag.padEnd(20)} ${f.help} (${f.env})`);
-  return `loraserve serve [options]\n\n${lines.join('\n')}\n\nDefaults: model ${DEMO_MODEL}, adapters ./adapters, 127.0.0.1:8000.`;
+  const lines = Object.entries(FLAGS).map(
+    ([flag, f]) => `  --${flag.padEnd(20)} ${f.help} (default ${shownDefault(DEFAULT_CONFIG[f.key])}; ${envOf(flag)})`,
+  );
+  return `loraserve serve [options]\n\n${lines.join('\n')}`;
 }
 
 export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerConfig {
@@ -125,11 +113,11 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerCo
     options: Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }])),
     strict: true,
   });
-  const config: Record<string, unknown> = { ...DEFAULTS, modelDir: DEMO_MODEL };
-  for (const [flag, spec] of Object.entries(FLAGS) as Array<[keyof typeof FLAGS, (typeof FLAGS)[keyof typeof FLAGS]]>) {
-    const raw = (values as Record<string, string | undefined>)[flag] ?? env[spec.env];
+  const config: Record<string, unknown> = { ...DEFAULT_CONFIG };
+  for (const [flag, spec] of Object.entries(FLAGS)) {
+    const raw = (values as Record<string, string | undefined>)[flag] ?? env[envOf(flag)];
     if (raw === undefined || raw === '') continue;
-    config[KEY_OF[flag]] = spec.parse(raw, flag);
+    config[spec.key] = spec.parse(raw, flag);
   }
   if (!['cpu', 'cuda', 'webgpu'].includes(config.provider as string)) {
     throw new ConfigError(`--provider must be cpu, cuda or webgpu, not "${String(config.provider)}"`, { param: 'provider' });
@@ -150,7 +138,7 @@ export async function serve(args: string[]): Promise<void> {
   const config = parseServeArgs(args, process.env);
   const keys = config.keysFile ? KeyRing.load(config.keysFile) : null;
   const logger = { level: config.logLevel, transport: undefined };
-  if (!keys && config.host !== '127.0.0.1' && config.host !== 'localhost' && config.host !== '::1') {
+  if (!keys && !isLoopback(config.host)) {
     process.stderr.write(
       `loraserve: no --keys file, so binding 127.0.0.1 instead of ${config.host}: without keys anyone could manage adapters\n`,
     );
@@ -159,7 +147,7 @@ export async function serve(args: string[]): Promise<void> {
   const serving = await Serving.create(config, keys);
   const app = await buildApp(serving, { logger });
   if (!keys) app.log.warn('no API keys file: every caller is an admin; listening on loopback only');
-  else if (!['127.0.0.1', 'localhost', '::1'].includes(config.host) && !config.metricsKey && config.metricsPort === null) {
+  else if (!isLoopback(config.host) && !config.metricsKey && config.metricsPort === null) {
     app.log.warn(
       "/metrics names every adapter and needs no key: set --metrics-key or --metrics-port so tenants cannot list each other's adapters",
     );

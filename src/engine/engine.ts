@@ -155,14 +155,17 @@ export class Engine {
     return this.generateChoices(req, 1)[0]!;
   }
 
-  /** Queues `n` choices of one request; the prompt is read once and its cache shared (see the scheduler). */
+  /**
+   * Queues `n` choices of one request; the prompt is read once and its cache shared (see the scheduler).
+   * What it refuses names the GenerateRequest field at fault (`param`); a server maps those to its own fields.
+   */
   generateChoices(req: GenerateRequest, n: number): Generation[] {
     const room = this.options.maxContext - req.promptTokens.length;
-    if (req.promptTokens.length === 0) throw new EmptyPromptError('the prompt is empty', { param: 'messages' });
+    if (req.promptTokens.length === 0) throw new EmptyPromptError('the prompt is empty', { param: 'promptTokens' });
     if (room < 1) {
       throw new PromptTooLongError(
         `the prompt is ${req.promptTokens.length} tokens; this model's context holds ${this.options.maxContext}`,
-        { param: 'messages' },
+        { param: 'promptTokens' },
       );
     }
     if (req.adapters && req.slot !== undefined)
@@ -171,8 +174,8 @@ export class Engine {
     this.checkMix(adapters);
     // A grammar decides when the output may end; these would fight it (its mask would allow nothing).
     if (req.constraint && (req.minTokens || req.ignoreEos)) {
-      const param = req.minTokens ? 'min_tokens' : 'ignore_eos';
-      throw new UnsupportedParameterError(`${param} cannot be combined with response_format`, { param });
+      const param = req.minTokens ? 'minTokens' : 'ignoreEos';
+      throw new UnsupportedParameterError(`${param} cannot be combined with an output constraint`, { param });
     }
     return this.scheduler.submitChoices(
       {

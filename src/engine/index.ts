@@ -2,7 +2,8 @@ export { Engine, ENGINE_DEFAULTS, type EngineOptions, type GenerateRequest } fro
 export { Generation, type GenerationResult, type FinishReason, type Delta } from './generation.js';
 export type { TokenLogprob } from './logprobs.js';
 export { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
-export { availableProviders, EXECUTION_PROVIDERS, type ExecutionProvider } from './onnx-backend.js';
+// OnnxSession: the single-op MatMulNBits benchmark runs its own graphs.
+export { availableProviders, EXECUTION_PROVIDERS, OnnxSession, type ExecutionProvider } from './onnx-backend.js';
 export type { SchedulerLimits } from './scheduler.js';
 export type { ForwardInput, ForwardOutput } from './scheduler.js';
 // The benchmark drives decode steps by hand with the scheduler's own input builder.

@@ -1,3 +1,5 @@
+import { Kind, Type, type Static, type TSchema } from '@sinclair/typebox';
+import { Value } from '@sinclair/typebox/value';
 import { AdapterConfigError, AdapterUnsupportedFeatureError } from '../errors.js';
 import { MAX_JSON_DEPTH, nestsDeeperThan } from '../util/strict-json.js';
 
@@ -33,25 +35,91 @@ const fail = (msg: string, field: string): never => {
   throw new AdapterConfigError(`adapter_config.json: ${msg}`, { param: field });
 };
 
-function stringOrList(v: unknown, field: string): string[] | string | null {
-  if (v === null || v === undefined) return null;
-  if (typeof v === 'string') return v;
-  if (Array.isArray(v) && v.every((x) => typeof x === 'string')) return v as string[];
-  return fail(`"${field}" must be a string (regex), a list of module names, or null`, field);
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+const Names = Nullable(Type.Union([Type.String(), Type.Array(Type.String())]));
+const Patterns = Nullable(Type.Record(Type.String(), Type.Number()));
+
+/**
+ * The types of the `adapter_config.json` fields PEFT's LoraConfig defines and this server reads or
+ * refuses, checked before any of their meaning is; other fields (PEFT grows new ones) pass untouched.
+ */
+const PeftConfigShape = Type.Object({
+  peft_type: Nullable(Type.String()),
+  task_type: Nullable(Type.String()),
+  base_model_name_or_path: Nullable(Type.String()),
+  revision: Nullable(Type.String()),
+  inference_mode: Type.Boolean(),
+  r: Type.Integer(),
+  lora_alpha: Type.Number(),
+  lora_dropout: Type.Number(),
+  target_modules: Names,
+  exclude_modules: Names,
+  fan_in_fan_out: Type.Boolean(),
+  bias: Type.String(),
+  use_rslora: Type.Boolean(),
+  modules_to_save: Nullable(Type.Array(Type.String())),
+  init_lora_weights: Type.Union([Type.Boolean(), Type.String()]),
+  layers_to_transform: Nullable(Type.Union([Type.Integer(), Type.Array(Type.Integer())])),
+  layers_pattern: Names,
+  rank_pattern: Patterns,
+  alpha_pattern: Patterns,
+  use_dora: Type.Boolean(),
+  lora_bias: Type.Boolean(),
+  use_qalora: Type.Boolean(),
+});
+type PeftConfigFields = Partial<Static<typeof PeftConfigShape>>;
+
+/** "an integer or null", "a list of strings": what a field's schema accepts, in words. */
+function expected(schema: TSchema): string {
+  switch (schema[Kind]) {
+    case 'Union':
+      return (schema.anyOf as TSchema[]).map(expected).join(' or ');
+    case 'Array':
+      return `a list of ${expected(schema.items as TSchema).replace(/^an? /, '')}s`;
+    case 'Record':
+      return 'an object of pattern → number';
+    case 'Null':
+      return 'null';
+    case 'Integer':
+      return 'an integer';
+    default:
+      return `a ${String(schema[Kind]).toLowerCase()}`;
+  }
 }
 
-function numberMap(v: unknown, field: string): Record<string, number> {
-  if (v === null || v === undefined) return {};
-  if (typeof v !== 'object' || Array.isArray(v)) return fail(`"${field}" must be an object of pattern → number`, field);
-  for (const [k, n] of Object.entries(v as Record<string, unknown>)) {
-    if (typeof n !== 'number' || !(n > 0)) fail(`"${field}"["${k}"] must be a positive number`, field);
+const isBias = (b: string): b is PeftLoraConfig['bias'] => b === 'none' || b === 'lora_only' || b === 'all';
+
+/** A JSON value's type in words (never the value itself: it may be anything). */
+const jsonType = (v: unknown) =>
+  v === null
+    ? 'null'
+    : Array.isArray(v)
+      ? 'a list'
+      : typeof v === 'object'
+        ? 'an object'
+        : typeof v === 'number' && !Number.isInteger(v)
+          ? 'a fractional number'
+          : `a ${typeof v}`;
+
+/** Every read field has its PEFT type, or a 422 names the first that does not and the type it needs. */
+function checkFieldTypes(c: Record<string, unknown>): PeftConfigFields {
+  for (const [field, schema] of Object.entries(PeftConfigShape.properties)) {
+    if (c[field] !== undefined && !Value.Check(schema, c[field]))
+      fail(`"${field}" must be ${expected(schema)} (got ${jsonType(c[field])})`, field);
+  }
+  return c as PeftConfigFields;
+}
+
+function numberMap(v: Record<string, number> | null | undefined, field: string): Record<string, number> {
+  for (const [k, n] of Object.entries(v ?? {})) {
+    if (!(n > 0)) fail(`"${field}"["${k}"] must be a positive number`, field);
     try {
       new RegExp(k);
     } catch {
       fail(`"${field}" key "${k}" is not a valid regular expression`, field);
     }
   }
-  return v as Record<string, number>;
+  return v ?? {};
 }
 
 export function parsePeftConfig(text: string): PeftLoraConfig {
@@ -63,16 +131,16 @@ export function parsePeftConfig(text: string): PeftLoraConfig {
   }
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) fail('must be a JSON object', '');
   if (nestsDeeperThan(raw, MAX_JSON_DEPTH)) fail(`nests deeper than ${MAX_JSON_DEPTH} levels`, '');
-  const c = raw as Record<string, unknown>;
+  const c = checkFieldTypes(raw as Record<string, unknown>);
   const peftType = c.peft_type ?? 'LORA';
   if (peftType !== 'LORA') {
     throw new AdapterUnsupportedFeatureError(
-      `adapter_config.json: peft_type "${String(peftType)}" is not supported; only LORA adapters are served`,
+      `adapter_config.json: peft_type ${JSON.stringify(peftType)} is not supported; only LORA adapters are served`,
       { param: 'peft_type' },
     );
   }
   if (c.task_type !== undefined && c.task_type !== null && c.task_type !== 'CAUSAL_LM') {
-    fail(`task_type "${String(c.task_type)}" cannot be served by a causal LM server; expected CAUSAL_LM`, 'task_type');
+    fail(`task_type ${JSON.stringify(c.task_type)} cannot be served by a causal LM server; expected CAUSAL_LM`, 'task_type');
   }
   if (c.use_dora === true && c.lora_bias === true) {
     // PEFT's LoraConfig refuses this pair too: DoRA's rescaling has no defined place for lora_B's bias.
@@ -81,31 +149,25 @@ export function parsePeftConfig(text: string): PeftLoraConfig {
       { param: 'lora_bias' },
     );
   }
-  if (Array.isArray(c.modules_to_save) && c.modules_to_save.length > 0) {
+  if (c.modules_to_save && c.modules_to_save.length > 0) {
     throw new AdapterUnsupportedFeatureError(
       `adapter_config.json: modules_to_save ${JSON.stringify(c.modules_to_save)} is not supported: fully trained modules cannot be swapped per request`,
       { param: 'modules_to_save' },
     );
   }
-  for (const field of ['use_qalora', 'use_bdlora'] as const) {
-    if (c[field] === true) throw new AdapterUnsupportedFeatureError(`adapter_config.json: ${field} is not supported`, { param: field });
-  }
+  if (c.use_qalora === true)
+    throw new AdapterUnsupportedFeatureError('adapter_config.json: use_qalora is not supported', { param: 'use_qalora' });
+  // Newer PEFT only; its type is not pinned here, so only its switched-on form is refused.
+  if ((raw as Record<string, unknown>).use_bdlora === true)
+    throw new AdapterUnsupportedFeatureError('adapter_config.json: use_bdlora is not supported', { param: 'use_bdlora' });
   const r = c.r ?? 8;
-  if (typeof r !== 'number' || !Number.isInteger(r) || r <= 0) fail('"r" must be a positive integer', 'r');
+  if (r <= 0) fail('"r" must be a positive integer', 'r');
   const alpha = c.lora_alpha ?? 8;
-  if (typeof alpha !== 'number' || !(alpha > 0)) fail('"lora_alpha" must be a positive number', 'lora_alpha');
+  if (!(alpha > 0)) fail('"lora_alpha" must be a positive number', 'lora_alpha');
   const bias = c.bias ?? 'none';
-  if (bias !== 'none' && bias !== 'lora_only' && bias !== 'all')
-    fail(`"bias" must be "none", "lora_only" or "all", not ${JSON.stringify(bias)}`, 'bias');
-  let layers: number[] | number | null = null;
-  if (c.layers_to_transform !== undefined && c.layers_to_transform !== null) {
-    const l = c.layers_to_transform;
-    if (Number.isInteger(l)) layers = l as number;
-    else if (Array.isArray(l) && l.every((x) => Number.isInteger(x))) layers = l as number[];
-    else fail('"layers_to_transform" must be an integer or a list of integers', 'layers_to_transform');
-  }
-  const lp = stringOrList(c.layers_pattern, 'layers_pattern');
-  const targets = stringOrList(c.target_modules, 'target_modules');
+  if (!isBias(bias)) return fail(`"bias" must be "none", "lora_only" or "all", not ${JSON.stringify(bias)}`, 'bias');
+  const lp = c.layers_pattern ?? null;
+  const targets = c.target_modules ?? null;
   if (typeof targets === 'string' && targets !== 'all-linear') {
     try {
       new RegExp(targets);
@@ -114,21 +176,21 @@ export function parsePeftConfig(text: string): PeftLoraConfig {
     }
   }
   return {
-    r: r as number,
-    loraAlpha: alpha as number,
+    r,
+    loraAlpha: alpha,
     useRslora: c.use_rslora === true,
     targetModules: targets,
-    excludeModules: stringOrList(c.exclude_modules, 'exclude_modules'),
+    excludeModules: c.exclude_modules ?? null,
     rankPattern: numberMap(c.rank_pattern, 'rank_pattern'),
     alphaPattern: numberMap(c.alpha_pattern, 'alpha_pattern'),
-    layersToTransform: layers,
+    layersToTransform: c.layers_to_transform ?? null,
     layersPattern: lp === null ? null : typeof lp === 'string' ? [lp] : lp,
     fanInFanOut: c.fan_in_fan_out === true,
-    bias: bias as PeftLoraConfig['bias'],
+    bias,
     loraBias: c.lora_bias === true,
     useDora: c.use_dora === true,
-    baseModelNameOrPath: typeof c.base_model_name_or_path === 'string' ? c.base_model_name_or_path : null,
-    loraDropout: typeof c.lora_dropout === 'number' ? c.lora_dropout : 0,
-    taskType: typeof c.task_type === 'string' ? c.task_type : null,
+    baseModelNameOrPath: c.base_model_name_or_path ?? null,
+    loraDropout: c.lora_dropout ?? 0,
+    taskType: c.task_type ?? null,
   };
 }

@@ -2,7 +2,7 @@ import { GraphBuilder } from './graph-builder.js';
 import { GraphOps, type KvResidency, type LoraLayout } from './graph-ops.js';
 import type { HfModel } from './hf-model.js';
 import { encodeModel } from './onnx-proto.js';
-import type { BaseQuantization } from './quantize-model.js';
+import type { BaseQuantization } from './base-quantization.js';
 
 export interface BuiltGraph {
   /** Encoded ONNX model whose initializers are external data in `externalDir`. */

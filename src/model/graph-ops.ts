@@ -3,7 +3,7 @@ import { ropeInverseFrequencies, type LinearModule, type ModelDims } from './dim
 import type { WeightStore } from './weights.js';
 import { TensorDataType } from './onnx-proto.js';
 import { cachedQuantized, matMulNBits } from './matmul-nbits.js';
-import type { BaseQuantization } from './quantize-model.js';
+import type { BaseQuantization } from './base-quantization.js';
 
 /**
  * Sizes of the engine's adapter slots; null builds a plain base-model graph. `slots` counts slot 0,

@@ -1,11 +1,9 @@
 import { join } from 'node:path';
 import type { LinearModule } from './dims.js';
 import type { HfModel } from './hf-model.js';
+import type { BaseQuantization, QuantizeMode } from './base-quantization.js';
 import type { AccuracyLevel } from './matmul-nbits.js';
-import { quantizedWeights, type QuantCacheEntry } from './quant-cache.js';
-
-export type QuantizeMode = 'int8' | 'int4';
-export const QUANTIZE_MODES: readonly QuantizeMode[] = ['int8', 'int4'];
+import { quantizedWeights } from './quant-cache.js';
 
 /**
  * Which weights run quantized, decided once for every architecture:
@@ -18,7 +16,7 @@ export const QUANTIZE_MODES: readonly QuantizeMode[] = ['int8', 'int4'];
  * - not LoRA: adapters stay float32 and their delta is added to the quantized base output.
  * Block 32 along K with a zero point per block; accuracy_level 4 (int8 activations, int32
  * accumulation), which measured faster than level 0 for both widths and is the only fast 8-bit
- * kernel (see scripts/bench-matmul-nbits.ts).
+ * kernel (see src/bench/matmul-nbits.ts).
  */
 export const QUANT_BLOCK_SIZE = 32;
 export const QUANT_ACCURACY_LEVEL: AccuracyLevel = 4;
@@ -35,14 +33,6 @@ export function lmHeadLinear(model: HfModel): LinearModule {
     bias: null,
     fanInFanOut: false,
   };
-}
-
-/** What a graph needs to run the base model quantized. */
-export interface BaseQuantization {
-  mode: QuantizeMode;
-  accuracyLevel: AccuracyLevel;
-  /** Every quantized weight, by source weight name (block linears and the LM head). */
-  entry: QuantCacheEntry;
 }
 
 export function defaultQuantCacheDir(modelDir: string): string {

@@ -4,8 +4,8 @@ import swagger from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import multipart from '@fastify/multipart';
 import type { FastifyPluginAsyncTypebox, TypeBoxTypeProvider } from '@fastify/type-provider-typebox';
-import { NotFoundError } from '../errors.js';
-import { ANONYMOUS_ADMIN } from './auth.js';
+import { ForbiddenError, NotFoundError } from '../errors.js';
+import { ANONYMOUS_ADMIN, isLoopback } from './auth.js';
 import { errorHandler } from './error-handler.js';
 import { ErrorResponse, Usage } from './schemas/common.js';
 import {
@@ -70,7 +70,7 @@ export async function buildApp(serving: Serving, options: { logger?: FastifyServ
 
   await app.register(swagger, {
     openapi: {
-      openapi: '3.0.3',
+      openapi: '3.1.0',
       info: OPENAPI_INFO,
       components: {
         securitySchemes: {
@@ -115,6 +115,9 @@ export async function buildApp(serving: Serving, options: { logger?: FastifyServ
 const v1Routes: FastifyPluginAsyncTypebox = async (v1) => {
   const keys = v1.serving.keys;
   v1.addHook('onRequest', async (request) => {
+    // Without keys every caller is an admin: whatever address the embedder listens on, only this host may call.
+    if (!keys && !isLoopback(request.socket.remoteAddress))
+      throw new ForbiddenError('this server has no API keys file, so it answers callers on its own host only');
     const { authorization, 'x-api-key': apiKey } = request.headers;
     request.caller = keys ? keys.authenticate(authorization, typeof apiKey === 'string' ? apiKey : undefined) : ANONYMOUS_ADMIN;
   });

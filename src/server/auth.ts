@@ -1,5 +1,5 @@
 /**
- * API keys. Without a keys file every caller is an admin (and the server binds to loopback).
+ * API keys. Without a keys file every caller is an admin, so only loopback callers are answered.
  * With one, each key is either an admin key (manage adapters, see everything) or a tenant key
  * scoped to adapter names and `prefix-*` patterns. A tenant never learns that adapters outside its
  * scope exist: they answer 404 exactly like missing ones.
@@ -16,6 +16,11 @@ export interface Caller {
 }
 
 export const ANONYMOUS_ADMIN: Caller = { admin: true, tenant: 'local', canUse: () => true };
+
+/** A loopback address or host name (IPv4 127/8, IPv6 ::1, either as an IPv4-mapped address, or localhost). */
+export function isLoopback(address: string | undefined): boolean {
+  return address !== undefined && (address === 'localhost' || address === '::1' || /^(::ffff:)?127\./.test(address));
+}
 
 interface KeyEntry {
   key: string;

@@ -2,34 +2,21 @@
  * From an OpenAI completion body to what the engine runs: the sampling fields mapped to the
  * engine's names, and the server's limits (prompt length, max_tokens, n) checked first.
  */
-import { EmptyPromptError, InvalidRequestError, MaxTokensTooLargeError, PromptTooLongError, UnsupportedParameterError } from '../errors.js';
+import {
+  EmptyPromptError,
+  InvalidRequestError,
+  LoraServeError,
+  MaxTokensTooLargeError,
+  PromptTooLongError,
+  UnsupportedParameterError,
+} from '../errors.js';
 import type { GenerateRequest } from '../engine/index.js';
-import type { ResponseFormat } from '../grammar/index.js';
 import type { GenerationDefaults } from '../model/index.js';
 import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
 import type { ServerConfig } from './config.js';
+import type { SamplingBody } from './schemas/openai.js';
 
-/** The fields chat and text completions share (OpenAI names, vLLM's top_k and ignore_eos). */
-export interface SamplingBody {
-  max_tokens?: number | null;
-  max_completion_tokens?: number | null;
-  temperature?: number | null;
-  top_p?: number | null;
-  top_k?: number | null;
-  frequency_penalty?: number | null;
-  presence_penalty?: number | null;
-  seed?: number | null;
-  stop?: string | string[] | null;
-  repetition_penalty?: number | null;
-  min_tokens?: number | null;
-  n?: number | null;
-  best_of?: number | null;
-  response_format?: ResponseFormat | null;
-  stream?: boolean | null;
-  stream_options?: { include_usage?: boolean } | null;
-  ignore_eos?: boolean | null;
-  user?: string;
-}
+export type { SamplingBody };
 
 /** Chat messages with text parts joined: what the chat template renders. */
 export function chatMessages(
@@ -80,11 +67,14 @@ export function completionPrompts(
   });
 }
 
-/** The engine request for a body and its prompt tokens; `promptParam` names the field a prompt error points at. */
+/**
+ * The engine request for a body and its prompt tokens; `promptParam` names the field a prompt error
+ * points at. The prompt must leave the model's context (`maxContext`) room for one token.
+ */
 export function generateRequest(
   body: SamplingBody,
   promptTokens: number[],
-  limits: Pick<ServerConfig, 'maxPromptTokens' | 'maxTokens' | 'maxChoices'>,
+  limits: Pick<ServerConfig, 'maxPromptTokens' | 'maxTokens' | 'maxChoices'> & { maxContext: number },
   promptParam: 'messages' | 'prompt',
   defaults: GenerationDefaults['sampling'] = {},
 ): Omit<GenerateRequest, 'slot' | 'signal' | 'onDone'> {
@@ -96,9 +86,19 @@ export function generateRequest(
     throw new EmptyPromptError('the prompt is empty: give it at least one token of text', { param: promptParam });
   if (promptTokens.length > limits.maxPromptTokens) {
     throw new PromptTooLongError(`the prompt is ${promptTokens.length} tokens; this server accepts at most ${limits.maxPromptTokens}`, {
-      param: 'messages',
+      param: promptParam,
     });
   }
+  if (promptTokens.length >= limits.maxContext) {
+    throw new PromptTooLongError(
+      `the prompt is ${promptTokens.length} tokens; this model's context holds ${limits.maxContext}, answer included`,
+      { param: promptParam },
+    );
+  }
+  const grammar = body.response_format && body.response_format.type !== 'text';
+  // A grammar decides when the output may end; these would fight it (its mask would allow nothing).
+  for (const param of ['min_tokens', 'ignore_eos'] as const)
+    if (grammar && body[param]) throw new UnsupportedParameterError(`${param} cannot be combined with response_format`, { param });
   const asked = body.max_completion_tokens ?? body.max_tokens;
   if (asked && asked > limits.maxTokens) {
     throw new MaxTokensTooLargeError(`max_tokens ${asked} exceeds this server's limit of ${limits.maxTokens}`, { param: 'max_tokens' });
@@ -119,4 +119,20 @@ export function generateRequest(
       seed: body.seed ?? null,
     },
   };
+}
+
+/** The request field behind each GenerateRequest field the engine may refuse (the prompt's is the endpoint's). */
+const FIELD_OF_ENGINE_PARAM: Record<string, string> = {
+  minTokens: 'min_tokens',
+  ignoreEos: 'ignore_eos',
+  adapters: 'model',
+  slot: 'model',
+  constraint: 'response_format',
+};
+
+/** An engine error as the request's client sees it: pointing at the request's own field. */
+export function requestError(err: unknown, promptParam: 'messages' | 'prompt'): unknown {
+  if (!(err instanceof LoraServeError) || err.param === null) return err;
+  const field = err.param === 'promptTokens' ? promptParam : FIELD_OF_ENGINE_PARAM[err.param];
+  return field === undefined ? err : err.withParam(field);
 }

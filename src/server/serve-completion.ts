@@ -8,7 +8,7 @@ import { randomUUID } from 'node:crypto';
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify';
 import { LoraServeError, RequestCancelledError, RequestTimeoutError } from '../errors.js';
 import type { Generation, GenerationResult } from '../engine/index.js';
-import { generateRequest, type CompletionPrompt, type SamplingBody } from './completion-request.js';
+import { generateRequest, requestError, type CompletionPrompt, type SamplingBody } from './completion-request.js';
 import { LogprobWire } from './logprobs-wire.js';
 import type { RequestTrack } from './metrics.js';
 import type { ResolvedModel, Serving } from './serving.js';
@@ -40,7 +40,13 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
   const param = c.endpoint === 'chat' ? 'messages' : 'prompt';
   const logprobs = c.logprobs === null ? {} : { logprobs: c.logprobs };
   const reqs = c.prompts.map((p) => ({
-    ...generateRequest(c.body, p.tokens, serving.config, param, serving.samplingDefaults),
+    ...generateRequest(
+      c.body,
+      p.tokens,
+      { ...serving.config, maxContext: serving.engine.options.maxContext },
+      param,
+      serving.samplingDefaults,
+    ),
     ...logprobs,
     promptLogprobs: c.logprobs !== null && p.echo !== undefined,
   }));
@@ -57,7 +63,7 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
   } catch (err) {
     for (const ch of choices) ch.gen.cancel();
     limit.clear();
-    const reason = limit.reason() ?? err;
+    const reason = limit.reason() ?? requestError(err, param);
     track.done((reason as { status?: number }).status ?? 500);
     throw reason;
   }

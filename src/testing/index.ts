@@ -1,7 +1,7 @@
 /**
- * Fixtures for benchmarks and tests, never used by the server: random Hugging Face models and PEFT
- * adapters, and the same written as llama.cpp GGUF files so that llama.cpp can run the very same
- * model as a peer.
+ * Fixtures for benchmarks, drivers and tests, never used by the server: random Hugging Face models and
+ * PEFT adapters, the same written as llama.cpp GGUF files so that llama.cpp can run the very same model
+ * as a peer, and real servers (in-process, child processes, replicas behind HAProxy) over them.
  */
 export { writeRandomModel, type Family, type RandomModelOptions, type TinyModel } from './random-model.js';
 export { writeRandomAdapter, type LoraModuleWeights } from './random-adapter.js';
@@ -10,14 +10,8 @@ export { quantizeQ8_0, quantizeQ4_0, encodeAs } from './ggml-quants.js';
 export { ggufArchitecture, ggufTensorName, permuteRopeRows, type GgufArchitecture } from './gguf-names.js';
 export { writeGgufModel, type GgufWeightType, type WrittenGgufModel } from './gguf-model.js';
 export { writeGgufLora } from './gguf-lora.js';
-export {
-  evaluateDemo,
-  domainQuestions,
-  generalPrompts,
-  DEMO_DOMAINS,
-  DEMO_BASE,
-  type DemoDomain,
-  type DemoEvalReport,
-  type DomainQuestion,
-  type Score,
-} from './demo-eval.js';
+export { tempDir } from './temp-dir.js';
+export { multipart } from './multipart.js';
+export { spawnServer, writeTinyModel, type ChildServer } from './child-server.js';
+export { startTestServer, generateOpenApi, type TestServer } from './test-server.js';
+export { startCluster, haproxyInstalled, adapterFiles, upload, chat, counterBy, HAPROXY_CFG, type Cluster } from './cluster.js';

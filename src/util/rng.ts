@@ -1,4 +1,8 @@
-/** Deterministic generator for test fixtures (mulberry32 + Box-Muller). */
+/**
+ * Seeded, deterministic randomness (mulberry32 + Box-Muller) where a run must be repeatable: the
+ * trainer's initial LoRA weights and data shuffling, the random models and adapters of src/testing,
+ * and the drivers' workloads (benchmarks, fuzzer). Never for anything secret.
+ */
 export function rng(seed: number) {
   let s = seed >>> 0;
   const next = () => {

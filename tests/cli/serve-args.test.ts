@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseServeArgs } from '../../src/cli/serve.js';
+import { parseServeArgs, serveUsage } from '../../src/cli/serve.js';
 
 describe('serve: --quantize and LORASERVE_QUANTIZE', () => {
   it('float32 unless asked; the flag wins over the environment; none turns it off', () => {
@@ -20,5 +20,26 @@ describe('serve: --quantize and LORASERVE_QUANTIZE', () => {
     assert.equal(parseServeArgs([], {}).quantCacheDir, null);
     assert.equal(parseServeArgs(['--quant-cache-dir', '/var/cache/loraserve'], {}).quantCacheDir, '/var/cache/loraserve');
     assert.equal(parseServeArgs([], { LORASERVE_QUANT_CACHE_DIR: '/tmp/q' }).quantCacheDir, '/tmp/q');
+  });
+});
+
+describe('serve: one table of flags', () => {
+  it('--help shows every flag with its default and its variable, and each variable sets what its flag sets', () => {
+    const usage = serveUsage();
+    assert.match(usage, /--slots +adapter slots on the device \(default 8; LORASERVE_SLOTS\)/);
+    assert.match(usage, /--host +bind address \(default 127\.0\.0\.1; LORASERVE_HOST\)/);
+    assert.match(usage, /--keys +API keys file \(JSON\) \(default none; LORASERVE_KEYS\)/);
+    assert.match(usage, /--lora-modules .*\(default all-linear; LORASERVE_LORA_MODULES\)/);
+    const flags = [...usage.matchAll(/^ {2}--([a-z-]+) .*\(default .*; (LORASERVE_[A-Z_]+)\)$/gm)];
+    assert.equal(
+      flags.length,
+      usage.split('\n').filter((l) => l.startsWith('  --')).length,
+      'every flag line shows a default and a variable',
+    );
+    for (const [, flag, env] of flags) assert.equal(env, `LORASERVE_${flag!.toUpperCase().replaceAll('-', '_')}`);
+    assert.deepEqual(
+      parseServeArgs([], { LORASERVE_MAX_N: '3', LORASERVE_MODEL: '/m' }),
+      parseServeArgs(['--max-n', '3', '--model', '/m'], {}),
+    );
   });
 });

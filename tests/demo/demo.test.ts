@@ -11,7 +11,7 @@ import { fileURLToPath } from 'node:url';
 import { ANONYMOUS_ADMIN, buildApp, DEFAULTS, Serving, type App } from '../../src/server/index.js';
 import { initTf, TfCausalLM } from '../../src/train/index.js';
 import { loadHfModel, parseSafetensorsBuffer } from '../../src/model/index.js';
-import { domainQuestions, evaluateDemo, type DemoEvalReport, type DomainQuestion } from '../../src/testing/index.js';
+import { domainQuestions, evaluateDemo, type DemoEvalReport, type DomainQuestion } from '../../src/bench/index.js';
 import { tempDir } from '../helpers/adapters.js';
 import { prefill } from '../helpers/drive.js';
 import { relError } from '../helpers/reference.js';

@@ -18,7 +18,8 @@ const ROOT = join(import.meta.dirname, '..', '..');
 const K8S = join(ROOT, 'deploy', 'kubernetes');
 const OVERLAYS = ['cpu', 'cuda', 'plain-service'];
 
-type Doc = Record<string, any>; // eslint-disable-line @typescript-eslint/no-explicit-any
+// Parsed YAML of any shape: the assertions below walk it by path.
+type Doc = Record<string, any>;
 
 function readYaml(path: string): Doc[] {
   return parseAllDocuments(readFileSync(path, 'utf8')).map((d) => {
@@ -29,7 +30,6 @@ function readYaml(path: string): Doc[] {
 
 /** Strategic merge as far as these manifests use it: maps deep, lists of named items by name, other lists replaced. */
 function merge(base: any, patch: any): any {
-  // eslint-disable-line @typescript-eslint/no-explicit-any
   if (Array.isArray(base) && Array.isArray(patch)) {
     if (!patch.every((p) => p && typeof p === 'object' && 'name' in p)) return patch;
     const out = base.map((b) => ({ ...b }));
@@ -84,7 +84,7 @@ const find = (docs: Doc[], kind: string, name: string) => {
   return d;
 };
 
-const SERVER_ENV = new Set([...serveUsage().matchAll(/\((LORASERVE_[A-Z_]+)\)/g)].map((m) => m[1]!));
+const SERVER_ENV = new Set([...serveUsage().matchAll(/\b(LORASERVE_[A-Z_]+)\)/g)].map((m) => m[1]!));
 const ROUTES = Object.keys((JSON.parse(readFileSync(join(ROOT, 'openapi', 'openapi.json'), 'utf8')) as { paths: object }).paths);
 const METRICS = (() => {
   // Gauges register when bound to their source; only their names are read here, never their values.

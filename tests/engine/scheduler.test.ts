@@ -117,6 +117,9 @@ describe('continuous batching scheduler', () => {
   });
 
   it('rejects a prompt longer than the context', () => {
-    assert.throws(() => engine.generate({ promptTokens: new Array(engine.options.maxContext + 1).fill(5) }), { code: 'prompt_too_long' });
+    assert.throws(() => engine.generate({ promptTokens: new Array(engine.options.maxContext + 1).fill(5) }), {
+      code: 'prompt_too_long',
+      param: 'promptTokens',
+    });
   });
 });

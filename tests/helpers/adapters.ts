@@ -1,14 +1,9 @@
-import { mkdtempSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import type { HfModel } from '../../src/model/index.js';
 import { parseAdapter, readAdapterFolder, type ParsedAdapter } from '../../src/lora/index.js';
-import { writeRandomAdapter as writeAdapter } from '../../src/testing/index.js';
+import { tempDir, writeRandomAdapter as writeAdapter } from '../../src/testing/index.js';
 import type { RefLora } from './reference.js';
 
-export function tempDir(prefix = 'loraserve-test-'): string {
-  return mkdtempSync(join(tmpdir(), prefix));
-}
+export { tempDir };
 
 export interface TestAdapter {
   dir: string;

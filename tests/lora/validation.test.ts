@@ -123,7 +123,8 @@ describe('PEFT adapter validation', () => {
       /not a linear layer; DoRA is served on linear layers only/,
     ],
     ['modules_to_save', () => parse({ ...good(), modules_to_save: ['lm_head'] }), 'unsupported_adapter_feature', /modules_to_save/],
-    ['non-integer r', () => parse({ ...good(), r: 2.5 }), 'invalid_adapter_config', /"r" must be a positive integer/],
+    ['non-integer r', () => parse({ ...good(), r: 2.5 }), 'invalid_adapter_config', /"r" must be an integer \(got a fractional number\)/],
+    ['negative r', () => parse({ ...good(), r: -2 }), 'invalid_adapter_config', /"r" must be a positive integer/],
     ['bad bias mode', () => parse({ ...good(), bias: 'some' }), 'invalid_adapter_config', /"bias" must be/],
     ['bad target_modules type', () => parse({ ...good(), target_modules: 3 }), 'invalid_adapter_config', /"target_modules" must be/],
     ['invalid target regex', () => parse({ ...good(), target_modules: '(' }), 'invalid_adapter_config', /regex "\(" is invalid/],
@@ -222,6 +223,44 @@ describe('PEFT adapter validation', () => {
       /does not serve LoRA on; restart it with that module in --lora-modules/,
     ],
   ];
+  it('checks the type of every PEFT field it reads before its meaning: a 422 names the field and the type it needs', () => {
+    const wrong: Array<[string, unknown, RegExp]> = [
+      // npm run fuzz -- --seed 99: a task_type whose toString made the message formatting throw (a 500).
+      ['task_type', { toString: 'CAUSAL_LM' }, /"task_type" must be a string or null \(got an object\)/],
+      ['task_type', ['CAUSAL_LM'], /"task_type" must be a string or null \(got a list\)/],
+      ['peft_type', { LORA: true }, /"peft_type" must be a string or null \(got an object\)/],
+      ['r', '8', /"r" must be an integer \(got a string\)/],
+      ['lora_alpha', null, /"lora_alpha" must be a number \(got null\)/],
+      ['lora_dropout', '0.1', /"lora_dropout" must be a number/],
+      ['use_rslora', 'true', /"use_rslora" must be a boolean \(got a string\)/],
+      ['use_dora', 1, /"use_dora" must be a boolean \(got a number\)/],
+      ['lora_bias', 'yes', /"lora_bias" must be a boolean/],
+      ['fan_in_fan_out', [], /"fan_in_fan_out" must be a boolean \(got a list\)/],
+      ['bias', false, /"bias" must be a string \(got a boolean\)/],
+      ['target_modules', ['q_proj', 7], /"target_modules" must be a string or a list of strings or null/],
+      ['layers_to_transform', [0, 'one'], /"layers_to_transform" must be an integer or a list of integers or null/],
+      ['layers_pattern', { layers: 1 }, /"layers_pattern" must be a string or a list of strings or null/],
+      ['rank_pattern', { q_proj: '4' }, /"rank_pattern" must be an object of pattern → number or null/],
+      ['alpha_pattern', [], /"alpha_pattern" must be an object of pattern → number or null/],
+      ['modules_to_save', 'lm_head', /"modules_to_save" must be a list of strings or null \(got a string\)/],
+      ['base_model_name_or_path', 3, /"base_model_name_or_path" must be a string or null/],
+      ['inference_mode', 'false', /"inference_mode" must be a boolean/],
+      ['init_lora_weights', 0, /"init_lora_weights" must be a boolean or a string/],
+      ['use_qalora', null, /"use_qalora" must be a boolean \(got null\)/],
+    ];
+    for (const [field, value, message] of wrong) {
+      assert.throws(
+        () => parse({ ...good(), [field]: value }),
+        (err: Error & { code?: string; status?: number; param?: string }) => {
+          assert.deepEqual([err.code, err.status, err.param], ['invalid_adapter_config', 422, field], `${field}: ${err.message}`);
+          assert.match(err.message, message);
+          return true;
+        },
+        field,
+      );
+    }
+  });
+
   for (const [what, run, code, message] of cases) {
     it(`rejects ${what} with ${code}`, () => {
       assert.throws(run, (err: Error & { code?: string; status?: number }) => {

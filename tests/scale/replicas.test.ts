@@ -7,7 +7,7 @@ import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { tempDir } from '../helpers/adapters.js';
-import { adapterFiles, chat, counterBy, haproxyInstalled, startCluster, upload, type Cluster } from '../helpers/cluster.js';
+import { adapterFiles, chat, counterBy, haproxyInstalled, startCluster, upload, type Cluster } from '../../src/testing/index.js';
 
 const ADAPTERS = ['alpha', 'bravo', 'charlie', 'delta', 'echo', 'foxtrot'];
 const ROUNDS = 3;

@@ -1,7 +1,7 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { spawnServer, writeTinyModel, type ChildServer } from '../helpers/child-server.js';
+import { FAULT_HOOKS, spawnServer, writeTinyModel, type ChildServer } from '../helpers/child-server.js';
 import { openStream } from '../helpers/sse.js';
 import { tempDir } from '../helpers/adapters.js';
 
@@ -16,7 +16,7 @@ describe('drain on SIGTERM', { concurrency: 2 }, () => {
   const start = (drainMs: number) =>
     spawnServer(
       ['--model', modelDir, '--adapters', join(tempDir(), 'adapters'), '--max-tokens', '200', '--drain-timeout-ms', String(drainMs)],
-      { hooks: true, env: { LORASERVE_TEST_GATE: '1' } },
+      { preload: [FAULT_HOOKS], env: { LORASERVE_TEST_GATE: '1' } },
     );
   const chat = (extra: Record<string, unknown>) => ({
     model: 'tiny-llama',

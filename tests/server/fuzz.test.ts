@@ -1,6 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { runFuzz } from '../fuzz/run-fuzz.js';
+import { runFuzz } from '../../src/bench/index.js';
 
 // Promise 6 (README, Reliability): bad input never reaches a 5xx. A small fixed-seed run of the
 // fuzzer (`npm run fuzz -- --cases N --seed S` runs any other) against a real server process.

@@ -7,7 +7,7 @@ import { startTestServer, type TestServer } from '../helpers/server.js';
 import { tempDir, writeRandomAdapter } from '../helpers/adapters.js';
 import { multipart } from '../helpers/multipart.js';
 import { loadHfModel } from '../../src/model/index.js';
-import { generateOpenApi } from '../helpers/openapi.js';
+import { generateOpenApi } from '../../src/testing/index.js';
 
 const chatBody = (extra: Record<string, unknown> = {}) => ({
   model: 'tiny-llama',
@@ -143,6 +143,13 @@ describe('routes', () => {
     [
       'prompt over the server limit',
       () => post('/v1/completions', { model: 'tiny-llama', prompt: 'x'.repeat(300) }),
+      400,
+      'prompt_too_long',
+      'prompt',
+    ],
+    [
+      'chat prompt over the server limit',
+      () => post('/v1/chat/completions', chatBody({ messages: [{ role: 'user', content: 'x'.repeat(300) }] })),
       400,
       'prompt_too_long',
       'messages',

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { readdirSync, readFileSync } from 'node:fs';
 import { request } from 'node:http';
 import { join } from 'node:path';
-import { spawnServer, writeTinyModel, type ChildServer } from '../helpers/child-server.js';
+import { FAULT_HOOKS, spawnServer, writeTinyModel, type ChildServer } from '../helpers/child-server.js';
 import { tempDir, writeRandomAdapter } from '../helpers/adapters.js';
 import { multipart } from '../helpers/multipart.js';
 import { AdapterStore, CONFIG_FILE, WEIGHTS_FILE, type AdapterFiles } from '../../src/lora/index.js';
@@ -64,7 +64,7 @@ describe('crash safety of the adapter store (kill -9)', () => {
 
   it('leaves each adapter old or new, never partial, and the next start removes the leftovers', { timeout: 240_000 }, async () => {
     const s = await spawnServer(['--model', modelDir, '--adapters', store], {
-      hooks: true,
+      preload: [FAULT_HOOKS],
       env: {
         LORASERVE_TEST_PAUSE: Object.entries(POINTS)
           .map(([n, p]) => `${n}:${p}`)

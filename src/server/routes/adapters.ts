@@ -15,7 +15,7 @@ import {
 import { errorResponses } from '../schemas/common.js';
 import { readUpload } from '../upload.js';
 import type { AdapterView } from '../adapter-service.js';
-import type { MixMember, SavedMix } from '../../lora/index.js';
+import type { SavedMix } from '../../lora/index.js';
 
 /** An adapter as the API shows it. */
 function adapterBody(a: AdapterView, baseModel: string) {
@@ -160,7 +160,7 @@ export const adapterRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const { mix, replaced } = await adapters.saveMix(request.caller, request.params.name, request.body.adapters as MixMember[]);
+      const { mix, replaced } = await adapters.saveMix(request.caller, request.params.name, request.body.adapters);
       return reply.code(replaced ? 200 : 201).send(mixBody(mix));
     },
   );
@@ -206,11 +206,7 @@ export const adapterRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const {
-        lora_name: name,
-        lora_path: path,
-        load_inplace,
-      } = request.body as { lora_name: string; lora_path: string; load_inplace?: boolean };
+      const { lora_name: name, lora_path: path, load_inplace } = request.body;
       await adapters.register(request.caller, name, path, load_inplace ?? false);
       return reply.type('text/plain').send(`Success: LoRA adapter '${name}' added successfully.`);
     },
@@ -227,7 +223,7 @@ export const adapterRoutes: FastifyPluginAsyncTypebox = async (app) => {
       },
     },
     async (request, reply) => {
-      const { lora_name: name } = request.body as { lora_name: string };
+      const { lora_name: name } = request.body;
       await adapters.unregister(request.caller, name);
       return reply.type('text/plain').send(`Success: LoRA adapter '${name}' removed successfully.`);
     },

@@ -14,7 +14,7 @@ const streamOrJson = (json: unknown, chunk: unknown) => ({
 /** OpenAI-compatible completions: chat, and raw-prompt text completions. */
 export const completionRoutes: FastifyPluginAsyncTypebox = async (app) => {
   const serving = app.serving;
-  const options = (summary: string, body: TSchema, json: TSchema, chunk: TSchema) => ({
+  const options = <Body extends TSchema>(summary: string, body: Body, json: TSchema, chunk: TSchema) => ({
     bodyLimit: serving.config.chatBodyBytes,
     schema: {
       tags: ['generation'],
@@ -33,7 +33,7 @@ export const completionRoutes: FastifyPluginAsyncTypebox = async (app) => {
       Type.Ref(ChatCompletionChunk),
     ),
     async (request, reply) => {
-      const body = request.body as unknown as ChatCompletionRequest;
+      const { body } = request;
       const model = await serving.resolve(request.caller, body.model, body.adapters);
       const tokens = serving.engine.tokenizer.applyChatTemplate(chatMessages(body.messages));
       return serveCompletion(serving, request, reply, {
@@ -56,7 +56,7 @@ export const completionRoutes: FastifyPluginAsyncTypebox = async (app) => {
       Type.Ref(Completion),
     ),
     async (request, reply) => {
-      const body = request.body as unknown as CompletionRequest;
+      const { body } = request;
       const model = await serving.resolve(request.caller, body.model, body.adapters);
       return serveCompletion(serving, request, reply, {
         model,

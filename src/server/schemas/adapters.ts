@@ -1,4 +1,5 @@
 import { Type } from '@sinclair/typebox';
+import { AdapterMixMember } from './openai.js';
 
 export const AdapterName = Type.String({ pattern: '^[a-z0-9][a-z0-9_.-]{0,63}$', description: 'Adapter name.' });
 export const AdapterParams = Type.Object({ name: Type.String({ description: 'Adapter name.' }) });
@@ -33,7 +34,7 @@ export const AdapterDeleted = Type.Object(
 );
 
 export const AdapterMixRequest = Type.Object(
-  { adapters: Type.Array(Type.Ref('AdapterMixMember'), { minItems: 1, description: 'The adapters and weights the mix stands for.' }) },
+  { adapters: Type.Array(Type.Ref(AdapterMixMember), { minItems: 1, description: 'The adapters and weights the mix stands for.' }) },
   { description: 'A named weighted mix: served as y = W x + Σ wᵢ sᵢ Bᵢ Aᵢ x; no weights are written.', additionalProperties: false },
 );
 export const AdapterMix = Type.Object(
@@ -42,7 +43,7 @@ export const AdapterMix = Type.Object(
     object: Type.Literal('adapter_mix'),
     created: Type.Integer(),
     base_model: Type.String(),
-    adapters: Type.Array(Type.Ref('AdapterMixMember')),
+    adapters: Type.Array(Type.Ref(AdapterMixMember)),
   },
   { $id: 'AdapterMix' },
 );

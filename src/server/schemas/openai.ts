@@ -1,9 +1,8 @@
-import { Type, type Static } from '@sinclair/typebox';
+import { Type, type Static, type TObject } from '@sinclair/typebox';
 import { Usage } from './common.js';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 
-/** Sampling fields shared by chat and text completions (OpenAI names, vLLM extensions). */
 export const AdapterMixMember = Type.Object(
   {
     name: Type.String({ description: 'An adapter this key may use.' }),
@@ -12,6 +11,7 @@ export const AdapterMixMember = Type.Object(
   { $id: 'AdapterMixMember' },
 );
 
+/** Sampling fields shared by chat and text completions (OpenAI names, vLLM extensions). */
 const SamplingFields = {
   model: Type.String({ description: 'An adapter name, a saved adapter mix, or the base model id.' }),
   adapters: Type.Optional(
@@ -80,6 +80,9 @@ const SamplingFields = {
   user: Type.Optional(Type.String({ description: "An end-user id (OpenAI's field): recorded in the request log with the model." })),
 };
 
+/** What chat and text completions share, as the server reads it. */
+export type SamplingBody = Static<TObject<typeof SamplingFields>>;
+
 export const ChatMessage = Type.Object(
   {
     role: Type.Union([Type.Literal('system'), Type.Literal('user'), Type.Literal('assistant'), Type.Literal('developer')]),
@@ -109,7 +112,7 @@ export const ChatCompletionRequest = Type.Object(
   },
   { $id: 'ChatCompletionRequest', additionalProperties: false },
 );
-export type ChatCompletionRequest = Static<typeof ChatCompletionRequest> & { messages: Array<Static<typeof ChatMessage>> };
+export type ChatCompletionRequest = Static<typeof ChatCompletionRequest>;
 
 const TokenIds = Type.Array(Type.Integer({ minimum: 0 }), { minItems: 1 });
 

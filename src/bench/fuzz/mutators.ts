@@ -3,7 +3,7 @@
  * unicode, `__proto__`, path tricks, removed or extra keys) and on raw bytes (bit flips,
  * truncation, insertion, duplication). The same seed gives the same mutations.
  */
-import { rng } from '../../src/util/rng.js';
+import { rng } from '../../util/rng.js';
 
 export type Rng = ReturnType<typeof rng>;
 

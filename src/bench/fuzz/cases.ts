@@ -5,7 +5,7 @@
  */
 import { gzipSync } from 'node:zlib';
 import tar from 'tar-stream';
-import { CONFIG_FILE, WEIGHTS_FILE } from '../../src/lora/index.js';
+import { CONFIG_FILE, WEIGHTS_FILE } from '../../lora/index.js';
 import { Dice, mutateBytes, mutateJson, serialize, WEIRD_STRINGS } from './mutators.js';
 
 export interface FuzzRequest {

@@ -9,11 +9,9 @@ import { createHash } from 'node:crypto';
 import { readdirSync, readFileSync, statSync } from 'node:fs';
 import { request } from 'node:http';
 import { join, relative } from 'node:path';
-import { AdapterStore, CONFIG_FILE, WEIGHTS_FILE } from '../../src/lora/index.js';
-import { writeRandomAdapter } from '../../src/testing/index.js';
-import { loadHfModel } from '../../src/model/index.js';
-import { spawnServer, writeTinyModel } from '../helpers/child-server.js';
-import { tempDir } from '../helpers/adapters.js';
+import { AdapterStore, CONFIG_FILE, WEIGHTS_FILE } from '../../lora/index.js';
+import { loadHfModel } from '../../model/index.js';
+import { spawnServer, tempDir, writeRandomAdapter, writeTinyModel } from '../../testing/index.js';
 import { buildCase, type FuzzRequest, type Material } from './cases.js';
 
 export interface Finding {

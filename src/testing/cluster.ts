@@ -8,8 +8,8 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadHfModel } from '../../src/model/index.js';
-import { writeRandomAdapter } from '../../src/testing/index.js';
+import { loadHfModel } from '../model/index.js';
+import { writeRandomAdapter } from './random-adapter.js';
 import { spawnServer, writeTinyModel, type ChildServer } from './child-server.js';
 import { multipart } from './multipart.js';
 
