@@ -6,7 +6,7 @@ import { EmptyPromptError, InvalidRequestError, MaxTokensTooLargeError, PromptTo
 import type { GenerateRequest } from '../engine/index.js';
 import type { ResponseFormat } from '../grammar/index.js';
 import type { GenerationDefaults } from '../model/index.js';
-import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
+import type { Tokenizer } from '../tokenizer/index.js';
 import type { ServerConfig } from './config.js';
 
 /** The fields chat and text completions share (OpenAI names, vLLM's top_k and ignore_eos). */
@@ -29,17 +29,6 @@ export interface SamplingBody {
   stream_options?: { include_usage?: boolean } | null;
   ignore_eos?: boolean | null;
   user?: string;
-}
-
-/** Chat messages with text parts joined: what the chat template renders. */
-export function chatMessages(
-  messages: ReadonlyArray<{ role: string; content: string | ReadonlyArray<{ text: string }>; name?: string }>,
-): ChatMessage[] {
-  return messages.map((m) => ({
-    role: m.role,
-    content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
-    ...(m.name === undefined ? {} : { name: m.name }),
-  }));
 }
 
 export interface CompletionPrompt {

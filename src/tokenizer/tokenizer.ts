@@ -28,7 +28,7 @@ export interface ChatMessage {
 /** A function offered to the model, as templates read the `tools` variable (transformers' apply_chat_template(tools=...)). */
 export interface ChatTool {
   type: 'function';
-  function: { name: string; description?: string; parameters: object };
+  function: { name: string; description?: string; parameters?: object };
 }
 
 /** The model folder's tokenizer and chat template, through @huggingface/transformers. */

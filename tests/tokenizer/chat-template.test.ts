@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { chatMessages } from '../../src/server/completion-request.js';
+import { templateInput } from '../../src/server/tool-calls.js';
 import { writeRandomModel } from '../../src/testing/index.js';
 import { Tokenizer } from '../../src/tokenizer/index.js';
 import { tempDir } from '../helpers/adapters.js';
@@ -17,10 +17,17 @@ describe('chat messages reach the model folder’s template', () => {
     writeFileSync(file, JSON.stringify(config));
     const tokenizer = await Tokenizer.load(tiny.dir);
     const wire = [
-      { role: 'user', content: [{ text: 'hi ' }, { text: 'there' }], name: 'kim' },
+      {
+        role: 'user',
+        content: [
+          { type: 'text', text: 'hi ' },
+          { type: 'text', text: 'there' },
+        ],
+        name: 'kim',
+      },
       { role: 'user', content: 'again' },
     ];
-    const rendered = tokenizer.renderChat(chatMessages(wire));
+    const rendered = tokenizer.renderChat(templateInput(tokenizer.chatTemplate, wire, null).messages);
     assert.match(rendered, /<\|im_start\|>user \(kim\)\s*hi there<\|im_end\|>/);
     assert.match(rendered, /<\|im_start\|>user\s*again<\|im_end\|>/, 'a message without a name renders without one');
   });
