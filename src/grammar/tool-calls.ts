@@ -166,13 +166,12 @@ export class ToolCallParser {
     return -1;
   }
 
-  /** Text goes out once it holds more than whitespace (whitespace next to calls is their separator). */
+  /** Text goes out up to its last non-space; trailing whitespace waits (next to a call it is the separator). */
   private text(out: ToolCallEvent[], text: string): void {
-    this.space += text;
-    if (/\S/.test(this.space)) {
-      out.push({ type: 'text', text: this.space });
-      this.space = '';
-    }
+    const pending = this.space + text;
+    const end = pending.trimEnd().length;
+    if (end > 0) out.push({ type: 'text', text: pending.slice(0, end) });
+    this.space = pending.slice(end);
   }
 }
 

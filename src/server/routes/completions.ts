@@ -35,11 +35,13 @@ export const completionRoutes: FastifyPluginAsyncTypebox = async (app) => {
     ),
     async (request, reply) => {
       const body = request.body as unknown as ChatCompletionRequest;
-      const model = await serving.resolve(request.caller, body.model, body.adapters);
+      // The body's own rules (messages, tools) are checked before the model is looked up, as the schema's are.
       const tools = toolUse(body);
+      const tokens = chatPrompt(serving.engine.tokenizer, body, tools);
+      const model = await serving.resolve(request.caller, body.model, body.adapters);
       return serveCompletion(serving, request, reply, {
         model,
-        prompts: [{ tokens: chatPrompt(serving.engine.tokenizer, body, tools) }],
+        prompts: [{ tokens }],
         body,
         tools,
         shape: CHAT_SHAPE,
