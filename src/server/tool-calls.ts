@@ -174,19 +174,17 @@ function callArguments(call: WireToolCall, at: string): unknown {
   }
 }
 
-/** The generic format's instructions (Qwen2.5's wording), with one tool per line. */
+/**
+ * The generic format's instructions: Qwen2.5's layout (tools one per line in <tools> tags, the call
+ * syntax shown once), its prose cut short, since a small model's context is short.
+ */
 function genericToolPrompt(tools: ChatTool[]): string {
   return [
     '# Tools',
-    '',
-    'You may call one or more functions to assist with the user query.',
-    '',
-    'You are provided with function signatures within <tools></tools> XML tags:',
     '<tools>',
     ...tools.map((t) => JSON.stringify(t)),
     '</tools>',
-    '',
-    'For each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:',
+    'To call a function, write:',
     '<tool_call>',
     '{"name": <function-name>, "arguments": <args-json-object>}',
     '</tool_call>',
