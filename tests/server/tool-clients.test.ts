@@ -87,7 +87,7 @@ describe('tool calling through the openai, LangChain and AI SDK clients', () => 
     await runner.done();
     assert.equal(seen.length, 1);
     assert.deepEqual(Weather.parse(seen[0]), seen[0]);
-    // The runner sent the result back as a tool message and the server answered it.
+    // The runner recorded the function's result as a tool message (a named choice: it stops after the call).
     assert.ok(runner.messages.some((m) => m.role === 'tool'));
   });
 
