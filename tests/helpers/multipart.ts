@@ -1,4 +1,7 @@
 import { randomBytes } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import type { App } from '../../src/server/index.js';
 
 /** A multipart/form-data body for app.inject: text fields and files (name → bytes). */
 export function multipart(
@@ -20,4 +23,12 @@ export function multipart(
   }
   parts.push(Buffer.from(`--${boundary}--\r\n`));
   return { payload: Buffer.concat(parts), headers: { 'content-type': `multipart/form-data; boundary=${boundary}` } };
+}
+
+/** Uploads a PEFT folder's two files as adapter `name` (POST /v1/adapters); the response's status code. */
+export async function uploadAdapterDir(app: App, name: string, dir: string, headers: Record<string, string> = {}): Promise<number> {
+  const files = Object.fromEntries(['adapter_config.json', 'adapter_model.safetensors'].map((f) => [f, readFileSync(join(dir, f))]));
+  const body = multipart({ name }, files);
+  return (await app.inject({ method: 'POST', url: '/v1/adapters', payload: body.payload, headers: { ...body.headers, ...headers } }))
+    .statusCode;
 }

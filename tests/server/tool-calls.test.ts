@@ -7,13 +7,12 @@
  */
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import { loadHfModel } from '../../src/model/index.js';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { tempDir, writeRandomAdapter } from '../helpers/adapters.js';
-import { multipart } from '../helpers/multipart.js';
+import { uploadAdapterDir } from '../helpers/multipart.js';
 
 const point = {
   type: 'object',
@@ -86,14 +85,7 @@ describe('tool calling over HTTP', () => {
     for (const [i, name] of ['support', 'billing'].entries()) {
       const dir = join(tempDir(), name);
       await writeRandomAdapter(dir, model, { r: 4, lora_alpha: 8, target_modules: ['q_proj', 'v_proj'] }, 40 + i);
-      const { payload, headers } = multipart(
-        { name },
-        {
-          'adapter_config.json': readFileSync(join(dir, 'adapter_config.json')),
-          'adapter_model.safetensors': readFileSync(join(dir, 'adapter_model.safetensors')),
-        },
-      );
-      assert.equal((await s.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers })).statusCode, 201);
+      assert.equal(await uploadAdapterDir(s.app, name, dir), 201);
     }
     model.weights.close();
   });
