@@ -9,6 +9,7 @@
  *   base     the same 32 requests on a graph with no LoRA at all
  *   s64_r64  hetero on an engine built for 64 slots of rank up to 64 (the slots configured must not tax a batch)
  *   grammar  hetero with every row under a JSON-schema grammar (structured output), against hetero run beside it
+ *   tools    hetero with every row forced to call tools (tool_choice required), against hetero run beside it
  *   decode-step time at 64 and 512 cached positions (batch 32), and a long-context run (prompt 512, 128 generated)
  * Qwen2.5-0.5B shape (BF16 on disk): batch 1 and 32, decode-step times, resident memory in a child process.
  */
@@ -20,7 +21,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { Engine, type EngineOptions, type ExecutionProvider, type GenerateRequest } from '../engine/index.js';
 import { loadHfModel, type HfModel, type QuantizeMode } from '../model/index.js';
-import { StructuredOutput } from '../grammar/index.js';
+import { StructuredOutput, type OutputConstraint } from '../grammar/index.js';
 import { parseAdapter, type ParsedAdapter } from '../lora/index.js';
 import { writeGgufLora, writeGgufModel, writeRandomAdapter } from '../testing/index.js';
 import { rng } from '../util/rng.js';
@@ -145,6 +146,8 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   const hetero = await runRequests(lora, requests(ps, generate, slotOfRow(ADAPTERS)), true);
   log(`(e) the same ${CONCURRENT} requests under a JSON-schema grammar (structured output)`);
   const grammar = await grammarRun(lora, requests(ps, generate, slotOfRow(ADAPTERS)));
+  log(`(f) the same ${CONCURRENT} requests forced to call tools (tool_choice required)`);
+  const tools = await toolsRun(lora, requests(ps, generate, slotOfRow(ADAPTERS)));
   log('decode-step time at 64 and 512 cached positions, batch 32');
   const rowSlots = ps.map((_, i) => slotOfRow(ADAPTERS)(i));
   const cost64 = await decodeStepCost(lora, rowSlots, 64);
@@ -214,6 +217,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
       base: plain,
       hetero_s64_r64: hetero64,
       structured_output: grammar,
+      tool_calls: tools,
       decode_step_ms: { lora: { cached_64: step64, cached_512: step512 }, base: { cached_64: baseStep64, cached_512: baseStep512 } },
       kv_cache: lora.kvResidency,
       host_device_bytes_per_decode_step: {
@@ -232,23 +236,50 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
         (cost512.to_device_bytes + cost512.from_device_bytes) /
         (cost64.to_device_bytes + cost64.from_device_bytes)
       ).toFixed(3),
+      tools_vs_free_b32: +(tools.constrained.tokens_per_s / tools.free.tokens_per_s).toFixed(3),
     },
   };
 }
+
+/** Every argument list is at least 200 small integers: no call can end within the run. */
+const LONG_LIST = { type: 'array', items: { type: 'integer', minimum: 0, maximum: 999 }, minItems: 200 };
 
 /**
  * The same batch with every row under one JSON-schema grammar (masks computed while the forward pass
  * runs, then applied per row), against `free` run just before. The schema (an array of at least 200
  * small integers) cannot end within the run, so both runs generate the same number of tokens.
  */
-async function grammarRun(engine: Engine, reqs: GenerateRequest[]) {
+function grammarRun(engine: Engine, reqs: GenerateRequest[]) {
+  const schema = LONG_LIST;
+  return constrainedRun(engine, reqs, { schema }, (s) => s.constraint({ type: 'json_schema', json_schema: { name: 'bench', schema } }));
+}
+
+/**
+ * The same batch with every row forced to call tools (tool_choice "required", parallel calls: a
+ * structural tag over two functions), against `free`. Each function's arguments hold a list of at
+ * least 200 integers, so no row ends within the run either.
+ */
+function toolsRun(engine: Engine, reqs: GenerateRequest[]) {
+  const parameters = { type: 'object', properties: { ids: LONG_LIST }, required: ['ids'], additionalProperties: false };
+  const functions = ['lookup', 'cancel'].map((name, i) => ({ name, parameters, param: `tools[${i}].function.parameters` }));
+  return constrainedRun(engine, reqs, { functions: functions.map((f) => f.name), parameters }, (s) =>
+    s.toolCalls({ functions, mode: 'required', parallel: true }),
+  );
+}
+
+/** `reqs` free, then all under the grammar `make` compiles (after a one-row warm-up): throughput of both and mask time per step. */
+async function constrainedRun<T extends object>(
+  engine: Engine,
+  reqs: GenerateRequest[],
+  what: T,
+  make: (s: StructuredOutput) => Promise<OutputConstraint | null>,
+) {
   const structured = new StructuredOutput(engine.tokenizer, {
     vocabSize: engine.model.dims.vocabSize,
     stopTokenIds: [...engine.scheduler.eosTokenIds],
   });
-  const schema = { type: 'array', items: { type: 'integer', minimum: 0, maximum: 999 }, minItems: 200 };
   const compileStart = performance.now();
-  const constraint = await structured.constraint({ type: 'json_schema', json_schema: { name: 'bench', schema } });
+  const constraint = await make(structured);
   const compile_ms = +(performance.now() - compileStart).toFixed(1);
   const grammarReqs = reqs.map((r) => ({ ...r, ignoreEos: false, constraint: constraint! }));
   await runRequests(engine, grammarReqs.slice(0, 1), false); // warm-up: the matcher's first masks
@@ -256,7 +287,7 @@ async function grammarRun(engine: Engine, reqs: GenerateRequest[]) {
   const [maskMs, steps] = [engine.scheduler.maskMs, engine.scheduler.steps.decode];
   const constrained = await runRequests(engine, grammarReqs, true);
   const mask_ms_per_decode_step = +((engine.scheduler.maskMs - maskMs) / (engine.scheduler.steps.decode - steps)).toFixed(2);
-  return { schema, compile_ms, free, constrained, mask_ms_per_decode_step };
+  return { ...what, compile_ms, free, constrained, mask_ms_per_decode_step };
 }
 
 /** loraserve's base-weight precisions and llama.cpp's weight type that matches each. */

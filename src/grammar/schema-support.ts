@@ -49,11 +49,21 @@ const MAX_DEPTH = 64;
 
 const TYPES = new Set(['object', 'array', 'string', 'integer', 'number', 'boolean', 'null']);
 
+/** Which request field a schema came from, for the 400 that refuses it. */
+export interface SchemaSource {
+  /** The schema in words, as the error message's subject. */
+  subject: string;
+  /** OpenAI's `param`: the field the error points at. */
+  param: string;
+}
+
+const RESPONSE_FORMAT: SchemaSource = { subject: "response_format's JSON schema", param: 'response_format' };
+
 /**
  * The schema as the grammar compiler should read it (string patterns and lengths made JSON-safe,
  * see json-safe-pattern.ts), or an UnsupportedSchemaError naming every problem (the first few).
  */
-export function compilableSchema(schema: unknown): unknown {
+export function compilableSchema(schema: unknown, source: SchemaSource = RESPONSE_FORMAT): unknown {
   const problems: string[] = [];
   const root = schema;
   const visit = (node: unknown, path: string): unknown => {
@@ -125,8 +135,8 @@ export function compilableSchema(schema: unknown): unknown {
   if (problems.length) {
     const shown = problems.slice(0, 5).join('; ') + (problems.length > 5 ? `; and ${problems.length - 5} more` : '');
     throw new UnsupportedSchemaError(
-      `response_format's JSON schema uses what structured output cannot enforce: ${shown}. Supported: ${[...ENFORCED].join(', ')} and annotations; use anyOf for oneOf`,
-      { param: 'response_format' },
+      `${source.subject} uses what structured output cannot enforce: ${shown}. Supported: ${[...ENFORCED].join(', ')} and annotations; use anyOf for oneOf`,
+      { param: source.param },
     );
   }
   return compilable;

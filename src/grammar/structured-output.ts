@@ -1,14 +1,16 @@
 /**
- * Structured output: an OpenAI response_format compiled by XGrammar into a token-level grammar for
- * this model's vocabulary. Compiling costs milliseconds to seconds, so each distinct schema is
- * compiled once and kept (LRU); every row that uses it gets its own matcher. A schema that still
- * makes XGrammar fail is a 400, and the instance it failed in is replaced.
+ * Structured output: an OpenAI response_format (or a request's tool calls, see tool-calls.ts)
+ * compiled by XGrammar into a token-level grammar for this model's vocabulary. Compiling costs
+ * milliseconds to seconds, so each distinct grammar is compiled once and kept (LRU); every row that
+ * uses it gets its own matcher. A schema that still makes XGrammar fail is a 400, and the instance
+ * it failed in is replaced.
  */
 import { LRUCache } from 'lru-cache';
 import { UnsupportedSchemaError } from '../errors.js';
 import type { ConstraintWalker, OutputConstraint } from './output-constraint.js';
 import type { Tokenizer, VocabEncoding } from '../tokenizer/index.js';
 import { compilableSchema } from './schema-support.js';
+import { toolCallTag, type ToolCallGrammar } from './tool-calls.js';
 import { Utf8Guard } from './utf8-guard.js';
 import { loadXgrammar, type XGrammar } from './xgrammar-module.js';
 
@@ -55,19 +57,51 @@ export class StructuredOutput {
     const schema = format.type === 'json_object' ? JSON_OBJECT : format.json_schema?.schema;
     if (schema === undefined)
       throw new UnsupportedSchemaError('response_format json_schema needs json_schema: {name, schema}', { param: 'response_format' });
-    const key = JSON.stringify(compilableSchema(schema));
+    const text = JSON.stringify(compilableSchema(schema));
+    return this.compiled(`schema:${text}`, { what: "response_format's JSON schema", param: 'response_format' }, (compiler) =>
+      compiler.compileJSONSchema(text, false, -1, COMPACT, true),
+    );
+  }
+
+  /**
+   * The constraint for a request's tool calls (see tool-calls.ts): each function's parameters pass the
+   * same keyword checks as a response_format schema, each refusal naming that function's field.
+   */
+  async toolCalls(grammar: ToolCallGrammar): Promise<OutputConstraint> {
+    const functions = grammar.functions.map((f) => ({
+      ...f,
+      parameters: compilableSchema(f.parameters, { subject: f.param, param: f.param }) as object,
+    }));
+    const checked = { ...grammar, functions };
+    return this.compiled(`tools:${JSON.stringify(checked)}`, { what: 'the tool-call grammar', param: 'tools' }, async (compiler, x) => {
+      const ebnf = await Promise.all(
+        functions.map(async (f) => {
+          const g = await x.Grammar.fromJSONSchema(JSON.stringify(f.parameters), false, -1, COMPACT, true);
+          try {
+            return g.toString();
+          } finally {
+            g.dispose();
+          }
+        }),
+      );
+      return compiler.compileStructuralTag(toolCallTag(checked, ebnf));
+    });
+  }
+
+  /** A grammar compiled once per key (on a fresh instance after a failure), as a constraint rows can start. */
+  private async compiled(key: string, source: { what: string; param: string }, compile: Compile): Promise<OutputConstraint> {
     const failed = this.failed.get(key);
-    if (failed) throw new UnsupportedSchemaError(failed, { param: 'response_format' });
+    if (failed) throw new UnsupportedSchemaError(failed, { param: source.param });
     const runtime = (this.runtime ??= new Runtime(this.vocabulary, this.tokenizer.encoding, this.options, () => this.compilations++));
     let compiled: XGrammar.CompiledGrammar;
     try {
-      compiled = await runtime.compile(key);
+      compiled = await runtime.compile(key, compile);
     } catch (cause) {
       // The instance may have aborted half-way: the next schema gets a fresh one.
       if (this.runtime === runtime) this.runtime = null;
-      const message = `response_format's JSON schema could not be compiled: ${runtime.failure() ?? String(cause)}`;
+      const message = `${source.what} could not be compiled: ${runtime.failure() ?? String(cause)}`;
       this.failed.set(key, message);
-      throw new UnsupportedSchemaError(message, { cause, param: 'response_format' });
+      throw new UnsupportedSchemaError(message, { cause, param: source.param });
     }
     const guard = (this.guard ??= new Utf8Guard(
       this.vocabulary.map((piece, id) => (piece ? this.tokenizer.tokenBytes(id) : new Uint8Array())),
@@ -75,6 +109,11 @@ export class StructuredOutput {
     return { start: async () => new GrammarWalker(await runtime.matcher(compiled), guard) };
   }
 }
+
+/** Compact JSON on one line: no free whitespace for a model to loop in. */
+const COMPACT: [string, string] = [',', ':'];
+
+type Compile = (compiler: XGrammar.GrammarCompiler, x: typeof XGrammar) => Promise<XGrammar.CompiledGrammar>;
 
 /** One XGrammar instance: its compiler for this vocabulary and the grammars compiled on it. */
 class Runtime {
@@ -96,14 +135,13 @@ class Runtime {
     });
   }
 
-  compile(schemaText: string): Promise<XGrammar.CompiledGrammar> {
-    let grammar = this.compiled.get(schemaText);
+  compile(key: string, how: Compile): Promise<XGrammar.CompiledGrammar> {
+    let grammar = this.compiled.get(key);
     if (!grammar) {
       this.onCompile();
-      // Compact JSON on one line: no free whitespace for a model to loop in.
-      grammar = (this.compiler ??= this.createCompiler()).then((c) => c.compileJSONSchema(schemaText, false, -1, [',', ':'], true));
-      this.compiled.set(schemaText, grammar);
-      grammar.catch(() => this.compiled.delete(schemaText));
+      grammar = (this.compiler ??= this.createCompiler()).then(async (c) => how(c, await this.x));
+      this.compiled.set(key, grammar);
+      grammar.catch(() => this.compiled.delete(key));
     }
     return grammar;
   }

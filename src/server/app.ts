@@ -18,6 +18,8 @@ import {
   CompletionRequest,
   Model,
   ModelList,
+  ToolCall,
+  ToolDefinition,
 } from './schemas/openai.js';
 import { Adapter, AdapterDeleted, AdapterList, AdapterMix, LoadLoraAdapterRequest, UnloadLoraAdapterRequest } from './schemas/adapters.js';
 import { completionRoutes } from './routes/completions.js';
@@ -31,6 +33,8 @@ export const SHARED_SCHEMAS = [
   ErrorResponse,
   Usage,
   AdapterMixMember,
+  ToolCall,
+  ToolDefinition,
   ChatMessage,
   ChatCompletionRequest,
   CompletionRequest,

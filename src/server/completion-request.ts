@@ -12,22 +12,11 @@ import {
 } from '../errors.js';
 import type { GenerateRequest } from '../engine/index.js';
 import type { GenerationDefaults } from '../model/index.js';
-import type { ChatMessage, Tokenizer } from '../tokenizer/index.js';
+import type { Tokenizer } from '../tokenizer/index.js';
 import type { ServerConfig } from './config.js';
 import type { SamplingBody } from './schemas/openai.js';
 
 export type { SamplingBody };
-
-/** Chat messages with text parts joined: what the chat template renders. */
-export function chatMessages(
-  messages: ReadonlyArray<{ role: string; content: string | ReadonlyArray<{ text: string }>; name?: string }>,
-): ChatMessage[] {
-  return messages.map((m) => ({
-    role: m.role,
-    content: typeof m.content === 'string' ? m.content : m.content.map((p) => p.text).join(''),
-    ...(m.name === undefined ? {} : { name: m.name }),
-  }));
-}
 
 export interface CompletionPrompt {
   tokens: number[];

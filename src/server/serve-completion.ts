@@ -13,6 +13,7 @@ import { LogprobWire } from './logprobs-wire.js';
 import type { RequestTrack } from './metrics.js';
 import type { ResolvedModel, Serving } from './serving.js';
 import { SseWriter } from './sse.js';
+import { ToolCallStream, toolCallChoice, type ToolUse } from './tool-calls.js';
 import { untilAborted } from '../util/until-aborted.js';
 import { usage, type LogprobSpan, type WireShape } from './wire-shapes.js';
 
@@ -26,6 +27,8 @@ export interface Completion {
   endpoint: 'chat' | 'completions';
   /** Alternatives reported per token when logprobs were asked for; null when they were not. */
   logprobs: number | null;
+  /** A chat request's tools: its grammar, and answers split into content and tool_calls. */
+  tools?: ToolUse | null;
 }
 
 interface Choice {
@@ -51,7 +54,9 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
     promptLogprobs: c.logprobs !== null && p.echo !== undefined,
   }));
   // Compiled after the cheap checks above, so a request they refuse never pays for a grammar.
-  const constraint = await serving.structuredOutput.constraint(c.body.response_format);
+  const constraint = c.tools?.grammar
+    ? await serving.structuredOutput.toolCalls(c.tools.grammar)
+    : await serving.structuredOutput.constraint(c.body.response_format);
   const limit = requestLimit(serving, reply);
   const choices: Choice[] = [];
   try {
@@ -94,12 +99,9 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
         model: c.model.id,
         choices: results.map((r, i) => {
           const echo = choices[i]!.prompt.echo;
-          return c.shape.choice(
-            i,
-            (echo ?? '') + r.text,
-            r.finishReason,
-            c.logprobs === null ? null : c.shape.logprobs(wire, resultSpan(choices[i]!, r)),
-          );
+          const logprobs = c.logprobs === null ? null : c.shape.logprobs(wire, resultSpan(choices[i]!, r));
+          if (c.tools) return toolCallChoice(i, r.text, r.finishReason, logprobs);
+          return c.shape.choice(i, (echo ?? '') + r.text, r.finishReason, logprobs);
         }),
         usage: usage(total),
       };
@@ -156,8 +158,13 @@ async function stream(
   const one = async (ch: Choice, index: number): Promise<GenerationResult> => {
     let first = true;
     let offset = 0;
+    const calls = c.tools ? new ToolCallStream() : null;
     const send = (text: string | null, finish: GenerationResult['finishReason'] | null, span: LogprobSpan | null) => {
-      sse.send(frame([c.shape.chunk(index, text, first, finish, span ? wireLogprobs(span) : null)]));
+      const logprobs = span ? wireLogprobs(span) : null;
+      for (const chunk of calls
+        ? calls.chunks(index, text, first, finish, logprobs)
+        : [c.shape.chunk(index, text, first, finish, logprobs)])
+        sse.send(frame([chunk]));
       first = false;
       if (text) offset += text.length;
     };

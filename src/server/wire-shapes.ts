@@ -21,7 +21,7 @@ export interface WireShape {
 }
 
 /** OpenAI's finish reasons have no "cancelled": a stream cut by the request timeout ends with "stop". */
-const wireFinish = (f: FinishReason | null) => (f === 'cancelled' ? 'stop' : f);
+export const wireFinish = (f: FinishReason | null) => (f === 'cancelled' ? 'stop' : f);
 
 export const CHAT_SHAPE: WireShape = {
   object: 'chat.completion',

@@ -1,4 +1,4 @@
-export { Tokenizer, type ChatMessage, type VocabEncoding } from './tokenizer.js';
+export { Tokenizer, type ChatMessage, type ChatTool, type VocabEncoding } from './tokenizer.js';
 export { IncrementalDetokenizer } from './detokenizer.js';
 export { bytesToUnicode, tokenizerJson, tokenizerConfigJson } from './byte-level-bpe.js';
 export { CHATML_TEMPLATE, CHATML_SPECIALS } from './chat-template.js';

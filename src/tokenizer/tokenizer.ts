@@ -19,6 +19,16 @@ export interface ChatMessage {
   content: string;
   /** A participant's name (OpenAI's field), for templates that render it. */
   name?: string;
+  /** An assistant turn's calls, as transformers passes them to templates (arguments as an object). */
+  tool_calls?: Array<{ id: string; type: 'function'; function: { name: string; arguments: unknown } }>;
+  /** A `tool` turn: the call it answers. */
+  tool_call_id?: string;
+}
+
+/** A function offered to the model, as templates read the `tools` variable (transformers' apply_chat_template(tools=...)). */
+export interface ChatTool {
+  type: 'function';
+  function: { name: string; description?: string; parameters?: object };
 }
 
 /** The model folder's tokenizer and chat template, through @huggingface/transformers. */
@@ -94,19 +104,29 @@ export class Tokenizer {
     return Boolean(this.tok.chat_template);
   }
 
-  applyChatTemplate(messages: ChatMessage[]): number[] {
+  /** The chat template's source ('' when there is none), for callers that adapt to what it renders. */
+  get chatTemplate(): string {
+    const t: unknown = this.tok.chat_template;
+    return typeof t === 'string' ? t : t ? JSON.stringify(t) : '';
+  }
+
+  applyChatTemplate(messages: ChatMessage[], tools?: ChatTool[]): number[] {
     if (!this.hasChatTemplate) throw new InvalidRequestError('this model has no chat template; use /v1/completions with a raw prompt');
     try {
       // The rendered template already holds its special tokens; encode it verbatim.
-      return this.encode(this.renderChat(messages));
+      return this.encode(this.renderChat(messages, true, tools));
     } catch (cause) {
       throw new InvalidRequestError(`the chat template rejected these messages: ${(cause as Error).message}`, { cause, param: 'messages' });
     }
   }
 
-  renderChat(messages: ChatMessage[], addGenerationPrompt = true): string {
+  renderChat(messages: ChatMessage[], addGenerationPrompt = true, tools?: ChatTool[]): string {
     if (messages.length === 0) return '';
-    return this.tok.apply_chat_template(messages, { add_generation_prompt: addGenerationPrompt, tokenize: false }) as string;
+    return this.tok.apply_chat_template(messages as Parameters<PreTrainedTokenizer['apply_chat_template']>[0], {
+      add_generation_prompt: addGenerationPrompt,
+      tokenize: false,
+      ...(tools ? { tools } : {}),
+    }) as string;
   }
 
   get eosTokenId(): number | null {

@@ -1,10 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { tempDir, writeRandomAdapter } from '../helpers/adapters.js';
-import { multipart } from '../helpers/multipart.js';
+import { uploadAdapterDir } from '../helpers/multipart.js';
 import { Expected } from '../helpers/expected.js';
 import { loadHfModel } from '../../src/model/index.js';
 import { ANONYMOUS_ADMIN } from '../../src/server/index.js';
@@ -25,14 +24,7 @@ describe('three-tier adapter cache under concurrent load', () => {
       const dir = join(tempDir(), name);
       await writeRandomAdapter(dir, model, { r: 8, lora_alpha: 16, target_modules: ['q_proj', 'v_proj'] }, 10 + i);
       dirs.set(name, dir);
-      const { payload, headers } = multipart(
-        { name },
-        {
-          'adapter_config.json': readFileSync(join(dir, 'adapter_config.json')),
-          'adapter_model.safetensors': readFileSync(join(dir, 'adapter_model.safetensors')),
-        },
-      );
-      assert.equal((await s.app.inject({ method: 'POST', url: '/v1/adapters', payload, headers })).statusCode, 201);
+      assert.equal(await uploadAdapterDir(s.app, name, dir), 201);
     }
     model.weights.close();
   });

@@ -118,11 +118,11 @@ describe('routes', () => {
       'response_format',
     ],
     [
-      'a field the server does not implement (tools) is refused, never ignored',
-      () => post('/v1/chat/completions', chatBody({ tools: [{ type: 'function', function: { name: 'f' } }] })),
+      'a field the server does not implement (logit_bias) is refused, never ignored',
+      () => post('/v1/chat/completions', chatBody({ logit_bias: { 5: 1 } })),
       400,
       'invalid_request',
-      'tools',
+      'logit_bias',
     ],
     [
       'an unknown completions field',

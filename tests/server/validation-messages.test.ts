@@ -15,14 +15,14 @@ describe('validation messages', () => {
     [
       '/v1/chat/completions',
       { model: 'm', messages: [{ role: 'robot', content: 'hi' }] },
-      'messages[0].role must be one of system, user, assistant, developer (got "robot")',
+      'messages[0].role must be one of system, user, assistant, developer, tool (got "robot")',
       'messages[0].role',
     ],
     [
       '/v1/chat/completions',
-      { model: 'm', messages: [{ role: 'user', content: [{ type: 'image_url', text: 'x' }] }] },
-      'messages[0].content[0].type must be "text"',
-      'messages[0].content[0].type',
+      { model: 'm', messages: [{ role: 'user', content: [{ type: 'text' }] }] },
+      'messages[0].content[0].text is required',
+      'messages[0].content[0].text',
     ],
     ['/v1/chat/completions', { model: 'm', messages: [{ role: 'user' }] }, 'messages[0].content is required', 'messages[0].content'],
     ['/v1/chat/completions', { messages: [user] }, 'model is required', 'model'],

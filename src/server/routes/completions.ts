@@ -2,8 +2,9 @@ import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type, type TSchema } from '@sinclair/typebox';
 import { ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, Completion, CompletionRequest } from '../schemas/openai.js';
 import { errorResponses } from '../schemas/common.js';
-import { chatLogprobs, chatMessages, completionPrompts } from '../completion-request.js';
+import { chatLogprobs, completionPrompts } from '../completion-request.js';
 import { serveCompletion } from '../serve-completion.js';
+import { chatPrompt, toolUse } from '../tool-calls.js';
 import { CHAT_SHAPE, TEXT_SHAPE } from '../wire-shapes.js';
 
 const streamOrJson = (json: unknown, chunk: unknown) => ({
@@ -34,12 +35,15 @@ export const completionRoutes: FastifyPluginAsyncTypebox = async (app) => {
     ),
     async (request, reply) => {
       const { body } = request;
+      // The body's own rules (messages, tools) are checked before the model is looked up, as the schema's are.
+      const tools = toolUse(body);
+      const tokens = chatPrompt(serving.engine.tokenizer, body, tools);
       const model = await serving.resolve(request.caller, body.model, body.adapters);
-      const tokens = serving.engine.tokenizer.applyChatTemplate(chatMessages(body.messages));
       return serveCompletion(serving, request, reply, {
         model,
         prompts: [{ tokens }],
         body,
+        tools,
         shape: CHAT_SHAPE,
         endpoint: 'chat',
         logprobs: chatLogprobs(body),

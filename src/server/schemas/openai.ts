@@ -83,21 +83,116 @@ const SamplingFields = {
 /** What chat and text completions share, as the server reads it. */
 export type SamplingBody = Static<TObject<typeof SamplingFields>>;
 
+/** A call an assistant turn made (in a request's history, and in a reply). */
+export const ToolCall = Type.Object(
+  {
+    id: Type.String({ description: 'The call\'s id ("call_…"); a `tool` message answers it by this id.' }),
+    type: Type.Literal('function'),
+    function: Type.Object(
+      { name: Type.String(), arguments: Type.String({ description: "The arguments as a JSON object's text." }) },
+      { additionalProperties: false },
+    ),
+  },
+  { $id: 'ToolCall', additionalProperties: false },
+);
+
+/**
+ * A content part. Only `text` parts are taken: this is a text-only model, and other types (image_url,
+ * input_audio, file) get a 400 that says so, rather than one about a missing `text`.
+ */
+const ContentPart = Type.Object(
+  { type: Type.String({ description: '"text"; other part types are refused (text-only model).' }), text: Type.Optional(Type.String()) },
+  { additionalProperties: true },
+);
+
 export const ChatMessage = Type.Object(
   {
-    role: Type.Union([Type.Literal('system'), Type.Literal('user'), Type.Literal('assistant'), Type.Literal('developer')]),
-    content: Type.Union([
-      Type.String(),
-      Type.Array(Type.Object({ type: Type.Literal('text'), text: Type.String() }), { description: 'Text parts only.' }),
+    role: Type.Union([
+      Type.Literal('system'),
+      Type.Literal('user'),
+      Type.Literal('assistant'),
+      Type.Literal('developer'),
+      Type.Literal('tool'),
     ]),
+    content: Type.Optional(
+      Nullable(
+        Type.Union([Type.String(), Type.Array(ContentPart, { description: 'Text parts only.' })], {
+          description: 'Required, except in an assistant message with `tool_calls` (null or left out there).',
+        }),
+      ),
+    ),
     name: Type.Optional(Type.String({ description: "A participant's name, passed to the chat template (as vLLM does)." })),
+    tool_calls: Type.Optional(Type.Array(Type.Ref(ToolCall), { description: "An assistant message's calls." })),
+    tool_call_id: Type.Optional(Type.String({ description: 'A `tool` message: the id of the call whose result `content` holds.' })),
   },
   { $id: 'ChatMessage', additionalProperties: false },
 );
 
+export const ToolDefinition = Type.Object(
+  {
+    type: Type.Literal('function'),
+    function: Type.Object(
+      {
+        name: Type.String({ pattern: '^[a-zA-Z0-9_-]{1,64}$' }),
+        description: Type.Optional(Type.String()),
+        parameters: Type.Optional(
+          Type.Object(
+            {},
+            {
+              additionalProperties: true,
+              description: 'A JSON Schema for the arguments; the same keywords as response_format are enforced (others: 400).',
+            },
+          ),
+        ),
+        strict: Type.Optional(Nullable(Type.Boolean({ description: 'Accepted; arguments always follow the schema.' }))),
+      },
+      { additionalProperties: false },
+    ),
+  },
+  { $id: 'ToolDefinition', additionalProperties: false },
+);
+
+/** Tool calling (OpenAI's fields), and the deprecated ones it replaced. */
+const ToolFields = {
+  tools: Type.Optional(
+    Nullable(
+      Type.Array(Type.Ref(ToolDefinition), {
+        minItems: 1,
+        description: 'Functions the model may call; rendered through the chat template, calls decoded under a grammar.',
+      }),
+    ),
+  ),
+  tool_choice: Type.Optional(
+    Nullable(
+      Type.Union(
+        [
+          Type.Literal('none'),
+          Type.Literal('auto'),
+          Type.Literal('required'),
+          Type.Object(
+            {
+              type: Type.Literal('function'),
+              function: Type.Object({ name: Type.String() }, { additionalProperties: false }),
+            },
+            { additionalProperties: false },
+          ),
+        ],
+        {
+          description:
+            '`auto` (default with tools): text or calls, a started call always well formed; `required` or a named function: calls only, arguments following the schema; `none`: text, tools left out of the prompt.',
+        },
+      ),
+    ),
+  ),
+  parallel_tool_calls: Type.Optional(Nullable(Type.Boolean({ description: 'More than one call per answer (default true).' }))),
+  functions: Type.Optional(Type.Unknown({ description: 'Deprecated by OpenAI: refused with a 400; use `tools`.' })),
+  function_call: Type.Optional(Type.Unknown({ description: 'Deprecated by OpenAI: refused with a 400; use `tool_choice`.' })),
+};
+
 export const ChatCompletionRequest = Type.Object(
   {
     ...SamplingFields,
+    ...ToolFields,
     messages: Type.Array(Type.Ref(ChatMessage), { minItems: 1 }),
     logprobs: Type.Optional(
       Nullable(
@@ -145,6 +240,15 @@ export const CompletionRequest = Type.Object(
 export type CompletionRequest = Static<typeof CompletionRequest>;
 
 const FinishReason = Nullable(Type.Union([Type.Literal('stop'), Type.Literal('length')]));
+const ChatFinishReason = Nullable(Type.Union([Type.Literal('stop'), Type.Literal('length'), Type.Literal('tool_calls')]));
+
+/** A streamed call: the first fragment carries `id`, `type` and `function.name`, later ones pieces of `function.arguments`. */
+const ToolCallDelta = Type.Object({
+  index: Type.Integer(),
+  id: Type.Optional(Type.String()),
+  type: Type.Optional(Type.Literal('function')),
+  function: Type.Object({ name: Type.Optional(Type.String()), arguments: Type.Optional(Type.String()) }),
+});
 
 const TopLogprob = Type.Object({ token: Type.String(), logprob: Type.Number(), bytes: Nullable(Type.Array(Type.Integer())) });
 const ChatLogprobs = Nullable(
@@ -171,8 +275,12 @@ export const ChatCompletion = Type.Object(
     choices: Type.Array(
       Type.Object({
         index: Type.Integer(),
-        message: Type.Object({ role: Type.Literal('assistant'), content: Type.String() }),
-        finish_reason: FinishReason,
+        message: Type.Object({
+          role: Type.Literal('assistant'),
+          content: Nullable(Type.String({ description: 'null when the answer is only tool calls.' })),
+          tool_calls: Type.Optional(Type.Array(Type.Ref(ToolCall))),
+        }),
+        finish_reason: ChatFinishReason,
         logprobs: ChatLogprobs,
       }),
     ),
@@ -190,8 +298,12 @@ export const ChatCompletionChunk = Type.Object(
     choices: Type.Array(
       Type.Object({
         index: Type.Integer(),
-        delta: Type.Object({ role: Type.Optional(Type.Literal('assistant')), content: Type.Optional(Type.String()) }),
-        finish_reason: FinishReason,
+        delta: Type.Object({
+          role: Type.Optional(Type.Literal('assistant')),
+          content: Type.Optional(Type.String()),
+          tool_calls: Type.Optional(Type.Array(ToolCallDelta)),
+        }),
+        finish_reason: ChatFinishReason,
         logprobs: ChatLogprobs,
       }),
     ),
