@@ -155,6 +155,8 @@ export class Engine {
         logprobs: req.logprobs,
         promptLogprobs: req.promptLogprobs,
         constraint: req.constraint,
+        tenant: req.tenant,
+        priority: req.priority,
       },
       n,
     );

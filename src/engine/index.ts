@@ -4,6 +4,7 @@ export type { TokenLogprob } from './logprobs.js';
 export { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
 export { availableProviders, type ExecutionProvider } from './onnx-backend.js';
 export type { SchedulerLimits } from './scheduler.js';
+export { DEFAULT_TENANT, type TenantService } from './fair-queue.js';
 export type { ForwardInput, ForwardOutput } from './scheduler.js';
 // The benchmark drives decode steps by hand with the scheduler's own input builder.
 export type { PastView } from './kv-cache.js';
