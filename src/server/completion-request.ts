@@ -29,6 +29,7 @@ export interface SamplingBody {
   stream_options?: { include_usage?: boolean } | null;
   ignore_eos?: boolean | null;
   user?: string;
+  priority?: number | null;
 }
 
 /** Chat messages with text parts joined: what the chat template renders. */
@@ -109,6 +110,7 @@ export function generateRequest(
     ...(body.min_tokens ? { minTokens: body.min_tokens } : {}),
     stop: body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
     ignoreEos: body.ignore_eos ?? false,
+    ...(body.priority ? { priority: body.priority } : {}),
     sampling: {
       temperature: body.temperature ?? defaults.temperature ?? 1,
       topP: body.top_p ?? defaults.topP ?? 1,

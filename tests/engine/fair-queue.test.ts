@@ -24,7 +24,11 @@ function queue() {
     }
     return ids;
   };
-  const finish = (id: string) => running.splice(running.findIndex((i) => i.id === id), 1);
+  const finish = (id: string) =>
+    running.splice(
+      running.findIndex((i) => i.id === id),
+      1,
+    );
   const counter = (tenant: string) => q.service().find((t) => t.tenant === tenant)!.counter;
   return { q, running, item, admitAll, finish, counter };
 }
@@ -48,10 +52,7 @@ describe('fair queue (virtual token counters)', () => {
     q.setWeight('heavy', 3);
     for (let i = 0; i < 8; i++) q.push(item('light', `l${i}`, 0, 10), item('heavy', `h${i}`, 0, 10));
     const tenants = admitAll(8).map((id) => id[0]);
-    assert.deepEqual(
-      [tenants.filter((t) => t === 'l').length, tenants.filter((t) => t === 'h').length],
-      [2, 6],
-    );
+    assert.deepEqual([tenants.filter((t) => t === 'l').length, tenants.filter((t) => t === 'h').length], [2, 6]);
     assert.equal(running.length, 8);
   });
 

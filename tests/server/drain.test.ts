@@ -28,7 +28,7 @@ describe('drain on SIGTERM', { concurrency: 2 }, () => {
   const servers: ChildServer[] = [];
   after(() => Promise.all(servers.map((s) => s.stop())));
 
-  /** Opens streams and waits for their first event (sent once the request is admitted). */
+  /** Opens streams and waits for their first event (sent with the first token). */
   async function admitted(s: ChildServer, n: number, maxTokens: number) {
     const streams = await Promise.all(
       Array.from({ length: n }, () =>
