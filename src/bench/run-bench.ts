@@ -10,6 +10,8 @@
  *   s64_r64  hetero on an engine built for 64 slots of rank up to 64 (the slots configured must not tax a batch)
  *   grammar  hetero with every row under a JSON-schema grammar (structured output), against hetero run beside it
  *   decode-step time at 64 and 512 cached positions (batch 32), and a long-context run (prompt 512, 128 generated)
+ *   fairness tenant A floods (64 streams × 128 tokens over 2 adapters) while tenant B sends 16-token requests
+ *            one at a time on a third; two tenants at weights 1:3 share the batch (fairness.ts)
  * Qwen2.5-0.5B shape (BF16 on disk): batch 1 and 32, decode-step times, resident memory in a child process.
  */
 import { spawn } from 'node:child_process';
@@ -25,6 +27,7 @@ import { parseAdapter, type ParsedAdapter } from '../lora/index.js';
 import { writeGgufLora, writeGgufModel, writeRandomAdapter } from '../testing/index.js';
 import { rng } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
+import { fairnessRun } from './fairness.js';
 import { runLlamaPeer, type LlamaPeerResult } from './llama-peer.js';
 import { decodeStepMs, runRequests, type Latency, type Throughput } from './measure.js';
 import type { RssProbeResult } from './rss-probe.js';
@@ -158,6 +161,15 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
     const all = await runRequests(lora, requests(longPrompts, 128, slotOfRow(ADAPTERS)), true);
     long = { prompt_tokens: 512, generated_tokens: 128, batch_1: one, batch_32: all };
   }
+  log('(f) fairness: a flooding tenant and a quiet one; two tenants at weights 1:3');
+  const fairness = await fairnessRun(
+    lora,
+    prompts(CONCURRENT, promptLen, vocab),
+    [1, 2, 3],
+    opts.quick
+      ? { floodStreams: 2 * CONCURRENT, floodTokens: 32, quietTokens: 16, weightedRequests: CONCURRENT, weightedTokens: 16 }
+      : { floodStreams: 2 * CONCURRENT, floodTokens: 128, quietTokens: 16, weightedRequests: 3 * CONCURRENT, weightedTokens: 32 },
+  );
   await lora.close();
 
   const base = await Engine.create({ modelDir, slots: 0, maxBatch: CONCURRENT, threads, quantize });
@@ -212,6 +224,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
       structured_output: grammar,
       decode_step_ms: { lora: { cached_64: step64, cached_512: step512 }, base: { cached_64: baseStep64, cached_512: baseStep512 } },
       long_context: long,
+      fairness,
     },
     summary: {
       hetero_vs_serial: +(hetero.tokens_per_s / serial.tokens_per_s).toFixed(3),
@@ -219,6 +232,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
       lora_vs_base_s64_r64: +(hetero64.tokens_per_s / plain.tokens_per_s).toFixed(3),
       decode_step_512_vs_64: +(step512 / step64).toFixed(3),
       grammar_vs_free_b32: +(grammar.constrained.tokens_per_s / grammar.free.tokens_per_s).toFixed(3),
+      ...fairness.summary,
     },
   };
 }
