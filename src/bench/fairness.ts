@@ -46,8 +46,7 @@ export async function fairnessRun(
   sizes: FairnessSizes,
 ): Promise<FairnessResult> {
   const prompt = (i: number) => prompts[i % prompts.length]!;
-  const flood = () =>
-    Array.from({ length: sizes.floodStreams }, (_, i) => request(prompt(i), sizes.floodTokens, slots[i % 2]!, 'flood'));
+  const flood = () => Array.from({ length: sizes.floodStreams }, (_, i) => request(prompt(i), sizes.floodTokens, slots[i % 2]!, 'flood'));
   const floodAlone = await runRequests(engine, flood(), true);
 
   const preempted = () => engine.scheduler.tenants().find((t) => t.tenant === 'flood')?.preemptions ?? 0;

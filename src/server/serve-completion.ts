@@ -11,6 +11,7 @@ import type { Generation, GenerationResult } from '../engine/index.js';
 import { generateRequest, type CompletionPrompt, type SamplingBody } from './completion-request.js';
 import { LogprobWire } from './logprobs-wire.js';
 import type { RequestTrack } from './metrics.js';
+import type { Admission } from './rate-limit.js';
 import type { ResolvedModel, Serving } from './serving.js';
 import { SseWriter } from './sse.js';
 import { untilAborted } from '../util/until-aborted.js';
@@ -47,7 +48,7 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
   // Compiled after the cheap checks above, so a request they refuse never pays for a grammar.
   const constraint = await serving.structuredOutput.constraint(c.body.response_format);
   const tenant = request.caller.tenant;
-  let admission;
+  let admission: Admission;
   try {
     admission = serving.admit(request.caller, {
       promptTokens: c.prompts.reduce((sum, p) => sum + p.tokens.length, 0),
