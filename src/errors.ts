@@ -84,6 +84,8 @@ export class PayloadTooLargeError extends define('payload_too_large', 413, 'inva
 export class UnauthorizedError extends define('invalid_api_key', 401, 'authentication_error') {}
 export class ForbiddenError extends define('forbidden', 403, 'permission_error') {}
 export class QueueFullError extends define('queue_full', 429, 'rate_limit_error') {}
+/** A tenant's limit from the keys file (max_concurrent, max_queued, requests or tokens per minute). */
+export class RateLimitedError extends define('rate_limit_exceeded', 429, 'rate_limit_error') {}
 export class ShuttingDownError extends define('shutting_down', 503, 'service_unavailable') {}
 export class RequestTimeoutError extends define('request_timeout', 408, 'invalid_request_error') {}
 export class RequestCancelledError extends define('request_cancelled', 499, 'invalid_request_error') {}

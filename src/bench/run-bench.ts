@@ -11,6 +11,8 @@
  *   grammar  hetero with every row under a JSON-schema grammar (structured output), against hetero run beside it
  *   tools    hetero with every row forced to call tools (tool_choice required), against hetero run beside it
  *   decode-step time at 64 and 512 cached positions (batch 32), and a long-context run (prompt 512, 128 generated)
+ *   fairness tenant A floods (64 streams × 128 tokens over 2 adapters) while tenant B sends 16-token requests
+ *            one at a time on a third; two tenants at weights 1:3 share the batch (fairness.ts)
  * Qwen2.5-0.5B shape (BF16 on disk): batch 1 and 32, decode-step times, resident memory in a child process.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -26,6 +28,7 @@ import { parseAdapter, type ParsedAdapter } from '../lora/index.js';
 import { writeGgufLora, writeGgufModel, writeRandomAdapter } from '../testing/index.js';
 import { rng } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
+import { fairnessRun } from './fairness.js';
 import { runLlamaPeer, type LlamaPeerResult } from './llama-peer.js';
 import { decodeStepCost, decodeStepMs, runRequests, type Latency, type Throughput } from './measure.js';
 import type { RssProbeResult } from './rss-probe.js';
@@ -165,6 +168,15 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
     const all = await runRequests(lora, requests(longPrompts, 128, slotOfRow(ADAPTERS)), true);
     long = { prompt_tokens: 512, generated_tokens: 128, batch_1: one, batch_32: all };
   }
+  log('(f) fairness: a flooding tenant and a quiet one; two tenants at weights 1:3');
+  const fairness = await fairnessRun(
+    lora,
+    prompts(CONCURRENT, promptLen, vocab),
+    [1, 2, 3],
+    opts.quick
+      ? { floodStreams: 2 * CONCURRENT, floodTokens: 32, quietTokens: 16, weightedRequests: CONCURRENT, weightedTokens: 16 }
+      : { floodStreams: 2 * CONCURRENT, floodTokens: 128, quietTokens: 16, weightedRequests: 3 * CONCURRENT, weightedTokens: 32 },
+  );
   await lora.close();
 
   const base = await Engine.create({ modelDir, slots: 0, maxBatch: CONCURRENT, threads, quantize, provider });
@@ -225,6 +237,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
         cached_512: { to_device: cost512.to_device_bytes, from_device: cost512.from_device_bytes },
       },
       long_context: long,
+      fairness,
     },
     summary: {
       hetero_vs_serial: +(hetero.tokens_per_s / serial.tokens_per_s).toFixed(3),
@@ -237,6 +250,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
         (cost64.to_device_bytes + cost64.from_device_bytes)
       ).toFixed(3),
       tools_vs_free_b32: +(tools.constrained.tokens_per_s / tools.free.tokens_per_s).toFixed(3),
+      ...fairness.summary,
     },
   };
 }

@@ -192,6 +192,8 @@ export class Engine {
         logprobs: req.logprobs,
         promptLogprobs: req.promptLogprobs,
         constraint: req.constraint,
+        tenant: req.tenant,
+        priority: req.priority,
       },
       n,
     );

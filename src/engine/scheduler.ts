@@ -4,7 +4,12 @@
  * Contract:
  * - One `step()` is one forward pass: either a prefill step (the next prompt chunk of sequences
  *   still reading their prompt) or one decode token for every decoding row.
- * - A waiting request is admitted when a row is free (at most `maxBatch` rows). Prompts are read in
+ * - A waiting request is admitted when a row is free (at most `maxBatch` rows); which one is the
+ *   fair queue's choice across tenants (fair-queue.ts). When every row is busy, a tenant below its
+ *   share may take a row: the running request it takes it from is paused, keeping its cache row and
+ *   length but no longer stepped (a decode step feeds its row as idle), and resumes later where it
+ *   stopped, producing exactly the tokens it would have. At most `maxPaused` rows are paused, so the
+ *   cache holds at most `maxBatch + maxPaused` rows. Prompts are read in
  *   chunks of at most `prefillChunk` tokens, and while rows are decoding, prefill and decode steps
  *   alternate: a long prompt delays running streams by at most one chunk's step, and a new request
  *   waits at most one decode step for its first chunk. A prefill step is bounded by `maxBatchTokens`
@@ -24,6 +29,7 @@
  */
 import { EngineError } from '../errors.js';
 import type { AdapterMix } from '../lora/index.js';
+import { DEFAULT_TENANT, FairQueue, type TenantService } from './fair-queue.js';
 import { Generation, type FinishReason } from './generation.js';
 import type { KvRows } from './kv-cache.js';
 import { tokenLogprob } from './logprobs.js';
@@ -56,11 +62,14 @@ export interface SchedulerLimits {
   maxContext: number;
   /** Most prompt tokens of one sequence read in one step. */
   prefillChunk: number;
+  /** Most running rows paused at once for another tenant (default: a quarter of maxBatch, at least 1). */
+  maxPaused?: number;
 }
 
 export class Scheduler {
-  private waiting: Sequence[] = [];
-  /** Sequences that own a cache row, in admission order. */
+  /** Sequences without a row, and paused ones that keep theirs. */
+  private readonly waiting: FairQueue<Sequence>;
+  /** Sequences that own a cache row and are stepped, in admission order. */
   private active: Sequence[] = [];
   private looping = false;
   private lastWasPrefill = false;
@@ -86,6 +95,25 @@ export class Scheduler {
     private readonly decode: (ids: number[]) => string,
   ) {
     this.eosList = [...eosTokenIds];
+    this.waiting = new FairQueue(
+      (s) => ({
+        tenant: s.req.tenant ?? DEFAULT_TENANT,
+        priority: s.req.priority ?? 0,
+        promptLeft: s.req.promptTokens.length - s.prefilled,
+        outputLeft: s.req.maxTokens - s.generated.length,
+      }),
+      () => this.active,
+    );
+  }
+
+  /** A tenant's share of the rows under contention, relative to the others' (default 1). */
+  setTenantWeight(tenant: string, weight: number): void {
+    this.waiting.setWeight(tenant, weight);
+  }
+
+  /** Each tenant's service so far (tokens, preemptions) and its fair-share counter. */
+  tenants(): TenantService[] {
+    return this.waiting.service();
   }
 
   submit(req: SequenceRequest): Generation {
@@ -113,11 +141,13 @@ export class Scheduler {
     return seqs.map((s) => s.gen);
   }
 
-  get stats(): { waiting: number; running: number; kvFloats: number; kvPositions: number; kvCapacity: number } {
-    const kvPositions = this.active.reduce((sum, s) => sum + this.kv.length(s.row), 0);
+  get stats(): { waiting: number; running: number; paused: number; kvFloats: number; kvPositions: number; kvCapacity: number } {
+    const paused = this.paused();
+    const kvPositions = [...this.active, ...paused].reduce((sum, s) => sum + this.kv.length(s.row), 0);
     return {
       waiting: this.waiting.length,
       running: this.active.length,
+      paused: paused.length,
       kvFloats: this.kv.floats,
       kvPositions,
       kvCapacity: this.kv.capacity,
@@ -159,29 +189,78 @@ export class Scheduler {
   /** One forward pass (see the contract above). Returns false when there was nothing to do. */
   async step(): Promise<boolean> {
     this.releaseFinished();
-    while (this.waiting.length && this.active.length < this.limits.maxBatch) {
-      const s = this.waiting.shift()!;
-      s.row = this.kv.acquireRow();
-      this.active.push(s);
-    }
+    this.admit();
     const reading = this.active.filter((s) => !s.decoding);
     const decoding = this.active.some((s) => s.decoding);
+    const before = this.progress();
     if (reading.length && !(decoding && this.lastWasPrefill)) {
       this.lastWasPrefill = true;
       await this.prefillStep(reading);
+      this.charge(before);
       return true;
     }
     this.lastWasPrefill = false;
     if (decoding) {
       await this.decodeStep();
+      this.charge(before);
       return true;
     }
     return false;
   }
 
+  /** Fills free rows from the fair queue; with none free, pauses rows for tenants owed one (see the contract). */
+  private admit(): void {
+    const maxPaused = this.limits.maxPaused ?? Math.max(1, Math.floor(this.limits.maxBatch / 4));
+    let paused = this.paused().length;
+    // Each swap moves a row towards a tenant's share, so few happen; the bound only guards the loop.
+    let swaps = 0;
+    for (;;) {
+      let s: Sequence | undefined;
+      if (this.active.length < this.limits.maxBatch) s = this.waiting.admit();
+      else if (paused < maxPaused && swaps < maxPaused) {
+        const swap = this.waiting.preempt(this.limits.maxBatch);
+        if (swap) {
+          this.active.splice(this.active.indexOf(swap.pause), 1);
+          s = swap.admit;
+          paused++;
+          swaps++;
+        }
+      }
+      if (!s) return;
+      // A paused sequence resumes on the row it kept.
+      if (s.row < 0) s.row = this.kv.acquireRow();
+      else paused--;
+      this.active.push(s);
+    }
+  }
+
+  private paused(): Sequence[] {
+    return [...this.waiting.items()].filter((s) => s.row >= 0);
+  }
+
+  /** Each active sequence's prompt tokens cached and tokens generated, before a step. */
+  private progress(): Map<Sequence, { prefilled: number; generated: number }> {
+    return new Map(this.active.map((s) => [s, { prefilled: s.prefilled, generated: s.generated.length }]));
+  }
+
+  /** Charges each tenant for the step just run: a choice that joined by copying a row got its prompt cached. */
+  private charge(before: Map<Sequence, { prefilled: number; generated: number }>): void {
+    for (const s of this.active) {
+      const was = before.get(s);
+      const read = s.prefilled - (was?.prefilled ?? 0);
+      this.waiting.charge(s.req.tenant ?? DEFAULT_TENANT, {
+        prompt: was ? read : 0,
+        cached: was ? 0 : read,
+        completion: s.generated.length - (was?.generated ?? 0),
+      });
+    }
+  }
+
   private releaseFinished(): void {
-    for (const s of this.waiting) if (s.gen.cancelled) this.finish(s, 'cancelled');
-    this.waiting = this.waiting.filter((s) => !s.finished);
+    for (const s of this.waiting.removeWhere((w) => w.gen.cancelled || w.finished)) {
+      this.finish(s, 'cancelled');
+      if (s.row >= 0) this.kv.releaseRow(s.row);
+    }
     for (const s of this.active) if (s.gen.cancelled) this.finish(s, 'cancelled');
     for (const s of this.active) if (s.finished) this.kv.releaseRow(s.row);
     this.active = this.active.filter((s) => !s.finished);

@@ -28,6 +28,10 @@ export interface SequenceRequest {
   promptLogprobs?: boolean;
   /** A grammar the output must follow (structured output); it ends the output when complete. */
   constraint?: OutputConstraint;
+  /** Whose request this is: rows are shared fairly across tenants (fair-queue.ts). */
+  tenant?: string;
+  /** Order among one tenant's waiting requests: lower first (vLLM's priority); default 0. */
+  priority?: number;
 }
 
 /** One request's state inside the scheduler: its cache row, how much of it is cached, its output. */

@@ -26,6 +26,8 @@ import { completionRoutes } from './routes/completions.js';
 import { modelRoutes } from './routes/models.js';
 import { adapterRoutes } from './routes/adapters.js';
 import { healthRoutes } from './routes/health.js';
+import { usageRoutes } from './routes/usage.js';
+import { TenantUsage, UsageList } from './schemas/usage.js';
 import type { Serving } from './serving.js';
 import type { App } from './types.js';
 
@@ -49,6 +51,8 @@ export const SHARED_SCHEMAS = [
   AdapterMix,
   LoadLoraAdapterRequest,
   UnloadLoraAdapterRequest,
+  TenantUsage,
+  UsageList,
 ];
 
 export const OPENAPI_INFO = {
@@ -131,4 +135,5 @@ const v1Routes: FastifyPluginAsyncTypebox = async (v1) => {
   await v1.register(completionRoutes);
   await v1.register(modelRoutes);
   await v1.register(adapterRoutes);
+  await v1.register(usageRoutes);
 };

@@ -98,6 +98,7 @@ export function generateRequest(
     ...(body.min_tokens ? { minTokens: body.min_tokens } : {}),
     stop: body.stop === undefined || body.stop === null ? [] : typeof body.stop === 'string' ? [body.stop] : body.stop,
     ignoreEos: body.ignore_eos ?? false,
+    ...(body.priority ? { priority: body.priority } : {}),
     sampling: {
       temperature: body.temperature ?? defaults.temperature ?? 1,
       topP: body.top_p ?? defaults.topP ?? 1,

@@ -17,6 +17,29 @@ export interface GaugeSource {
   kvUsage(): number;
   /** The adapter cache: slots, pins, host bytes, who waits. */
   occupancy(): CacheOccupancy;
+  /** Each tenant's usage since start and its fair-share state. */
+  tenantUsage(): TenantUsage[];
+}
+
+/** A tenant's usage since start (by tenant name, never by key) and where it stands now. */
+export interface TenantUsage {
+  tenant: string;
+  /** Completion requests admitted. */
+  requests: number;
+  /** Requests refused with 429. */
+  rateLimited: number;
+  /** Prompt tokens, cached ones included. */
+  promptTokens: number;
+  /** Prompt tokens copied rather than computed (choices of one prompt). */
+  cachedTokens: number;
+  completionTokens: number;
+  /** Times one of its running requests was paused for another tenant. */
+  preemptions: number;
+  weight: number;
+  /** The fair-share counter: weighted tokens served ÷ weight. */
+  counter: number;
+  running: number;
+  waiting: number;
 }
 
 /** Accounting of one generation request. */
@@ -109,6 +132,7 @@ export class Metrics {
     gauge('vllm:num_requests_waiting', 'Requests waiting to be scheduled.', () => source.queueDepth());
     gauge('vllm:num_requests_running', 'Requests in the running batch.', () => source.running());
     gauge('vllm:gpu_cache_usage_perc', 'KV cache utilisation, 0 to 1.', () => source.kvUsage());
+    this.tenantMetrics(source);
     new Gauge({
       name: 'vllm:lora_requests_info',
       help: 'Adapters in slots and waiting; the value is the scrape time.',
@@ -123,6 +147,43 @@ export class Metrics {
         );
       },
     });
+  }
+
+  /** Per-tenant counters and fair-share gauges, labelled by tenant name, read from `source` when scraped. */
+  private tenantMetrics(source: GaugeSource): void {
+    const perTenant = (
+      Metric: typeof Counter | typeof Gauge,
+      name: string,
+      help: string,
+      read: (t: TenantUsage) => Array<[Record<string, string>, number]>,
+    ) =>
+      new Metric({
+        name,
+        help,
+        labelNames: ['tenant', ...(name === 'loraserve_tenant_tokens_total' ? ['kind'] : [])],
+        registers: [this.registry],
+        collect(this: { reset(): void; inc(labels: Record<string, string>, value: number): void }) {
+          this.reset();
+          for (const t of source.tenantUsage()) for (const [labels, value] of read(t)) this.inc({ tenant: t.tenant, ...labels }, value);
+        },
+      });
+    perTenant(Counter, 'loraserve_tenant_requests_total', 'Completion requests admitted, by tenant.', (t) => [[{}, t.requests]]);
+    perTenant(Counter, 'loraserve_tenant_rate_limited_total', 'Requests refused with 429, by tenant.', (t) => [[{}, t.rateLimited]]);
+    perTenant(Counter, 'loraserve_tenant_tokens_total', 'Tokens by tenant and kind (prompt, cached, completion).', (t) => [
+      [{ kind: 'prompt' }, t.promptTokens],
+      [{ kind: 'cached' }, t.cachedTokens],
+      [{ kind: 'completion' }, t.completionTokens],
+    ]);
+    perTenant(Counter, 'loraserve_tenant_preemptions_total', 'Running requests paused for another tenant, by tenant.', (t) => [
+      [{}, t.preemptions],
+    ]);
+    perTenant(Gauge, 'loraserve_tenant_fair_share_counter', 'Fair-share counter: weighted tokens served divided by weight.', (t) => [
+      [{}, t.counter],
+    ]);
+    perTenant(Gauge, 'loraserve_tenant_running_requests', 'Requests in the running batch, by tenant.', (t) => [[{}, t.running]]);
+    perTenant(Gauge, 'loraserve_tenant_waiting_requests', 'Requests waiting for a batch row (paused ones included), by tenant.', (t) => [
+      [{}, t.waiting],
+    ]);
   }
 
   track(adapter: string, endpoint: string, started = performance.now()): RequestTrack {

@@ -11,6 +11,7 @@ import type { Generation, GenerationResult } from '../engine/index.js';
 import { generateRequest, requestError, type CompletionPrompt, type SamplingBody } from './completion-request.js';
 import { LogprobWire } from './logprobs-wire.js';
 import type { RequestTrack } from './metrics.js';
+import type { Admission } from './rate-limit.js';
 import type { ResolvedModel, Serving } from './serving.js';
 import { SseWriter } from './sse.js';
 import { ToolCallStream, toolCallChoice, type ToolUse } from './tool-calls.js';
@@ -57,19 +58,39 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
   const constraint = c.tools?.grammar
     ? await serving.structuredOutput.toolCalls(c.tools.grammar)
     : await serving.structuredOutput.constraint(c.body.response_format);
+  const tenant = request.caller.tenant;
+  let admission: Admission;
+  try {
+    admission = serving.admit(request.caller, {
+      promptTokens: c.prompts.reduce((sum, p) => sum + p.tokens.length, 0),
+      sequences: reqs.length * (c.body.n ?? 1),
+    });
+  } catch (err) {
+    track.done((err as { status?: number }).status ?? 500);
+    throw err;
+  }
+  reply.headers(admission.headers);
   const limit = requestLimit(serving, reply);
   const choices: Choice[] = [];
+  // The tenant's in-flight count and token bucket are settled once every generation has ended.
+  const settle = () =>
+    void Promise.allSettled(choices.map((ch) => ch.gen.result)).then((rs) =>
+      admission.settle(rs.reduce((sum, r) => sum + (r.status === 'fulfilled' ? r.value.completionTokens : 0), 0)),
+    );
   try {
     for (const [i, req] of reqs.entries()) {
-      const constrained = constraint ? { ...req, constraint } : req;
+      const constrained = { ...req, tenant, ...(constraint ? { constraint } : {}) };
       for (const gen of await serving.startChoices(c.model, constrained, c.body.n ?? 1, limit.signal))
         choices.push({ prompt: c.prompts[i]!, gen });
     }
   } catch (err) {
     for (const ch of choices) ch.gen.cancel();
+    settle();
     limit.clear();
     const reason = limit.reason() ?? requestError(err, param);
-    track.done((reason as { status?: number }).status ?? 500);
+    const status = (reason as { status?: number }).status ?? 500;
+    if (status === 429) serving.limiter.refused(tenant);
+    track.done(status);
     throw reason;
   }
   const id = `${c.shape.idPrefix}${randomUUID().replaceAll('-', '')}`;
@@ -109,6 +130,7 @@ export async function serveCompletion(serving: Serving, request: FastifyRequest,
     await stream(new SseWriter(reply, String(request.id)), choices, limit.signal, c, { id, created, wire }, track, request.log);
     return reply;
   } finally {
+    settle();
     limit.clear();
   }
 }
@@ -168,7 +190,8 @@ async function stream(
       first = false;
       if (text) offset += text.length;
     };
-    // The echoed prompt goes first; its logprobs are complete once the first delta (or the end) arrives.
+    // The echoed prompt (or chat's role) goes with the first delta, as OpenAI's streams do: a client
+    // timing the first chunk then times the first token. The prompt's logprobs are complete by then.
     const open = () => {
       if (!first) return;
       if (ch.prompt.echo !== undefined) {
@@ -176,7 +199,6 @@ async function stream(
         send(ch.prompt.echo, null, lps ? { tokens: ch.prompt.tokens, logprobs: lps, offset } : null);
       } else if (c.shape.opensWithRole) send('', null, null);
     };
-    if (c.shape.opensWithRole) open();
     for await (const d of untilAborted(ch.gen.deltas(), signal)) {
       open();
       track.token();

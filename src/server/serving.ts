@@ -12,7 +12,8 @@ import { AdapterService, type ResolvedMix } from './adapter-service.js';
 import type { Caller, KeyRing } from './auth.js';
 import type { ServerConfig } from './config.js';
 import { InFlight } from './in-flight.js';
-import { Metrics, type GaugeSource } from './metrics.js';
+import { Metrics, type GaugeSource, type TenantUsage } from './metrics.js';
+import { TenantLimiter, type Admission } from './rate-limit.js';
 
 export interface ResolvedModel {
   /** The name clients used: an adapter or saved mix name, or the base id. */
@@ -26,6 +27,8 @@ export class Serving implements GaugeSource {
   readonly inFlight = new InFlight();
   /** response_format grammars for this model's vocabulary, compiled once per schema. */
   readonly structuredOutput: StructuredOutput;
+  /** Per-tenant limits from the keys file, and each tenant's request counts. */
+  readonly limiter: TenantLimiter;
 
   constructor(
     readonly engine: Engine,
@@ -34,6 +37,9 @@ export class Serving implements GaugeSource {
     readonly metrics: Metrics,
     readonly keys: KeyRing | null,
   ) {
+    const policies = keys?.policies ?? new Map();
+    for (const [tenant, policy] of policies) engine.scheduler.setTenantWeight(tenant, policy.weight);
+    this.limiter = new TenantLimiter(policies);
     metrics.gaugesFrom(this);
     this.structuredOutput = new StructuredOutput(engine.tokenizer, {
       vocabSize: engine.model.dims.vocabSize,
@@ -136,6 +142,38 @@ export class Serving implements GaugeSource {
       release();
       throw err;
     }
+  }
+
+  /**
+   * Admits a completion for the caller's tenant under its limits (429 past one); `running` for
+   * max_queued is its generations holding a batch row.
+   */
+  admit(caller: Caller, cost: { promptTokens: number; sequences: number }): Admission {
+    const running = this.engine.scheduler.tenants().find((t) => t.tenant === caller.tenant)?.running ?? 0;
+    return this.limiter.admit(caller.tenant, cost, running);
+  }
+
+  /** Every tenant's usage since start: requests and 429s here, tokens and fair-share state from the engine. */
+  tenantUsage(): TenantUsage[] {
+    const counts = this.limiter.counts();
+    const service = new Map(this.engine.scheduler.tenants().map((t) => [t.tenant, t]));
+    return [...new Set([...counts.keys(), ...service.keys()])].sort().map((tenant) => {
+      const c = counts.get(tenant);
+      const s = service.get(tenant);
+      return {
+        tenant,
+        requests: c?.requests ?? 0,
+        rateLimited: c?.rateLimited ?? 0,
+        promptTokens: (s?.promptTokens ?? 0) + (s?.cachedTokens ?? 0),
+        cachedTokens: s?.cachedTokens ?? 0,
+        completionTokens: s?.completionTokens ?? 0,
+        preemptions: s?.preemptions ?? 0,
+        weight: s?.weight ?? 1,
+        counter: s?.counter ?? 0,
+        running: s?.running ?? 0,
+        waiting: s?.waiting ?? 0,
+      };
+    });
   }
 
   queueDepth(): number {

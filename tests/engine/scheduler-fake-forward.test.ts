@@ -309,3 +309,102 @@ describe('scheduler with a fake forward pass', () => {
     assert.deepEqual(walkers, { started: 3, disposed: 3 });
   });
 });
+
+describe('fair scheduling across tenants, with a fake forward pass', () => {
+  const steps = (s: Scheduler) => s.steps.prefill + s.steps.decode;
+
+  it('two backlogged tenants at weights 1:3 get 25% and 75% of the generated tokens', async () => {
+    const s = scheduler(fakeModel(), { maxBatch: 8 });
+    s.setTenantWeight('light', 1);
+    s.setTenantWeight('heavy', 3);
+    const tokens = { light: 0, heavy: 0 };
+    let measuring = true;
+    const gens = (['light', 'heavy'] as const).flatMap((tenant) =>
+      Array.from({ length: 48 }, (_, i) =>
+        s.submit(
+          request([10 + i], 12, 0, {
+            tenant,
+            onToken: () => {
+              // Shares hold while both tenants are backlogged: stop counting once either runs dry.
+              if (measuring && s.tenants().some((t) => t.waiting === 0)) measuring = false;
+              if (measuring) tokens[tenant]++;
+            },
+          }),
+        ),
+      ),
+    );
+    await Promise.all(gens.map((g) => g.result));
+    const share = tokens.light / (tokens.light + tokens.heavy);
+    assert.ok(tokens.light + tokens.heavy > 200, `measured ${tokens.light + tokens.heavy} tokens`);
+    assert.ok(Math.abs(share - 0.25) <= 0.05, `light tenant's share ${share.toFixed(3)}`);
+  });
+
+  it("a newcomer of an idle tenant gets a row within 2 steps of another tenant's flood, and the paused rows resume exactly", async () => {
+    const model = fakeModel();
+    const s = scheduler(model, { maxBatch: 4 });
+    const flood = Array.from({ length: 8 }, (_, i) => s.submit(request([100 * (i + 1)], 40, 0, { tenant: 'a' })));
+    await afterDecodes(s, 5);
+    const submitted = steps(s);
+    let firstToken = -1;
+    const quiet = s.submit(request([7, 8], 6, 1, { tenant: 'b', onToken: () => firstToken < 0 && (firstToken = steps(s)) }));
+    assert.equal((await quiet.result).text, expected([7, 8], 6));
+    assert.ok(firstToken - submitted <= 2, `first token ${firstToken - submitted} steps after arrival`);
+    const results = await Promise.all(flood.map((g) => g.result));
+    results.forEach((r, i) => assert.equal(r.text, expected([100 * (i + 1)], 40), `flood request ${i}`));
+    const a = s.tenants().find((t) => t.tenant === 'a')!;
+    assert.ok(a.preemptions >= 1, 'a row of the flood was paused');
+    assert.ok(
+      model.steps.every((st) => st.liveRows <= 4),
+      'never more than maxBatch rows stepped',
+    );
+    await s.idle();
+    assert.deepEqual([s.stats.paused, s.stats.kvFloats], [0, 0]);
+  });
+
+  it('a tenant back from idling shares the rows with the one that kept working, without banked credit', async () => {
+    const s = scheduler(fakeModel(), { maxBatch: 4 });
+    const first = s.submit(request([1], 30, 0, { tenant: 'b' }));
+    await first.result;
+    const flood = Array.from({ length: 12 }, (_, i) => s.submit(request([50 + i], 30, 0, { tenant: 'a' })));
+    await afterDecodes(s, s.steps.decode + 60);
+    const at = s.tenants();
+    const counter = (tenant: string) => s.tenants().find((t) => t.tenant === tenant)!.counter;
+    assert.ok(counter('a') > counter('b'), 'a was served while b idled');
+    const back = Array.from({ length: 12 }, (_, i) => s.submit(request([500 + i], 30, 0, { tenant: 'b' })));
+    assert.equal(counter('b'), counter('a'), 'b is lifted to the counter of a');
+    assert.ok(at.find((t) => t.tenant === 'a')!.completionTokens > 0);
+    // Had b kept its idle-time credit, it would take every row until it caught up; lifted, it shares them.
+    const seen = new Set<string>();
+    const from = s.steps.decode;
+    while (s.steps.decode < from + 20) {
+      for (const t of s.tenants()) if (t.running > 0) seen.add(t.tenant);
+      await new Promise((r) => setImmediate(r));
+    }
+    assert.deepEqual([...seen].sort(), ['a', 'b']);
+    for (const r of await Promise.all([...flood, ...back].map((g) => g.result))) assert.equal(r.completionTokens, 30);
+  });
+
+  it('priority orders one tenant’s waiting requests; cancelling a paused request frees its row', async () => {
+    const s = scheduler(fakeModel(), { maxBatch: 1 });
+    const order: number[] = [];
+    const running = s.submit(request([1], 10, 0, { tenant: 'a' }));
+    const queued = [5, -1, 0].map((priority) =>
+      s.submit(request([20 + priority], 2, 0, { tenant: 'a', priority, onDone: () => order.push(priority) })),
+    );
+    await Promise.all([running.result, ...queued.map((g) => g.result)]);
+    assert.deepEqual(order, [-1, 0, 5]);
+
+    const t = scheduler(fakeModel(), { maxBatch: 2 });
+    const flood = [t.submit(request([1], 200, 0, { tenant: 'a' })), t.submit(request([300], 200, 0, { tenant: 'a' }))];
+    await afterDecodes(t, 3);
+    const quiet = t.submit(request([9], 100, 0, { tenant: 'b' }));
+    while (t.stats.paused === 0) await new Promise((r) => setImmediate(r));
+    const paused = flood.find((g) => !g.cancelled)!;
+    flood[1]!.cancel();
+    flood[0]!.cancel();
+    assert.equal((await paused.result).finishReason, 'cancelled');
+    quiet.cancel();
+    await t.idle();
+    assert.deepEqual([t.stats.paused, t.stats.running, t.stats.kvFloats], [0, 0, 0]);
+  });
+});

@@ -70,7 +70,7 @@ describe('client disconnects', () => {
   it('a request waiting for an adapter slot leaves the queue when its client goes away', async () => {
     gate.close();
     const holder = await openStream(url, body('a'));
-    await holder.received(1);
+    await until(() => gate.held() === 1);
     // The only slot is pinned by "a": a request for "b" waits for it.
     const req = request(url, { method: 'POST', headers: { 'content-type': 'application/json' } });
     req.on('error', () => {});

@@ -28,14 +28,28 @@ describe('drain on SIGTERM', { concurrency: 2 }, () => {
   const servers: ChildServer[] = [];
   after(() => Promise.all(servers.map((s) => s.stop())));
 
-  /** Opens streams and waits for their first event (sent once the request is admitted). */
+  /** Requests the engine holds (running or queued), read from /metrics. */
+  async function held(s: ChildServer): Promise<number> {
+    const text = await (await fetch(`${s.url}/metrics`)).text();
+    return ['loraserve_running_requests', 'loraserve_queue_depth'].reduce(
+      (n, m) => n + Number(new RegExp(`^${m} (\\d+)$`, 'm').exec(text)?.[1] ?? 0),
+      0,
+    );
+  }
+
+  /** Waits until the engine holds `n` requests behind the held step. */
+  async function holding(s: ChildServer, n: number): Promise<void> {
+    while ((await held(s)) < n) await new Promise((r) => setTimeout(r, 20));
+  }
+
+  /** Opens streams and waits until the engine has admitted them (their first chunk waits for the held first token). */
   async function admitted(s: ChildServer, n: number, maxTokens: number) {
     const streams = await Promise.all(
       Array.from({ length: n }, () =>
         openStream(`${s.url}/v1/chat/completions`, chat({ max_tokens: maxTokens, stream_options: { include_usage: true } })),
       ),
     );
-    await Promise.all(streams.map((st) => st.received(1)));
+    await holding(s, n);
     return streams;
   }
 
@@ -86,12 +100,7 @@ describe('drain on SIGTERM', { concurrency: 2 }, () => {
       body: JSON.stringify(chat({ stream: false, max_tokens: 200 })),
     });
     // Admitted once the engine holds three requests (running or queued) behind the held step.
-    const held = (text: string) =>
-      ['loraserve_running_requests', 'loraserve_queue_depth'].reduce(
-        (n, m) => n + Number(new RegExp(`^${m} (\\d+)$`, 'm').exec(text)?.[1] ?? 0),
-        0,
-      );
-    while (held(await (await fetch(`${s.url}/metrics`)).text()) < 3) await new Promise((r) => setTimeout(r, 20));
+    await holding(s, 3);
     s.proc.kill('SIGTERM');
     await s.waitFor(/drain timeout: cancelling/);
     for (const st of streams) {

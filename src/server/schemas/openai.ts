@@ -78,6 +78,14 @@ const SamplingFields = {
     Nullable(Type.Boolean({ description: 'vLLM extension: generate through end-of-sequence tokens until max_tokens.' })),
   ),
   user: Type.Optional(Type.String({ description: "An end-user id (OpenAI's field): recorded in the request log with the model." })),
+  priority: Type.Optional(
+    Nullable(
+      Type.Integer({
+        description:
+          "vLLM extension: order among this tenant's waiting requests, lower first (default 0). Across tenants rows are shared by weight.",
+      }),
+    ),
+  ),
 };
 
 /** What chat and text completions share, as the server reads it. */
