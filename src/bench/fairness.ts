@@ -1,19 +1,23 @@
 /**
  * Fairness across tenants (issue 19), on one engine whose slots hold adapters:
- *   flood     tenant A: `floodStreams` streams × `floodTokens` tokens over two adapters, alone and
- *             then while tenant B sends one `quietTokens`-token request at a time on a third
+ *   flood     tenant A: `floodStreams` clients over two adapters, each sending its next
+ *             `floodTokens`-token request as soon as the last ends, alone and while tenant B sends
+ *             `quietRequests` `quietTokens`-token requests one at a time on a third adapter
  *   weighted  two tenants at weights 1:3, each with a backlog of requests, sharing the batch
  * The summary keys are ratios within the run: B's time to first token in flood decode steps
- * (B's TTFT p50 ÷ the flood's inter-token latency p50), A's throughput with B present ÷ alone,
+ * (B's TTFT p50 ÷ the mean step time of the flooded batch), A's steady rate while B sends ÷ its rate
+ * alone over a window as long,
  * and the weighted tenants' largest distance from their share of the generated tokens.
  */
 import type { Engine, GenerateRequest } from '../engine/index.js';
-import { percentiles, runRequests, type Latency, type Percentiles, type Throughput } from './measure.js';
+import { percentiles, runRequests, throughput, type Latency, type Percentiles, type Throughput } from './measure.js';
 
 export interface FairnessSizes {
   floodStreams: number;
   floodTokens: number;
   quietTokens: number;
+  /** B's requests, one after another, while A floods. */
+  quietRequests: number;
   /** Requests per tenant in the weighted run, and tokens each. */
   weightedRequests: number;
   weightedTokens: number;
@@ -22,7 +26,8 @@ export interface FairnessSizes {
 export interface FairnessResult {
   sizes: FairnessSizes;
   flood_alone: Throughput & Latency;
-  flood_with_quiet: Throughput & Latency;
+  /** A's clients in steady state: its rate while B sends its requests, and alone over as long a window. */
+  flood_steady: { alone: Throughput; with_quiet: Throughput; window_ms: number; step_ms: number };
   quiet: { requests: number; ttft_ms: Percentiles };
   preemptions: number;
   weighted: { weights: [number, number]; tokens: [number, number]; share: number };
@@ -46,41 +51,88 @@ export async function fairnessRun(
   sizes: FairnessSizes,
 ): Promise<FairnessResult> {
   const prompt = (i: number) => prompts[i % prompts.length]!;
-  const flood = () => Array.from({ length: sizes.floodStreams }, (_, i) => request(prompt(i), sizes.floodTokens, slots[i % 2]!, 'flood'));
-  const floodAlone = await runRequests(engine, flood(), true);
+  const floodRequest = (i: number) => request(prompt(i), sizes.floodTokens, slots[i % 2]!, 'flood');
+  // The flood as tenant A runs it: `floodStreams` clients, each sending its next request as soon as
+  // the last one ends, so the batch stays full (no wave of requests ending together).
+  const floodClients = (stop: () => boolean, onToken: () => void) =>
+    Promise.all(
+      Array.from({ length: sizes.floodStreams }, async (_, client) => {
+        for (let i = client; !stop(); i += sizes.floodStreams) await engine.generate({ ...floodRequest(i), onToken }).result;
+      }),
+    );
 
+  // A alone: its first run fills the batch (the usual latency figures), then its steady rate over
+  // the window the run with B will take.
+  const floodAlone = await runRequests(
+    engine,
+    Array.from({ length: sizes.floodStreams }, (_, i) => floodRequest(i)),
+    true,
+  );
   const preempted = () => engine.scheduler.tenants().find((t) => t.tenant === 'flood')?.preemptions ?? 0;
   const preemptionsBefore = preempted();
+
+  // A with B: A's clients run; once every row decodes, B sends `quietRequests` requests one after
+  // another, and A's tokens are counted only while B is at it.
+  let quietDone = false;
+  let floodTokensWithQuiet = 0;
+  let counting = false;
   const decodeStart = engine.scheduler.steps.decode;
-  let floodDone = false;
-  const floodRun = runRequests(engine, flood(), true).finally(() => (floodDone = true));
-  // B starts once the flood is decoding with every row busy.
-  while (engine.scheduler.steps.decode < decodeStart + 2 && !floodDone) await new Promise((r) => setImmediate(r));
+  const withQuiet = floodClients(
+    () => quietDone,
+    () => counting && floodTokensWithQuiet++,
+  );
+  while (engine.scheduler.steps.decode < decodeStart + 2) await new Promise((r) => setImmediate(r));
   const ttft: number[] = [];
-  for (let i = 0; !floodDone; i++) {
+  const allSteps = () => engine.scheduler.steps.decode + engine.scheduler.steps.prefill;
+  const stepsBefore = allSteps();
+  const windowStart = performance.now();
+  counting = true;
+  for (let i = 0; i < sizes.quietRequests; i++) {
     const submitted = performance.now();
     let first = 0;
     await engine.generate({
       ...request(prompt(1000 + i), sizes.quietTokens, slots[2], 'quiet'),
       onToken: () => (first ||= performance.now()),
     }).result;
-    if (!floodDone) ttft.push(first - submitted);
+    ttft.push(first - submitted);
   }
-  const floodWithQuiet = await floodRun;
+  counting = false;
+  const windowMs = performance.now() - windowStart;
+  const stepMs = windowMs / (allSteps() - stepsBefore);
+  quietDone = true;
+  await withQuiet;
   const preemptions = preempted() - preemptionsBefore;
+
+  // A alone again, counted over a window as long, once its clients fill the batch.
+  let soloTokens = 0;
+  let soloCounting = false;
+  let soloDone = false;
+  const soloStart = engine.scheduler.steps.decode;
+  const solo = floodClients(
+    () => soloDone,
+    () => soloCounting && soloTokens++,
+  );
+  while (engine.scheduler.steps.decode < soloStart + 2) await new Promise((r) => setImmediate(r));
+  soloCounting = true;
+  await new Promise((r) => setTimeout(r, windowMs));
+  soloCounting = false;
+  soloDone = true;
+  await solo;
+  const floodWithQuiet = throughput(floodTokensWithQuiet, windowMs / 1000);
+  const floodSolo = throughput(soloTokens, windowMs / 1000);
 
   const weighted = await weightedRun(engine, prompt, slots, sizes);
   const quietTtft = percentiles(ttft);
   return {
     sizes,
     flood_alone: floodAlone,
-    flood_with_quiet: floodWithQuiet,
+    flood_steady: { alone: floodSolo, with_quiet: floodWithQuiet, window_ms: Math.round(windowMs), step_ms: +stepMs.toFixed(1) },
     quiet: { requests: ttft.length, ttft_ms: quietTtft },
     preemptions,
     weighted,
     summary: {
-      quiet_tenant_ttft_steps: +(quietTtft.p50 / floodWithQuiet.itl_ms.p50).toFixed(2),
-      flood_throughput_vs_solo: +(floodWithQuiet.tokens_per_s / floodAlone.tokens_per_s).toFixed(3),
+      quiet_tenant_ttft_steps: +(quietTtft.p50 / stepMs).toFixed(2),
+      flood_throughput_vs_solo: +(floodWithQuiet.tokens_per_s / floodSolo.tokens_per_s).toFixed(3),
       weighted_share_error: +Math.abs(weighted.share - 0.25).toFixed(3),
     },
   };

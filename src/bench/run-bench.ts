@@ -174,8 +174,22 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
     prompts(CONCURRENT, promptLen, vocab),
     [1, 2, 3],
     opts.quick
-      ? { floodStreams: 2 * CONCURRENT, floodTokens: 32, quietTokens: 16, weightedRequests: CONCURRENT, weightedTokens: 16 }
-      : { floodStreams: 2 * CONCURRENT, floodTokens: 128, quietTokens: 16, weightedRequests: 3 * CONCURRENT, weightedTokens: 32 },
+      ? {
+          floodStreams: 2 * CONCURRENT,
+          floodTokens: 32,
+          quietTokens: 16,
+          quietRequests: 4,
+          weightedRequests: CONCURRENT,
+          weightedTokens: 16,
+        }
+      : {
+          floodStreams: 2 * CONCURRENT,
+          floodTokens: 128,
+          quietTokens: 16,
+          quietRequests: 8,
+          weightedRequests: 3 * CONCURRENT,
+          weightedTokens: 32,
+        },
   );
   await lora.close();
 
