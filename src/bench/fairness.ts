@@ -52,17 +52,36 @@ export async function fairnessRun(
 ): Promise<FairnessResult> {
   const prompt = (i: number) => prompts[i % prompts.length]!;
   const floodRequest = (i: number) => request(prompt(i), sizes.floodTokens, slots[i % 2]!, 'flood');
-  // The flood as tenant A runs it: `floodStreams` clients, each sending its next request as soon as
-  // the last one ends, so the batch stays full (no wave of requests ending together).
-  const floodClients = (stop: () => boolean, onToken: () => void) =>
-    Promise.all(
+  /**
+   * Tenant A's flood as its clients run it: `floodStreams` clients, each sending its next request as
+   * soon as the last one ends, so the batch stays full (no wave of requests ending together). Once
+   * every row decodes, `during` runs; A's tokens are counted while it does. Returns A's rate then.
+   */
+  const floodRate = async (during: () => Promise<void>): Promise<{ rate: Throughput; ms: number; steps: number }> => {
+    let stop = false;
+    let counting = false;
+    let tokens = 0;
+    const onToken = () => counting && tokens++;
+    const clients = Promise.all(
       Array.from({ length: sizes.floodStreams }, async (_, client) => {
-        for (let i = client; !stop(); i += sizes.floodStreams) await engine.generate({ ...floodRequest(i), onToken }).result;
+        for (let i = client; !stop; i += sizes.floodStreams) await engine.generate({ ...floodRequest(i), onToken }).result;
       }),
     );
+    const steps = () => engine.scheduler.steps.decode + engine.scheduler.steps.prefill;
+    const decodeStart = engine.scheduler.steps.decode;
+    while (engine.scheduler.steps.decode < decodeStart + 2) await new Promise((r) => setImmediate(r));
+    const [start, stepsBefore] = [performance.now(), steps()];
+    counting = true;
+    await during();
+    counting = false;
+    const ms = performance.now() - start;
+    const stepped = steps() - stepsBefore;
+    stop = true;
+    await clients;
+    return { rate: throughput(tokens, ms / 1000), ms, steps: stepped };
+  };
 
-  // A alone: its first run fills the batch (the usual latency figures), then its steady rate over
-  // the window the run with B will take.
+  // A alone once (the usual latency figures of a full batch).
   const floodAlone = await runRequests(
     engine,
     Array.from({ length: sizes.floodStreams }, (_, i) => floodRequest(i)),
@@ -70,56 +89,25 @@ export async function fairnessRun(
   );
   const preempted = () => engine.scheduler.tenants().find((t) => t.tenant === 'flood')?.preemptions ?? 0;
   const preemptionsBefore = preempted();
-
-  // A with B: A's clients run; once every row decodes, B sends `quietRequests` requests one after
-  // another, and A's tokens are counted only while B is at it.
-  let quietDone = false;
-  let floodTokensWithQuiet = 0;
-  let counting = false;
-  const decodeStart = engine.scheduler.steps.decode;
-  const withQuiet = floodClients(
-    () => quietDone,
-    () => counting && floodTokensWithQuiet++,
-  );
-  while (engine.scheduler.steps.decode < decodeStart + 2) await new Promise((r) => setImmediate(r));
+  // A while B sends `quietRequests` requests one after another.
   const ttft: number[] = [];
-  const allSteps = () => engine.scheduler.steps.decode + engine.scheduler.steps.prefill;
-  const stepsBefore = allSteps();
-  const windowStart = performance.now();
-  counting = true;
-  for (let i = 0; i < sizes.quietRequests; i++) {
-    const submitted = performance.now();
-    let first = 0;
-    await engine.generate({
-      ...request(prompt(1000 + i), sizes.quietTokens, slots[2], 'quiet'),
-      onToken: () => (first ||= performance.now()),
-    }).result;
-    ttft.push(first - submitted);
-  }
-  counting = false;
-  const windowMs = performance.now() - windowStart;
-  const stepMs = windowMs / (allSteps() - stepsBefore);
-  quietDone = true;
-  await withQuiet;
+  const withQuiet = await floodRate(async () => {
+    for (let i = 0; i < sizes.quietRequests; i++) {
+      const submitted = performance.now();
+      let first = 0;
+      await engine.generate({
+        ...request(prompt(1000 + i), sizes.quietTokens, slots[2], 'quiet'),
+        onToken: () => (first ||= performance.now()),
+      }).result;
+      ttft.push(first - submitted);
+    }
+  });
   const preemptions = preempted() - preemptionsBefore;
-
-  // A alone again, counted over a window as long, once its clients fill the batch.
-  let soloTokens = 0;
-  let soloCounting = false;
-  let soloDone = false;
-  const soloStart = engine.scheduler.steps.decode;
-  const solo = floodClients(
-    () => soloDone,
-    () => soloCounting && soloTokens++,
-  );
-  while (engine.scheduler.steps.decode < soloStart + 2) await new Promise((r) => setImmediate(r));
-  soloCounting = true;
-  await new Promise((r) => setTimeout(r, windowMs));
-  soloCounting = false;
-  soloDone = true;
-  await solo;
-  const floodWithQuiet = throughput(floodTokensWithQuiet, windowMs / 1000);
-  const floodSolo = throughput(soloTokens, windowMs / 1000);
+  // A alone over a window as long.
+  const solo = await floodRate(() => new Promise((r) => setTimeout(r, withQuiet.ms)));
+  const windowMs = withQuiet.ms;
+  const stepMs = windowMs / withQuiet.steps;
+  const [floodWithQuiet, floodSolo] = [withQuiet.rate, solo.rate];
 
   const weighted = await weightedRun(engine, prompt, slots, sizes);
   const quietTtft = percentiles(ttft);
