@@ -37,8 +37,15 @@ prepare() {
   npm ls --omit=dev --all --parseable 2>/dev/null | sed "s#^$PWD/##" | grep '^node_modules/' |
     awk -F/ '{ print ($2 ~ /^@/) ? $1"/"$2"/"$3 : $1"/"$2 }' | sort -u |
     grep -vE '^node_modules/(@tensorflow/|onnxruntime-web$|core-js$|protobufjs$|@protobufjs/|long$|@img/|sharp$|node-llama-cpp$|@node-llama-cpp/)' >"$PACK/modules/list.txt"
+  # transformers.js imports sharp (images) at load; the tokenizer never calls it, so a stub stands in
+  # for its 25 MiB of native libraries.
+  local stub
+  stub=$(mktemp -d)
+  mkdir -p "$stub/node_modules/sharp"
+  echo '{"name": "sharp", "version": "0.0.0-gpu-check", "main": "index.js"}' >"$stub/node_modules/sharp/package.json"
+  echo 'module.exports = () => { throw new Error("sharp (images) is not in the GPU check tree"); };' >"$stub/node_modules/sharp/index.js"
   # Sources only: no type declarations, source maps or docs; transformers.js's node ES module build only.
-  tar cf - --exclude='onnxruntime-node/bin/napi-v*/darwin' --exclude='onnxruntime-node/bin/napi-v*/win32' \
+  tar cf - -C "$stub" node_modules/sharp -C "$PWD" --exclude='onnxruntime-node/bin/napi-v*/darwin' --exclude='onnxruntime-node/bin/napi-v*/win32' \
     --exclude='onnxruntime-node/bin/napi-v*/linux/arm64' --exclude='*.d.ts' --exclude='*.d.mts' --exclude='*.d.cts' \
     --exclude='*.map' --exclude='*.md' --exclude='@huggingface/transformers/dist/transformers.js' \
     --exclude='@huggingface/transformers/dist/transformers.min.js' --exclude='@huggingface/transformers/dist/transformers.web*' \
@@ -81,7 +88,7 @@ run() {
   { node --version; nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv || true; } | tee "$out/machine.txt"
   local status=0
   echo "== parity suite (cpu-device and webgpu), node placement, webgpu server vs cpu server"
-  timeout 200 node --import tsx --test --test-concurrency=1 tests/engine/backends.test.ts tests/engine/webgpu-placement.test.ts \
+  timeout 200 node --import tsx --test --test-reporter=tap --test-concurrency=1 tests/engine/backends.test.ts tests/engine/webgpu-placement.test.ts \
     tests/server/webgpu-serving.test.ts >"$out/parity.log" 2>&1 || status=$?
   grep -E '^# (pass|fail|skipped)' "$out/parity.log" || true
   local quick=()
