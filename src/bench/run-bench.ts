@@ -168,7 +168,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
     const all = await runRequests(lora, requests(longPrompts, 128, slotOfRow(ADAPTERS)), true);
     long = { prompt_tokens: 512, generated_tokens: 128, batch_1: one, batch_32: all };
   }
-  log('(f) fairness: a flooding tenant and a quiet one; two tenants at weights 1:3');
+  log('(g) fairness: a flooding tenant and a quiet one; two tenants at weights 1:3');
   const fairness = await fairnessRun(
     lora,
     prompts(CONCURRENT, promptLen, vocab),
