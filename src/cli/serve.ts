@@ -37,6 +37,11 @@ const FLAGS = {
     parse: (v: string) => (v === 'all-linear' ? v : list(v)),
   },
   'host-cache-bytes': { key: 'hostCacheBytes', help: 'host-memory bound of parsed adapters', parse: countFlag(1) },
+  'prefix-cache-bytes': {
+    key: 'prefixCacheBytes',
+    help: 'memory bound of cached prompt prefixes, on the KV cache device (0 or --no-prefix-cache: none)',
+    parse: countFlag(0),
+  },
   'max-batch': { key: 'maxBatch', help: 'rows per forward pass', parse: countFlag(1) },
   'max-batch-tokens': { key: 'maxBatchTokens', help: 'padded prompt tokens per prefill step', parse: countFlag(1) },
   'prefill-chunk': {
@@ -104,13 +109,17 @@ export function serveUsage(): string {
   const lines = Object.entries(FLAGS).map(
     ([flag, f]) => `  --${flag.padEnd(20)} ${f.help} (default ${shownDefault(DEFAULT_CONFIG[f.key])}; ${envOf(flag)})`,
   );
+  lines.push(`  --${'no-prefix-cache'.padEnd(20)} read every prompt whole (same as --prefix-cache-bytes 0)`);
   return `loraserve serve [options]\n\n${lines.join('\n')}`;
 }
 
 export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerConfig {
   const { values } = parseArgs({
     args,
-    options: Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }])),
+    options: {
+      ...Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }])),
+      'no-prefix-cache': { type: 'boolean' as const },
+    },
     strict: true,
   });
   const config: Record<string, unknown> = { ...DEFAULT_CONFIG };
@@ -119,6 +128,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerCo
     if (raw === undefined || raw === '') continue;
     config[spec.key] = spec.parse(raw, flag);
   }
+  if (values['no-prefix-cache']) config.prefixCacheBytes = 0;
   if (!['cpu', 'cuda', 'webgpu'].includes(config.provider as string)) {
     throw new ConfigError(`--provider must be cpu, cuda or webgpu, not "${String(config.provider)}"`, { param: 'provider' });
   }

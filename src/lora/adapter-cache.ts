@@ -39,6 +39,8 @@ interface Slot {
   /** `${name}@${version}` of the adapter in it, or null when free. */
   key: string | null;
   name: string | null;
+  /** `${name}@${stamp}` of the adapter in it: the version stamp the (possibly shared) store wrote, the same on every replica. */
+  identity: string | null;
   pins: number;
   lastUsed: number;
   /** Set while an adapter is being written into it. */
@@ -62,6 +64,8 @@ export interface CacheOccupancy {
 export interface Lease {
   slot: number;
   name: string;
+  /** The adapter version in the slot, as every replica names it (what cached prefixes are keyed by). */
+  identity: string;
   release(): void;
 }
 
@@ -94,7 +98,14 @@ export class AdapterCache {
         if (reason === 'evict') this.events.evict('host');
       },
     });
-    this.slots = Array.from({ length: table.slots }, () => ({ key: null, name: null, pins: 0, lastUsed: 0, loading: false }));
+    this.slots = Array.from({ length: table.slots }, () => ({
+      key: null,
+      name: null,
+      identity: null,
+      pins: 0,
+      lastUsed: 0,
+      loading: false,
+    }));
   }
 
   occupancy(): CacheOccupancy {
@@ -176,6 +187,7 @@ export class AdapterCache {
     return {
       slot,
       name,
+      identity: s.identity!,
       release: () => {
         if (released) return;
         released = true;
@@ -215,6 +227,7 @@ export class AdapterCache {
     // Evict before load: the slot is taken from its old adapter before the new one is read.
     s.key = key;
     s.name = entry.name;
+    s.identity = `${entry.name}@${entry.stamp}`;
     s.loading = true;
     try {
       let parsed = this.host.get(key)?.adapter;
@@ -232,6 +245,7 @@ export class AdapterCache {
     } catch (err) {
       s.key = null;
       s.name = null;
+      s.identity = null;
       s.loading = false;
       this.table.clear(slot);
       this.wakeWaiters();
@@ -304,6 +318,7 @@ export class AdapterCache {
     const s = this.slots[i]!;
     s.key = null;
     s.name = null;
+    s.identity = null;
     this.table.clear(i);
     this.wakeWaiters();
   }

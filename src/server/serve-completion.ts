@@ -146,12 +146,17 @@ function resultSpan(ch: Choice, r: GenerationResult): LogprobSpan {
   };
 }
 
-/** Each prompt counts once, each choice's completion tokens add up. */
-function totalUsage(choices: Choice[], results: GenerationResult[]): { promptTokens: number; completionTokens: number } {
-  const prompts = new Set(choices.map((ch) => ch.prompt));
+/** Each prompt counts once (its cached tokens as its first choice found them), each choice's completion tokens add up. */
+function totalUsage(
+  choices: Choice[],
+  results: GenerationResult[],
+): { promptTokens: number; completionTokens: number; cachedTokens: number } {
+  const firsts = new Map<Choice['prompt'], GenerationResult>();
+  choices.forEach((ch, i) => firsts.has(ch.prompt) || firsts.set(ch.prompt, results[i]!));
   return {
-    promptTokens: [...prompts].reduce((sum, p) => sum + p.tokens.length, 0),
+    promptTokens: [...firsts.keys()].reduce((sum, p) => sum + p.tokens.length, 0),
     completionTokens: results.reduce((sum, r) => sum + r.completionTokens, 0),
+    cachedTokens: [...firsts.values()].reduce((sum, r) => sum + r.cachedTokens, 0),
   };
 }
 

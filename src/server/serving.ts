@@ -60,6 +60,7 @@ export class Serving implements GaugeSource {
       threads: config.threads,
       quantize: config.quantize,
       quantCacheDir: config.quantCacheDir,
+      prefixCacheBytes: config.prefixCacheBytes,
     });
     const metrics = new Metrics();
     const adapters = await AdapterService.open(engine, config, metrics.cacheEvents);
@@ -136,8 +137,10 @@ export class Serving implements GaugeSource {
     const release = () => leases.forEach((l) => l.release());
     try {
       const adapters = leases.map((l, i) => ({ slot: l.slot, weight: model.mix[i]!.weight }));
+      // Cached prefixes are keyed by the exact versions the slots hold and their weights (the base model keys its own).
+      const prefixKey = leases.length ? JSON.stringify(leases.map((l, i) => [l.identity, model.mix[i]!.weight])) : undefined;
       let running = n;
-      return this.engine.generateChoices({ ...req, adapters, signal, onDone: () => --running === 0 && release() }, n);
+      return this.engine.generateChoices({ ...req, adapters, prefixKey, signal, onDone: () => --running === 0 && release() }, n);
     } catch (err) {
       release();
       throw err;
@@ -191,6 +194,11 @@ export class Serving implements GaugeSource {
 
   occupancy(): CacheOccupancy {
     return this.adapters.occupancy();
+  }
+
+  prefixCache(): { queries: number; hits: number; evictions: number; bytes: number } | null {
+    const cache = this.engine.scheduler.prefixes;
+    return cache && { ...cache.counters, bytes: cache.bytes };
   }
 
   async close(): Promise<void> {
