@@ -19,7 +19,7 @@ import { deviceKvIndex, hostAttentionMask } from './step-inputs.js';
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits, type SequenceRequest } from './scheduler.js';
 import type { Generation } from './generation.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
-import { BASE_PREFIX_KEY, PrefixCache } from './prefix-cache.js';
+import { PrefixCache } from './prefix-cache.js';
 import { Tokenizer } from '../tokenizer/index.js';
 
 export interface EngineOptions {
@@ -201,8 +201,7 @@ export class Engine {
         constraint: req.constraint,
         tenant: req.tenant,
         priority: req.priority,
-        // Slots are reused by other adapters, so only the caller can name an adapter row's identity.
-        prefixKey: req.prefixKey ?? (adapters.length === 0 ? BASE_PREFIX_KEY : undefined),
+        prefixKey: req.prefixKey,
       },
       n,
     );

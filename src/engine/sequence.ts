@@ -34,7 +34,8 @@ export interface SequenceRequest {
   priority?: number;
   /**
    * What this row computes with, for the prefix cache (prefix-cache.ts): rows with the same key and
-   * the same leading tokens have the same keys/values. Absent: the row neither uses nor fills the cache.
+   * the same leading tokens have the same keys/values. Slots are reused by other adapters, so only
+   * the caller can name a row's identity. Absent: the row neither uses nor fills the cache.
    */
   prefixKey?: string;
 }

@@ -3,7 +3,7 @@
  * resolves a request's `model` for a caller, admits it (queue bound, shutdown), pins its adapter
  * and hands it to the engine.
  */
-import { Engine, type GenerateRequest, type Generation } from '../engine/index.js';
+import { BASE_PREFIX_KEY, Engine, type GenerateRequest, type Generation } from '../engine/index.js';
 import { ModelNotFoundError, QueueFullError, ShuttingDownError } from '../errors.js';
 import { StructuredOutput } from '../grammar/index.js';
 import type { CacheOccupancy, MixMember } from '../lora/index.js';
@@ -137,8 +137,8 @@ export class Serving implements GaugeSource {
     const release = () => leases.forEach((l) => l.release());
     try {
       const adapters = leases.map((l, i) => ({ slot: l.slot, weight: model.mix[i]!.weight }));
-      // Cached prefixes are keyed by the exact versions the slots hold and their weights (the base model keys its own).
-      const prefixKey = leases.length ? JSON.stringify(leases.map((l, i) => [l.identity, model.mix[i]!.weight])) : undefined;
+      // Cached prefixes are keyed by the exact versions the slots hold and their weights; the base model is its own identity.
+      const prefixKey = leases.length ? JSON.stringify(leases.map((l, i) => [l.identity, model.mix[i]!.weight])) : BASE_PREFIX_KEY;
       let running = n;
       return this.engine.generateChoices({ ...req, adapters, prefixKey, signal, onDone: () => --running === 0 && release() }, n);
     } catch (err) {

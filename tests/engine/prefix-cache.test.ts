@@ -2,7 +2,7 @@ import { createEngine } from '../helpers/backend.js';
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
-import { PREFIX_BLOCK, type Engine, type GenerateRequest, type GenerationResult } from '../../src/engine/index.js';
+import { BASE_PREFIX_KEY, PREFIX_BLOCK, type Engine, type GenerateRequest, type GenerationResult } from '../../src/engine/index.js';
 import type { AdapterMix } from '../../src/lora/index.js';
 import { writeRandomModel } from '../../src/testing/index.js';
 import { readAdapter, tempDir, writeRandomAdapter } from '../helpers/adapters.js';
@@ -23,8 +23,8 @@ describe('prefix cache', () => {
     { slot: 1, weight: 0.6 },
     { slot: 3, weight: 0.4 },
   ];
-  const rows: Array<{ label: string; adapters: AdapterMix; key: string | undefined }> = [
-    { label: 'base', adapters: [], key: undefined },
+  const rows: Array<{ label: string; adapters: AdapterMix; key: string }> = [
+    { label: 'base', adapters: [], key: BASE_PREFIX_KEY },
     { label: 'LoRA', adapters: [{ slot: 1, weight: 1 }], key: 'lora@1' },
     { label: 'DoRA', adapters: [{ slot: 2, weight: 1 }], key: 'dora@1' },
     { label: 'mix', adapters: MIX, key: 'mix:lora@1*0.6+other@1*0.4' },
@@ -101,11 +101,14 @@ describe('prefix cache', () => {
 
   it('a prompt that is exactly cached blocks still reads its last token; n > 1 choices share the hit', async () => {
     const prompt = tokens(70, 2 * PREFIX_BLOCK);
-    await run(cached, { promptTokens: prompt });
-    const again = await run(cached, { promptTokens: prompt });
+    await run(cached, { promptTokens: prompt, prefixKey: BASE_PREFIX_KEY });
+    const again = await run(cached, { promptTokens: prompt, prefixKey: BASE_PREFIX_KEY });
     assert.equal(again.cachedTokens, PREFIX_BLOCK, 'the last block is read again, for the logits of the first output token');
     assertSame(again, await run(plain, { promptTokens: prompt }), 'exactly cached');
-    const choices = cached.generateChoices({ promptTokens: prompt, maxTokens: 4, logprobs: 5, sampling: greedy }, 2);
+    const choices = cached.generateChoices(
+      { promptTokens: prompt, prefixKey: BASE_PREFIX_KEY, maxTokens: 4, logprobs: 5, sampling: greedy },
+      2,
+    );
     const results = await Promise.all(choices.map((g) => g.result));
     assert.equal(results[0]!.cachedTokens, PREFIX_BLOCK);
     for (const res of results) assertSame(res, { ...again, logprobs: again.logprobs!.slice(0, 4) }, 'choice');
@@ -115,6 +118,7 @@ describe('prefix cache', () => {
     const turn1 = tokens(80, PREFIX_BLOCK + 4);
     const first = await cached.generate({
       promptTokens: turn1,
+      prefixKey: BASE_PREFIX_KEY,
       maxTokens: 2 * PREFIX_BLOCK,
       ignoreEos: true,
       sampling: greedy,
@@ -122,7 +126,7 @@ describe('prefix cache', () => {
     }).result;
     const answer = first.logprobs!.map((l) => l.token);
     const turn2 = [...turn1, ...answer, ...tokens(81, 3)];
-    const hit = await run(cached, { promptTokens: turn2 });
+    const hit = await run(cached, { promptTokens: turn2, prefixKey: BASE_PREFIX_KEY });
     // The row held the prompt and all but the last generated token.
     assert.equal(hit.cachedTokens, Math.floor((turn1.length + answer.length - 1) / PREFIX_BLOCK) * PREFIX_BLOCK);
     assertSame(hit, await run(plain, { promptTokens: turn2 }), 'second turn');
@@ -148,9 +152,15 @@ describe('prefix cache', () => {
 
   it('requests for prompt logprobs read the whole prompt; rows without a key neither use nor fill the cache', async () => {
     const prompt = tokens(100, 2 * PREFIX_BLOCK + 2);
-    await run(cached, { promptTokens: prompt });
-    const scored = await cached.generate({ promptTokens: prompt, maxTokens: 1, logprobs: 0, promptLogprobs: true, sampling: greedy })
-      .result;
+    await run(cached, { promptTokens: prompt, prefixKey: BASE_PREFIX_KEY });
+    const scored = await cached.generate({
+      promptTokens: prompt,
+      prefixKey: BASE_PREFIX_KEY,
+      maxTokens: 1,
+      logprobs: 0,
+      promptLogprobs: true,
+      sampling: greedy,
+    }).result;
     assert.equal(scored.cachedTokens, 0);
     const adapters = [{ slot: 1, weight: 1 }];
     await run(cached, { promptTokens: prompt, adapters });
@@ -165,7 +175,7 @@ describe('prefix cache', () => {
       const b = tokens(111, 2 * PREFIX_BLOCK + 1);
       // A finished row is kept at the scheduler's next step: wait for it, so each check sees the cache settled.
       const gen = async (p: number[]) => {
-        const result = await engine.generate({ promptTokens: p, maxTokens: 1, sampling: greedy }).result;
+        const result = await engine.generate({ promptTokens: p, prefixKey: BASE_PREFIX_KEY, maxTokens: 1, sampling: greedy }).result;
         await engine.scheduler.idle();
         return result;
       };
