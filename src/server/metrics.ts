@@ -32,7 +32,7 @@ export interface TenantUsage {
   rateLimited: number;
   /** Prompt tokens, cached ones included. */
   promptTokens: number;
-  /** Prompt tokens copied rather than computed (choices of one prompt). */
+  /** Prompt tokens copied rather than computed (the prefix cache, and choices of one prompt). */
   cachedTokens: number;
   completionTokens: number;
   /** Times one of its running requests was paused for another tenant. */
