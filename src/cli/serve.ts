@@ -95,6 +95,15 @@ const FLAGS = {
 
 const envOf = (flag: string) => `LORASERVE_${flag.toUpperCase().replaceAll('-', '_')}`;
 
+/** The one switch (a flag without a value); its variable takes 1/true or 0/false. */
+const NO_PREFIX_CACHE = 'no-prefix-cache';
+
+function switchOn(raw: string | undefined, flag: string): boolean {
+  if (raw === undefined || raw === '' || raw === '0' || raw === 'false') return false;
+  if (raw === '1' || raw === 'true') return true;
+  throw new ConfigError(`${envOf(flag)} must be 1, true, 0 or false, not "${raw}"`, { param: flag });
+}
+
 export const DEMO_MODEL = 'models/loraserve-demo';
 
 /** What a flag is when it is not given, as --help shows it. */
@@ -109,7 +118,9 @@ export function serveUsage(): string {
   const lines = Object.entries(FLAGS).map(
     ([flag, f]) => `  --${flag.padEnd(20)} ${f.help} (default ${shownDefault(DEFAULT_CONFIG[f.key])}; ${envOf(flag)})`,
   );
-  lines.push(`  --${'no-prefix-cache'.padEnd(20)} read every prompt whole (same as --prefix-cache-bytes 0)`);
+  lines.push(
+    `  --${NO_PREFIX_CACHE.padEnd(20)} read every prompt whole, as --prefix-cache-bytes 0 (default off; ${envOf(NO_PREFIX_CACHE)})`,
+  );
   return `loraserve serve [options]\n\n${lines.join('\n')}`;
 }
 
@@ -118,7 +129,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerCo
     args,
     options: {
       ...Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }])),
-      'no-prefix-cache': { type: 'boolean' as const },
+      [NO_PREFIX_CACHE]: { type: 'boolean' as const },
     },
     strict: true,
   });
@@ -128,7 +139,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerCo
     if (raw === undefined || raw === '') continue;
     config[spec.key] = spec.parse(raw, flag);
   }
-  if (values['no-prefix-cache']) config.prefixCacheBytes = 0;
+  if (values[NO_PREFIX_CACHE] || switchOn(env[envOf(NO_PREFIX_CACHE)], NO_PREFIX_CACHE)) config.prefixCacheBytes = 0;
   if (!['cpu', 'cuda', 'webgpu'].includes(config.provider as string)) {
     throw new ConfigError(`--provider must be cpu, cuda or webgpu, not "${String(config.provider)}"`, { param: 'provider' });
   }
