@@ -256,6 +256,10 @@ export class Scheduler {
       try {
         this.kv.reserve(hit.positions);
         await this.kv.restore(s.row, hit.placements);
+      } catch (cause) {
+        // Only this row's contents are in doubt: it fails alone, and its row is freed at the next step.
+        this.fail(s, new EngineError('copying a cached prefix failed', { cause }));
+        continue;
       } finally {
         hit.release();
       }

@@ -39,7 +39,10 @@ interface Slot {
   /** `${name}@${version}` of the adapter in it, or null when free. */
   key: string | null;
   name: string | null;
-  /** `${name}@${stamp}` of the adapter in it: the version stamp the (possibly shared) store wrote, the same on every replica. */
+  /**
+   * The adapter version in it as `${name}@${version}#${stamp}`: this store's version (bumped on every
+   * replacement, adapters registered by path included) and the stamp the shared store wrote.
+   */
   identity: string | null;
   pins: number;
   lastUsed: number;
@@ -64,7 +67,7 @@ export interface CacheOccupancy {
 export interface Lease {
   slot: number;
   name: string;
-  /** The adapter version in the slot, as every replica names it (what cached prefixes are keyed by). */
+  /** The adapter version in the slot (what cached prefixes are keyed by): a replacement never has an old one's identity. */
   identity: string;
   release(): void;
 }
@@ -227,7 +230,7 @@ export class AdapterCache {
     // Evict before load: the slot is taken from its old adapter before the new one is read.
     s.key = key;
     s.name = entry.name;
-    s.identity = `${entry.name}@${entry.stamp}`;
+    s.identity = `${key}#${entry.stamp}`;
     s.loading = true;
     try {
       let parsed = this.host.get(key)?.adapter;
