@@ -177,8 +177,22 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
     prompts(CONCURRENT, promptLen, vocab),
     [1, 2, 3],
     opts.quick
-      ? { floodStreams: 2 * CONCURRENT, floodTokens: 32, quietTokens: 16, weightedRequests: CONCURRENT, weightedTokens: 16 }
-      : { floodStreams: 2 * CONCURRENT, floodTokens: 128, quietTokens: 16, weightedRequests: 3 * CONCURRENT, weightedTokens: 32 },
+      ? {
+          floodStreams: 2 * CONCURRENT,
+          floodTokens: 32,
+          quietTokens: 16,
+          quietRequests: 4,
+          weightedRequests: CONCURRENT,
+          weightedTokens: 16,
+        }
+      : {
+          floodStreams: 2 * CONCURRENT,
+          floodTokens: 128,
+          quietTokens: 16,
+          quietRequests: 8,
+          weightedRequests: 3 * CONCURRENT,
+          weightedTokens: 32,
+        },
   );
   log('(g) prefix cache: a cached system prompt, and multi-turn chats over the adapters');
   const prefix = await prefixRun(

@@ -104,6 +104,10 @@ export class Engine {
       throw new ConfigError(`--lora-modules ${JSON.stringify(opts.loraModules)} names no linear layer of ${model.id}`);
     const quantization = opts.quantize ? await quantizeBase(model, opts.quantize, opts.quantCacheDir ?? undefined) : null;
     const residency: KvResidency = opts.kvCache === 'auto' ? (opts.provider === 'cpu' ? 'host' : 'device') : opts.kvCache;
+    // The host layout feeds a GPU provider the whole cache every step, and an empty past there is a
+    // zero-sized MatMul, which ORT's WebGPU kernel does not survive.
+    if (residency === 'host' && opts.provider !== 'cpu')
+      throw new ConfigError(`the host KV cache runs on the cpu provider only; ${opts.provider} keeps the cache on the device`);
     const graph = buildGraph(model, layout, new Set(loraLinears.map((m) => m.name)), quantization, residency);
     const { layers, kvHeads, headDim } = model.dims;
     const presentOutputs = Array.from({ length: layers }, (_, l) => [OUTPUT.presentKey(l), OUTPUT.presentValue(l)]).flat();

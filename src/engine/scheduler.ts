@@ -409,11 +409,13 @@ export class Scheduler {
     this.steps.decode++;
     const out = await this.run(stepping, { ...tokens, adapters: byRow.map((s) => s?.req.adapters ?? []), rows }, stepping);
     if (!out) return;
+    // Stepping rows' logits come back in row order (idle rows get none).
+    const logitRow = new Map([...tokens.logitRows].map((r, m) => [Number(r), m]));
     this.sampleAll(
       byRow,
       out.logits,
-      out.logits.length / span,
-      (r) => r,
+      out.logits.length / tokens.logitRows.length,
+      (r) => logitRow.get(r)!,
       (s) => s !== null,
     );
   }

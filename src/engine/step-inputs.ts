@@ -86,7 +86,8 @@ export interface DecodeRow {
 
 /**
  * A decode step's inputs over the cache rows 0..n-1 (fed as they are, without a copy). Idle rows
- * (free, paused, or still in prefill) compute a throw-away token that is never cached.
+ * (free, paused, or still in prefill) compute a throw-away token that is never cached and get no
+ * logits: the stepping rows' logits come back in row order.
  */
 export function decodeInputs(rows: ReadonlyArray<DecodeRow | null>): StepTokens {
   const batch = rows.length;
@@ -102,7 +103,9 @@ export function decodeInputs(rows: ReadonlyArray<DecodeRow | null>): StepTokens 
     seq: 1,
     ids,
     positions,
-    logitRows: BigInt64Array.from(rows, (_, r) => BigInt(r)),
+    // Only rows that step get logits: an idle row's would be computed (the LM head is the widest
+    // GEMM) and, on a GPU, brought back for nothing.
+    logitRows: BigInt64Array.from(rows.flatMap((row, r) => (row ? [BigInt(r)] : []))),
     cached: rows.map((row) => row?.cached ?? 0),
     counts: rows.map((row) => (row ? 1 : 0)),
   };

@@ -9,7 +9,7 @@ import { parseSafetensorsBuffer, type HfModel, type LinearModule } from '../mode
 import { summarizeAdapter, type AdapterSummary } from './adapter-summary.js';
 import { parsePeftConfig, type PeftLoraConfig } from './peft-config.js';
 import { KEY_PREFIX as PREFIX } from './peft-format.js';
-import { resolveTargets } from './targets.js';
+import { resolveTargets, type TargetedModule } from './targets.js';
 
 /** One adapted linear layer in the layout the engine's slots take. */
 export interface SlotModule {
@@ -42,6 +42,8 @@ const LORA_KEY = /^(.+)\.(lora_A|lora_B)(?:\.([^.]+))?\.(weight|bias)$/;
 
 /** `<module>.lora_magnitude_vector[.<adapter name>][.weight]`: PEFT ≥ 0.12 writes `.weight`, older versions none. */
 const MAGNITUDE_KEY = /^(.+)\.lora_magnitude_vector(?:\.(?!weight$)[^.]+)?(?:\.weight)?$/;
+
+type AdapterFile = ReturnType<typeof parseSafetensorsBuffer>;
 
 type ModuleTensors = { A?: string; B?: string; loraBBias?: string; bias?: string; magnitude?: string };
 
@@ -136,7 +138,9 @@ function doraScale(
 
 /**
  * Validates a PEFT adapter against the base model and converts it to slot tensors. Every error
- * names what is wrong: the field, the key, the module or the shape.
+ * names what is wrong: the field, the key, the module or the shape. Like vLLM's
+ * `from_local_checkpoint` → `from_lora_tensors`: read the files, check the tensors against the
+ * config, then check and convert layer by layer (so the first bad layer is the one reported).
  */
 export function parseAdapter(
   configText: string,
@@ -146,15 +150,43 @@ export function parseAdapter(
   loraModules?: ReadonlySet<string>,
 ): ParsedAdapter {
   const config = parsePeftConfig(configText);
+  const file = readWeights(weights);
   const byName = new Map(model.linears.map((m) => [m.name, m]));
-  let file: ReturnType<typeof parseSafetensorsBuffer>;
+  const present = classifyKeys(file.header.tensors.keys(), byName);
+  const targeted = resolveTargets(config, model);
+  checkTensorsMatchConfig(config, present, targeted);
+  const tensors = new AdapterTensors(file, model);
+  const modules = new Map<string, SlotModule>();
+  for (const target of targeted) {
+    const keys = checkLayer(target, present.get(target.module.name), tensors, maxRank, loraModules);
+    modules.set(target.module.name, convertLayer(target, keys, config, tensors));
+  }
+  // Trained biases of linear layers that carry no LoRA (bias="all").
+  for (const [name, t] of present) {
+    if (modules.has(name) || !t.bias) continue;
+    if (loraModules && !loraModules.has(name)) {
+      throw new AdapterUnsupportedFeatureError(
+        `adapter trains the bias of "${name}", which this server does not serve LoRA on; restart it with that module in --lora-modules`,
+        { param: 'bias' },
+      );
+    }
+    const bias = tensors.biasDelta(t.bias, byName.get(name)!);
+    modules.set(name, { rank: 0, a: new Float32Array(0), b: new Float32Array(0), bias, dora: null });
+  }
+  return { config, modules, bytes: hostBytes(modules.values()), summary: summarizeAdapter(config, targeted) };
+}
+
+/** adapter_model.safetensors parsed; a file that is not one is an AdapterWeightsError. */
+function readWeights(weights: Uint8Array): AdapterFile {
   try {
-    file = parseSafetensorsBuffer(weights, 'adapter_model.safetensors');
+    return parseSafetensorsBuffer(weights, 'adapter_model.safetensors');
   } catch (err) {
     throw err instanceof LoraServeError ? err : new AdapterWeightsError('adapter_model.safetensors could not be read', { cause: err });
   }
-  const present = classifyKeys(file.header.tensors.keys(), byName);
-  const targeted = resolveTargets(config, model);
+}
+
+/** The file's tensors against adapter_config.json: what it targets, use_dora and bias. */
+function checkTensorsMatchConfig(config: PeftLoraConfig, present: Map<string, ModuleTensors>, targeted: TargetedModule[]): void {
   if (targeted.length === 0)
     throw new AdapterBaseMismatchError(`target_modules ${JSON.stringify(config.targetModules)} matches no linear layer of the base model`, {
       param: 'target_modules',
@@ -182,93 +214,116 @@ export function parseAdapter(
         param: 'bias',
       });
   }
-  const modules = new Map<string, SlotModule>();
-  let bytes = 0;
-  const shapeOf = (key: string) => file.header.tensors.get(key)!.shape;
-  const read = (key: string) => {
+}
+
+/** A targeted layer's keys, lora_A and lora_B both present. */
+type LayerKeys = ModuleTensors & { A: string; B: string };
+
+/** A targeted layer is served here, has both LoRA matrices, and their shapes fit the base layer and the rank. */
+function checkLayer(
+  { module, rank }: TargetedModule,
+  t: ModuleTensors | undefined,
+  tensors: AdapterTensors,
+  maxRank: number,
+  loraModules?: ReadonlySet<string>,
+): LayerKeys {
+  if (loraModules && !loraModules.has(module.name)) {
+    throw new AdapterUnsupportedFeatureError(
+      `adapter targets "${module.name}", which this server does not serve LoRA on; restart it with that module in --lora-modules`,
+      { param: 'target_modules' },
+    );
+  }
+  if (!t?.A || !t.B)
+    throw new AdapterWeightsError(`adapter_model.safetensors lacks lora_${t?.A ? 'B' : 'A'}.weight for targeted module "${module.name}"`);
+  if (rank > maxRank) {
+    throw new AdapterRankTooLargeError(
+      `rank ${rank} of "${module.name}" exceeds this server's max LoRA rank ${maxRank}; restart with a larger --max-rank or retrain with r ≤ ${maxRank}`,
+      { param: 'r' },
+    );
+  }
+  const aShape = tensors.shape(t.A);
+  const bShape = tensors.shape(t.B);
+  const [aRows, aCols] = aShape as [number, number];
+  const [bRows, bCols] = bShape as [number, number];
+  if (aShape.length !== 2 || aCols !== module.inFeatures || bShape.length !== 2 || bRows !== module.outFeatures) {
+    throw new AdapterBaseMismatchError(
+      `"${module.name}": lora_A ${JSON.stringify(aShape)} / lora_B ${JSON.stringify(bShape)} do not fit the base layer (in ${module.inFeatures}, out ${module.outFeatures}): is this adapter for another base model?`,
+    );
+  }
+  if (aRows !== rank || bCols !== rank) {
+    throw new AdapterWeightsError(
+      `"${module.name}": lora_A has rank ${aRows} and lora_B rank ${bCols}, but the config gives rank ${rank} (r / rank_pattern)`,
+      { param: 'r' },
+    );
+  }
+  return { ...t, A: t.A, B: t.B };
+}
+
+/** One checked layer's tensors in slot layout: A, s·Bᵀ, the bias it adds, DoRA's scale. */
+function convertLayer({ module, rank, scale }: TargetedModule, t: LayerKeys, config: PeftLoraConfig, tensors: AdapterTensors): SlotModule {
+  let bias = t.bias ? tensors.biasDelta(t.bias, module) : null;
+  if (t.loraBBias) {
+    if (!config.loraBias)
+      throw new AdapterWeightsError(`adapter_model.safetensors has "${t.loraBBias}" but lora_bias is false`, { param: 'lora_bias' });
+    const lb = tensors.read(t.loraBBias);
+    if (lb.length !== module.outFeatures)
+      throw new AdapterWeightsError(`"${t.loraBBias}" has ${lb.length} values, expected ${module.outFeatures}`);
+    bias ??= new Float32Array(module.outFeatures);
+    for (let i = 0; i < lb.length; i++) bias[i]! += scale * lb[i]!;
+  }
+  const a = tensors.read(t.A);
+  const b = transpose(tensors.read(t.B), module.outFeatures, rank, scale);
+  let dora: Float32Array | null = null;
+  if (config.useDora) {
+    if (!t.magnitude)
+      throw new AdapterWeightsError(
+        `adapter_model.safetensors lacks the DoRA magnitude vector (lora_magnitude_vector) of "${module.name}", but use_dora is true`,
+        { param: 'use_dora' },
+      );
+    const m = tensors.read(t.magnitude);
+    if (m.length !== module.outFeatures)
+      throw new AdapterWeightsError(`"${t.magnitude}" has ${m.length} values, the layer has ${module.outFeatures} outputs`);
+    dora = doraScale(m, tensors.baseWeight(module), a, b, module, rank);
+  }
+  return { rank, a, b, bias, dora };
+}
+
+/** The adapter's tensors as float32, and the base model's ones they are combined with. */
+class AdapterTensors {
+  constructor(
+    private readonly file: AdapterFile,
+    private readonly model: HfModel,
+  ) {}
+
+  shape(key: string): number[] {
+    return this.file.header.tensors.get(key)!.shape;
+  }
+
+  read(key: string): Float32Array {
     try {
-      return file.readF32(key);
+      return this.file.readF32(key);
     } catch (cause) {
       throw new AdapterWeightsError(`adapter_model.safetensors: "${key}" is not a floating-point tensor`, { cause });
     }
-  };
+  }
+
+  baseWeight(module: LinearModule): Float32Array {
+    return this.model.weights.readF32(module.weight);
+  }
+
   /** Trained bias minus the base layer's bias (zero when the base has none): what a slot adds. */
-  const biasDelta = (key: string, module: LinearModule): Float32Array => {
-    const trained = read(key);
+  biasDelta(key: string, module: LinearModule): Float32Array {
+    const trained = this.read(key);
     if (trained.length !== module.outFeatures)
       throw new AdapterBaseMismatchError(`"${key}" has ${trained.length} values, the layer has ${module.outFeatures} outputs`);
-    const base = module.bias ? model.weights.readF32(module.bias) : new Float32Array(module.outFeatures);
+    const base = module.bias ? this.model.weights.readF32(module.bias) : new Float32Array(module.outFeatures);
     return trained.map((v, i) => v - base[i]!);
-  };
-  for (const { module, rank, scale } of targeted) {
-    if (loraModules && !loraModules.has(module.name)) {
-      throw new AdapterUnsupportedFeatureError(
-        `adapter targets "${module.name}", which this server does not serve LoRA on; restart it with that module in --lora-modules`,
-        { param: 'target_modules' },
-      );
-    }
-    const t = present.get(module.name);
-    if (!t?.A || !t.B)
-      throw new AdapterWeightsError(`adapter_model.safetensors lacks lora_${t?.A ? 'B' : 'A'}.weight for targeted module "${module.name}"`);
-    if (rank > maxRank) {
-      throw new AdapterRankTooLargeError(
-        `rank ${rank} of "${module.name}" exceeds this server's max LoRA rank ${maxRank}; restart with a larger --max-rank or retrain with r ≤ ${maxRank}`,
-        { param: 'r' },
-      );
-    }
-    const [aRows, aCols] = shapeOf(t.A) as [number, number];
-    const [bRows, bCols] = shapeOf(t.B) as [number, number];
-    if (shapeOf(t.A).length !== 2 || aCols !== module.inFeatures || shapeOf(t.B).length !== 2 || bRows !== module.outFeatures) {
-      throw new AdapterBaseMismatchError(
-        `"${module.name}": lora_A ${JSON.stringify(shapeOf(t.A))} / lora_B ${JSON.stringify(shapeOf(t.B))} do not fit the base layer (in ${module.inFeatures}, out ${module.outFeatures}): is this adapter for another base model?`,
-      );
-    }
-    if (aRows !== rank || bCols !== rank) {
-      throw new AdapterWeightsError(
-        `"${module.name}": lora_A has rank ${aRows} and lora_B rank ${bCols}, but the config gives rank ${rank} (r / rank_pattern)`,
-        { param: 'r' },
-      );
-    }
-    let bias = t.bias ? biasDelta(t.bias, module) : null;
-    if (t.loraBBias) {
-      if (!config.loraBias)
-        throw new AdapterWeightsError(`adapter_model.safetensors has "${t.loraBBias}" but lora_bias is false`, { param: 'lora_bias' });
-      const lb = read(t.loraBBias);
-      if (lb.length !== module.outFeatures)
-        throw new AdapterWeightsError(`"${t.loraBBias}" has ${lb.length} values, expected ${module.outFeatures}`);
-      bias ??= new Float32Array(module.outFeatures);
-      for (let i = 0; i < lb.length; i++) bias[i]! += scale * lb[i]!;
-    }
-    const a = read(t.A);
-    const b = transpose(read(t.B), module.outFeatures, rank, scale);
-    let dora: Float32Array | null = null;
-    if (config.useDora) {
-      if (!t.magnitude)
-        throw new AdapterWeightsError(
-          `adapter_model.safetensors lacks the DoRA magnitude vector (lora_magnitude_vector) of "${module.name}", but use_dora is true`,
-          { param: 'use_dora' },
-        );
-      const m = read(t.magnitude);
-      if (m.length !== module.outFeatures)
-        throw new AdapterWeightsError(`"${t.magnitude}" has ${m.length} values, the layer has ${module.outFeatures} outputs`);
-      dora = doraScale(m, model.weights.readF32(module.weight), a, b, module, rank);
-    }
-    const slot: SlotModule = { rank, a, b, bias, dora };
-    bytes += (a.length + b.length + (bias?.length ?? 0) + (dora?.length ?? 0)) * 4;
-    modules.set(module.name, slot);
   }
-  // Trained biases of linear layers that carry no LoRA (bias="all").
-  for (const [name, t] of present) {
-    if (modules.has(name) || !t.bias) continue;
-    if (loraModules && !loraModules.has(name)) {
-      throw new AdapterUnsupportedFeatureError(
-        `adapter trains the bias of "${name}", which this server does not serve LoRA on; restart it with that module in --lora-modules`,
-        { param: 'bias' },
-      );
-    }
-    const bias = biasDelta(t.bias, byName.get(name)!);
-    modules.set(name, { rank: 0, a: new Float32Array(0), b: new Float32Array(0), bias, dora: null });
-    bytes += bias.byteLength;
-  }
-  return { config, modules, bytes, summary: summarizeAdapter(config, targeted) };
+}
+
+/** Host bytes the slot tensors take. */
+function hostBytes(modules: Iterable<SlotModule>): number {
+  let bytes = 0;
+  for (const m of modules) bytes += (m.a.length + m.b.length + (m.bias?.length ?? 0) + (m.dora?.length ?? 0)) * 4;
+  return bytes;
 }

@@ -10,8 +10,6 @@ import { LoraServeError, RequestCancelledError, RequestTimeoutError } from '../e
 import type { Generation, GenerationResult } from '../engine/index.js';
 import { generateRequest, requestError, type CompletionPrompt, type SamplingBody } from './completion-request.js';
 import { LogprobWire } from './logprobs-wire.js';
-import type { RequestTrack } from './metrics.js';
-import type { Admission } from './rate-limit.js';
 import type { ResolvedModel, Serving } from './serving.js';
 import { SseWriter } from './sse.js';
 import { ToolCallStream, toolCallChoice, type ToolUse } from './tool-calls.js';
@@ -37,102 +35,137 @@ interface Choice {
   gen: Generation;
 }
 
+/** How a request ended, as its metrics count it: the HTTP status, and its tokens when it produced a result. */
+interface Outcome {
+  status: number;
+  usage?: Usage;
+}
+
+type Usage = { promptTokens: number; completionTokens: number; cachedTokens: number };
+
+/** What every chunk or body of one answer shares. */
+interface AnswerIds {
+  id: string;
+  created: number;
+  wire: LogprobWire;
+}
+
 export async function serveCompletion(serving: Serving, request: FastifyRequest, reply: FastifyReply, c: Completion): Promise<unknown> {
   // OpenAI's end-user id: kept in the request log, so abuse can be traced to a client's user.
   if (c.body.user) request.log.info({ user: c.body.user, model: c.model.id }, 'completion for an end user');
   const track = serving.metrics.track(c.model.id, c.endpoint);
+  // Every way a request ends is counted here, once: refused by a check, by admission or by the
+  // engine, failed, answered, or streamed (a stream's error goes out as an event, not a status line).
+  try {
+    const { body, outcome } = await answer(serving, request, reply, c, track.token);
+    track.done(outcome.status, outcome.usage);
+    return body;
+  } catch (err) {
+    track.done((err as { status?: number }).status ?? 500);
+    throw err;
+  }
+}
+
+/** Checks, admits and runs the request, and answers it as a JSON body or a stream. */
+async function answer(
+  serving: Serving,
+  request: FastifyRequest,
+  reply: FastifyReply,
+  c: Completion,
+  token: () => void,
+): Promise<{ body: unknown; outcome: Outcome }> {
   const param = c.endpoint === 'chat' ? 'messages' : 'prompt';
-  const logprobs = c.logprobs === null ? {} : { logprobs: c.logprobs };
-  const reqs = c.prompts.map((p) => ({
-    ...generateRequest(
-      c.body,
-      p.tokens,
-      { ...serving.config, maxContext: serving.engine.options.maxContext },
-      param,
-      serving.samplingDefaults,
-    ),
-    ...logprobs,
-    promptLogprobs: c.logprobs !== null && p.echo !== undefined,
-  }));
+  const reqs = engineRequests(serving, c, param);
   // Compiled after the cheap checks above, so a request they refuse never pays for a grammar.
   const constraint = c.tools?.grammar
     ? await serving.structuredOutput.toolCalls(c.tools.grammar)
     : await serving.structuredOutput.constraint(c.body.response_format);
   const tenant = request.caller.tenant;
-  let admission: Admission;
-  try {
-    admission = serving.admit(request.caller, {
-      promptTokens: c.prompts.reduce((sum, p) => sum + p.tokens.length, 0),
-      sequences: reqs.length * (c.body.n ?? 1),
-    });
-  } catch (err) {
-    track.done((err as { status?: number }).status ?? 500);
-    throw err;
-  }
+  const admission = serving.admit(request.caller, {
+    promptTokens: c.prompts.reduce((sum, p) => sum + p.tokens.length, 0),
+    sequences: reqs.length * (c.body.n ?? 1),
+  });
   reply.headers(admission.headers);
   const limit = requestLimit(serving, reply);
   const choices: Choice[] = [];
-  // The tenant's in-flight count and token bucket are settled once every generation has ended.
-  const settle = () =>
+  try {
+    try {
+      for (const [i, req] of reqs.entries()) {
+        const constrained = { ...req, tenant, ...(constraint ? { constraint } : {}) };
+        for (const gen of await serving.startChoices(c.model, constrained, c.body.n ?? 1, limit.signal))
+          choices.push({ prompt: c.prompts[i]!, gen });
+      }
+    } catch (err) {
+      for (const ch of choices) ch.gen.cancel();
+      const reason = limit.reason() ?? requestError(err, param);
+      if ((reason as { status?: number }).status === 429) serving.limiter.refused(tenant);
+      throw reason;
+    }
+    const ctx: AnswerIds = {
+      id: `${c.shape.idPrefix}${randomUUID().replaceAll('-', '')}`,
+      created: Math.floor(Date.now() / 1000),
+      wire: new LogprobWire(serving.engine.tokenizer),
+    };
+    if (c.body.stream) {
+      const outcome = await stream(new SseWriter(reply, String(request.id)), choices, limit.signal, c, ctx, token, request.log);
+      return { body: reply, outcome };
+    }
+    return await whole(choices, limit.signal, c, ctx, token);
+  } finally {
+    // The tenant's in-flight count and token bucket are settled once every generation has ended.
     void Promise.allSettled(choices.map((ch) => ch.gen.result)).then((rs) =>
       admission.settle(rs.reduce((sum, r) => sum + (r.status === 'fulfilled' ? r.value.completionTokens : 0), 0)),
     );
+    limit.clear();
+  }
+}
+
+/** One engine request per prompt, checked against the server's limits; `param` names the prompt's field. */
+function engineRequests(serving: Serving, c: Completion, param: 'messages' | 'prompt') {
+  const logprobs = c.logprobs === null ? {} : { logprobs: c.logprobs };
+  const limits = { ...serving.config, maxContext: serving.engine.options.maxContext };
+  return c.prompts.map((p) => ({
+    ...generateRequest(c.body, p.tokens, limits, param, serving.samplingDefaults),
+    ...logprobs,
+    promptLogprobs: c.logprobs !== null && p.echo !== undefined,
+  }));
+}
+
+/** Waits for every choice and answers them in one JSON body. */
+async function whole(
+  choices: Choice[],
+  signal: AbortSignal,
+  c: Completion,
+  ctx: AnswerIds,
+  token: () => void,
+): Promise<{ body: unknown; outcome: Outcome }> {
+  let results: GenerationResult[];
   try {
-    for (const [i, req] of reqs.entries()) {
-      const constrained = { ...req, tenant, ...(constraint ? { constraint } : {}) };
-      for (const gen of await serving.startChoices(c.model, constrained, c.body.n ?? 1, limit.signal))
-        choices.push({ prompt: c.prompts[i]!, gen });
-    }
+    results = await Promise.all(
+      choices.map(async (ch) => {
+        for await (const _ of untilAborted(ch.gen, signal)) token();
+        return ch.gen.result;
+      }),
+    );
   } catch (err) {
     for (const ch of choices) ch.gen.cancel();
-    settle();
-    limit.clear();
-    const reason = limit.reason() ?? requestError(err, param);
-    const status = (reason as { status?: number }).status ?? 500;
-    if (status === 429) serving.limiter.refused(tenant);
-    track.done(status);
-    throw reason;
+    throw err;
   }
-  const id = `${c.shape.idPrefix}${randomUUID().replaceAll('-', '')}`;
-  const created = Math.floor(Date.now() / 1000);
-  const wire = new LogprobWire(serving.engine.tokenizer);
-  try {
-    if (!c.body.stream) {
-      let results: GenerationResult[];
-      try {
-        results = await Promise.all(
-          choices.map(async (ch) => {
-            for await (const _ of untilAborted(ch.gen, limit.signal)) track.token();
-            return ch.gen.result;
-          }),
-        );
-      } catch (err) {
-        for (const ch of choices) ch.gen.cancel();
-        track.done((err as { status?: number }).status ?? 500);
-        throw err;
-      }
-      const total = totalUsage(choices, results);
-      track.done(200, total);
-      return {
-        id,
-        object: c.shape.object,
-        created,
-        model: c.model.id,
-        choices: results.map((r, i) => {
-          const echo = choices[i]!.prompt.echo;
-          const logprobs = c.logprobs === null ? null : c.shape.logprobs(wire, resultSpan(choices[i]!, r));
-          if (c.tools) return toolCallChoice(i, r.text, r.finishReason, logprobs);
-          return c.shape.choice(i, (echo ?? '') + r.text, r.finishReason, logprobs);
-        }),
-        usage: usage(total),
-      };
-    }
-    await stream(new SseWriter(reply, String(request.id)), choices, limit.signal, c, { id, created, wire }, track, request.log);
-    return reply;
-  } finally {
-    settle();
-    limit.clear();
-  }
+  const total = totalUsage(choices, results);
+  const body = {
+    id: ctx.id,
+    object: c.shape.object,
+    created: ctx.created,
+    model: c.model.id,
+    choices: results.map((r, i) => {
+      const echo = choices[i]!.prompt.echo;
+      const logprobs = c.logprobs === null ? null : c.shape.logprobs(ctx.wire, resultSpan(choices[i]!, r));
+      if (c.tools) return toolCallChoice(i, r.text, r.finishReason, logprobs);
+      return c.shape.choice(i, (echo ?? '') + r.text, r.finishReason, logprobs);
+    }),
+    usage: usage(total),
+  };
+  return { body, outcome: { status: 200, usage: total } };
 }
 
 /** A whole choice's logprobs: the echoed prompt's (first null) then the generated tokens'. */
@@ -147,10 +180,7 @@ function resultSpan(ch: Choice, r: GenerationResult): LogprobSpan {
 }
 
 /** Each prompt counts once (its cached tokens as its first choice found them), each choice's completion tokens add up. */
-function totalUsage(
-  choices: Choice[],
-  results: GenerationResult[],
-): { promptTokens: number; completionTokens: number; cachedTokens: number } {
+function totalUsage(choices: Choice[], results: GenerationResult[]): Usage {
   const firsts = new Map<Choice['prompt'], GenerationResult>();
   choices.forEach((ch, i) => firsts.has(ch.prompt) || firsts.set(ch.prompt, results[i]!));
   return {
@@ -162,17 +192,17 @@ function totalUsage(
 
 /**
  * Streams every choice's chunks as they come (each tagged with its index); a failure mid-stream
- * becomes an error event (the status line is already sent).
+ * becomes an error event (the status line is already sent) and the outcome carries its status.
  */
 async function stream(
   sse: SseWriter,
   choices: Choice[],
   signal: AbortSignal,
   c: Completion,
-  ctx: { id: string; created: number; wire: LogprobWire },
-  track: RequestTrack,
+  ctx: AnswerIds,
+  token: () => void,
   log: FastifyBaseLogger,
-): Promise<void> {
+): Promise<Outcome> {
   const frame = (chunks: unknown[], extra: Record<string, unknown> = {}) => ({
     id: ctx.id,
     created: ctx.created,
@@ -206,7 +236,7 @@ async function stream(
     };
     for await (const d of untilAborted(ch.gen.deltas(), signal)) {
       open();
-      track.token();
+      token();
       send(d.text, null, d.logprobs.length ? { tokens: d.logprobs.map((l) => l.token), logprobs: d.logprobs, offset } : null);
     }
     const result = await ch.gen.result;
@@ -219,7 +249,7 @@ async function stream(
     const total = totalUsage(choices, results);
     if (c.body.stream_options?.include_usage) sse.send(frame([], { usage: usage(total) }));
     sse.done();
-    track.done(200, total);
+    return { status: 200, usage: total };
   } catch (err) {
     for (const ch of choices) ch.gen.cancel();
     const known = err instanceof LoraServeError;
@@ -231,7 +261,7 @@ async function stream(
         : { message: 'generation failed', type: 'server_error', code: 'internal_error', param: null },
     });
     sse.done();
-    track.done(known ? err.status : 500);
+    return { status: known ? err.status : 500 };
   } finally {
     sse.end();
   }

@@ -117,27 +117,67 @@ function batchLoss(lm: TfCausalLM, batch: Example[], pad: number, dropout: numbe
   });
 }
 
-export async function train(options: TrainOptions): Promise<TrainResult> {
-  const o = options;
+export async function train(o: TrainOptions): Promise<TrainResult> {
   const { backend } = await initTf();
   const model = loadHfModel(o.modelDir);
-  const tokenizer = await Tokenizer.load(model.dir);
-  const examples = loadDataset(o.dataPath, tokenizer, o.maxSeq);
-  const r = rng(o.seed);
-  const shuffle = <T>(items: T[]) =>
+  let lm: TfCausalLM | undefined;
+  let optimizer: tf.Optimizer | undefined;
+  try {
+    const tokenizer = await Tokenizer.load(model.dir);
+    const shuffle = shuffler(o.seed);
+    const data = splitData(o, tokenizer, shuffle);
+    lm = new TfCausalLM(model, o.full ? 'full' : 'lora', loraSetup(o, model), o.seed);
+    optimizer = tf.train.adam(o.learningRate, 0.9, 0.999, 1e-8);
+    const variables = lm.trainableVariables();
+    const stepper: Stepper = {
+      lm,
+      optimizer,
+      variables,
+      decayed: variables.filter((v) => v.shape.length >= 2),
+      pad: model.generation.padTokenId ?? model.generation.eosTokenIds[0] ?? 0,
+    };
+    const result = runEpochs(o, data, stepper, backend);
+    await writeOutput(lm, model, o, result);
+    return result;
+  } finally {
+    lm?.dispose();
+    optimizer?.dispose();
+    model.weights.close();
+  }
+}
+
+/** A seeded shuffle; every call draws from the same stream, so a run repeats with its seed. */
+function shuffler(seed: number): <T>(items: T[]) => T[] {
+  const r = rng(seed);
+  return (items) =>
     items
       .map((e) => ({ e, k: r.next() }))
       .sort((a, b) => a.k - b.k)
       .map((x) => x.e);
+}
+
+interface TrainingData {
+  train: Example[];
+  /** Never trained on: held out of dataPath, or all of valDataPath. */
+  val: Example[];
+  /** Replay examples mixed into each epoch. */
+  replayCount: number;
+  /** One epoch's examples: the training set and a fresh replay sample, shuffled. */
+  epoch(): Example[];
+}
+
+/** The dataset split into training and validation, and the replay data drawn for each epoch. */
+function splitData(o: TrainOptions, tokenizer: Tokenizer, shuffle: <T>(items: T[]) => T[]): TrainingData {
+  const examples = loadDataset(o.dataPath, tokenizer, o.maxSeq);
   const order = shuffle(examples);
   const valCount = o.valDataPath || examples.length < 10 ? 0 : Math.max(1, Math.round(examples.length * o.valSplit));
   const val = o.valDataPath ? loadDataset(o.valDataPath, tokenizer, o.maxSeq) : order.slice(0, valCount);
-  const trainSet = order.slice(valCount);
-  if (trainSet.length === 0) throw new DatasetError(`${o.dataPath}: no examples left for training after the validation split`);
+  const train = order.slice(valCount);
+  if (train.length === 0) throw new DatasetError(`${o.dataPath}: no examples left for training after the validation split`);
   const replayShare = o.replayDataPath ? (o.replayShare ?? 0) : 0;
   if (!(replayShare >= 0 && replayShare < 1)) throw new ConfigError(`replayShare must be in [0, 1), got ${o.replayShare}`);
   const replayPool = o.replayDataPath && replayShare > 0 ? loadDataset(o.replayDataPath, tokenizer, o.maxSeq) : [];
-  const replayCount = Math.round((trainSet.length * replayShare) / (1 - replayShare));
+  const replayCount = Math.round((train.length * replayShare) / (1 - replayShare));
   // A fresh draw each epoch, cycling through the whole pool before repeating an example.
   let replayQueue: Example[] = [];
   const replaySample = (): Example[] => {
@@ -148,28 +188,33 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     }
     return out;
   };
+  return { train, val, replayCount, epoch: () => shuffle([...train, ...replaySample()]) };
+}
 
-  const peft = o.full
-    ? null
-    : parsePeftConfig(
-        JSON.stringify(peftConfig({ r: o.r, lora_alpha: o.alpha, target_modules: o.targetModules, use_rslora: o.useRslora })),
-      );
-  const modules = peft ? resolveTargets(peft, model).map((t) => t.module) : [];
-  if (peft && modules.length === 0) {
-    throw new ConfigError(`target modules ${JSON.stringify(o.targetModules)} match no linear layer of ${model.id}`);
-  }
-  const lm = new TfCausalLM(
-    model,
-    o.full ? 'full' : 'lora',
-    peft ? { r: o.r, alpha: o.alpha, dropout: o.dropout, useRslora: o.useRslora, modules } : null,
-    o.seed,
+/** The LoRA layers to train (null when training the full model); targets that match nothing are a ConfigError. */
+function loraSetup(o: TrainOptions, model: HfModel): ConstructorParameters<typeof TfCausalLM>[2] {
+  if (o.full) return null;
+  const peft = parsePeftConfig(
+    JSON.stringify(peftConfig({ r: o.r, lora_alpha: o.alpha, target_modules: o.targetModules, use_rslora: o.useRslora })),
   );
-  const pad = model.generation.padTokenId ?? model.generation.eosTokenIds[0] ?? 0;
-  const optimizer = tf.train.adam(o.learningRate, 0.9, 0.999, 1e-8);
-  const variables = lm.trainableVariables();
-  const decayed = variables.filter((v) => v.shape.length >= 2);
+  const modules = resolveTargets(peft, model).map((t) => t.module);
+  if (modules.length === 0) throw new ConfigError(`target modules ${JSON.stringify(o.targetModules)} match no linear layer of ${model.id}`);
+  return { r: o.r, alpha: o.alpha, dropout: o.dropout, useRslora: o.useRslora, modules };
+}
 
-  const stepsPerEpoch = Math.ceil((trainSet.length + replayCount) / (o.batchSize * o.gradAccum));
+/** What an optimizer step works on. */
+interface Stepper {
+  lm: TfCausalLM;
+  optimizer: tf.Optimizer;
+  variables: tf.Variable[];
+  /** The matrices AdamW's weight decay applies to (not norms or biases). */
+  decayed: tf.Variable[];
+  pad: number;
+}
+
+/** Every epoch's optimizer steps, with the validation loss before the first epoch and after each. */
+function runEpochs(o: TrainOptions, data: TrainingData, stepper: Stepper, backend: string): TrainResult {
+  const stepsPerEpoch = Math.ceil((data.train.length + data.replayCount) / (o.batchSize * o.gradAccum));
   const total = stepsPerEpoch * o.epochs;
   const progress = o.quiet ? null : new Progress(`train (${backend})`, total);
   const result: TrainResult = {
@@ -177,71 +222,30 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     steps: total,
     trainLoss: [],
     valLoss: [],
-    heldOutLines: o.valDataPath ? [] : val.map((e) => e.line).sort((a, b) => a - b),
+    heldOutLines: o.valDataPath ? [] : data.val.map((e) => e.line).sort((a, b) => a - b),
     seconds: 0,
   };
   const started = performance.now();
   let step = 0;
   const evaluate = (epoch: number) => {
-    if (!val.length) return;
-    let sum = 0;
-    for (let i = 0; i < val.length; i += o.batchSize) {
-      const l = batchLoss(lm, val.slice(i, i + o.batchSize), pad, 0);
-      sum += l.dataSync()[0]! * Math.min(o.batchSize, val.length - i);
-      l.dispose();
-    }
-    result.valLoss.push({ step, epoch, loss: sum / val.length });
+    if (data.val.length) result.valLoss.push({ step, epoch, loss: validationLoss(stepper, data.val, o.batchSize) });
   };
   evaluate(0);
   for (let epoch = 1; epoch <= o.epochs; epoch++) {
-    const shuffled = shuffle([...trainSet, ...replaySample()]);
+    const shuffled = data.epoch();
     for (let s = 0; s < stepsPerEpoch; s++) {
       const stepStart = performance.now();
       const lr = learningRate(o, step, total);
-      let tokens = 0;
-      let lossSum = 0;
-      let micro = 0;
-      let accumulated: Record<string, tf.Tensor> | null = null;
+      const micro: Example[][] = [];
       for (let a = 0; a < o.gradAccum; a++) {
         const from = (s * o.gradAccum + a) * o.batchSize;
         const batch = shuffled.slice(from, from + o.batchSize);
         if (!batch.length) break;
-        tokens += batch.reduce((n, e) => n + e.tokens.length, 0);
-        const { value, grads } = tf.variableGrads(() => batchLoss(lm, batch, pad, o.dropout), variables);
-        lossSum += value.dataSync()[0]!;
-        value.dispose();
-        micro++;
-        if (!accumulated) accumulated = grads;
-        else {
-          for (const k of Object.keys(grads)) {
-            const sum = tf.add(accumulated[k]!, grads[k]!);
-            accumulated[k]!.dispose();
-            grads[k]!.dispose();
-            accumulated[k] = sum;
-          }
-        }
+        micro.push(batch);
       }
-      if (!accumulated) continue;
-      let averaged = tf.tidy(() => Object.fromEntries(Object.entries(accumulated!).map(([k, g]) => [k, tf.div(g, micro)])));
-      if (o.maxGradNorm) {
-        const norm = tf.tidy(() => Math.sqrt(tf.addN(Object.values(averaged).map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
-        // A loss spike early on (an adapter starting far from its answers) would otherwise throw the weights off.
-        if (norm > o.maxGradNorm) {
-          const clipped = tf.tidy(() =>
-            Object.fromEntries(Object.entries(averaged).map(([k, g]) => [k, tf.mul(g, o.maxGradNorm! / norm)])),
-          );
-          for (const g of Object.values(averaged)) g.dispose();
-          averaged = clipped;
-        }
-      }
-      for (const g of Object.values(accumulated)) g.dispose();
-      (optimizer as unknown as { learningRate: number }).learningRate = lr;
-      optimizer.applyGradients(averaged as unknown as Parameters<typeof optimizer.applyGradients>[0]);
-      for (const g of Object.values(averaged)) g.dispose();
-      // AdamW: decoupled weight decay on matrices (not norms or biases).
-      if (o.weightDecay > 0) for (const v of decayed) tf.tidy(() => v.assign(tf.mul(v, 1 - lr * o.weightDecay)));
+      if (!micro.length) continue;
+      const { loss, tokens } = optimizerStep(stepper, micro, lr, o);
       step++;
-      const loss = lossSum / micro;
       const tokensPerSecond = tokens / ((performance.now() - stepStart) / 1000);
       result.trainLoss.push({ step, epoch, loss, lr, tokensPerSecond });
       o.onStep?.({ step, loss });
@@ -250,11 +254,64 @@ export async function train(options: TrainOptions): Promise<TrainResult> {
     evaluate(epoch);
   }
   result.seconds = (performance.now() - started) / 1000;
-  await writeOutput(lm, model, o, result);
-  lm.dispose();
-  optimizer.dispose();
-  model.weights.close();
   return result;
+}
+
+/** Mean loss over the validation set, without dropout. */
+function validationLoss({ lm, pad }: Stepper, val: Example[], batchSize: number): number {
+  let sum = 0;
+  for (let i = 0; i < val.length; i += batchSize) {
+    const l = batchLoss(lm, val.slice(i, i + batchSize), pad, 0);
+    sum += l.dataSync()[0]! * Math.min(batchSize, val.length - i);
+    l.dispose();
+  }
+  return sum / val.length;
+}
+
+/**
+ * One update from the gradients of `micro` batches averaged (clipped to maxGradNorm), then AdamW's
+ * decoupled weight decay. Returns the batches' mean loss and their token count.
+ */
+function optimizerStep(t: Stepper, micro: Example[][], lr: number, o: TrainOptions): { loss: number; tokens: number } {
+  let tokens = 0;
+  let lossSum = 0;
+  let accumulated: Record<string, tf.Tensor> | null = null;
+  for (const batch of micro) {
+    tokens += batch.reduce((n, e) => n + e.tokens.length, 0);
+    const { value, grads } = tf.variableGrads(() => batchLoss(t.lm, batch, t.pad, o.dropout), t.variables);
+    lossSum += value.dataSync()[0]!;
+    value.dispose();
+    if (!accumulated) accumulated = grads;
+    else {
+      for (const k of Object.keys(grads)) {
+        const sum = tf.add(accumulated[k]!, grads[k]!);
+        accumulated[k]!.dispose();
+        grads[k]!.dispose();
+        accumulated[k] = sum;
+      }
+    }
+  }
+  const averaged = clipped(
+    tf.tidy(() => Object.fromEntries(Object.entries(accumulated!).map(([k, g]) => [k, tf.div(g, micro.length)]))),
+    o.maxGradNorm,
+  );
+  for (const g of Object.values(accumulated!)) g.dispose();
+  (t.optimizer as unknown as { learningRate: number }).learningRate = lr;
+  t.optimizer.applyGradients(averaged as unknown as Parameters<typeof t.optimizer.applyGradients>[0]);
+  for (const g of Object.values(averaged)) g.dispose();
+  if (o.weightDecay > 0) for (const v of t.decayed) tf.tidy(() => v.assign(tf.mul(v, 1 - lr * o.weightDecay)));
+  return { loss: lossSum / micro.length, tokens };
+}
+
+/** Gradients scaled down to a global norm of `maxNorm` when over it (the ones passed in are then disposed). */
+function clipped(grads: Record<string, tf.Tensor>, maxNorm: number | undefined): Record<string, tf.Tensor> {
+  if (!maxNorm) return grads;
+  const norm = tf.tidy(() => Math.sqrt(tf.addN(Object.values(grads).map((g) => tf.sum(tf.square(g)))).dataSync()[0]!));
+  // A loss spike early on (an adapter starting far from its answers) would otherwise throw the weights off.
+  if (!(norm > maxNorm)) return grads;
+  const scaled = tf.tidy(() => Object.fromEntries(Object.entries(grads).map(([k, g]) => [k, tf.mul(g, maxNorm / norm)])));
+  for (const g of Object.values(grads)) g.dispose();
+  return scaled;
 }
 
 async function writeOutput(lm: TfCausalLM, model: HfModel, o: TrainOptions, result: TrainResult): Promise<void> {

@@ -11,12 +11,12 @@ import { tempDir } from '../helpers/adapters.js';
 const MAIN = fileURLToPath(new URL('../../src/cli/main.ts', import.meta.url));
 
 /** Runs the CLI in a child process and returns its exit status and stderr. */
-function cli(args: string[]): Promise<{ status: number | null; stderr: string }> {
+function cli(args: string[], env: Record<string, string> = {}): Promise<{ status: number | null; stderr: string }> {
   return new Promise((resolve) => {
     execFile(
       process.execPath,
       ['--import', 'tsx', MAIN, ...args],
-      { env: { ...process.env, LORASERVE_LOG_LEVEL: 'silent' } },
+      { env: { ...process.env, LORASERVE_LOG_LEVEL: 'silent', ...env } },
       (err, _stdout, stderr) => {
         resolve({ status: err ? (err.code as number) : 0, stderr });
       },
@@ -95,5 +95,17 @@ describe('loraserve CLI errors: one line on stderr, exit status 2', () => {
     ]);
     assert.equal(r.status, 2);
     oneLine(r.stderr, /^loraserve: this server runs without adapter slots \(--slots 0\)/);
+  });
+
+  it('--provider webgpu without a Vulkan adapter: exit 2, its last line says why (Dawn prints its own diagnostics first)', async () => {
+    const dir = join(tempDir(), 'm');
+    writeRandomModel(dir, { family: 'gpt2', seed: 5 });
+    // No driver manifest: the Vulkan loader finds no adapter, as on a machine without a GPU or Mesa.
+    const r = await cli(['serve', '--model', dir, '--adapters', join(tempDir(), 'adapters'), '--provider', 'webgpu', '--port', '0'], {
+      VK_ICD_FILENAMES: '/nonexistent/icd.json',
+      VK_DRIVER_FILES: '/nonexistent/icd.json',
+    });
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr.trim().split('\n').at(-1)!, /^loraserve: execution provider "webgpu" could not start: .*adapter/i);
   });
 });

@@ -8,8 +8,9 @@ import { skipWithoutWebgpu } from '../helpers/webgpu.js';
 const ROOT = join(import.meta.dirname, '..', '..');
 
 /**
- * The engine-level reference tests (float64 reference logits, logprobs, schedulers, merges,
- * quantization), each written once against `createEngine`, run again on the other backends.
+ * The engine-level reference tests (float64 reference logits, logprobs, schedulers with n choices,
+ * merges, quantization, grammar-constrained decoding), each written once against `createEngine`,
+ * run again on the other backends.
  */
 const PARITY_SUITE = [
   'tests/model/forward.test.ts',
@@ -23,6 +24,7 @@ const PARITY_SUITE = [
   'tests/engine/prefix-cache.test.ts',
   'tests/engine/scheduler.test.ts',
   'tests/engine/quantize.test.ts',
+  'tests/grammar/structured-output.test.ts',
 ];
 
 function runSuite(backend: BackendName): void {

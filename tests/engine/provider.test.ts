@@ -26,4 +26,27 @@ describe('execution provider selection', () => {
       return true;
     });
   });
+
+  it('a GPU provider refuses the host KV cache (it keeps the cache on the device)', async () => {
+    const dir = join(tempDir(), 'm');
+    writeRandomModel(dir, { family: 'gpt2', seed: 2 });
+    await assert.rejects(
+      Engine.create({ modelDir: dir, provider: 'webgpu', kvCache: 'host', slots: 0 }),
+      (err: Error & { code?: string }) => {
+        assert.equal(err.code, 'invalid_config');
+        assert.match(err.message, /host KV cache runs on the cpu provider only/);
+        return true;
+      },
+    );
+  });
+
+  it('the cpu provider keeps the cache on the host unless told otherwise', async () => {
+    const dir = join(tempDir(), 'm');
+    writeRandomModel(dir, { family: 'gpt2', seed: 2 });
+    const host = await Engine.create({ modelDir: dir, slots: 0 });
+    const device = await Engine.create({ modelDir: dir, slots: 0, kvCache: 'device' });
+    assert.deepEqual([host.kvResidency, device.kvResidency], ['host', 'device']);
+    await host.close();
+    await device.close();
+  });
 });

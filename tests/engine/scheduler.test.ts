@@ -58,6 +58,21 @@ describe('continuous batching scheduler', () => {
     for (const g of gens) assert.equal((await g.result).finishReason, 'length');
   });
 
+  it('n choices continue from copies of the prompt row: greedy choices equal the single answer, seeded ones differ', async () => {
+    const request = { promptTokens: prompt('the cache row is copied'), slot: 1, maxTokens: 10, ignoreEos: true };
+    const alone = await collect(engine.generate({ ...request, sampling: greedy }));
+    const greedyChoices = await Promise.all(engine.generateChoices({ ...request, sampling: greedy }, 3).map(collect));
+    for (const c of greedyChoices) assert.equal(c.text, alone.text);
+    const sampled = engine.generateChoices({ ...request, sampling: { temperature: 1.5, seed: 7 } }, 3);
+    const texts = (await Promise.all(sampled.map(collect))).map((c) => c.text);
+    assert.ok(new Set(texts).size > 1, 'choices sample with seeds seed, seed + 1, …');
+    const again = await Promise.all(engine.generateChoices({ ...request, sampling: { temperature: 1.5, seed: 7 } }, 3).map(collect));
+    assert.deepEqual(
+      again.map((c) => c.text),
+      texts,
+    );
+  });
+
   it('cancellation frees the row at the next step and the others carry on', async () => {
     const ctl = new AbortController();
     const long = engine.generate({ promptTokens: prompt('cancel me'), maxTokens: 200, sampling: greedy, signal: ctl.signal });

@@ -10,7 +10,8 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { Ajv2020 } from 'ajv/dist/2020.js';
 import ajvFormats from 'ajv-formats';
-import { Engine, type GenerationResult } from '../../src/engine/index.js';
+import type { Engine, GenerationResult } from '../../src/engine/index.js';
+import { createEngine } from '../helpers/backend.js';
 import { StructuredOutput, type OutputConstraint } from '../../src/grammar/index.js';
 import { readAdapterFolder } from '../../src/lora/index.js';
 import { writeRandomModel } from '../../src/testing/index.js';
@@ -113,7 +114,7 @@ describe('structured output on a random model with a byte vocabulary', () => {
   let run: Run;
   before(async () => {
     const tiny = writeRandomModel(join(tempDir(), 'bytes'), { family: 'llama', seed: 5 });
-    const engine = await Engine.create({ modelDir: tiny.dir, slots: 0, maxRank: 0 });
+    const engine = await createEngine({ modelDir: tiny.dir, slots: 0, maxRank: 0 });
     run = { engine, structured: structured(engine) };
   });
   after(() => run.engine.close());
@@ -149,7 +150,7 @@ describe('structured output on a random model with a byte vocabulary', () => {
 describe('a schema XGrammar itself fails on', () => {
   it("is a 400 carrying XGrammar's reason, and the next schema compiles and decodes on a fresh instance", async () => {
     const tiny = writeRandomModel(join(tempDir(), 'fails'), { family: 'llama', seed: 9 });
-    const engine = await Engine.create({ modelDir: tiny.dir, slots: 0, maxRank: 0 });
+    const engine = await createEngine({ modelDir: tiny.dir, slots: 0, maxRank: 0 });
     try {
       const run = { engine, structured: structured(engine) };
       await assert.rejects(
@@ -180,7 +181,7 @@ describe('structured output on a random model with multi-character BPE tokens', 
     texts.push('{"name":"Kim","age":41,"member":true,"tags":["vip"]}', '{"x":1,"y":-2}', '[1,"yes",false] 2024-05-06 a@b.io');
     const merges = trainByteLevelBpe(texts, 300);
     const tiny = writeRandomModel(join(tempDir(), 'bpe'), { family: 'qwen2', seed: 6, merges, vocabSize: 256 + merges.length + 8 });
-    const engine = await Engine.create({ modelDir: tiny.dir, slots: 0, maxRank: 0 });
+    const engine = await createEngine({ modelDir: tiny.dir, slots: 0, maxRank: 0 });
     run = { engine, structured: structured(engine) };
   });
   after(() => run.engine.close());
@@ -194,7 +195,7 @@ describe('structured output on a random model with multi-character BPE tokens', 
 describe('structured output on the embedded demo model through an adapter', () => {
   let run: Run;
   before(async () => {
-    const engine = await Engine.create({ modelDir: join(root, 'models/loraserve-demo'), slots: 1, maxRank: 32 });
+    const engine = await createEngine({ modelDir: join(root, 'models/loraserve-demo'), slots: 1, maxRank: 32 });
     const files = readAdapterFolder(join(root, 'adapters/medical'));
     engine.slots!.write(1, engine.parseAdapter(files.config, files.weights));
     run = { engine, structured: structured(engine) };

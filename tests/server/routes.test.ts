@@ -254,6 +254,26 @@ describe('routes', () => {
     }
   });
 
+  it("a request the server's limits refuse is counted under its 400 in the request metrics", async () => {
+    const refused = async (endpoint: string) => {
+      const m = (await s.app.inject({ method: 'GET', url: '/metrics' })).body;
+      const line = `loraserve_requests_total{adapter="two",endpoint="${endpoint}",status="400"} `;
+      return Number(
+        m
+          .split('\n')
+          .find((l) => l.startsWith(line))
+          ?.slice(line.length) ?? 0,
+      );
+    };
+    const before = { chat: await refused('chat'), completions: await refused('completions') };
+    const tooLong = await post('/v1/completions', { model: 'two', prompt: 'x'.repeat(300) });
+    assert.equal(tooLong.json().error.code, 'prompt_too_long');
+    const overCap = await post('/v1/chat/completions', chatBody({ model: 'two', max_tokens: 100000 }));
+    assert.equal(overCap.json().error.code, 'max_tokens_too_large');
+    assert.equal(await refused('completions'), before.completions + 1);
+    assert.equal(await refused('chat'), before.chat + 1);
+  });
+
   it('shutting down: /ready and new requests answer 503', async () => {
     s.serving.shuttingDown = true;
     try {
