@@ -13,6 +13,8 @@
  *   decode-step time at 64 and 512 cached positions (batch 32), and a long-context run (prompt 512, 128 generated)
  *   fairness tenant A floods (64 streams × 128 tokens over 2 adapters) while tenant B sends 16-token requests
  *            one at a time on a third; two tenants at weights 1:3 share the batch (fairness.ts)
+ *   prefix   time to first token of a 512-token cached system prompt + 32 new tokens against it read whole, and
+ *            16 conversations of 4 turns over the 8 adapters with the prefix cache against without (prefix.ts)
  * Qwen2.5-0.5B shape (BF16 on disk): batch 1 and 32, decode-step times, resident memory in a child process.
  */
 import { spawn, spawnSync } from 'node:child_process';
@@ -29,6 +31,7 @@ import { writeGgufLora, writeGgufModel, writeRandomAdapter } from '../testing/in
 import { rng } from '../util/rng.js';
 import { Progress } from '../util/progress.js';
 import { fairnessRun } from './fairness.js';
+import { prefixRun } from './prefix.js';
 import { runLlamaPeer, type LlamaPeerResult } from './llama-peer.js';
 import { decodeStepCost, decodeStepMs, runRequests, type Latency, type Throughput } from './measure.js';
 import type { RssProbeResult } from './rss-probe.js';
@@ -191,6 +194,14 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
           weightedTokens: 32,
         },
   );
+  log('(g) prefix cache: a cached system prompt, and multi-turn chats over the adapters');
+  const prefix = await prefixRun(
+    lora,
+    Array.from({ length: ADAPTERS }, (_, i) => slotOfRow(ADAPTERS)(i)),
+    opts.quick
+      ? { system: 64, tail: 8, repeats: 3, conversations: 4, turns: 2, question: 8, answer: 8 }
+      : { system: 512, tail: 32, repeats: 5, conversations: 16, turns: 4, question: 32, answer: 32 },
+  );
   await lora.close();
 
   const base = await Engine.create({ modelDir, slots: 0, maxBatch: CONCURRENT, threads, quantize, provider });
@@ -252,6 +263,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
       },
       long_context: long,
       fairness,
+      prefix_cache: prefix,
     },
     summary: {
       hetero_vs_serial: +(hetero.tokens_per_s / serial.tokens_per_s).toFixed(3),
@@ -265,6 +277,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
       ).toFixed(3),
       tools_vs_free_b32: +(tools.constrained.tokens_per_s / tools.free.tokens_per_s).toFixed(3),
       ...fairness.summary,
+      ...prefix.summary,
     },
   };
 }

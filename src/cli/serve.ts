@@ -37,6 +37,11 @@ const FLAGS = {
     parse: (v: string) => (v === 'all-linear' ? v : list(v)),
   },
   'host-cache-bytes': { key: 'hostCacheBytes', help: 'host-memory bound of parsed adapters', parse: countFlag(1) },
+  'prefix-cache-bytes': {
+    key: 'prefixCacheBytes',
+    help: 'memory bound of cached prompt prefixes, on the KV cache device (0 or --no-prefix-cache: none)',
+    parse: countFlag(0),
+  },
   'max-batch': { key: 'maxBatch', help: 'rows per forward pass', parse: countFlag(1) },
   'max-batch-tokens': { key: 'maxBatchTokens', help: 'padded prompt tokens per prefill step', parse: countFlag(1) },
   'prefill-chunk': {
@@ -90,6 +95,15 @@ const FLAGS = {
 
 const envOf = (flag: string) => `LORASERVE_${flag.toUpperCase().replaceAll('-', '_')}`;
 
+/** The one switch (a flag without a value); its variable takes 1/true or 0/false. */
+const NO_PREFIX_CACHE = 'no-prefix-cache';
+
+function switchOn(raw: string | undefined, flag: string): boolean {
+  if (raw === undefined || raw === '' || raw === '0' || raw === 'false') return false;
+  if (raw === '1' || raw === 'true') return true;
+  throw new ConfigError(`${envOf(flag)} must be 1, true, 0 or false, not "${raw}"`, { param: flag });
+}
+
 export const DEMO_MODEL = 'models/loraserve-demo';
 
 /** What a flag is when it is not given, as --help shows it. */
@@ -104,13 +118,19 @@ export function serveUsage(): string {
   const lines = Object.entries(FLAGS).map(
     ([flag, f]) => `  --${flag.padEnd(20)} ${f.help} (default ${shownDefault(DEFAULT_CONFIG[f.key])}; ${envOf(flag)})`,
   );
+  lines.push(
+    `  --${NO_PREFIX_CACHE.padEnd(20)} read every prompt whole, as --prefix-cache-bytes 0 (default off; ${envOf(NO_PREFIX_CACHE)})`,
+  );
   return `loraserve serve [options]\n\n${lines.join('\n')}`;
 }
 
 export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerConfig {
   const { values } = parseArgs({
     args,
-    options: Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }])),
+    options: {
+      ...Object.fromEntries(Object.keys(FLAGS).map((k) => [k, { type: 'string' as const }])),
+      [NO_PREFIX_CACHE]: { type: 'boolean' as const },
+    },
     strict: true,
   });
   const config: Record<string, unknown> = { ...DEFAULT_CONFIG };
@@ -119,6 +139,7 @@ export function parseServeArgs(args: string[], env: NodeJS.ProcessEnv): ServerCo
     if (raw === undefined || raw === '') continue;
     config[spec.key] = spec.parse(raw, flag);
   }
+  if (values[NO_PREFIX_CACHE] || switchOn(env[envOf(NO_PREFIX_CACHE)], NO_PREFIX_CACHE)) config.prefixCacheBytes = 0;
   if (!['cpu', 'cuda', 'webgpu'].includes(config.provider as string)) {
     throw new ConfigError(`--provider must be cpu, cuda or webgpu, not "${String(config.provider)}"`, { param: 'provider' });
   }

@@ -1,5 +1,5 @@
-import { INPUT, KV_GRAPH, kvCopyRowGraph, kvResizeGraph, OUTPUT } from '../model/index.js';
-import { KvRows, type KvDims } from './kv-cache.js';
+import { INPUT, KV_GRAPH, kvCopyRowGraph, kvResizeGraph, kvSliceGraph, kvWriteGraph, OUTPUT } from '../model/index.js';
+import { KvRows, type KvDims, type KvPiece, type KvPlacement } from './kv-cache.js';
 import { type DeviceTensor, type ExecutionProvider, type Feed, OnnxSession } from './onnx-backend.js';
 
 /**
@@ -7,7 +7,8 @@ import { type DeviceTensor, type ExecutionProvider, type Feed, OnnxSession } fro
  * each layer's keys and values `[rows, kvHeads, capacity + 1, headDim]`, where the last column is
  * scratch that padding tokens and idle rows write into and no query ever sees. The step graph
  * scatters its new keys/values in and returns the whole cache as `present_*`, which replaces the
- * old tensors here; re-laying and row copies run as small graphs on the same device. Nothing that
+ * old tensors here; re-laying, row copies and the prefix cache's pieces (sliced out of a row, and
+ * written back into one) run as small graphs on the same device. Nothing that
  * grows with the cached length crosses between host and device.
  *
  * Re-laying and copies are ordered after the bookkeeping that asked for them (which is
@@ -23,6 +24,8 @@ export class DeviceKvCache extends KvRows {
     maxContext: number,
     private readonly resizer: OnnxSession,
     private readonly copier: OnnxSession,
+    private readonly slicer: OnnxSession,
+    private readonly writer: OnnxSession,
   ) {
     super(dims, maxContext);
   }
@@ -31,7 +34,14 @@ export class DeviceKvCache extends KvRows {
     const tensors = 2 * dims.layers;
     const outputs = Array.from({ length: tensors }, (_, i) => KV_GRAPH.out(i));
     const session = (bytes: Uint8Array) => OnnxSession.create({ bytes }, { provider, threads: 1, deviceOutputs: outputs });
-    return new DeviceKvCache(dims, maxContext, await session(kvResizeGraph(tensors)), await session(kvCopyRowGraph(tensors)));
+    return new DeviceKvCache(
+      dims,
+      maxContext,
+      await session(kvResizeGraph(tensors)),
+      await session(kvCopyRowGraph(tensors)),
+      await session(kvSliceGraph(tensors)),
+      await session(kvWriteGraph(tensors)),
+    );
   }
 
   /** The column padding tokens and idle rows write to. */
@@ -68,6 +78,8 @@ export class DeviceKvCache extends KvRows {
     this.dropStorage();
     await this.resizer.release();
     await this.copier.release();
+    await this.slicer.release();
+    await this.writer.release();
   }
 
   protected relayout(rows: number, capacity: number): void {
@@ -94,11 +106,49 @@ export class DeviceKvCache extends KvRows {
     this.replace(null);
   }
 
+  // Pieces are read and written at once (after the pending re-layouts), so a piece never waits on
+  // a cache state that a later release or re-layout could change.
+  protected async readPiece(row: number, start: number, count: number): Promise<KvPiece> {
+    await this.flush();
+    const { kvHeads: H, headDim: D } = this.dims;
+    const tensors = await this.runGraph(this.slicer, this.tensors!, {
+      [KV_GRAPH.starts]: int64([row, 0, start, 0], [4]),
+      [KV_GRAPH.ends]: int64([row + 1, H, start + count, D], [4]),
+    });
+    return {
+      positions: count,
+      tensors,
+      release: () => {
+        for (const t of tensors) t.dispose();
+      },
+    } as DevicePiece;
+  }
+
+  protected async writePieces(row: number, placements: readonly KvPlacement[]): Promise<void> {
+    await this.flush();
+    const { kvHeads: H, headDim: D } = this.dims;
+    for (const { piece, at, count } of placements) {
+      const index = new BigInt64Array(H * count * 3);
+      for (let h = 0; h < H; h++) for (let j = 0; j < count; j++) index.set([BigInt(row), BigInt(h), BigInt(at + j)], (h * count + j) * 3);
+      const feeds: Record<string, Feed> = {
+        [KV_GRAPH.ends]: int64([1, H, count, D], [4]),
+        [KV_GRAPH.index]: { type: 'int64', data: index, dims: [1, H, count, 3] },
+      };
+      (piece as DevicePiece).tensors.forEach((t, i) => (feeds[KV_GRAPH.piece(i)] = t));
+      await this.runOnEvery(this.writer, this.tensors!, feeds);
+    }
+  }
+
   private async runOnEvery(session: OnnxSession, cache: Feed[], extra: Record<string, Feed>): Promise<void> {
+    this.replace(await this.runGraph(session, cache, extra));
+  }
+
+  /** Runs a KV graph on every layer's keys and values; returns its outputs. */
+  private async runGraph(session: OnnxSession, cache: Feed[], extra: Record<string, Feed>): Promise<DeviceTensor[]> {
     const feeds: Record<string, Feed> = { ...extra };
     cache.forEach((t, i) => (feeds[KV_GRAPH.cache(i)] = t));
     const { device } = await session.run(feeds);
-    this.replace(cache.map((_, i) => device[KV_GRAPH.out(i)]!));
+    return cache.map((_, i) => device[KV_GRAPH.out(i)]!);
   }
 
   private replace(tensors: DeviceTensor[] | null): void {
@@ -106,6 +156,11 @@ export class DeviceKvCache extends KvRows {
     this.tensors = tensors;
     for (const t of old ?? []) t.dispose();
   }
+}
+
+/** A piece on the device: keys of every layer, then values, each `[1, kvHeads, positions, headDim]`. */
+interface DevicePiece extends KvPiece {
+  tensors: DeviceTensor[];
 }
 
 function int64(values: number[], dims: number[]): Feed {

@@ -19,6 +19,7 @@ import { deviceKvIndex, hostAttentionMask } from './step-inputs.js';
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits, type SequenceRequest } from './scheduler.js';
 import type { Generation } from './generation.js';
 import { DEFAULT_SAMPLING, type SamplingParams } from './sampler.js';
+import { PrefixCache } from './prefix-cache.js';
 import { Tokenizer } from '../tokenizer/index.js';
 
 export interface EngineOptions {
@@ -42,6 +43,8 @@ export interface EngineOptions {
   quantCacheDir?: string | null;
   /** Where the KV cache lives between steps; `auto`: on the device for a GPU provider, else the host. */
   kvCache?: KvResidency | 'auto';
+  /** Bytes of cached prompt prefixes kept after their requests end (prefix-cache.ts); 0 turns the cache off. */
+  prefixCacheBytes?: number;
 }
 
 /** The engine's defaults; the server's configuration starts from them. */
@@ -57,6 +60,7 @@ export const ENGINE_DEFAULTS = {
   quantize: null,
   quantCacheDir: null,
   kvCache: 'auto',
+  prefixCacheBytes: 1024 * 1024 * 1024,
 } as const satisfies Omit<Required<EngineOptions>, 'modelDir' | 'maxContext'>;
 
 /** What a caller asks the engine for: a sequence request whose engine-side fields may be left out. */
@@ -125,6 +129,8 @@ export class Engine {
       maxContext: opts.maxContext,
       prefillChunk: Math.min(opts.prefillChunk, opts.maxBatchTokens),
     };
+    const bytesPerPosition = 2 * layers * kvHeads * headDim * Float32Array.BYTES_PER_ELEMENT;
+    const prefixes = opts.prefixCacheBytes > 0 ? new PrefixCache(opts.prefixCacheBytes, bytesPerPosition) : null;
     let engine: Engine;
     const scheduler = new Scheduler(
       (input) => engine.forward(input),
@@ -132,6 +138,7 @@ export class Engine {
       limits,
       eos,
       (ids) => tokenizer.decode(ids),
+      prefixes,
     );
     engine = new Engine(
       model,
@@ -198,6 +205,7 @@ export class Engine {
         constraint: req.constraint,
         tenant: req.tenant,
         priority: req.priority,
+        prefixKey: req.prefixKey,
       },
       n,
     );
@@ -305,6 +313,7 @@ export class Engine {
 
   async close(): Promise<void> {
     await this.scheduler.idle();
+    this.scheduler.prefixes?.clear();
     if (this.kv instanceof DeviceKvCache) await this.kv.close();
     await this.deviceLora?.close();
     await this.session.release();

@@ -7,6 +7,8 @@ export interface GenerationResult {
   finishReason: FinishReason;
   promptTokens: number;
   completionTokens: number;
+  /** Prompt tokens whose keys/values were copied (the prefix cache, or another choice of the prompt) rather than computed. */
+  cachedTokens: number;
   /** Each generated token's logprob, when the request asked for logprobs. */
   logprobs: TokenLogprob[] | null;
   /** Each prompt token's logprob (the first has none), when the request asked for prompt logprobs. */
@@ -75,7 +77,11 @@ export class Generation implements AsyncIterable<string> {
   }
 
   /** @internal engine side */
-  finish(finishReason: FinishReason, usage: { promptTokens: number; completionTokens: number }, logprobs: boolean): void {
+  finish(
+    finishReason: FinishReason,
+    usage: { promptTokens: number; completionTokens: number; cachedTokens: number },
+    logprobs: boolean,
+  ): void {
     if (this.ended) return;
     this.ended = true;
     // Tokens whose text a stop string held back, or that decode to nothing, still report logprobs.

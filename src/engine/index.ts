@@ -10,3 +10,4 @@ export type { ForwardInput, ForwardOutput } from './scheduler.js';
 // The benchmark drives decode steps by hand with the scheduler's own input builder.
 export type { KvRows } from './kv-cache.js';
 export { decodeInputs, prefillInputs } from './step-inputs.js';
+export { BASE_PREFIX_KEY, PREFIX_BLOCK, type PrefixCache } from './prefix-cache.js';

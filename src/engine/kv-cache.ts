@@ -25,6 +25,23 @@ export interface PastView {
   values: Float32Array[];
 }
 
+/**
+ * A copy of some positions of one row, kept apart from the rows (the prefix cache's blocks): it
+ * lives until `release`, whatever happens to the row it came from.
+ */
+export interface KvPiece {
+  /** Positions it holds. */
+  readonly positions: number;
+  release(): void;
+}
+
+/** Where a piece's first `count` positions go in a row: positions `at`..`at + count - 1`. */
+export interface KvPlacement {
+  piece: KvPiece;
+  at: number;
+  count: number;
+}
+
 /** Capacity is a multiple of this, so growth by one position does not re-lay the buffers each time. */
 const CAPACITY_QUANTUM = 64;
 
@@ -102,6 +119,26 @@ export abstract class KvRows {
     this.lengths[dst] = length;
   }
 
+  /** Copies positions `start`..`start + count - 1` of `row` out of the cache. */
+  async snapshot(row: number, start: number, count: number): Promise<KvPiece> {
+    if (count < 1 || start + count > this.lengths[row]!)
+      throw new RangeError(`row ${row} holds ${this.lengths[row]} positions; ${start}..${start + count - 1} asked`);
+    return this.readPiece(row, start, count);
+  }
+
+  /**
+   * Writes pieces into `row`, which then holds positions 0..end-1 where `end` is the furthest
+   * placement (the placements must cover them). Call `reserve` first.
+   */
+  async restore(row: number, placements: readonly KvPlacement[]): Promise<void> {
+    const end = Math.max(0, ...placements.map((p) => p.at + p.count));
+    if (end > this.capacityAllocated) throw new RangeError(`${end} positions asked; the cache holds ${this.capacityAllocated}`);
+    for (const p of placements)
+      if (p.count > p.piece.positions) throw new RangeError(`a piece of ${p.piece.positions} positions cannot fill ${p.count}`);
+    await this.writePieces(row, placements);
+    this.lengths[row] = end;
+  }
+
   /**
    * Marks `row` as holding `length` positions without writing them: a benchmark's synthetic cache
    * (a step costs the same whatever the values). Call `reserve` first.
@@ -133,6 +170,8 @@ export abstract class KvRows {
   protected abstract copyRow(src: number, dst: number, length: number): void;
   /** Drops the storage (no row is owned). */
   protected abstract dropStorage(): void;
+  protected abstract readPiece(row: number, start: number, count: number): Promise<KvPiece>;
+  protected abstract writePieces(row: number, placements: readonly KvPlacement[]): Promise<void>;
 
   private resize(rows: number, capacity: number): void {
     this.relayout(rows, capacity);
@@ -235,6 +274,36 @@ export class KvCache extends KvRows {
     this.values = [];
   }
 
+  protected async readPiece(row: number, start: number, count: number): Promise<KvPiece> {
+    const { kvHeads: H, headDim: D } = this.dims;
+    const C = this.capacityAllocated;
+    const cut = (src: Float32Array) => {
+      const out = new Float32Array(H * count * D);
+      for (let h = 0; h < H; h++) {
+        const from = ((row * H + h) * C + start) * D;
+        out.set(src.subarray(from, from + count * D), h * count * D);
+      }
+      return out;
+    };
+    return new HostPiece(count, this.keys.map(cut), this.values.map(cut));
+  }
+
+  protected async writePieces(row: number, placements: readonly KvPlacement[]): Promise<void> {
+    const { kvHeads: H, headDim: D } = this.dims;
+    const C = this.capacityAllocated;
+    for (const { piece, at, count } of placements) {
+      const p = piece as HostPiece;
+      const paste = (src: Float32Array, dst: Float32Array) => {
+        for (let h = 0; h < H; h++) {
+          const from = h * p.positions * D;
+          dst.set(src.subarray(from, from + count * D), ((row * H + h) * C + at) * D);
+        }
+      };
+      p.keys.forEach((k, l) => paste(k, this.keys[l]!));
+      p.values.forEach((v, l) => paste(v, this.values[l]!));
+    }
+  }
+
   protected relayout(rows: number, capacity: number): void {
     const { kvHeads: H, headDim: D, layers } = this.dims;
     const keep = Math.min(this.capacityAllocated, capacity);
@@ -253,6 +322,17 @@ export class KvCache extends KvRows {
     this.keys = Array.from({ length: layers }, (_, l) => move(this.keys[l]));
     this.values = Array.from({ length: layers }, (_, l) => move(this.values[l]));
   }
+}
+
+/** A piece in host memory: per layer `[kvHeads, positions, headDim]`. */
+class HostPiece implements KvPiece {
+  constructor(
+    readonly positions: number,
+    readonly keys: Float32Array[],
+    readonly values: Float32Array[],
+  ) {}
+
+  release(): void {}
 }
 
 function roundUp(n: number): number {

@@ -20,6 +20,10 @@
  *   adapters share a step.
  * - n choices of one prompt read it once: when the first has read its prompt, each other choice
  *   takes a free row holding a copy of that row's cache and samples from the same logits.
+ * - With a prefix cache (prefix-cache.ts), a request with a `prefixKey` that takes a fresh row first
+ *   copies the longest cached run of its prompt's blocks into it and reads only the rest; when it
+ *   ends (not on an error), the blocks its row holds beyond those cached are kept. A request that
+ *   asked for prompt logprobs reads its whole prompt (the cache keeps keys/values, not logits).
  * - Logits are computed at each row's last position only, except for a request that asked for
  *   prompt logprobs: its prefill chunks get logits at every position.
  * - A failed forward pass fails the requests that were in it and nothing else.
@@ -33,6 +37,7 @@ import { DEFAULT_TENANT, FairQueue, type TenantService } from './fair-queue.js';
 import { Generation, type FinishReason } from './generation.js';
 import type { KvRows } from './kv-cache.js';
 import { tokenLogprob } from './logprobs.js';
+import type { PrefixCache } from './prefix-cache.js';
 import { Sequence, type SequenceRequest } from './sequence.js';
 import { choosePrefill, decodeInputs, prefillInputs, type StepTokens } from './step-inputs.js';
 
@@ -93,6 +98,8 @@ export class Scheduler {
     readonly limits: SchedulerLimits,
     readonly eosTokenIds: ReadonlySet<number>,
     private readonly decode: (ids: number[]) => string,
+    /** Cached prompt prefixes, or null to read every prompt whole. */
+    readonly prefixes: PrefixCache | null = null,
   ) {
     this.eosList = [...eosTokenIds];
     this.waiting = new FairQueue(
@@ -188,8 +195,8 @@ export class Scheduler {
 
   /** One forward pass (see the contract above). Returns false when there was nothing to do. */
   async step(): Promise<boolean> {
-    this.releaseFinished();
-    this.admit();
+    await this.releaseFinished();
+    await this.reusePrefixes(this.admit());
     const reading = this.active.filter((s) => !s.decoding);
     const decoding = this.active.some((s) => s.decoding);
     const before = this.progress();
@@ -208,8 +215,9 @@ export class Scheduler {
     return false;
   }
 
-  /** Fills free rows from the fair queue; with none free, pauses rows for tenants owed one (see the contract). */
-  private admit(): void {
+  /** Fills free rows from the fair queue; with none free, pauses rows for tenants owed one (see the contract). Returns those given a fresh row. */
+  private admit(): Sequence[] {
+    const fresh: Sequence[] = [];
     const maxPaused = this.limits.maxPaused ?? Math.max(1, Math.floor(this.limits.maxBatch / 4));
     let paused = this.paused().length;
     // Each swap moves a row towards a tenant's share, so few happen; the bound only guards the loop.
@@ -226,11 +234,52 @@ export class Scheduler {
           swaps++;
         }
       }
-      if (!s) return;
+      if (!s) return fresh;
       // A paused sequence resumes on the row it kept.
-      if (s.row < 0) s.row = this.kv.acquireRow();
-      else paused--;
+      if (s.row < 0) {
+        s.row = this.kv.acquireRow();
+        fresh.push(s);
+      } else paused--;
       this.active.push(s);
+    }
+  }
+
+  /** Copies the cached part of each fresh row's prompt into its row (see the contract); charged as cached. */
+  private async reusePrefixes(fresh: Sequence[]): Promise<void> {
+    if (!this.prefixes) return;
+    for (const s of fresh) {
+      const key = s.req.prefixKey;
+      if (key === undefined || s.promptLogprobs || s.prefilled > 0) continue;
+      const prompt = s.req.promptTokens;
+      const hit = this.prefixes.lookup(key, prompt, prompt.length - 1);
+      if (!hit) continue;
+      try {
+        this.kv.reserve(hit.positions);
+        await this.kv.restore(s.row, hit.placements);
+      } catch (cause) {
+        // Only this row's contents are in doubt: it fails alone, and its row is freed at the next step.
+        this.fail(s, new EngineError('copying a cached prefix failed', { cause }));
+        continue;
+      } finally {
+        hit.release();
+      }
+      s.prefilled = s.cachedTokens = hit.positions;
+      this.waiting.charge(s.req.tenant ?? DEFAULT_TENANT, { prompt: 0, cached: hit.positions, completion: 0 });
+    }
+  }
+
+  /** Keeps the blocks of `s`'s row that the prefix cache lacks, before the row is freed. */
+  private async keepPrefix(s: Sequence): Promise<void> {
+    const key = s.req.prefixKey;
+    if (!this.prefixes || key === undefined || s.failed) return;
+    // The row holds the prompt and every generated token but the last (not yet fed back).
+    const tokens = [...s.req.promptTokens, ...s.generated].slice(0, this.kv.length(s.row));
+    const plan = this.prefixes.plan(key, tokens);
+    if (!plan) return;
+    try {
+      this.prefixes.add(plan, await this.kv.snapshot(s.row, plan.start, plan.count));
+    } catch {
+      // The request has already ended well; a prefix that could not be kept is only a later miss.
     }
   }
 
@@ -256,14 +305,18 @@ export class Scheduler {
     }
   }
 
-  private releaseFinished(): void {
+  private async releaseFinished(): Promise<void> {
     for (const s of this.waiting.removeWhere((w) => w.gen.cancelled || w.finished)) {
       this.finish(s, 'cancelled');
       if (s.row >= 0) this.kv.releaseRow(s.row);
     }
     for (const s of this.active) if (s.gen.cancelled) this.finish(s, 'cancelled');
-    for (const s of this.active) if (s.finished) this.kv.releaseRow(s.row);
+    const done = this.active.filter((s) => s.finished);
     this.active = this.active.filter((s) => !s.finished);
+    for (const s of done) {
+      await this.keepPrefix(s);
+      this.kv.releaseRow(s.row);
+    }
   }
 
   private async prefillStep(reading: Sequence[]): Promise<void> {
@@ -337,7 +390,7 @@ export class Scheduler {
       f.row = this.kv.acquireRow();
       this.kv.reserve(s.prefilled);
       this.kv.copyPrefix(s.row, f.row, s.prefilled);
-      f.prefilled = s.prefilled;
+      f.prefilled = f.cachedTokens = s.prefilled;
       if (s.promptLogprobs) f.promptLogprobs!.splice(0, Infinity, ...s.promptLogprobs);
       this.active.push(f);
       admitted.push(f);
@@ -465,13 +518,18 @@ export class Scheduler {
       s.gen.push(tail.text);
       if (!tail.stopped) s.gen.push(s.stops.flush());
     }
-    s.gen.finish(reason, { promptTokens: s.req.promptTokens.length, completionTokens: s.generated.length }, s.req.logprobs !== undefined);
+    s.gen.finish(
+      reason,
+      { promptTokens: s.req.promptTokens.length, completionTokens: s.generated.length, cachedTokens: s.cachedTokens },
+      s.req.logprobs !== undefined,
+    );
     s.req.onDone?.();
   }
 
   private fail(s: Sequence, err: unknown): void {
     if (s.finished) return;
     s.finished = true;
+    s.failed = true;
     s.walker?.dispose();
     this.waiting.push(...s.forks.splice(0));
     s.gen.fail(err);

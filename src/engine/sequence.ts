@@ -32,6 +32,12 @@ export interface SequenceRequest {
   tenant?: string;
   /** Order among one tenant's waiting requests: lower first (vLLM's priority); default 0. */
   priority?: number;
+  /**
+   * What this row computes with, for the prefix cache (prefix-cache.ts): rows with the same key and
+   * the same leading tokens have the same keys/values. Slots are reused by other adapters, so only
+   * the caller can name a row's identity. Absent: the row neither uses nor fills the cache.
+   */
+  prefixKey?: string;
 }
 
 /** One request's state inside the scheduler: its cache row, how much of it is cached, its output. */
@@ -46,6 +52,10 @@ export class Sequence {
   row = -1;
   /** Prompt tokens already in the cache (prefill proceeds in chunks). */
   prefilled = 0;
+  /** Prompt tokens copied from the prefix cache or from another choice's row rather than read. */
+  cachedTokens = 0;
+  /** Set when it ended on an error (its row's contents are not trusted). */
+  failed = false;
   /** The prompt tokens' logprobs so far, when asked for (the first token has none). */
   readonly promptLogprobs: Array<TokenLogprob | null> | null;
   /** Further choices of the same prompt, waiting to copy this sequence's cache row once its prompt is read. */

@@ -39,6 +39,11 @@ interface Slot {
   /** `${name}@${version}` of the adapter in it, or null when free. */
   key: string | null;
   name: string | null;
+  /**
+   * The adapter version in it as `${name}@${version}#${stamp}`: this store's version (bumped on every
+   * replacement, adapters registered by path included) and the stamp the shared store wrote.
+   */
+  identity: string | null;
   pins: number;
   lastUsed: number;
   /** Set while an adapter is being written into it. */
@@ -62,6 +67,8 @@ export interface CacheOccupancy {
 export interface Lease {
   slot: number;
   name: string;
+  /** The adapter version in the slot (what cached prefixes are keyed by): a replacement never has an old one's identity. */
+  identity: string;
   release(): void;
 }
 
@@ -94,7 +101,14 @@ export class AdapterCache {
         if (reason === 'evict') this.events.evict('host');
       },
     });
-    this.slots = Array.from({ length: table.slots }, () => ({ key: null, name: null, pins: 0, lastUsed: 0, loading: false }));
+    this.slots = Array.from({ length: table.slots }, () => ({
+      key: null,
+      name: null,
+      identity: null,
+      pins: 0,
+      lastUsed: 0,
+      loading: false,
+    }));
   }
 
   occupancy(): CacheOccupancy {
@@ -176,6 +190,7 @@ export class AdapterCache {
     return {
       slot,
       name,
+      identity: s.identity!,
       release: () => {
         if (released) return;
         released = true;
@@ -215,6 +230,7 @@ export class AdapterCache {
     // Evict before load: the slot is taken from its old adapter before the new one is read.
     s.key = key;
     s.name = entry.name;
+    s.identity = `${key}#${entry.stamp}`;
     s.loading = true;
     try {
       let parsed = this.host.get(key)?.adapter;
@@ -232,6 +248,7 @@ export class AdapterCache {
     } catch (err) {
       s.key = null;
       s.name = null;
+      s.identity = null;
       s.loading = false;
       this.table.clear(slot);
       this.wakeWaiters();
@@ -304,6 +321,7 @@ export class AdapterCache {
     const s = this.slots[i]!;
     s.key = null;
     s.name = null;
+    s.identity = null;
     this.table.clear(i);
     this.wakeWaiters();
   }

@@ -20,20 +20,29 @@ export const KV_GRAPH = {
   source: 'source',
   /** [1, 1] int64: the row it is copied into. */
   target: 'target',
+  /** [4] int64: where a slice of the cache starts and ends (`kv-slice`; a piece's extent in `kv-write`). */
+  starts: 'starts',
+  ends: 'ends',
+  /** `[1, heads, positions, dim]`: a piece of one row, out of the cache (`kv-write`). */
+  piece: (i: number) => `piece.${i}`,
+  /** [1, heads, count, 3] int64: the (row, head, column) each written position goes to (`kv-write`). */
+  index: 'index',
 } as const;
 
 function cacheGraph(
   name: string,
   tensors: number,
-  extraInputs: Array<{ name: string; shape: number[] }>,
-  body: (g: GraphBuilder, cache: string) => string,
+  extraInputs: Array<{ name: string; shape: Array<number | string> }>,
+  body: (g: GraphBuilder, cache: string, i: number) => string,
+  withPieces = false,
 ): Uint8Array {
   const g = new GraphBuilder();
   const f32 = TensorDataType.FLOAT;
   for (const input of extraInputs) g.input({ name: input.name, elemType: TensorDataType.INT64, shape: input.shape });
   for (let i = 0; i < tensors; i++) {
     g.input({ name: KV_GRAPH.cache(i), elemType: f32, shape: ['rows', 'heads', 'columns', 'dim'] });
-    g.output(body(g, KV_GRAPH.cache(i)), { name: KV_GRAPH.out(i), elemType: f32, shape: ['new_rows', 'heads', 'new_columns', 'dim'] });
+    if (withPieces) g.input({ name: KV_GRAPH.piece(i), elemType: f32, shape: [1, 'heads', 'positions', 'dim'] });
+    g.output(body(g, KV_GRAPH.cache(i), i), { name: KV_GRAPH.out(i), elemType: f32, shape: ['new_rows', 'heads', 'new_columns', 'dim'] });
   }
   return encodeModel(g.graph(name), OPSET, 'loraserve');
 }
@@ -61,6 +70,34 @@ export function kvCopyRowGraph(tensors: number): Uint8Array {
       { name: KV_GRAPH.target, shape: [1, 1] },
     ],
     (g, cache) => g.op('ScatterND', [cache, KV_GRAPH.target, g.op('Gather', [cache, KV_GRAPH.source], { axis: 0 })]),
+  );
+}
+
+/** out = cache[starts:ends]: a piece of one row, kept on the device apart from the cache (the prefix cache). */
+export function kvSliceGraph(tensors: number): Uint8Array {
+  return cacheGraph(
+    'kv-slice',
+    tensors,
+    [
+      { name: KV_GRAPH.starts, shape: [4] },
+      { name: KV_GRAPH.ends, shape: [4] },
+    ],
+    (g, cache) => g.op('Slice', [cache, KV_GRAPH.starts, KV_GRAPH.ends]),
+  );
+}
+
+/** out = cache with piece[:ends] scattered to `index`: a cached prefix written back into a row. */
+export function kvWriteGraph(tensors: number): Uint8Array {
+  return cacheGraph(
+    'kv-write',
+    tensors,
+    [
+      { name: KV_GRAPH.ends, shape: [4] },
+      { name: KV_GRAPH.index, shape: [1, 'heads', 'count', 3] },
+    ],
+    (g, cache, i) =>
+      g.op('ScatterND', [cache, KV_GRAPH.index, g.op('Slice', [KV_GRAPH.piece(i), g.constInt64([0, 0, 0, 0]), KV_GRAPH.ends])]),
+    true,
   );
 }
 

@@ -17,7 +17,16 @@ export {
   type TensorToWrite,
   type Dtype,
 } from './safetensors.js';
-export { KV_GRAPH, kvResizeGraph, kvCopyRowGraph, LORA_TABLE_GRAPH, loraTablesInitGraph, loraTablesWriteGraph } from './device-graphs.js';
+export {
+  KV_GRAPH,
+  kvResizeGraph,
+  kvCopyRowGraph,
+  kvSliceGraph,
+  kvWriteGraph,
+  LORA_TABLE_GRAPH,
+  loraTablesInitGraph,
+  loraTablesWriteGraph,
+} from './device-graphs.js';
 // The single-op MatMulNBits benchmark builds its own one-node graphs.
 export { GraphBuilder } from './graph-builder.js';
 export { OPSET } from './build-graph.js';

@@ -14,6 +14,8 @@ export interface ServerConfig {
   loraModules: string[] | 'all-linear';
   /** Host-memory bound of the parsed-adapter cache. */
   hostCacheBytes: number;
+  /** Bytes of cached prompt prefixes kept on the KV cache's device (0: no prefix cache). */
+  prefixCacheBytes: number;
   maxBatch: number;
   maxBatchTokens: number;
   prefillChunk: number;

@@ -19,6 +19,8 @@ export interface GaugeSource {
   occupancy(): CacheOccupancy;
   /** Each tenant's usage since start and its fair-share state. */
   tenantUsage(): TenantUsage[];
+  /** The prefix cache's totals since start (prompt tokens looked up and found, extents evicted) and its bytes; null when off. */
+  prefixCache(): { queries: number; hits: number; evictions: number; bytes: number } | null;
 }
 
 /** A tenant's usage since start (by tenant name, never by key) and where it stands now. */
@@ -30,7 +32,7 @@ export interface TenantUsage {
   rateLimited: number;
   /** Prompt tokens, cached ones included. */
   promptTokens: number;
-  /** Prompt tokens copied rather than computed (choices of one prompt). */
+  /** Prompt tokens copied rather than computed (the prefix cache, and choices of one prompt). */
   cachedTokens: number;
   completionTokens: number;
   /** Times one of its running requests was paused for another tenant. */
@@ -133,6 +135,7 @@ export class Metrics {
     gauge('vllm:num_requests_running', 'Requests in the running batch.', () => source.running());
     gauge('vllm:gpu_cache_usage_perc', 'KV cache utilisation, 0 to 1.', () => source.kvUsage());
     this.tenantMetrics(source);
+    this.prefixMetrics(source);
     new Gauge({
       name: 'vllm:lora_requests_info',
       help: 'Adapters in slots and waiting; the value is the scrape time.',
@@ -184,6 +187,30 @@ export class Metrics {
     perTenant(Gauge, 'loraserve_tenant_waiting_requests', 'Requests waiting for a batch row (paused ones included), by tenant.', (t) => [
       [{}, t.waiting],
     ]);
+  }
+
+  /** The prefix cache's counters (vLLM's names) and size, read from `source` when scraped; absent when the cache is off. */
+  private prefixMetrics(source: GaugeSource): void {
+    const total = (
+      Metric: typeof Counter | typeof Gauge,
+      name: string,
+      help: string,
+      read: (c: NonNullable<ReturnType<GaugeSource['prefixCache']>>) => number,
+    ) =>
+      new Metric({
+        name,
+        help,
+        registers: [this.registry],
+        collect(this: { reset(): void; inc(value: number): void }) {
+          this.reset();
+          const c = source.prefixCache();
+          if (c) this.inc(read(c));
+        },
+      });
+    total(Counter, 'vllm:prefix_cache_queries_total', 'Prompt tokens looked up in the prefix cache.', (c) => c.queries);
+    total(Counter, 'vllm:prefix_cache_hits_total', 'Prompt tokens found in the prefix cache (copied instead of computed).', (c) => c.hits);
+    total(Counter, 'loraserve_prefix_cache_evictions_total', 'Cached prefix extents evicted for room.', (c) => c.evictions);
+    total(Gauge, 'loraserve_prefix_cache_bytes', 'Bytes of keys/values the prefix cache holds.', (c) => c.bytes);
   }
 
   track(adapter: string, endpoint: string, started = performance.now()): RequestTrack {

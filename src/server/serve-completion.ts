@@ -41,7 +41,7 @@ interface Outcome {
   usage?: Usage;
 }
 
-type Usage = { promptTokens: number; completionTokens: number };
+type Usage = { promptTokens: number; completionTokens: number; cachedTokens: number };
 
 /** What every chunk or body of one answer shares. */
 interface AnswerIds {
@@ -179,12 +179,14 @@ function resultSpan(ch: Choice, r: GenerationResult): LogprobSpan {
   };
 }
 
-/** Each prompt counts once, each choice's completion tokens add up. */
+/** Each prompt counts once (its cached tokens as its first choice found them), each choice's completion tokens add up. */
 function totalUsage(choices: Choice[], results: GenerationResult[]): Usage {
-  const prompts = new Set(choices.map((ch) => ch.prompt));
+  const firsts = new Map<Choice['prompt'], GenerationResult>();
+  choices.forEach((ch, i) => firsts.has(ch.prompt) || firsts.set(ch.prompt, results[i]!));
   return {
-    promptTokens: [...prompts].reduce((sum, p) => sum + p.tokens.length, 0),
+    promptTokens: [...firsts.keys()].reduce((sum, p) => sum + p.tokens.length, 0),
     completionTokens: results.reduce((sum, r) => sum + r.completionTokens, 0),
+    cachedTokens: [...firsts.values()].reduce((sum, r) => sum + r.cachedTokens, 0),
   };
 }
 

@@ -3,7 +3,7 @@
  * resolves a request's `model` for a caller, admits it (queue bound, shutdown), pins its adapter
  * and hands it to the engine.
  */
-import { Engine, type GenerateRequest, type Generation } from '../engine/index.js';
+import { BASE_PREFIX_KEY, Engine, type GenerateRequest, type Generation } from '../engine/index.js';
 import { ModelNotFoundError, QueueFullError, ShuttingDownError } from '../errors.js';
 import { StructuredOutput } from '../grammar/index.js';
 import type { CacheOccupancy, MixMember } from '../lora/index.js';
@@ -60,6 +60,7 @@ export class Serving implements GaugeSource {
       threads: config.threads,
       quantize: config.quantize,
       quantCacheDir: config.quantCacheDir,
+      prefixCacheBytes: config.prefixCacheBytes,
     });
     const metrics = new Metrics();
     const adapters = await AdapterService.open(engine, config, metrics.cacheEvents);
@@ -136,8 +137,10 @@ export class Serving implements GaugeSource {
     const release = () => leases.forEach((l) => l.release());
     try {
       const adapters = leases.map((l, i) => ({ slot: l.slot, weight: model.mix[i]!.weight }));
+      // Cached prefixes are keyed by the exact versions the slots hold and their weights; the base model is its own identity.
+      const prefixKey = leases.length ? JSON.stringify(leases.map((l, i) => [l.identity, model.mix[i]!.weight])) : BASE_PREFIX_KEY;
       let running = n;
-      return this.engine.generateChoices({ ...req, adapters, signal, onDone: () => --running === 0 && release() }, n);
+      return this.engine.generateChoices({ ...req, adapters, prefixKey, signal, onDone: () => --running === 0 && release() }, n);
     } catch (err) {
       release();
       throw err;
@@ -191,6 +194,11 @@ export class Serving implements GaugeSource {
 
   occupancy(): CacheOccupancy {
     return this.adapters.occupancy();
+  }
+
+  prefixCache(): { queries: number; hits: number; evictions: number; bytes: number } | null {
+    const cache = this.engine.scheduler.prefixes;
+    return cache && { ...cache.counters, bytes: cache.bytes };
   }
 
   async close(): Promise<void> {

@@ -53,6 +53,11 @@ export const TEXT_SHAPE: WireShape = {
   logprobs: (wire, span) => wire.text(span.tokens, span.logprobs, span.offset),
 };
 
-export function usage(r: Pick<GenerationResult, 'promptTokens' | 'completionTokens'>) {
-  return { prompt_tokens: r.promptTokens, completion_tokens: r.completionTokens, total_tokens: r.promptTokens + r.completionTokens };
+export function usage(r: Pick<GenerationResult, 'promptTokens' | 'completionTokens' | 'cachedTokens'>) {
+  return {
+    prompt_tokens: r.promptTokens,
+    completion_tokens: r.completionTokens,
+    total_tokens: r.promptTokens + r.completionTokens,
+    prompt_tokens_details: { cached_tokens: r.cachedTokens },
+  };
 }

@@ -23,6 +23,17 @@ describe('serve: --quantize and LORASERVE_QUANTIZE', () => {
   });
 });
 
+describe('serve: the prefix cache flags', () => {
+  it('on by default with a byte bound; --prefix-cache-bytes sets it, --no-prefix-cache turns it off', () => {
+    assert.equal(parseServeArgs([], {}).prefixCacheBytes, 1024 * 1024 * 1024);
+    assert.equal(parseServeArgs(['--prefix-cache-bytes', '1048576'], {}).prefixCacheBytes, 1048576);
+    assert.equal(parseServeArgs([], { LORASERVE_PREFIX_CACHE_BYTES: '0' }).prefixCacheBytes, 0);
+    assert.equal(parseServeArgs(['--no-prefix-cache', '--prefix-cache-bytes', '1048576'], {}).prefixCacheBytes, 0);
+    assert.equal(parseServeArgs([], { LORASERVE_NO_PREFIX_CACHE: 'true' }).prefixCacheBytes, 0);
+    assert.throws(() => parseServeArgs([], { LORASERVE_NO_PREFIX_CACHE: 'yes' }), /LORASERVE_NO_PREFIX_CACHE must be 1, true, 0 or false/);
+  });
+});
+
 describe('serve: one table of flags', () => {
   it('--help shows every flag with its default and its variable, and each variable sets what its flag sets', () => {
     const usage = serveUsage();

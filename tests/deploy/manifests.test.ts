@@ -90,7 +90,14 @@ const METRICS = (() => {
   // Gauges register when bound to their source; only their names are read here, never their values.
   const metrics = new Metrics();
   const idle = { capacity: 0, used: 0, pinned: 0, hostBytes: 0, queued: 0, running: [], waiting: [] };
-  metrics.gaugesFrom({ queueDepth: () => 0, running: () => 0, kvUsage: () => 0, occupancy: () => idle, tenantUsage: () => [] });
+  metrics.gaugesFrom({
+    queueDepth: () => 0,
+    running: () => 0,
+    kvUsage: () => 0,
+    occupancy: () => idle,
+    tenantUsage: () => [],
+    prefixCache: () => null,
+  });
   return new Set((metrics.registry.getMetricsAsArray() as Array<{ name: string }>).map((m) => m.name));
 })();
 

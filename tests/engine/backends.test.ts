@@ -21,6 +21,7 @@ const PARITY_SUITE = [
   'tests/lora/merge.test.ts',
   'tests/engine/logprobs.test.ts',
   'tests/engine/chunked-prefill.test.ts',
+  'tests/engine/prefix-cache.test.ts',
   'tests/engine/scheduler.test.ts',
   'tests/engine/quantize.test.ts',
   'tests/grammar/structured-output.test.ts',

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { Scheduler, type ForwardInput, type ForwardOutput, type SchedulerLimits } from '../../src/engine/scheduler.js';
 import { DEFAULT_SAMPLING } from '../../src/engine/sampler.js';
 import { KvCache } from '../../src/engine/kv-cache.js';
+import { PREFIX_BLOCK, PrefixCache } from '../../src/engine/prefix-cache.js';
 import type { ConstraintWalker, OutputConstraint } from '../../src/grammar/index.js';
 import { singleSlot } from '../../src/lora/index.js';
 
@@ -62,13 +63,14 @@ function fakeModel(options: { failOn?: (step: number, input: ForwardInput) => bo
   return { forward, kv, steps };
 }
 
-function scheduler(model: ReturnType<typeof fakeModel>, limits: Partial<SchedulerLimits> = {}) {
+function scheduler(model: ReturnType<typeof fakeModel>, limits: Partial<SchedulerLimits> = {}, prefixes: PrefixCache | null = null) {
   return new Scheduler(
     model.forward,
     model.kv,
     { maxBatch: 4, maxBatchTokens: 64, maxContext: 512, prefillChunk: 16, ...limits },
     new Set([VOCAB - 1]),
     (ids) => ids.map((i) => `<${i}>`).join(''),
+    prefixes,
   );
 }
 
@@ -406,5 +408,33 @@ describe('fair scheduling across tenants, with a fake forward pass', () => {
     quiet.cancel();
     await t.idle();
     assert.deepEqual([t.stats.paused, t.stats.running, t.stats.kvFloats], [0, 0, 0]);
+  });
+
+  it('a cached prefix is copied into a fresh row (positions intact), only the rest is read, and cached rows are never stepped', async () => {
+    const model = fakeModel();
+    const prefixes = new PrefixCache(1 << 20, 2 * dims.layers * dims.kvHeads * dims.headDim * 4);
+    const s = scheduler(model, { prefillChunk: 64 }, prefixes);
+    const system = Array.from({ length: 2 * PREFIX_BLOCK + 5 }, (_, i) => 100 + i);
+    const first = await s.submit(request(system, 4, 0, { prefixKey: 'base' })).result;
+    assert.equal(first.cachedTokens, 0);
+    await s.idle();
+    const before = model.steps.length;
+    const prompt = [...system.slice(0, 2 * PREFIX_BLOCK + 2), 600, 601];
+    const hit = await s.submit(request(prompt, 5, 0, { prefixKey: 'base' })).result;
+    assert.equal(hit.cachedTokens, 2 * PREFIX_BLOCK);
+    assert.equal(hit.text, expected(prompt, 5));
+    const steps = model.steps.slice(before);
+    assert.equal(steps[0]!.kind, 'prefill');
+    assert.equal(steps[0]!.seq, prompt.length - 2 * PREFIX_BLOCK, 'only the tokens after the cached blocks are read');
+    assert.ok(
+      steps.every((st) => st.batch === 1),
+      'the cached prefixes take no row of a step',
+    );
+    await s.idle();
+    // Another identity (another adapter, or another version of one) does not see these blocks.
+    const other = await s.submit(request(prompt, 2, 1, { prefixKey: 'lora@2' })).result;
+    assert.equal(other.cachedTokens, 0);
+    assert.equal(other.text, expected(prompt, 2));
+    assert.equal(prefixes.counters.hits, 2 * PREFIX_BLOCK);
   });
 });

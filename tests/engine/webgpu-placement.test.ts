@@ -35,7 +35,7 @@ function cpuPlacedNodes(log: string): Map<string, string[]> {
 
 describe('every node of the device-cache graphs runs on the WebGPU provider', () => {
   it(
-    'step graphs (GPT-2, Llama GQA with a sliding window, Qwen2 int8, Llama int4, with LoRA) and the cache and slot graphs place no node on the CPU',
+    'step graphs (GPT-2, Llama GQA with a sliding window, Qwen2 int8, Llama int4, with LoRA) and the cache (prefix pieces included) and slot graphs place no node on the CPU',
     skipWithoutWebgpu(),
     () => {
       const child = spawnSync(process.execPath, ['--import', 'tsx', join(ROOT, 'tests/helpers/placement-child.ts')], {
@@ -48,14 +48,21 @@ describe('every node of the device-cache graphs runs on the WebGPU provider', ()
       const placed = cpuPlacedNodes(child.stderr);
       assert.deepEqual(
         [...placed.keys()],
-        ['step:gpt2', 'step:llama-gqa-window', 'step:qwen2-int8', 'step:llama-int4', 'kv-resize', 'kv-copy-row', 'lora-write', 'end'],
+        [
+          'step:gpt2',
+          'step:llama-gqa-window',
+          'step:qwen2-int8',
+          'step:llama-int4',
+          'kv-resize',
+          'kv-copy-row',
+          'kv-slice',
+          'kv-write',
+          'lora-write',
+          'end',
+        ],
       );
       for (const [name, nodes] of placed) assert.deepEqual(nodes, [], `${name}: nodes placed on the CPU`);
-      assert.equal(
-        child.stderr.match(/All nodes placed on \[WebGpuExecutionProvider\]/g)?.length,
-        7,
-        'seven graphs, each wholly on WebGPU',
-      );
+      assert.equal(child.stderr.match(/All nodes placed on \[WebGpuExecutionProvider\]/g)?.length, 9, 'nine graphs, each wholly on WebGPU');
     },
   );
 });

@@ -9,6 +9,8 @@ import {
   buildGraph,
   kvCopyRowGraph,
   kvResizeGraph,
+  kvSliceGraph,
+  kvWriteGraph,
   loadHfModel,
   loraTablesWriteGraph,
   quantizeBase,
@@ -38,6 +40,8 @@ for (const [name, options, quantize] of cases) {
 for (const [name, bytes] of [
   ['kv-resize', kvResizeGraph(4)],
   ['kv-copy-row', kvCopyRowGraph(4)],
+  ['kv-slice', kvSliceGraph(4)],
+  ['kv-write', kvWriteGraph(4)],
   ['lora-write', loraTablesWriteGraph([true, true, false, false])],
 ] as const) {
   mark(name);

@@ -70,7 +70,11 @@ describe('routes', () => {
     const text = chunks.flatMap((c) => c.choices.map((ch: { delta: { content?: string } }) => ch.delta.content ?? '')).join('');
     assert.equal(text, plain.choices[0].message.content);
     assert.equal(chunks.at(-2).choices[0].finish_reason, plain.choices[0].finish_reason);
-    assert.deepEqual(chunks.at(-1).usage, plain.usage);
+    // The same prompt again: its first full block now comes from the prefix cache.
+    const { prompt_tokens_details: details, ...usage } = chunks.at(-1).usage;
+    const { prompt_tokens_details: plainDetails, ...plainUsage } = plain.usage;
+    assert.deepEqual(usage, plainUsage);
+    assert.deepEqual([plainDetails.cached_tokens, details.cached_tokens], [0, 16]);
   });
 
   it('text completions: raw prompt, echo, stop', async () => {

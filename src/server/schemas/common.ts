@@ -16,6 +16,19 @@ export type ErrorResponse = Static<typeof ErrorResponse>;
 export const errorResponses = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, Type.Ref(ErrorResponse)]));
 
 export const Usage = Type.Object(
-  { prompt_tokens: Type.Integer(), completion_tokens: Type.Integer(), total_tokens: Type.Integer() },
+  {
+    prompt_tokens: Type.Integer(),
+    completion_tokens: Type.Integer(),
+    total_tokens: Type.Integer(),
+    prompt_tokens_details: Type.Object(
+      {
+        cached_tokens: Type.Integer({
+          description:
+            'Prompt tokens whose keys/values came from the prefix cache (or another choice of the prompt) instead of being computed.',
+        }),
+      },
+      { additionalProperties: false },
+    ),
+  },
   { $id: 'Usage' },
 );

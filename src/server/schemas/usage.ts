@@ -6,7 +6,9 @@ export const TenantUsage = Type.Object(
     requests: Type.Integer({ description: 'Completion requests admitted since start.' }),
     rate_limited: Type.Integer({ description: 'Requests refused with 429 (its limits or the server queue).' }),
     prompt_tokens: Type.Integer({ description: 'Prompt tokens read, cached ones included.' }),
-    cached_tokens: Type.Integer({ description: 'Prompt tokens copied rather than computed (choices of one prompt).' }),
+    cached_tokens: Type.Integer({
+      description: 'Prompt tokens copied rather than computed (the prefix cache, and choices of one prompt).',
+    }),
     completion_tokens: Type.Integer(),
     preemptions: Type.Integer({ description: 'Times one of its running requests was paused for another tenant.' }),
     fair_share: Type.Object(
