@@ -20,11 +20,11 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const DOMAINS = ['customer_service', 'medical', 'legal'] as const;
 const BASE = 'loraserve-demo';
 /*
- * Issue 13 asks for 80% of held-out questions; the committed demo measures 88%, 80% and 97%
- * (customer_service, medical, legal), and greetings through its adapters 91–95% (the base model
- * itself 92%). Greedy answers are argmaxes and another CPU's kernels may flip a near tie, so these
+ * Issue 13 asks for 80% of held-out questions; the committed demo measures 85%, 92% and 89%
+ * (customer_service, medical, legal), and greetings through its adapters 92–97% (the base model
+ * itself 95%). Greedy answers are argmaxes and another CPU's kernels may flip a near tie, so these
  * floors sit a few questions under the measured figures: they guard against regressions, while
- * scripts/demo-eval.ts reports the figures themselves (medical sits exactly on the target).
+ * scripts/demo-eval.ts reports the figures themselves.
  */
 /** Least share of greeting/capability prompts an adapter must answer as the base model does. */
 const GENERAL_MIN = 0.85;
