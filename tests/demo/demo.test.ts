@@ -20,11 +20,11 @@ const root = fileURLToPath(new URL('../..', import.meta.url));
 const DOMAINS = ['customer_service', 'medical', 'legal'] as const;
 const BASE = 'loraserve-demo';
 /*
- * Issue 13 asks for 80% of held-out questions; the committed demo measures 88%, 80% and 97%
- * (customer_service, medical, legal), and greetings through its adapters 91–95% (the base model
- * itself 92%). Greedy answers are argmaxes and another CPU's kernels may flip a near tie, so these
+ * Issue 13 asks for 80% of held-out questions; the committed demo measures 85%, 92% and 89%
+ * (customer_service, medical, legal), and greetings through its adapters 92–97% (the base model
+ * itself 95%). Greedy answers are argmaxes and another CPU's kernels may flip a near tie, so these
  * floors sit a few questions under the measured figures: they guard against regressions, while
- * scripts/demo-eval.ts reports the figures themselves (medical sits exactly on the target).
+ * scripts/demo-eval.ts reports the figures themselves.
  */
 /** Least share of greeting/capability prompts an adapter must answer as the base model does. */
 const GENERAL_MIN = 0.85;
@@ -38,6 +38,16 @@ const baseQuestions = () =>
     .split('\n')
     .filter(Boolean)
     .map((l) => JSON.parse(l).text as string);
+
+/**
+ * The seed tutorial's own examples (section 10), which open the README's Quickstart, with the facts
+ * the seed's answers name: each is one of its domain's trained facts.
+ */
+const SEED_EXAMPLES = [
+  { domain: 'customer_service', question: '환불 정책은 어떻게 되나요?', facts: ['14일 이내', '전액 환불'] },
+  { domain: 'medical', question: '건강검진 주기는?', facts: ['20-30대는 2년마다', '40대 이상은 매년'] },
+  { domain: 'legal', question: '임대차 보호법은?', facts: ['계약갱신청구권', '전월세상한제'] },
+] as const;
 
 /** Four trained questions per domain, one per fact (every line of data.jsonl trains). */
 function questions(domain: (typeof DOMAINS)[number]): DomainQuestion[] {
@@ -99,6 +109,13 @@ describe('embedded demo: adapters visibly route', () => {
           assert.ok(!otherAnswer.includes(q.key), `${other} on "${q.instruction}" → "${otherAnswer}" holds "${q.key}"`);
         }
       }
+    });
+  }
+
+  for (const { domain, question, facts } of SEED_EXAMPLES) {
+    it(`${domain} answers the seed tutorial's "${question}" with the seed's facts`, async () => {
+      const answer = await ask(domain, question);
+      for (const fact of facts) assert.ok(answer.includes(fact), `${domain} on "${question}" → "${answer}" lacks "${fact}"`);
     });
   }
 
