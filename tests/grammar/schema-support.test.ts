@@ -51,6 +51,7 @@ describe('which JSON schemas structured output takes', () => {
     refused({ type: 'object', minProperties: 1 }, /"minProperties"/);
     refused({ type: 'number', minimum: 0.5 }, /bounds are enforced on "type": "integer" only/);
     refused({ type: 'string', format: 'date' }, /format "date"/);
+    refused({ type: 'string', format: 'time' }, /format "time"/);
     refused({ type: 'string', pattern: '^a$', maxLength: 3 }, /"pattern" together with/);
     refused({ $ref: 'https://example.com/s.json' }, /only local/);
     refused({ $ref: '#/$defs/missing' }, /"\$ref"/);

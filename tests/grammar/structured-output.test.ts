@@ -45,7 +45,7 @@ const SCHEMAS: Record<string, object> = {
     properties: {
       code: { type: 'string', pattern: '^[A-Z]{2}-\\d{3}$' },
       day: { type: 'string', pattern: '^\\d{4}-(0[1-9]|1[0-2])-(0[1-9]|1\\d|2[0-8])$' },
-      at: { type: 'string', format: 'time' },
+      at: { type: 'string', format: 'duration' },
       id: { type: 'string', format: 'uuid' },
       note: { anyOf: [{ type: 'integer', minimum: 0, maximum: 9 }, { type: 'null' }] },
     },
