@@ -45,11 +45,11 @@ const SCHEMAS: Record<string, object> = {
     properties: {
       code: { type: 'string', pattern: '^[A-Z]{2}-\\d{3}$' },
       day: { type: 'string', pattern: '^\\d{4}-(0[1-9]|1[0-2])-(0[1-9]|1\\d|2[0-8])$' },
-      at: { type: 'string', format: 'duration' },
+      addr: { type: 'string', format: 'ipv6' },
       id: { type: 'string', format: 'uuid' },
       note: { anyOf: [{ type: 'integer', minimum: 0, maximum: 9 }, { type: 'null' }] },
     },
-    required: ['code', 'day', 'at', 'id', 'note'],
+    required: ['code', 'day', 'addr', 'id', 'note'],
     additionalProperties: false,
   },
   refs: {
