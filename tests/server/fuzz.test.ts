@@ -25,4 +25,13 @@ describe('fuzzer, fixed seed', () => {
     ]);
     assert.ok(report.accepted > 0);
   });
+
+  it('a bit-flipped upload that names another valid adapter is cleaned up under the name the server gave it (seed 19644, case 114)', {
+    timeout: 300_000,
+  }, async () => {
+    const report = await runFuzz({ cases: 1000, seed: 19644, only: 114 });
+    assert.deepEqual(report.byKind.multipart?.statuses, { 201: 1 }, 'the mutated upload is accepted');
+    assert.equal(report.storeUnchanged, true);
+    assert.deepEqual(report.findings, []);
+  });
 });

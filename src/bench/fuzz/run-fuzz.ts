@@ -153,7 +153,7 @@ export async function runFuzz(options: { cases: number; seed: number; only?: num
     tally.statuses[answer.status] = (tally.statuses[answer.status] ?? 0) + 1;
     const problem = answer.status >= 500 ? `HTTP ${answer.status}: ${answer.body.toString('utf8').slice(0, 300)}` : streamProblem(answer);
     if (problem) findings.push({ case: i, kind: c.kind, what: c.what, problem });
-    if (answer.status < 300 && c.creates) created.add(c.creates);
+    if (answer.status < 300 && c.creates) created.add(createdName(answer.body) ?? c.creates);
     options.log?.(`${i}\t${c.kind}\t${answer.status}\t${c.what.slice(0, 120)}`);
   }
 
@@ -187,4 +187,18 @@ export async function runFuzz(options: { cases: number; seed: number; only?: num
     storeUnchanged,
     exitCode: code,
   };
+}
+
+/**
+ * The adapter a successful upload created, as the server names it: a mutated body can carry another
+ * valid name than the case meant (a bit flip turned "fz-114" into "fj-114"), and cleanup must
+ * delete what was really created.
+ */
+function createdName(body: Buffer): string | undefined {
+  try {
+    const id = (JSON.parse(body.toString('utf8')) as { id?: unknown }).id;
+    return typeof id === 'string' ? id : undefined;
+  } catch {
+    return undefined;
+  }
 }
