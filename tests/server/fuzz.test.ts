@@ -34,4 +34,13 @@ describe('fuzzer, fixed seed', () => {
     assert.equal(report.storeUnchanged, true);
     assert.deepEqual(report.findings, []);
   });
+
+  it('a mutated load_lora_adapter body that names another valid adapter is cleaned up under that name (seed 20271, case 401)', {
+    timeout: 300_000,
+  }, async () => {
+    const report = await runFuzz({ cases: 1000, seed: 20271, only: 401 });
+    assert.deepEqual(report.byKind['load-by-path']?.statuses, { 200: 1 }, 'the mutated load is accepted');
+    assert.equal(report.storeUnchanged, true);
+    assert.deepEqual(report.findings, []);
+  });
 });

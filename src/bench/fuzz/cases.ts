@@ -381,7 +381,8 @@ const BUILDERS: Record<string, { weight: number; build: Builder }> = {
         path: '/v1/load_lora_adapter',
         headers: { 'content-type': 'application/json' },
         body: json(body),
-        creates: name,
+        // The name the body really carries: a mutation may have replaced it with another valid one.
+        creates: typeof (body as { lora_name?: unknown } | null)?.lora_name === 'string' ? (body as { lora_name: string }).lora_name : name,
       };
     },
   },
