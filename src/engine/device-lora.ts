@@ -5,12 +5,13 @@ import { type DeviceTensor, type ExecutionProvider, type Feed, type HostTensor, 
 /**
  * The adapter slots as tables the provider keeps on the device, for the device-cache step graph:
  * per LoRA module A `[S·R, in]` and s·Bᵀ `[S·R, out]` (slot s owns rows s·R .. s·R+R−1, zero past
- * its rank), bias and DoRA's g − 1 `[S, out]`. Slot 0, the base model, stays zero. A slot's tensors
+ * its rank), gain and shift `[S, out]` (SlotTable.moduleRows). Slot 0, the base model, owns no
+ * columns; its gain row is 1 and every row reads it at weight 1. A slot's tensors
  * are uploaded once, when the slot table hands it a new adapter; a step uploads only which table
  * rows its packed columns and adapters read (`feeds`).
  */
 export class DeviceLoraTables {
-  /** Per module, in `slots.linears` order: A, B, bias, dora. */
+  /** Per module, in `slots.linears` order: A, B, gain, shift. */
   private tables: DeviceTensor[] = [];
   /** The adapter each slot's rows hold on the device. */
   private readonly written: Array<ParsedAdapter | null>;
@@ -44,6 +45,7 @@ export class DeviceLoraTables {
     });
     const { device } = await init.run(shapes);
     tables.tables = outputs.map((name) => device[name]!);
+    await tables.write(0, null);
     return tables;
   }
 
@@ -56,7 +58,7 @@ export class DeviceLoraTables {
     const packed = this.slots.blocksFor(rowAdapters.flatMap((mix) => mix.map((a) => a.slot)));
     const { columns, rows } = SlotTable.rowWeights(packed, rowAdapters);
     const R = this.slots.layout.maxRank;
-    // Unused columns and adapters (a step without adapters) read slot 0's zero rows.
+    // Unused columns (a step without adapters) read slot 0's zero rows; adapter 0 is slot 0, the base model.
     const columnSource = new BigInt64Array(packed.width);
     const adapterSource = new BigInt64Array(packed.adapters);
     for (const [slot, block] of packed.blocks) {
@@ -65,16 +67,16 @@ export class DeviceLoraTables {
     }
     const B = rowAdapters.length;
     const feeds: Record<string, Feed> = {
-      [INPUT.loraColumns]: { type: 'float32', data: columns, dims: [B, packed.width] },
-      [INPUT.loraRows]: { type: 'float32', data: rows, dims: [B, packed.adapters] },
+      [INPUT.loraColumns]: { type: 'float32', data: columns, dims: [B, 1, packed.width] },
+      [INPUT.loraRows]: { type: 'float32', data: rows, dims: [B, 1, packed.adapters] },
       [INPUT.loraColumnSource]: { type: 'int64', data: columnSource, dims: [packed.width] },
       [INPUT.loraAdapterSource]: { type: 'int64', data: adapterSource, dims: [packed.adapters] },
     };
     this.slots.linears.forEach((m, j) => {
       feeds[INPUT.loraA(m.name)] = this.tables[4 * j]!;
       feeds[INPUT.loraB(m.name)] = this.tables[4 * j + 1]!;
-      feeds[INPUT.loraBias(m.name)] = this.tables[4 * j + 2]!;
-      feeds[INPUT.loraDora(m.name)] = this.tables[4 * j + 3]!;
+      feeds[INPUT.loraGain(m.name)] = this.tables[4 * j + 2]!;
+      feeds[INPUT.loraShift(m.name)] = this.tables[4 * j + 3]!;
     });
     return feeds;
   }
@@ -95,7 +97,8 @@ export class DeviceLoraTables {
     }
   }
 
-  private async write(slot: number, adapter: ParsedAdapter): Promise<void> {
+  /** Writes a slot's rows of every table (null: the base model's, slot 0). */
+  private async write(slot: number, adapter: ParsedAdapter | null): Promise<void> {
     const R = this.slots.layout.maxRank;
     const feeds: Record<string, Feed> = {
       [LORA_TABLE_GRAPH.columns]: int64(
@@ -105,21 +108,20 @@ export class DeviceLoraTables {
       [LORA_TABLE_GRAPH.slot]: int64([slot], [1, 1]),
     };
     this.slots.linears.forEach((m, j) => {
-      const t = adapter.modules.get(m.name);
+      const t = adapter?.modules.get(m.name);
       // Rows past the adapter's rank (or a module it does not adapt) are zero: they add nothing.
       const a = new Float32Array(R * m.inFeatures);
       const b = new Float32Array(R * m.outFeatures);
-      const dora = new Float32Array(m.outFeatures);
       if (t) {
         a.set(t.a);
         b.set(t.b);
-        if (t.dora) for (let o = 0; o < m.outFeatures; o++) dora[o] = t.dora[o]! - 1;
       }
+      const { gain, shift } = this.slots.moduleRows(adapter, m);
       const updates = [
         f32(a, [R, m.inFeatures]),
         f32(b, [R, m.outFeatures]),
-        f32(t?.bias ?? new Float32Array(m.outFeatures), [1, m.outFeatures]),
-        f32(dora, [1, m.outFeatures]),
+        f32(gain, [1, m.outFeatures]),
+        f32(shift, [1, m.outFeatures]),
       ];
       updates.forEach((update, k) => {
         feeds[LORA_TABLE_GRAPH.table(4 * j + k)] = this.tables[4 * j + k]!;

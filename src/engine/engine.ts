@@ -119,7 +119,8 @@ export class Engine {
     const kvDims = { layers, kvHeads, headDim };
     const kv =
       residency === 'device' ? await DeviceKvCache.create(kvDims, opts.maxContext, opts.provider) : new KvCache(kvDims, opts.maxContext);
-    const slots = layout ? new SlotTable(layout, loraLinears) : null;
+    const baseBiases = new Map(loraLinears.flatMap((m) => (m.bias ? [[m.name, model.weights.readF32(m.bias)] as const] : [])));
+    const slots = layout ? new SlotTable(layout, loraLinears, baseBiases) : null;
     const deviceLora = slots && residency === 'device' ? await DeviceLoraTables.create(slots, opts.provider) : null;
     const eos = new Set(model.generation.eosTokenIds);
     if (tokenizer.eosTokenId !== null) eos.add(tokenizer.eosTokenId);
@@ -291,22 +292,23 @@ export class Engine {
     return { logits: take(OUTPUT.logits) };
   }
 
-  /** The adapters this step's rows use, packed side by side (see GraphOps.linear). */
+  /** The adapters this step's rows use, packed side by side (see GraphOps.linear); row weights repeated per token. */
   private loraFeeds(input: ForwardInput): Record<string, HostTensor> {
     const f32 = (data: Float32Array, dims: number[]): HostTensor => ({ type: 'float32', data, dims });
     const slots = this.slots!;
     const packed = slots.pack(input.adapters.flatMap((mix) => mix.map((a) => a.slot)));
     const { columns, rows } = SlotTable.rowWeights(packed, input.adapters);
     const { width: W, adapters: U } = packed;
+    const tokens = input.batch * input.seq;
     const feeds: Record<string, HostTensor> = {
-      [INPUT.loraColumns]: f32(columns, [input.batch, W]),
-      [INPUT.loraRows]: f32(rows, [input.batch, U]),
+      [INPUT.loraColumns]: f32(perToken(columns, W, input.seq), [tokens, W]),
+      [INPUT.loraRows]: f32(perToken(rows, U, input.seq), [tokens, U]),
     };
     for (const m of slots.linears) {
       feeds[INPUT.loraA(m.name)] = f32(packed.a.get(m.name)!, [W, m.inFeatures]);
       feeds[INPUT.loraB(m.name)] = f32(packed.b.get(m.name)!, [W, m.outFeatures]);
-      feeds[INPUT.loraBias(m.name)] = f32(packed.bias.get(m.name)!, [U, m.outFeatures]);
-      feeds[INPUT.loraDora(m.name)] = f32(packed.dora.get(m.name)!, [U, m.outFeatures]);
+      feeds[INPUT.loraGain(m.name)] = f32(packed.gain.get(m.name)!, [U, m.outFeatures]);
+      feeds[INPUT.loraShift(m.name)] = f32(packed.shift.get(m.name)!, [U, m.outFeatures]);
     }
     return feeds;
   }
@@ -319,4 +321,15 @@ export class Engine {
     await this.session.release();
     this.model.weights.close();
   }
+}
+
+/** [B, k] per-row values → [B·seq, k]: each row's repeated for its seq tokens. */
+function perToken(perRow: Float32Array, k: number, seq: number): Float32Array {
+  if (seq === 1) return perRow;
+  const out = new Float32Array(perRow.length * seq);
+  for (let r = 0; r < perRow.length / k; r++) {
+    const row = perRow.subarray(r * k, (r + 1) * k);
+    for (let t = 0; t < seq; t++) out.set(row, (r * seq + t) * k);
+  }
+  return out;
 }

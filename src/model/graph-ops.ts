@@ -41,9 +41,12 @@ export const INPUT = {
    * the cache's last column, which no query sees (device cache).
    */
   kvIndex: 'kv_index',
-  /** [B, W]: the weight of each packed LoRA column for the row (1 on its adapter's block, 0 elsewhere). */
+  /**
+   * The weight of each packed LoRA column for the token's row (1 on its adapter's block, 0
+   * elsewhere): [N, W] per token (host cache) or [B, 1, W] per row (device cache).
+   */
   loraColumns: 'lora_columns',
-  /** [B, U]: the weight of each packed adapter for the row (for the adapters' bias deltas). */
+  /** The weight of each packed adapter for the token's row, the base model's 1 first: [N, U] or [B, 1, U]. */
   loraRows: 'lora_rows',
   /**
    * [M]: the positions (indices into the flattened [B·T] new tokens) that get logits. Usually each
@@ -62,9 +65,9 @@ export const INPUT = {
   loraAdapterSource: 'lora_adapter_source',
   loraA: (m: string) => `lora_A.${m}`,
   loraB: (m: string) => `lora_B.${m}`,
-  loraBias: (m: string) => `lora_bias.${m}`,
+  loraShift: (m: string) => `lora_shift.${m}`,
   /** [U, out]: g − 1 per packed adapter (DoRA's output scale; 0 for plain LoRA adapters). */
-  loraDora: (m: string) => `lora_dora.${m}`,
+  loraGain: (m: string) => `lora_gain.${m}`,
 } as const;
 export const OUTPUT = {
   /** [M, vocab]: one row per entry of `logit_rows`. */
@@ -90,9 +93,9 @@ export class GraphOps {
   private keyPositions: string | null = null;
   private readonly maskBias = new Map<number | null, string>();
   private visible: string | null = null;
-  private loraColumns3: string | null = null;
   private pastLength: string | null = null;
   private rope: { cos: string; sin: string } | null = null;
+  private tokenRope: { cos: string; sin: string } | null = null;
 
   constructor(
     readonly g: GraphBuilder,
@@ -127,8 +130,9 @@ export class GraphOps {
       g.input({ name: INPUT.pastValue(l), elemType: f32, shape: cacheShape });
     }
     if (lora) {
-      g.input({ name: INPUT.loraColumns, elemType: f32, shape: ['batch', 'lora_width'] });
-      g.input({ name: INPUT.loraRows, elemType: f32, shape: ['batch', 'lora_adapters'] });
+      const perRow = (k: string) => (this.onDevice ? ['batch', 1, k] : ['tokens', k]);
+      g.input({ name: INPUT.loraColumns, elemType: f32, shape: perRow('lora_width') });
+      g.input({ name: INPUT.loraRows, elemType: f32, shape: perRow('lora_adapters') });
       if (this.onDevice) {
         g.input({ name: INPUT.loraColumnSource, elemType: i64, shape: ['lora_width'] });
         g.input({ name: INPUT.loraAdapterSource, elemType: i64, shape: ['lora_adapters'] });
@@ -137,8 +141,8 @@ export class GraphOps {
       for (const m of linears.filter((l) => this.loraModules.has(l.name))) {
         g.input({ name: INPUT.loraA(m.name), elemType: f32, shape: [columns, m.inFeatures] });
         g.input({ name: INPUT.loraB(m.name), elemType: f32, shape: [columns, m.outFeatures] });
-        g.input({ name: INPUT.loraBias(m.name), elemType: f32, shape: [adapters, m.outFeatures] });
-        g.input({ name: INPUT.loraDora(m.name), elemType: f32, shape: [adapters, m.outFeatures] });
+        g.input({ name: INPUT.loraGain(m.name), elemType: f32, shape: [adapters, m.outFeatures] });
+        g.input({ name: INPUT.loraShift(m.name), elemType: f32, shape: [adapters, m.outFeatures] });
       }
     }
     this.batchSeq = this.onDevice ? null : g.op('Slice', [g.op('Shape', [INPUT.embeds]), g.constInt64([0]), g.constInt64([2])]);
@@ -172,11 +176,6 @@ export class GraphOps {
     return this.onDevice ? x3 : this.g.op('Reshape', [x3, this.g.constInt64([-1, k])]);
   }
 
-  /** The travelling layout → `[B, T, k]`. */
-  private perToken(x: string, k: number): string {
-    return this.onDevice ? x : this.g.op('Reshape', [x, this.shape3(k)]);
-  }
-
   add(a: string, b: string): string {
     return this.g.op('Add', [a, b]);
   }
@@ -197,12 +196,13 @@ export class GraphOps {
     return y!;
   }
 
-  /** y = x / sqrt(mean(x²) + eps) · w, in float32 as transformers computes it. */
+  /**
+   * y = x / sqrt(mean(x²) + eps) · w, in float32 as transformers computes it: ORT's one-kernel
+   * RMS norm (CPU and WebGPU), where the same arithmetic as separate ops was seven nodes per norm.
+   */
   rmsNorm(x: string, weight: string, eps: number): string {
-    const g = this.g;
-    const meanSquare = g.op('ReduceMean', [g.op('Mul', [x, x])], { axes: [-1], keepdims: 1 });
-    const inv = g.op('Reciprocal', [g.op('Sqrt', [g.op('Add', [meanSquare, g.scalar(eps)])])]);
-    return g.op('Mul', [g.op('Mul', [x, inv]), this.weight(weight)]);
+    const [y] = this.g.opN('SimplifiedLayerNormalization', [x, this.weight(weight)], 1, { axis: -1, epsilon: { float: eps } });
+    return y!;
   }
 
   /** gelu_new: 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))). */
@@ -231,38 +231,33 @@ export class GraphOps {
       : this.floatMatMul(x, m.weight, [m.outFeatures, m.inFeatures], m.fanInFanOut, baseBias);
     if (!this.lora || !this.loraModules.has(m.name)) return base;
     // The step is fed only the adapters its rows use, packed side by side (W columns in all, U
-    // adapters), so the delta costs what the batch uses, not what the server could hold.
+    // adapters), so the delta costs what the batch uses, not what the server could hold. Every
+    // per-row weight comes per token (host) or as [B, 1, ·] (device), so nothing is reshaped here.
     const packed = this.packedLora(m.name);
-    // h[n] = x[n] @ A_packedᵀ: [N, in] @ [in, W] → [N, W], every used adapter's projection at once
-    const h = this.perToken(this.timesTransposed(x, packed.a), -1);
-    // h[b, t, :] ⊙= columns[b]: [B, T, W] ⊙ [B, 1, W], the row keeps its own adapter's block only
-    const own = g.op('Mul', [h, this.loraColumnMask()]);
-    // delta[b, t] = h[b, t] @ B_packed: [B, T, W] @ [W, out]; B_packed holds s·Bᵀ per adapter, scale folded in
-    const delta = g.op('MatMul', [own, packed.b]);
-    // bias[b] = rows[b] @ bias_packed: [B, U] @ [U, out], broadcast over the row's tokens
-    const perRow = (packed: string) => g.op('Unsqueeze', [g.op('MatMul', [INPUT.loraRows, packed]), g.constInt64([1])]);
-    // DoRA: y = g ⊙ (W x + s·B A x) + b, the bias outside the scale (PEFT's DoraLinearLayer).
-    // e[b] = rows[b] @ (g − 1)_packed is 0 for rows without DoRA, so y = base + delta + e ⊙ (W x + delta) + bias.
-    const base3 = this.perToken(base, m.outFeatures);
-    const unbiased = baseBias ? g.op('Sub', [base3, baseBias]) : base3;
-    const rescaled = g.op('Mul', [g.op('Add', [unbiased, delta]), perRow(packed.dora)]);
-    const adapted = g.op('Add', [g.op('Add', [delta, perRow(packed.bias)]), rescaled]);
-    return g.op('Add', [base, this.rows(adapted, m.outFeatures)]);
+    // h = x @ A_packedᵀ: [N, in] @ [in, W] → [N, W] (or [B, T, ·]), every used adapter's projection at once
+    const h = this.timesTransposed(x, packed.a);
+    // delta = (h ⊙ columns) @ B_packed: the row keeps its own adapter's block only, [N, W] @ [W, out];
+    // B_packed holds s·Bᵀ per adapter, scale folded in
+    const delta = g.op('MatMul', [g.op('Mul', [h, INPUT.loraColumns]), packed.b]);
+    // y = (R @ gain) ⊙ (W x + b₀ + delta) + R @ shift, R = the row's adapter weights [N, U]: gain and
+    // shift [U, out] fold DoRA's rescaling and LoRA's own bias (SlotTable.moduleRows); a plain row gets gain 1, shift 0
+    const scaled = g.op('Mul', [g.op('Add', [base, delta]), g.op('MatMul', [INPUT.loraRows, packed.gain])]);
+    return g.op('Add', [scaled, g.op('MatMul', [INPUT.loraRows, packed.shift])]);
   }
 
   /**
    * A module's packed LoRA tensors: fed packed (host cache), or gathered on the device from the
-   * resident slot tables: A_packed[w] = A_table[column_source[w]], bias_packed[u] = bias_table[adapter_source[u]].
+   * resident slot tables: A_packed[w] = A_table[column_source[w]], gain_packed[u] = gain_table[adapter_source[u]].
    */
-  private packedLora(module: string): { a: string; b: string; bias: string; dora: string } {
-    const names = { a: INPUT.loraA(module), b: INPUT.loraB(module), bias: INPUT.loraBias(module), dora: INPUT.loraDora(module) };
+  private packedLora(module: string): { a: string; b: string; gain: string; shift: string } {
+    const names = { a: INPUT.loraA(module), b: INPUT.loraB(module), gain: INPUT.loraGain(module), shift: INPUT.loraShift(module) };
     if (!this.onDevice) return names;
     const gather = (table: string, source: string) => this.g.op('Gather', [table, source], { axis: 0 });
     return {
       a: gather(names.a, INPUT.loraColumnSource),
       b: gather(names.b, INPUT.loraColumnSource),
-      bias: gather(names.bias, INPUT.loraAdapterSource),
-      dora: gather(names.dora, INPUT.loraAdapterSource),
+      gain: gather(names.gain, INPUT.loraAdapterSource),
+      shift: gather(names.shift, INPUT.loraAdapterSource),
     };
   }
 
@@ -290,30 +285,48 @@ export class GraphOps {
     return matMulNBits(this.g, x, cachedQuantized(this.g, q.entry, weight), bias, q.accuracyLevel);
   }
 
-  /** The row column weights as [B, 1, W], built once per graph. */
-  private loraColumnMask(): string {
-    this.loraColumns3 ??= this.g.op('Unsqueeze', [INPUT.loraColumns, this.g.constInt64([1])]);
-    return this.loraColumns3;
-  }
-
-  /** [B, T, k] as a shape tensor for the current batch (host cache only: shape arithmetic). */
-  private shape3(k: number): string {
-    return this.g.op('Concat', [this.batchSeq!, this.g.constInt64([k])], { axis: 0 });
-  }
-
-  /** cos/sin tables `[B, 1, T, D]` from position_ids (transformers' rotate_half convention). */
-  private ropeTables(): { cos: string; sin: string } {
-    if (this.rope) return this.rope;
+  private inverseFrequencies(): Float32Array {
     const { rope, headDim } = this.dims;
     if (!rope) throw new Error('architecture uses RoPE but dims.rope is null');
+    return Float32Array.from(ropeInverseFrequencies(rope, headDim));
+  }
+
+  /**
+   * cos/sin tables `[B, 1, T, D]` from position_ids (transformers' rotate_half convention), for the
+   * device cache: there positions are int32 and [B, T] cannot become a flat token view without shape
+   * arithmetic, so RoPE stays elementwise (`applyRope`) rather than ORT's RotaryEmbedding.
+   */
+  private ropeTables(): { cos: string; sin: string } {
+    if (this.rope) return this.rope;
     const g = this.g;
-    const inv = Float32Array.from(ropeInverseFrequencies(rope, headDim));
+    const inv = this.inverseFrequencies();
     const pos = g.op('Unsqueeze', [g.op('Cast', [INPUT.positions], { to: TensorDataType.FLOAT }), g.constInt64([2])]);
     // freqs[b, t, i] = pos[b, t] · inv_freq[i]; emb = [freqs, freqs]: [B, T, D]
     const freqs = g.op('Mul', [pos, g.constFloat(inv, [1, 1, inv.length])]);
     const emb = g.op('Unsqueeze', [g.op('Concat', [freqs, freqs], { axis: -1 }), g.constInt64([1])]);
     this.rope = { cos: g.op('Cos', [emb]), sin: g.op('Sin', [emb]) };
     return this.rope;
+  }
+
+  /**
+   * RoPE on token rows [N, heads·D] in one kernel (host cache): ORT's RotaryEmbedding over a
+   * [1, N, heads·D] view whose position ids start at 0, so token n reads row n of per-token tables
+   * [N, D/2] built from position_ids — no table of every position the model allows. Same
+   * arithmetic as `applyRope` (non-interleaved halves), which was six nodes per tensor per layer.
+   */
+  private rotary(rows: string, heads: number): string {
+    const g = this.g;
+    const { headDim } = this.dims;
+    if (!this.tokenRope) {
+      const inv = this.inverseFrequencies();
+      const pos = g.op('Reshape', [g.op('Cast', [INPUT.positions], { to: TensorDataType.FLOAT }), g.constInt64([-1, 1])]);
+      // freqs[n, i] = position[n] · inv_freq[i]: [N, D/2]
+      const freqs = g.op('Mul', [pos, g.constFloat(inv, [1, inv.length])]);
+      this.tokenRope = { cos: g.op('Cos', [freqs]), sin: g.op('Sin', [freqs]) };
+    }
+    const view = g.op('Reshape', [rows, g.constInt64([1, -1, heads * headDim])]);
+    const { cos, sin } = this.tokenRope;
+    return g.op('RotaryEmbedding', [view, g.constInt64([0]), cos, sin], { interleaved: 0, num_heads: heads }, 'com.microsoft');
   }
 
   /** x·cos + rotate_half(x)·sin, where rotate_half([x1, x2]) = [−x2, x1] on the last axis. */
@@ -387,14 +400,10 @@ export class GraphOps {
     const groups = heads / kvHeads;
     const shape = (...rest: number[]) => g.op('Concat', [this.batchSeq!, g.constInt64(rest)], { axis: 0 });
     // q: [B, T, kvH, G, D] → [B, kvH, G, T, D];  k, v: [B, T, kvH, D] → [B, kvH, T, D]
-    let q = g.op('Transpose', [g.op('Reshape', [q2d, shape(kvHeads, groups, headDim)])], { perm: [0, 2, 3, 1, 4] });
-    let k = g.op('Transpose', [g.op('Reshape', [k2d, shape(kvHeads, headDim)])], { perm: [0, 2, 1, 3] });
+    const [qRows, kRows] = options.rope ? [this.rotary(q2d, heads), this.rotary(k2d, kvHeads)] : [q2d, k2d];
+    const q = g.op('Transpose', [g.op('Reshape', [qRows, shape(kvHeads, groups, headDim)])], { perm: [0, 2, 3, 1, 4] });
+    let k = g.op('Transpose', [g.op('Reshape', [kRows, shape(kvHeads, headDim)])], { perm: [0, 2, 1, 3] });
     let v = g.op('Transpose', [g.op('Reshape', [v2d, shape(kvHeads, headDim)])], { perm: [0, 2, 1, 3] });
-    if (options.rope) {
-      const { cos, sin } = this.ropeTables();
-      q = this.applyRope(q, g.op('Unsqueeze', [cos, g.constInt64([1])]), g.op('Unsqueeze', [sin, g.constInt64([1])]));
-      k = this.applyRope(k, cos, sin);
-    }
     const newShape = ['batch', kvHeads, 'seq', headDim];
     k = g.output(k, { name: OUTPUT.newKey(layer), elemType: TensorDataType.FLOAT, shape: newShape });
     v = g.output(v, { name: OUTPUT.newValue(layer), elemType: TensorDataType.FLOAT, shape: newShape });

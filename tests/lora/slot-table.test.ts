@@ -41,18 +41,32 @@ describe('SlotTable packing', () => {
     table.write(7, adapter(300, { q: 64, v: 64 }));
     const packed = table.pack([0, 40, 3, 3, 0]);
     assert.equal(packed.width, 3, 'ranks 2 + 1, not slots × max rank');
-    assert.equal(packed.adapters, 2);
-    assert.deepEqual(packed.blocks.get(3), { index: 0, offset: 0, width: 2 });
-    assert.deepEqual(packed.blocks.get(40), { index: 1, offset: 2, width: 1 });
+    assert.equal(packed.adapters, 3, 'the base model, then the two adapters');
+    assert.deepEqual(packed.blocks.get(3), { index: 1, offset: 0, width: 2 });
+    assert.deepEqual(packed.blocks.get(40), { index: 2, offset: 2, width: 1 });
     // A_packed rows: slot 3's two q rows, then slot 40's one q row
     assert.deepEqual(Array.from(packed.a.get('q')!), [100, 101, 102, 103, 104, 105, 200, 201, 202]);
     // v: slot 3 has rank 1 (second row of its block zero), slot 40 does not adapt v (zeros)
     assert.deepEqual(Array.from(packed.a.get('v')!), [100, 101, 102, 0, 0, 0, 0, 0, 0]);
     assert.deepEqual(Array.from(packed.b.get('v')!.subarray(0, 4)), [-100, -101, -102, -103]);
-    assert.deepEqual(Array.from(packed.bias.get('q')!), [100, 100, 0, 0]);
+    // gain: 1 for the base model, 0 for adapters without DoRA; shift: each adapter's own bias
+    assert.deepEqual(Array.from(packed.gain.get('q')!), [1, 1, 0, 0, 0, 0]);
+    assert.deepEqual(Array.from(packed.shift.get('q')!), [0, 0, 100, 100, 0, 0]);
     const w = SlotTable.rowWeights(packed, [0, 40, 3, 7].map(singleSlot));
     assert.deepEqual(Array.from(w.columns), [0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0], 'base rows and unpacked slots weigh nothing');
-    assert.deepEqual(Array.from(w.rows), [0, 0, 0, 1, 1, 0, 0, 0]);
+    assert.deepEqual(Array.from(w.rows), [1, 0, 0, 1, 0, 1, 1, 1, 0, 1, 0, 0], 'every row applies the base model at weight 1');
+  });
+
+  it("folds DoRA's gain and the base bias it must not rescale into each adapter's gain and shift rows", () => {
+    const biased = { ...q, bias: 'q.bias' };
+    const table = new SlotTable({ slots: 4, maxRank: 8 }, [biased], new Map([['q', Float32Array.of(10, -4)]]));
+    const dora = adapter(1, { q: 1 }, true);
+    dora.modules.get('q')!.dora = Float32Array.of(1.5, 0.25);
+    table.write(2, dora);
+    // y = g ⊙ (W x + Δ) + b₀ + bias = F ⊙ (W x + b₀ + Δ) + C with F = g, C = bias − (g − 1) ⊙ b₀
+    const packed = table.pack([2]);
+    assert.deepEqual(Array.from(packed.gain.get('q')!), [1, 1, 0.5, -0.75]);
+    assert.deepEqual(Array.from(packed.shift.get('q')!), [0, 0, 1 - 0.5 * 10, 1 - -0.75 * -4]);
   });
 
   it('a base-only step packs one zero column, and a write or clear is never served from a stale packing', () => {
