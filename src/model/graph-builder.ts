@@ -34,9 +34,17 @@ export class GraphBuilder {
     return this.opN(opType, inputs, 1, attributes, domain)[0]!;
   }
 
-  opN(opType: string, inputs: string[], outputs: number, attributes?: Record<string, AttributeValue>, domain?: string): string[] {
+  /** `outputs`: how many, or which of the op's outputs to produce (an unused optional output gets no name). */
+  opN(
+    opType: string,
+    inputs: string[],
+    outputs: number | readonly boolean[],
+    attributes?: Record<string, AttributeValue>,
+    domain?: string,
+  ): string[] {
     const id = `${opType}_${this.counter++}`;
-    const outs = Array.from({ length: outputs }, (_, i) => `${id}:${i}`);
+    const wanted = typeof outputs === 'number' ? Array.from({ length: outputs }, () => true) : outputs;
+    const outs = wanted.map((used, i) => (used ? `${id}:${i}` : ''));
     this.nodes.push({ opType, inputs, outputs: outs, name: id, attributes, domain });
     return outs;
   }

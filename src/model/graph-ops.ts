@@ -197,6 +197,25 @@ export class GraphOps {
   }
 
   /**
+   * The residual sum h + delta and its layer norm, in one kernel (ORT's SkipLayerNormalization): [sum, normed].
+   */
+  addLayerNorm(h: string, delta: string, prefix: string, eps: number): [string, string] {
+    const inputs = [delta, h, this.weight(`${prefix}.weight`), this.weight(`${prefix}.bias`)];
+    return this.skipNorm('SkipLayerNormalization', inputs, eps);
+  }
+
+  /** The residual sum h + delta and its RMS norm (see `rmsNorm`), in one kernel: [sum, normed]. */
+  addRmsNorm(h: string, delta: string, weight: string, eps: number): [string, string] {
+    return this.skipNorm('SkipSimplifiedLayerNormalization', [delta, h, this.weight(weight)], eps);
+  }
+
+  private skipNorm(op: string, inputs: string[], eps: number): [string, string] {
+    // outputs: normed, mean, inv_std_var, input + skip
+    const [normed, , , sum] = this.g.opN(op, inputs, [true, false, false, true], { epsilon: { float: eps } }, 'com.microsoft');
+    return [sum!, normed!];
+  }
+
+  /**
    * y = x / sqrt(mean(x²) + eps) · w, in float32 as transformers computes it: ORT's one-kernel
    * RMS norm (CPU and WebGPU), where the same arithmetic as separate ops was seven nodes per norm.
    */
@@ -407,12 +426,13 @@ export class GraphOps {
     const newShape = ['batch', kvHeads, 'seq', headDim];
     k = g.output(k, { name: OUTPUT.newKey(layer), elemType: TensorDataType.FLOAT, shape: newShape });
     v = g.output(v, { name: OUTPUT.newValue(layer), elemType: TensorDataType.FLOAT, shape: newShape });
-    // q pre-scaled by 1/√D and the G query heads of a KV head stacked as rows: [B, kvH, G·T, D], so
-    // each (row, KV head) is one plain GEMM against its keys, with no broadcast over G.
-    const qs = g.op('Reshape', [g.op('Mul', [q, g.scalar(1 / Math.sqrt(headDim))]), g.constInt64([0, 0, -1, headDim])]);
-    // scores = [q·Kpastᵀ, q·Knewᵀ]: [B, kvH, G·T, P] ++ [B, kvH, G·T, T] → [B, kvH, G·T, P + T]
-    const past = g.op('FusedMatMul', [qs, INPUT.pastKey(layer)], { transB: 1, alpha: { float: 1 } }, 'com.microsoft');
-    const own = g.op('FusedMatMul', [qs, k], { transB: 1, alpha: { float: 1 } }, 'com.microsoft');
+    // the G query heads of a KV head stacked as rows: [B, kvH, G·T, D], so each (row, KV head) is
+    // one plain GEMM against its keys, with no broadcast over G.
+    const qs = g.op('Reshape', [q, g.constInt64([0, 0, -1, headDim])]);
+    // scores = [q·Kpastᵀ, q·Knewᵀ]/√D: [B, kvH, G·T, P] ++ [B, kvH, G·T, T] → [B, kvH, G·T, P + T]
+    const scale = { float: 1 / Math.sqrt(headDim) };
+    const past = g.op('FusedMatMul', [qs, INPUT.pastKey(layer)], { transB: 1, alpha: scale }, 'com.microsoft');
+    const own = g.op('FusedMatMul', [qs, k], { transB: 1, alpha: scale }, 'com.microsoft');
     // probs over each row's real past positions and its new tokens up to the query's own
     const probs = g.op(
       'Softmax',

@@ -28,15 +28,25 @@ const PARITY_SUITE = [
 ];
 
 function runSuite(backend: BackendName): void {
-  const child = spawnSync(process.execPath, ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=dot', ...PARITY_SUITE], {
-    cwd: ROOT,
-    encoding: 'utf8',
-    env: { ...process.env, LORASERVE_TEST_BACKEND: backend },
-    timeout: 40 * 60_000,
-    maxBuffer: 64 * 1024 * 1024,
-  });
+  // A test file's process carries NODE_TEST_CONTEXT; a `node --test` that inherits it skips every
+  // file ("run() is being called recursively") and exits 0, so the suite would pass unrun.
+  const { NODE_TEST_CONTEXT: _, ...env } = process.env;
+  const child = spawnSync(
+    process.execPath,
+    ['--import', 'tsx', '--test', '--test-concurrency=1', '--test-reporter=spec', ...PARITY_SUITE],
+    {
+      cwd: ROOT,
+      encoding: 'utf8',
+      env: { ...env, LORASERVE_TEST_BACKEND: backend },
+      timeout: 40 * 60_000,
+      maxBuffer: 64 * 1024 * 1024,
+    },
+  );
   const output = `${child.stdout}${child.stderr}`;
   assert.equal(child.status, 0, `the parity suite failed on ${backend}:\n${output.slice(-6000)}`);
+  // Every file ran and passed: the spec reporter's summary counts them.
+  const passed = Number(/ℹ pass (\d+)/.exec(output)?.[1] ?? 0);
+  assert.ok(passed >= PARITY_SUITE.length, `only ${passed} tests passed on ${backend}:\n${output.slice(-3000)}`);
 }
 
 describe('the parity suite on every backend', () => {

@@ -53,13 +53,26 @@ export const gpt2: Architecture = {
   },
 
   forward(f, d) {
-    let h = f.add(f.embed('transformer.wte.weight'), f.positionEmbed('transformer.wpe.weight'));
+    // Each residual add is fused with the norm that reads it, except the last (the final norm runs
+    // on the logit positions only).
+    let [h, x] = f.addLayerNorm(
+      f.embed('transformer.wte.weight'),
+      f.positionEmbed('transformer.wpe.weight'),
+      `${prefix(0)}.ln_1`,
+      d.normEps,
+    );
     for (let l = 0; l < d.layers; l++) {
       const p = prefix(l);
-      const [q, k, v] = f.split(f.linear(`${p}.attn.c_attn`, f.layerNorm(h, `${p}.ln_1`, d.normEps)), [d.hidden, d.hidden, d.hidden]);
-      h = f.add(h, f.linear(`${p}.attn.c_proj`, f.attention(l, q!, k!, v!, { rope: false })));
-      const mlpIn = f.layerNorm(h, `${p}.ln_2`, d.normEps);
-      h = f.add(h, f.linear(`${p}.mlp.c_proj`, f.geluTanh(f.linear(`${p}.mlp.c_fc`, mlpIn))));
+      const [q, k, v] = f.split(f.linear(`${p}.attn.c_attn`, x), [d.hidden, d.hidden, d.hidden]);
+      const [afterAttn, mlpIn] = f.addLayerNorm(
+        h,
+        f.linear(`${p}.attn.c_proj`, f.attention(l, q!, k!, v!, { rope: false })),
+        `${p}.ln_2`,
+        d.normEps,
+      );
+      const mlp = f.linear(`${p}.mlp.c_proj`, f.geluTanh(f.linear(`${p}.mlp.c_fc`, mlpIn)));
+      if (l + 1 < d.layers) [h, x] = f.addLayerNorm(afterAttn, mlp, `${prefix(l + 1)}.ln_1`, d.normEps);
+      else h = f.add(afterAttn, mlp);
     }
     return f.layerNorm(f.logitPositions(h), 'transformer.ln_f', d.normEps);
   },

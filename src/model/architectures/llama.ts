@@ -117,10 +117,12 @@ export const llama: Architecture = {
   },
 
   forward(f, d) {
+    // Each residual add is fused with the norm that reads it, except the last (the final norm runs
+    // on the logit positions only).
     let h = f.embed('model.embed_tokens.weight');
+    let x = f.rmsNorm(h, `${prefix(0)}.input_layernorm.weight`, d.normEps);
     for (let l = 0; l < d.layers; l++) {
       const p = prefix(l);
-      const x = f.rmsNorm(h, `${p}.input_layernorm.weight`, d.normEps);
       const attn = f.attention(
         l,
         f.linear(`${p}.self_attn.q_proj`, x),
@@ -128,9 +130,10 @@ export const llama: Architecture = {
         f.linear(`${p}.self_attn.v_proj`, x),
         { rope: true },
       );
-      h = f.add(h, f.linear(`${p}.self_attn.o_proj`, attn));
-      const m = f.rmsNorm(h, `${p}.post_attention_layernorm.weight`, d.normEps);
-      h = f.add(h, f.linear(`${p}.mlp.down_proj`, f.mul(f.silu(f.linear(`${p}.mlp.gate_proj`, m)), f.linear(`${p}.mlp.up_proj`, m))));
+      const [afterAttn, m] = f.addRmsNorm(h, f.linear(`${p}.self_attn.o_proj`, attn), `${p}.post_attention_layernorm.weight`, d.normEps);
+      const mlp = f.linear(`${p}.mlp.down_proj`, f.mul(f.silu(f.linear(`${p}.mlp.gate_proj`, m)), f.linear(`${p}.mlp.up_proj`, m)));
+      if (l + 1 < d.layers) [h, x] = f.addRmsNorm(afterAttn, mlp, `${prefix(l + 1)}.input_layernorm.weight`, d.normEps);
+      else h = f.add(afterAttn, mlp);
     }
     return f.rmsNorm(f.logitPositions(h), 'model.norm.weight', d.normEps);
   },
