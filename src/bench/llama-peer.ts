@@ -13,7 +13,9 @@
  * sequences, all contexts running at once (`contextsAtOnce`; measured 10.7 vs 8.8 tok/s for one
  * context at a time in shared/notes/llama-cpp-peer.md). Threads: `maxThreads` caps all contexts
  * together, so contexts running at once share the thread budget (each gets 1..`threads`, never
- * more than `threads` in total) — the same budget loraserve's ONNX Runtime gets.
+ * more than `threads` in total) — the same budget loraserve's ONNX Runtime gets. The many-adapter
+ * workload (d) is (b) with one request per adapter: as many contexts as requests, one sequence each,
+ * so every decode holds one row — the multi-tenant case (many adapters, a request or two each).
  */
 import type { Llama, LlamaContext, LlamaContextSequence, LlamaModel, Token } from 'node-llama-cpp';
 import { ProviderUnavailableError } from '../errors.js';
@@ -31,8 +33,13 @@ export interface LlamaPeerOptions {
   threads: number;
   /** Requests of workload (a), one after another, request i on adapter i mod count (default 1). */
   singleRequests?: number;
-  /** Contexts of workload (b) that run at the same time (default: all of them). */
+  /** Contexts of workloads (b) and (d) that run at the same time (default: all of them). */
   contextsAtOnce?: number;
+  /**
+   * Workload (d), run once per entry: request i on adapters[i] with prompts[i], one request per
+   * adapter, so one context each (llama.cpp applies one adapter set per context).
+   */
+  manyAdapters?: ReadonlyArray<{ adapters: readonly string[]; prompts: readonly (readonly number[])[] }>;
 }
 
 export interface PeerWorkload {
@@ -51,6 +58,20 @@ export interface LlamaPeerResult {
   multiAdapter: PeerWorkload;
   /** (c) all requests at once, no adapter: one context, every request a sequence, lockstep. */
   noAdapter: PeerWorkload;
+  /** (d) one request per adapter, all at once, one context each: one per entry of `manyAdapters`. */
+  manyAdapters: ManyAdaptersWorkload[];
+}
+
+export interface ManyAdaptersWorkload extends PeerWorkload {
+  contexts: number;
+  /** llama.cpp's memory for one such context (KV cache, compute buffers; not the adapter), as node-llama-cpp estimates it, MiB. */
+  estimated_mib_per_context: number;
+  /**
+   * Growth of this process's resident memory per context, measured with the contexts open after the
+   * run (adapters included). A floor once earlier contexts' freed memory is reused: only the first
+   * weight type's run starts from fresh memory.
+   */
+  rss_mib_per_context: number;
 }
 
 async function loadNodeLlamaCpp(): Promise<NodeLlamaCpp> {
@@ -176,7 +197,7 @@ async function timed(run: () => Promise<number>, requests: number): Promise<Peer
   return { requests, tokens, seconds: +seconds.toFixed(3), tokens_per_s: +(tokens / seconds).toFixed(2) };
 }
 
-/** Runs workloads (a), (b) and (c) on llama.cpp and reports generated tokens per second (prefill included). */
+/** Runs workloads (a), (b), (c) and, when asked, (d) on llama.cpp and reports generated tokens per second (prefill included). */
 export async function runLlamaPeer(o: LlamaPeerOptions): Promise<LlamaPeerResult> {
   if (o.prompts.length === 0) throw new RangeError('runLlamaPeer needs at least one prompt');
   const promptTokens = Math.max(...o.prompts.map((p) => p.length));
@@ -214,25 +235,54 @@ export async function runLlamaPeer(o: LlamaPeerOptions): Promise<LlamaPeerResult
         }, singleRequests),
     );
 
-    const groups = adapters.map((_, a) => o.prompts.filter((_, i) => i % adapters.length === a));
-    const atOnce = Math.max(1, o.contextsAtOnce ?? adapters.length);
-    const multiAdapter = await withContexts(
-      adapters.map((a, i) => plan(a, Math.max(1, groups[i]!.length))),
-      (contexts) =>
-        timed(async () => {
-          let tokens = 0;
-          for (let start = 0; start < contexts.length; start += atOnce) {
-            const wave = contexts.slice(start, start + atOnce).map((c, k) => runOnContext(c, groups[start + k]!, o.genTokens));
-            tokens += (await Promise.all(wave)).reduce((a, outs) => a + generated(outs), 0);
-          }
-          return tokens;
-        }, o.prompts.length),
-    );
+    const atOnce = Math.max(1, o.contextsAtOnce ?? Number.MAX_SAFE_INTEGER);
+    /** Request i on adapter i mod count: one context per adapter, its requests as sequences, `atOnce` contexts at a time. */
+    const overAdapters = async (list: readonly (string | null)[], prompts: readonly (readonly number[])[]) => {
+      const groups = list.map((_, a) => prompts.filter((_, i) => i % list.length === a));
+      const rssBefore = process.memoryUsage().rss;
+      let rssWith = rssBefore;
+      const workload = await withContexts(
+        list.map((a, i) => plan(a, Math.max(1, groups[i]!.length))),
+        async (contexts) => {
+          const timing = await timed(async () => {
+            let tokens = 0;
+            for (let start = 0; start < contexts.length; start += atOnce) {
+              const wave = contexts.slice(start, start + atOnce).map((c, k) => runOnContext(c, groups[start + k]!, o.genTokens));
+              tokens += (await Promise.all(wave)).reduce((a, outs) => a + generated(outs), 0);
+            }
+            return tokens;
+          }, prompts.length);
+          // Measured after the run, the contexts still open: llama.cpp may allocate on the first decode.
+          rssWith = process.memoryUsage().rss;
+          return timing;
+        },
+      );
+      return { workload, rssMibPerContext: +((rssWith - rssBefore) / list.length / 2 ** 20).toFixed(1) };
+    };
+    const multiAdapter = (await overAdapters(adapters, o.prompts)).workload;
 
     const noAdapter = await withContexts([plan(null, o.prompts.length)], ([c]) =>
       timed(async () => generated(await runOnContext(c!, o.prompts, o.genTokens)), o.prompts.length),
     );
-    return { precision, single, multiAdapter, noAdapter };
+    const manyAdapters: ManyAdaptersWorkload[] = [];
+    for (const m of o.manyAdapters ?? []) {
+      if (m.adapters.length !== m.prompts.length) throw new RangeError(`${m.adapters.length} adapters for ${m.prompts.length} prompts`);
+      const { workload, rssMibPerContext } = await overAdapters(m.adapters, m.prompts);
+      const estimate = await model.fileInsights.estimateContextResourceRequirementsV2({
+        contextSize: promptTokens + o.genTokens + 1,
+        modelGpuLayers: 0,
+        batchSize: promptTokens,
+        sequences: 1,
+        flashAttention: 'auto',
+      });
+      manyAdapters.push({
+        ...workload,
+        contexts: m.adapters.length,
+        estimated_mib_per_context: +(estimate.cpuRam / 2 ** 20).toFixed(1),
+        rss_mib_per_context: rssMibPerContext,
+      });
+    }
+    return { precision, single, multiAdapter, noAdapter, manyAdapters };
   } finally {
     await model.dispose();
   }

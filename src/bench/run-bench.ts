@@ -5,7 +5,9 @@
  *
  * GPT-2-small shape, 8 rank-16 adapters on q/k/v/o:
  *   serial   one request at a time, the adapter switched before each (PEFT's set_adapter style)
- *   hetero   32 concurrent requests over the 8 adapters in one continuous batch
+ *   hetero   32 concurrent requests over the 8 adapters in one continuous batch; against the peak GEMM rate measured
+ *            first (one large fp32 MatMul, peak-gemm.ts), its useful FLOP/s (flops.ts: base linears, LM head and
+ *            LoRA A/B, 2 FLOP per weight per row, prefill included) give hetero_gemm_efficiency
  *   base     the same 32 requests on a graph with no LoRA at all
  *   s64_r64  hetero on an engine built for 64 slots of rank up to 64 (the slots configured must not tax a batch)
  *   grammar  hetero with every row under a JSON-schema grammar (structured output), against hetero run beside it
@@ -15,7 +17,14 @@
  *            one at a time on a third; two tenants at weights 1:3 share the batch (fairness.ts)
  *   prefix   time to first token of a 512-token cached system prompt + 32 new tokens against it read whole, and
  *            16 conversations of 4 turns over the 8 adapters with the prefix cache against without (prefix.ts)
- * Qwen2.5-0.5B shape (BF16 on disk): batch 1 and 32, decode-step times, resident memory in a child process.
+ * Qwen2.5-0.5B shape (BF16 on disk), loraserve at fp32/int8/int4 against llama.cpp at F32/Q8_0/Q4_0: one stream,
+ * 32 requests over 8 adapters, 32 without, and the many-adapter workloads (32 requests over 32 adapters and 64 over
+ * 64, one each: ours in one batch, llama.cpp one context per adapter); decode-step times, resident memory in a child
+ * process. Summary ratios against llama.cpp (peer-ratios.ts), per workload (single_stream, multi_adapter = 32 over 8,
+ * many_adapters = 32 over 32):
+ *   peer_<workload>_ratio       our fastest precision ÷ llama.cpp at that same precision (fp32↔F32, int8↔Q8_0, int4↔Q4_0)
+ *   peer_best_<workload>_ratio  our fastest precision ÷ llama.cpp's fastest weight type (each side's best setting)
+ * details.qwen2-0.5b.best_precision names the precision each side's figure came from.
  */
 import { spawn, spawnSync } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -34,6 +43,9 @@ import { fairnessRun } from './fairness.js';
 import { prefixRun } from './prefix.js';
 import { runLlamaPeer, type LlamaPeerResult } from './llama-peer.js';
 import { decodeStepCost, decodeStepMs, runRequests, type Latency, type Throughput } from './measure.js';
+import { matmulParams, usefulFlops } from './flops.js';
+import { peakGemm } from './peak-gemm.js';
+import { bestPrecision, bestRatio, equalPrecisionRatio } from './peer-ratios.js';
 import type { RssProbeResult } from './rss-probe.js';
 import { SHAPES, writeShape, type ShapeName } from './shapes.js';
 
@@ -54,11 +66,11 @@ const CONCURRENT = 32;
 
 const log = (line: string) => process.stderr.write(`bench: ${line}\n`);
 
-async function writeAdapters(dir: string, model: HfModel, shape: ShapeName): Promise<ParsedAdapter[]> {
+async function writeAdapters(dir: string, model: HfModel, shape: ShapeName, count = ADAPTERS): Promise<ParsedAdapter[]> {
   const { targets, fanInFanOut } = SHAPES[shape];
   const adapters: ParsedAdapter[] = [];
-  const progress = new Progress('bench: adapters', ADAPTERS);
-  for (let i = 0; i < ADAPTERS; i++) {
+  const progress = new Progress('bench: adapters', count);
+  for (let i = 0; i < count; i++) {
     const adir = join(dir, `adapter-${i}`);
     await writeRandomAdapter(
       adir,
@@ -88,7 +100,7 @@ function prompts(count: number, length: number, vocab: number): number[][] {
 const requests = (ps: number[][], generate: number, slotOf: (i: number) => number): GenerateRequest[] =>
   ps.map((p, i) => ({ promptTokens: p, slot: slotOf(i), maxTokens: generate, ignoreEos: true, sampling: { temperature: 0 } }));
 
-/** An engine with the 8 adapters in slots 1..8 (spread over the slots when there are more). */
+/** An engine with the adapters in slots 1..n (spread over the slots when there are more). */
 async function loraEngine(
   modelDir: string,
   adapters: ParsedAdapter[],
@@ -97,7 +109,7 @@ async function loraEngine(
 ): Promise<Engine> {
   const slots = opts.slots ?? ADAPTERS;
   const engine = await Engine.create({ modelDir, maxRank: RANK, loraModules: [...targets], maxBatch: CONCURRENT, ...opts, slots });
-  const stride = Math.floor(slots / ADAPTERS);
+  const stride = Math.floor(slots / adapters.length);
   adapters.forEach((a, i) => engine.slots!.write(1 + i * stride, a));
   return engine;
 }
@@ -131,8 +143,14 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   const model = loadHfModel(modelDir);
   const adapters = await writeAdapters(dir, model, shape);
   const vocab = model.dims.vocabSize;
+  // Every adapter has the same rank and targets, so each request's LoRA work is the same.
+  const params = matmulParams(model, adapters[0]!);
   model.weights.close();
   const ps = prompts(CONCURRENT, promptLen, vocab);
+
+  // Before any engine exists: an idle session's thread pool would take cores from the GEMM.
+  log('peak fp32 GEMM: one large MatMul, best of a few runs at each shape');
+  const peak = await peakGemm({ threads, provider });
 
   const lora = await loraEngine(modelDir, adapters, { threads, quantize, provider }, targets);
   await runRequests(
@@ -150,6 +168,8 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   adapters.forEach((a, i) => lora.slots!.write(i + 1, a));
   log(`(b) ${CONCURRENT} concurrent requests over ${ADAPTERS} adapters, one batch`);
   const hetero = await runRequests(lora, requests(ps, generate, slotOfRow(ADAPTERS)), true);
+  const heteroFlops = usefulFlops(params, { requests: CONCURRENT, promptTokens: promptLen, generatedTokens: generate });
+  const heteroGflops = heteroFlops / hetero.seconds / 1e9;
   log(`(e) the same ${CONCURRENT} requests under a JSON-schema grammar (structured output)`);
   const grammar = await grammarRun(lora, requests(ps, generate, slotOfRow(ADAPTERS)));
   log(`(f) the same ${CONCURRENT} requests forced to call tools (tool_choice required)`);
@@ -251,6 +271,14 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
       serialRequests,
       serial,
       hetero,
+      hetero_useful_work: {
+        counted:
+          '2 FLOP per weight per row fed: base linears and LoRA A/B on prompt + generated - 1 rows, LM head on generated rows; attention products excluded',
+        params,
+        gflop: +(heteroFlops / 1e9).toFixed(2),
+        gflops_per_s: +heteroGflops.toFixed(2),
+      },
+      peak_gemm: peak,
       base: plain,
       hetero_s64_r64: hetero64,
       structured_output: grammar,
@@ -267,6 +295,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
     },
     summary: {
       hetero_vs_serial: +(hetero.tokens_per_s / serial.tokens_per_s).toFixed(3),
+      hetero_gemm_efficiency: +(heteroGflops / peak.gflops_per_s).toFixed(3),
       lora_vs_base: +(hetero.tokens_per_s / plain.tokens_per_s).toFixed(3),
       lora_vs_base_s64_r64: +(hetero64.tokens_per_s / plain.tokens_per_s).toFixed(3),
       decode_step_512_vs_64: +(step512 / step64).toFixed(3),
@@ -338,13 +367,29 @@ const PRECISIONS = [
   { ours: 'int4', quantize: 'int4', peer: 'Q4_0' },
 ] as const;
 
-type Workloads = { single: Throughput; multi_adapter: Throughput & Latency; no_adapter: Throughput };
+/**
+ * Adapters of the many-adapter workloads (one request each, all at once). The summary compares 32;
+ * 64 shows how each side scales. llama.cpp's contexts fit: 44–69 MiB of resident memory each here
+ * (KV cache, compute buffers, the adapter), so 64 take ~3–4.5 GiB.
+ */
+const MANY = [32, 64] as const;
+const MOST = Math.max(...MANY);
+
+type Workloads = {
+  single: Throughput;
+  multi_adapter: Throughput & Latency;
+  no_adapter: Throughput;
+  /** Keyed by the adapter count. */
+  many_adapters: Record<string, Throughput & Latency>;
+};
 
 /**
  * The Qwen2.5-0.5B shape, loraserve at each precision and llama.cpp at the matching one, on the
  * same workloads (prompt 32, 32 generated, greedy, EOS ignored): (a) one stream, 4 requests one
  * after another, each on its adapter; (b) 32 requests over 8 adapters at once; (c) 32 requests
- * without adapters. Then decode-step times and resident memory.
+ * without adapters; (d) 32 requests over 32 adapters at once, one each (ours in one batch, llama.cpp
+ * one context per adapter), and 64 over 64. Then decode-step times and resident memory. The engine
+ * holds all 64 adapters in slots 1..64; (a) and (b) use the first 8.
  */
 async function qwenSection(dir: string, opts: BenchOptions) {
   const shape = 'qwen2-0.5b';
@@ -355,23 +400,32 @@ async function qwenSection(dir: string, opts: BenchOptions) {
   log(`writing a ${SHAPES[shape].label} (about a minute)`);
   const modelDir = writeShape(join(base, 'model'), shape);
   const model = loadHfModel(modelDir);
-  const adapters = await writeAdapters(base, model, shape);
+  const adapters = await writeAdapters(base, model, shape, MOST);
   const vocab = model.dims.vocabSize;
-  const ps = prompts(CONCURRENT, 32, vocab);
+  // The first 32 are the other workloads' prompts (the same generator, the same seed).
+  const manyPs = prompts(MOST, 32, vocab);
+  const ps = manyPs.slice(0, CONCURRENT);
   const generate = 32;
   const singles = 4;
   const ours: Record<string, Workloads> = {};
   const rss: Record<string, RssProbeResult> = {};
   let steps = { cached_64: 0, cached_512: 0 };
   for (const p of PRECISIONS) {
-    const engine = await loraEngine(modelDir, adapters, { threads, provider, ...(p.quantize ? { quantize: p.quantize } : {}) }, targets);
+    const engine = await loraEngine(
+      modelDir,
+      adapters,
+      { threads, provider, slots: MOST, maxBatch: MOST, ...(p.quantize ? { quantize: p.quantize } : {}) },
+      targets,
+    );
     await runRequests(
       engine,
       requests([ps[0]!], 2, () => 1),
       false,
     );
-    log(`qwen2-0.5b ${p.ours}: one stream, 32 requests over 8 adapters, 32 without`);
-    ours[p.ours] = {
+    log(
+      `qwen2-0.5b ${p.ours}: one stream, 32 requests over 8 adapters, 32 without, ${MANY.map((n) => `${n} over ${n}`).join(', ')} adapters`,
+    );
+    const w: Workloads = {
       single: await runRequests(engine, requests(ps.slice(0, singles), generate, slotOfRow(ADAPTERS)), false),
       multi_adapter: await runRequests(engine, requests(ps, generate, slotOfRow(ADAPTERS)), true),
       no_adapter: await runRequests(
@@ -379,7 +433,15 @@ async function qwenSection(dir: string, opts: BenchOptions) {
         requests(ps, generate, () => 0),
         true,
       ),
+      many_adapters: {},
     };
+    for (const n of MANY)
+      w.many_adapters[n] = await runRequests(
+        engine,
+        requests(manyPs.slice(0, n), generate, (i) => 1 + i),
+        true,
+      );
+    ours[p.ours] = w;
     if (p.ours === 'fp32') {
       const rowSlots = ps.map((_, i) => slotOfRow(ADAPTERS)(i));
       steps = { cached_64: await decodeStepMs(engine, rowSlots, 64, 3), cached_512: await decodeStepMs(engine, rowSlots, 512, 3) };
@@ -399,20 +461,43 @@ async function qwenSection(dir: string, opts: BenchOptions) {
     });
   }
   // llama.cpp runs on the CPU here: a GPU-provider run compares nothing with it.
-  const peer = provider === 'cpu' ? await llamaPeer(base, model, modelDir, ps, generate, singles, threads) : null;
+  const peer = provider === 'cpu' ? await llamaPeer(base, model, modelDir, manyPs, generate, singles, threads) : null;
   model.weights.close();
 
   const fp32 = ours.fp32!;
-  const ratios = (pick: (w: Workloads) => number, peerPick: (r: LlamaPeerResult) => number) => {
-    const best = PRECISIONS.reduce((a, b) => (pick(ours[b.ours]!) > pick(ours[a.ours]!) ? b : a));
-    const against = peer?.[best.peer];
-    return against ? +(pick(ours[best.ours]!) / peerPick(against)).toFixed(3) : null;
+  // Each workload's tokens/s at every precision, ours and the peer's (keyed by weight type).
+  const figures = (pick: (w: Workloads) => number, peerPick: (r: LlamaPeerResult) => number | undefined) => ({
+    ours: Object.fromEntries(PRECISIONS.map((p) => [p.ours, pick(ours[p.ours]!)])),
+    peer: Object.fromEntries(
+      PRECISIONS.flatMap((p) => {
+        const v = peer?.[p.peer] ? peerPick(peer[p.peer]!) : undefined;
+        return v === undefined ? [] : [[p.peer, v]];
+      }),
+    ),
+  });
+  const workloads = {
+    single: figures(
+      (w) => w.single.tokens_per_s,
+      (r) => r.single.tokens_per_s,
+    ),
+    multi_adapter: figures(
+      (w) => w.multi_adapter.tokens_per_s,
+      (r) => r.multiAdapter.tokens_per_s,
+    ),
+    many_adapters: figures(
+      (w) => w.many_adapters[MANY[0]]!.tokens_per_s,
+      (r) => r.manyAdapters.find((m) => m.contexts === MANY[0])?.tokens_per_s,
+    ),
   };
+  const peerOf = Object.fromEntries(PRECISIONS.map((p) => [p.ours, p.peer]));
+  const equal = (w: keyof typeof workloads) => equalPrecisionRatio(workloads[w].ours, workloads[w].peer, peerOf);
+  const best = (w: keyof typeof workloads) => bestRatio(workloads[w].ours, workloads[w].peer);
   const mib = (bytes: number) => Math.round(bytes / 2 ** 20);
   return {
     details: {
       model: SHAPES[shape].label,
       adapters: ADAPTERS,
+      many_adapters: MANY,
       rank: RANK,
       targets,
       promptTokens: 32,
@@ -426,26 +511,34 @@ async function qwenSection(dir: string, opts: BenchOptions) {
         ]),
       ),
       llama_cpp: peer ?? 'not run: node-llama-cpp is not installed (a dev dependency)',
+      // The fastest precision of each side per workload: what the peer_best_* ratios compare.
+      best_precision: Object.fromEntries(
+        Object.entries(workloads).map(([w, f]) => [
+          w,
+          { loraserve: bestPrecision(f.ours)?.precision ?? null, llama_cpp: bestPrecision(f.peer)?.precision ?? null },
+        ]),
+      ),
     },
     summary: {
       qwen_tokens_per_s_batch_1: fp32.single.tokens_per_s,
       qwen_tokens_per_s_batch_32: fp32.multi_adapter.tokens_per_s,
       rss_vs_weights: +(rss.fp32!.rss_bytes / rss.fp32!.weights_f32_bytes).toFixed(3),
-      peer_multi_adapter_ratio: ratios(
-        (w) => w.multi_adapter.tokens_per_s,
-        (r) => r.multiAdapter.tokens_per_s,
-      ),
-      peer_single_stream_ratio: ratios(
-        (w) => w.single.tokens_per_s,
-        (r) => r.single.tokens_per_s,
-      ),
+      peer_multi_adapter_ratio: equal('multi_adapter'),
+      peer_single_stream_ratio: equal('single'),
+      peer_many_adapters_ratio: equal('many_adapters'),
+      peer_best_multi_adapter_ratio: best('multi_adapter'),
+      peer_best_single_stream_ratio: best('single'),
+      peer_best_many_adapters_ratio: best('many_adapters'),
       int4_vs_fp32_single: +(ours.int4!.single.tokens_per_s / fp32.single.tokens_per_s).toFixed(3),
       int4_rss_vs_fp32: +(rss.int4!.rss_bytes / rss.fp32!.rss_bytes).toFixed(3),
     },
   };
 }
 
-/** llama.cpp on the same model and adapters, written as GGUF at each precision; null without node-llama-cpp. */
+/**
+ * llama.cpp on the same model and adapters, written as GGUF at each precision; null without
+ * node-llama-cpp. `ps` are the many-adapter workloads' prompts; the first 32 serve the others.
+ */
 async function llamaPeer(
   dir: string,
   model: HfModel,
@@ -461,7 +554,7 @@ async function llamaPeer(
     log('llama.cpp peer skipped: node-llama-cpp is not installed');
     return null;
   }
-  const ggufAdapters = Array.from({ length: ADAPTERS }, (_, i) => {
+  const ggufAdapters = Array.from({ length: MOST }, (_, i) => {
     const path = join(dir, `adapter-${i}.gguf`);
     writeGgufLora(join(dir, `adapter-${i}`), model, path);
     return path;
@@ -469,12 +562,13 @@ async function llamaPeer(
   const results: Record<string, LlamaPeerResult> = {};
   for (const p of PRECISIONS) {
     const ggufModel = join(dir, `model-${p.peer}.gguf`);
-    log(`llama.cpp ${p.peer}: writing the GGUF, then the same three workloads`);
+    log(`llama.cpp ${p.peer}: writing the GGUF, then the same four workloads`);
     writeGgufModel(modelDir, ggufModel, p.peer);
     results[p.peer] = await runLlamaPeer({
       ggufModel,
-      ggufAdapters,
-      prompts: ps,
+      ggufAdapters: ggufAdapters.slice(0, ADAPTERS),
+      manyAdapters: MANY.map((n) => ({ adapters: ggufAdapters.slice(0, n), prompts: ps.slice(0, n) })),
+      prompts: ps.slice(0, CONCURRENT),
       genTokens: generate,
       threads: threads || cpus().length,
       singleRequests: singles,
