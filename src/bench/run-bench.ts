@@ -43,6 +43,7 @@ import { fairnessRun } from './fairness.js';
 import { prefixRun } from './prefix.js';
 import { runLlamaPeer, type LlamaPeerResult } from './llama-peer.js';
 import { decodeStepCost, decodeStepMs, runRequests, type Latency, type Throughput } from './measure.js';
+import { profileDecodeSteps } from './step-profile.js';
 import { matmulParams, usefulFlops } from './flops.js';
 import { peakGemm } from './peak-gemm.js';
 import { bestPrecision, bestRatio, equalPrecisionRatio } from './peer-ratios.js';
@@ -258,6 +259,14 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
   const hetero64 = await runRequests(wide, requests(ps, generate, slotOfRow(64)), true);
   await wide.close();
 
+  log('decode step at 64 and 512 cached positions, batch 32 over 8 adapters: where the time goes (ORT profile)');
+  const stepProfile = await profileDecodeSteps(
+    { modelDir, maxRank: RANK, loraModules: [...targets], slots: ADAPTERS, maxBatch: CONCURRENT, threads, quantize, provider },
+    adapters,
+    [64, 512].map((cached) => ({ slots: rowSlots, cached })),
+    dir,
+  );
+
   return {
     details: {
       model: SHAPES[shape].label,
@@ -284,6 +293,7 @@ async function gpt2Section(dir: string, opts: BenchOptions) {
       structured_output: grammar,
       tool_calls: tools,
       decode_step_ms: { lora: { cached_64: step64, cached_512: step512 }, base: { cached_64: baseStep64, cached_512: baseStep512 } },
+      step_profile: stepProfile,
       kv_cache: lora.kvResidency,
       host_device_bytes_per_decode_step: {
         cached_64: { to_device: cost64.to_device_bytes, from_device: cost64.from_device_bytes },
@@ -460,6 +470,16 @@ async function qwenSection(dir: string, opts: BenchOptions) {
       ...(p.quantize ? { quantize: p.quantize } : {}),
     });
   }
+  log("qwen2-0.5b int4: where a decode step's time goes (ORT profile), one stream and 32 rows over 8 adapters");
+  const stepProfile = await profileDecodeSteps(
+    { modelDir, maxRank: RANK, loraModules: [...targets], slots: ADAPTERS, maxBatch: CONCURRENT, threads, provider, quantize: 'int4' },
+    adapters.slice(0, ADAPTERS),
+    [
+      { slots: [1], cached: 64 },
+      { slots: ps.map((_, i) => slotOfRow(ADAPTERS)(i)), cached: 64 },
+    ],
+    base,
+  );
   // llama.cpp runs on the CPU here: a GPU-provider run compares nothing with it.
   const peer = provider === 'cpu' ? await llamaPeer(base, model, modelDir, manyPs, generate, singles, threads) : null;
   model.weights.close();
@@ -504,6 +524,7 @@ async function qwenSection(dir: string, opts: BenchOptions) {
       generatedTokens: generate,
       loraserve: ours,
       decode_step_ms: steps,
+      step_profile_int4: stepProfile,
       rss_mib: Object.fromEntries(
         Object.entries(rss).map(([k, r]) => [
           k,

@@ -45,6 +45,8 @@ export interface EngineOptions {
   kvCache?: KvResidency | 'auto';
   /** Bytes of cached prompt prefixes kept after their requests end (prefix-cache.ts); 0 turns the cache off. */
   prefixCacheBytes?: number;
+  /** ORT's per-node profile of the step graph, written to `<prefix>_<time>.json` at close (the bench's step profile). */
+  profilePrefix?: string | null;
 }
 
 /** The engine's defaults; the server's configuration starts from them. */
@@ -61,6 +63,7 @@ export const ENGINE_DEFAULTS = {
   quantCacheDir: null,
   kvCache: 'auto',
   prefixCacheBytes: 1024 * 1024 * 1024,
+  profilePrefix: null,
 } as const satisfies Omit<Required<EngineOptions>, 'modelDir' | 'maxContext'>;
 
 /** What a caller asks the engine for: a sequence request whose engine-side fields may be left out. */
@@ -115,6 +118,7 @@ export class Engine {
       provider: opts.provider,
       threads: opts.threads,
       deviceOutputs: residency === 'device' ? presentOutputs : [],
+      ...(opts.profilePrefix ? { profilePrefix: opts.profilePrefix } : {}),
     });
     const kvDims = { layers, kvHeads, headDim };
     const kv =

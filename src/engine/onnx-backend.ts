@@ -44,6 +44,8 @@ export interface SessionOptions {
   deviceOutputs?: readonly string[];
   /** ORT's verbose log on stderr, which names the provider each node is placed on. */
   verboseLog?: boolean;
+  /** ORT's profile of every run (each node's time), written to `<prefix>_<time>.json` when the session is released. */
+  profilePrefix?: string;
 }
 
 export interface RunResult {
@@ -97,6 +99,7 @@ export class OnnxSession {
         intraOpNumThreads: options.threads ?? 0,
         interOpNumThreads: 1,
         ...(options.verboseLog ? { logSeverityLevel: 0, logVerbosityLevel: 1 } : {}),
+        ...(options.profilePrefix ? { enableProfiling: true, profileFilePrefix: options.profilePrefix } : {}),
         ...(deviceOutputs.size && location !== 'cpu'
           ? { preferredOutputLocation: Object.fromEntries([...deviceOutputs].map((name) => [name, location])) }
           : {}),
