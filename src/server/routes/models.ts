@@ -18,6 +18,9 @@ async function models(serving: Serving, caller: Caller) {
       root: base,
       parent: base,
     })),
+    ...serving.finetune.jobs
+      .models(caller.tenant)
+      .map((m) => ({ id: m.id, object: 'model' as const, created: m.created, owned_by: caller.tenant, root: base, parent: base })),
     ...serving.adapters
       .visibleMixes(caller)
       .map((m) => ({ id: m.name, object: 'model' as const, created: m.createdAt, owned_by: 'loraserve', root: base, parent: base })),
