@@ -59,7 +59,8 @@ export class FileStore {
     const dir = this.dir(tenant);
     await mkdir(dir, { recursive: true });
     const file: StoredFile = {
-      id: `file-${randomBytes(12).toString('hex')}`,
+      // The creation time leads the id, so ids sort newest first within one second too.
+      id: `file-${Date.now().toString(16).padStart(12, '0')}${randomBytes(6).toString('hex')}`,
       object: 'file',
       bytes: Buffer.byteLength(data),
       created_at: Math.floor(Date.now() / 1000),
@@ -79,7 +80,7 @@ export class FileStore {
     const files = await Promise.all(names.flatMap((n) => (META.test(n) ? [this.meta(tenant, n.slice(0, -'.json'.length))] : [])));
     return files
       .filter((f): f is StoredFile => f !== null && (purpose === undefined || f.purpose === purpose))
-      .sort((a, b) => b.created_at - a.created_at || b.id.localeCompare(a.id));
+      .sort((a, b) => b.id.localeCompare(a.id));
   }
 
   private async meta(tenant: string, id: string): Promise<StoredFile | null> {

@@ -126,9 +126,11 @@ export interface FineTuneHost {
   baseId: string;
   modelDir: string;
   maxRank: number;
+  /** Longest example (in tokens) a job trains on: the model's context. */
+  maxSeq: number;
   /** Validates a PEFT folder against the engine and stores it under `name` atomically. */
   publish(name: string, dir: string): Promise<void>;
-  /** Removes an adapter this manager published (a checkpoint beyond the kept ones). */
+  /** Removes an adapter this manager published (a fine-tuned model its tenant deletes). */
   unpublish(name: string): Promise<void>;
 }
 
@@ -142,8 +144,8 @@ export interface JobLimits {
 
 /** Adapter store names of fine-tuned models start so; uploads may not use it. */
 export const FINE_TUNED_PREFIX = 'ftjob-';
-/** Checkpoints kept per job (OpenAI keeps the last three epochs'); older ones are removed from the store. */
-const KEPT_CHECKPOINTS = 3;
+/** Checkpoints per job: the ends of the last epochs before the final one (OpenAI keeps the last three epochs'). */
+const CHECKPOINTS = 3;
 /** How long a cancelled worker has to stop at a step boundary before it is killed. */
 const CANCEL_GRACE_MS = 10_000;
 const TERMINAL: ReadonlySet<JobStatus> = new Set(['succeeded', 'failed', 'cancelled']);
@@ -358,9 +360,11 @@ export class JobManager {
         batchSize: hp.batch_size,
         learningRate: BASE_LEARNING_RATE * hp.learning_rate_multiplier,
         seed: record.job.seed,
+        maxSeq: this.host.maxSeq,
         threads: this.limits.threads,
       },
       checkpointsDir: join(dir, 'work', 'checkpoints'),
+      firstCheckpointEpoch: hp.n_epochs - CHECKPOINTS,
     };
     const threads = String(this.limits.threads);
     const child = fork(WORKER, [], {
@@ -451,10 +455,6 @@ export class JobManager {
       step_number: step,
     });
     this.event(record, `Checkpoint created at step ${step}: ${name}`, { data: { step, fine_tuned_model_checkpoint: name } });
-    for (const old of record.checkpoints.splice(KEPT_CHECKPOINTS)) {
-      await this.host.unpublish(record.adapters[old.fine_tuned_model_checkpoint]!).catch(() => {});
-      delete record.adapters[old.fine_tuned_model_checkpoint];
-    }
   }
 
   private async finish(record: JobRecord, done: Extract<ToParent, { type: 'done' }>): Promise<void> {
@@ -582,6 +582,22 @@ export class JobManager {
     const id = /^ft:.*:(ftjob-[0-9a-f]{24})(?::ckpt-step-\d+)?$/.exec(model)?.[1];
     const record = id === undefined ? undefined : this.records.get(id);
     return record?.tenant === tenant ? record.adapters[model] : undefined;
+  }
+
+  /**
+   * Deletes a fine-tuned model or checkpoint of this tenant (OpenAI's models.delete): its adapter
+   * leaves the store; the job keeps its record.
+   */
+  async deleteModel(tenant: string, model: string): Promise<void> {
+    const name = this.adapterFor(tenant, model);
+    if (name === undefined) throw new ModelNotFoundError(`no fine-tuned model "${model}"`, { param: 'model' });
+    const record = this.records.get(/:(ftjob-[0-9a-f]{24})/.exec(model)![1]!)!;
+    await this.serial(record.job.id, async () => {
+      await this.host.unpublish(name);
+      delete record.adapters[model];
+      this.event(record, `Model deleted: ${model}`);
+      await this.save(record);
+    });
   }
 
   /** The tenant's fine-tuned models and checkpoints (for /v1/models). */

@@ -28,7 +28,7 @@ async function run(job: WorkerJob): Promise<void> {
     onEpoch: async ({ epoch, step, valLoss, saveAdapter }) => {
       // The last epoch's adapter is the job's result; the epochs before it are checkpoints.
       let dir: string | null = null;
-      if (epoch < job.train.epochs) {
+      if (epoch >= job.firstCheckpointEpoch && epoch < job.train.epochs) {
         dir = join(job.checkpointsDir, `step-${step}`);
         await saveAdapter(dir);
       }
@@ -41,7 +41,12 @@ async function run(job: WorkerJob): Promise<void> {
     process.exit(0);
   } catch (err) {
     const e = err as Error & { code?: string };
-    await send({ type: 'failed', code: aborted.signal.aborted ? 'cancelled' : (e.code ?? 'training_failed'), message: e.message });
+    // The trainer names lines by path and its CLI flag; the job's owner knows its files by role.
+    const message = e.message
+      .replaceAll(`${job.train.dataPath}:`, 'training file, line ')
+      .replaceAll(`${job.train.valDataPath}:`, 'validation file, line ')
+      .replace(`longer than --max-seq ${job.train.maxSeq}`, `longer than the model's context (${job.train.maxSeq})`);
+    await send({ type: 'failed', code: aborted.signal.aborted ? 'cancelled' : (e.code ?? 'training_failed'), message });
     process.exit(1);
   }
 }

@@ -16,10 +16,13 @@ export interface WorkerJob {
     | 'batchSize'
     | 'learningRate'
     | 'seed'
+    | 'maxSeq'
     | 'threads'
   >;
   /** Where epoch checkpoints are written (inside the job's private folder). */
   checkpointsDir: string;
+  /** Epochs from this one on (the last excepted: its adapter is the result) end with a checkpoint. */
+  firstCheckpointEpoch: number;
 }
 
 export type ToWorker = { type: 'start'; job: WorkerJob } | { type: 'cancel' };

@@ -83,13 +83,14 @@ export class AdapterService {
 
   /**
    * The adapters this caller may use, by name, re-read from the (possibly shared) store folder:
-   * versions another replica replaced or deleted are dropped from the cache.
+   * versions another replica replaced or deleted are dropped from the cache. Fine-tuned models are
+   * listed by their `ft:` names (Serving), not their store names.
    */
   async visible(caller: Caller): Promise<StoredAdapter[]> {
     const before = new Map(this.store.list().map((a) => [a.name, a]));
     const now = await this.store.rescan();
     for (const [name, a] of before) if (this.store.get(name) !== a) this.cache?.forget(name);
-    return now.filter((a) => mayUse(caller, a.name));
+    return now.filter((a) => caller.canUse(a.name) && !a.name.startsWith(FINE_TUNED_PREFIX));
   }
 
   /** The adapter named, if it exists and this caller may use it; checked against the store on every call. */

@@ -6,6 +6,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import OpenAI, { toFile } from 'openai';
 import { startTestServer, type TestServer } from '../helpers/server.js';
 import { tempDir } from '../../src/testing/index.js';
+import { uploadAdapterDir } from '../helpers/multipart.js';
 
 const KEYS = {
   keys: [
@@ -38,7 +39,7 @@ async function until(client: OpenAI, id: string, done: (j: Job) => boolean): Pro
 
 const ended = (j: Job) => ['succeeded', 'failed', 'cancelled'].includes(j.status);
 
-describe('fine-tuning over the API (files, fine_tuning.jobs, a worker process)', () => {
+describe('fine-tuning over the API (files, fine_tuning.jobs, a worker process)', { timeout: 240_000 }, () => {
   let s: TestServer;
   let a: OpenAI;
   let b: OpenAI;
@@ -123,10 +124,23 @@ describe('fine-tuning over the API (files, fine_tuning.jobs, a worker process)',
       temperature: 0,
     });
     assert.equal(checkpointAnswer.model, checkpoints[0]!.fine_tuned_model_checkpoint);
+    await assert.rejects(b.models.delete(checkpoints[0]!.fine_tuned_model_checkpoint), { status: 404 });
+    assert.deepEqual(await a.models.delete(checkpoints[2]!.fine_tuned_model_checkpoint), {
+      id: checkpoints[2]!.fine_tuned_model_checkpoint,
+      object: 'model',
+      deleted: true,
+    });
+    await assert.rejects(
+      a.chat.completions.create({ model: checkpoints[2]!.fine_tuned_model_checkpoint, messages: [{ role: 'user', content: 'x' }] }),
+      { status: 404 },
+    );
+    assert.equal(existsSync(`${s.adaptersDir}/${job.id}.step-57`), false);
 
     const plot = await a.files.content(job.result_files[1]!).then((r) => r.text());
     assert.match(plot, /^<svg[\s\S]*<path/);
     assert.equal(existsSync(`${s.adaptersDir}/${job.id}/adapter_model.safetensors`), true, 'the adapter is in the store');
+    const reserved = await uploadAdapterDir(s.app, 'ftjob-mine', join(s.adaptersDir, job.id), { authorization: 'Bearer sk-tenant-a-000' });
+    assert.equal(reserved, 400, 'no upload takes a fine-tuned model name');
 
     // Another tenant sees none of it: not the file, the job, the model or its checkpoints.
     await assert.rejects(b.files.retrieve(file.id), { status: 404, code: 'file_not_found' });
@@ -166,6 +180,15 @@ describe('fine-tuning over the API (files, fine_tuning.jobs, a worker process)',
       code: 'invalid_request',
     });
     assert.equal((await a.files.list()).data.length, before);
+  });
+
+  it('an example longer than the model can read fails its job in validation terms, not paths', async () => {
+    const file = await upload(a, [JSON.stringify({ instruction: 'x', output: 'y'.repeat(2000) })]);
+    const created = await a.fineTuning.jobs.create({ model: s.serving.baseId, training_file: file.id });
+    const job = await until(a, created.id, ended);
+    assert.equal(job.status, 'failed');
+    assert.equal(job.error?.code, 'invalid_dataset');
+    assert.match(job.error!.message, /^training file, line 1: \d+ tokens, longer than the model's context \(\d+\)$/);
   });
 
   it('a request field the server does not implement is a 400, not ignored', async () => {
@@ -217,11 +240,9 @@ describe('fine-tuning over the API (files, fine_tuning.jobs, a worker process)',
     assert.ok(!messages.some((m) => m.startsWith('Step 100/')), 'it stopped before the end');
     await assert.rejects(a.fineTuning.jobs.cancel(cancelled.id), { status: 409, code: 'job_not_cancellable' });
 
-    // Neither has a final adapter, and no half-written one lies in the store; their checkpoints stay servable.
+    // Neither left an adapter (checkpoints come in the last epochs), nor a half-written one.
     const names = readdirSync(s.adaptersDir);
-    assert.ok(!names.includes(doomed.id) && !names.includes(cancelled.id) && !names.some((n) => n.startsWith('.upload-')), String(names));
-    const checkpoint = (await a.fineTuning.jobs.checkpoints.list(cancelled.id)).data[0]!;
-    assert.ok(names.includes(`${cancelled.id}.step-${checkpoint.step_number}`));
+    assert.ok(!names.some((n) => n.startsWith(doomed.id) || n.startsWith(cancelled.id) || n.startsWith('.upload-')), String(names));
     const ids = (await a.fineTuning.jobs.list({ limit: 2 })).data.map((j) => j.id);
     assert.deepEqual(ids, [cancelled.id, doomed.id]);
     const next = await a.fineTuning.jobs.list({ limit: 2, after: doomed.id });
@@ -240,7 +261,7 @@ describe('fine-tuning over the API (files, fine_tuning.jobs, a worker process)',
   });
 });
 
-describe('a fine-tuning job when the server stops', () => {
+describe('a fine-tuning job when the server stops', { timeout: 120_000 }, () => {
   it('is failed with server_stopped at the next start (not resumed); a queued job runs then', async () => {
     const shared = tempDir('loraserve-ft-restart-');
     const dirs = { adaptersDir: join(shared, 'adapters'), finetuneDir: join(shared, 'finetune') };
