@@ -34,10 +34,12 @@ export const tenantKey = (tenant: string): string => createHash('sha256').update
 export class FileStore {
   private constructor(private readonly root: string) {}
 
-  /** Opens the store and removes what interrupted writes left: temp files and content without metadata. */
+  /**
+   * Opens the store and removes what interrupted writes left: temp files and content without
+   * metadata. Folders are made on the first upload: a server that never fine-tunes leaves no trace.
+   */
   static async open(root: string): Promise<FileStore> {
-    await mkdir(root, { recursive: true });
-    for (const tenant of await readdir(root, { withFileTypes: true })) {
+    for (const tenant of await readdir(root, { withFileTypes: true }).catch(() => [])) {
       if (!tenant.isDirectory()) continue;
       const dir = join(root, tenant.name);
       const names = await readdir(dir);

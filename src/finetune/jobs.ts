@@ -187,8 +187,7 @@ export class JobManager {
   /** Loads every job; those a stop interrupted while running are failed, queued ones queue again. */
   static async open(root: string, files: FileStore, host: FineTuneHost, limits: JobLimits): Promise<JobManager> {
     const manager = new JobManager(root, files, host, limits);
-    await mkdir(root, { recursive: true });
-    for (const tenant of await readdir(root)) {
+    for (const tenant of await readdir(root).catch(() => [] as string[])) {
       for (const id of await readdir(join(root, tenant)).catch(() => [] as string[])) {
         if (!JOB_ID.test(id)) continue;
         const record = JSON.parse(await readFile(join(root, tenant, id, 'job.json'), 'utf8').catch(() => 'null')) as JobRecord | null;
