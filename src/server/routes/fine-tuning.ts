@@ -93,7 +93,7 @@ export const fineTuningRoutes: FastifyPluginAsyncTypebox = async (app) => {
     {
       schema: {
         tags: ['fine-tuning'],
-        summary: "A job's epoch checkpoints, newest first (each one a servable adapter; the last three are kept)",
+        summary: "A job's checkpoints, newest first: the ends of the three epochs before the last, each a servable adapter",
         params: JobParams,
         querystring: PageQuery,
         response: { 200: Type.Ref(FineTuningJobCheckpointList), ...errorResponses(400, 401, 404) },
