@@ -90,6 +90,14 @@ export class ShuttingDownError extends define('shutting_down', 503, 'service_una
 export class RequestTimeoutError extends define('request_timeout', 408, 'invalid_request_error') {}
 export class RequestCancelledError extends define('request_cancelled', 499, 'invalid_request_error') {}
 
+// Files and fine-tuning jobs (OpenAI's /v1/files and /v1/fine_tuning/jobs).
+/** A JSONL upload with a line that is not a training example: the message names the first such line. */
+export class InvalidTrainingFileError extends define('invalid_training_file', 400, 'invalid_request_error') {}
+export class FileNotFoundError extends define('file_not_found', 404, 'not_found_error') {}
+export class FineTuningJobNotFoundError extends define('fine_tuning_job_not_found', 404, 'not_found_error') {}
+/** Cancel of a job that has already ended. */
+export class JobNotCancellableError extends define('job_not_cancellable', 409, 'conflict_error') {}
+
 // Server and CLI configuration (flags, environment, the keys file): the CLI prints one line and exits 2.
 export class ConfigError extends define('invalid_config', 500, 'server_error') {}
 

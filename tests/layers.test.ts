@@ -8,8 +8,9 @@ import ts from 'typescript';
 /**
  * The import direction of README.md ("How it works": "Imports point down"), checked on every `import`,
  * `export … from` and `import()` in src/. A layer may import only layers ranked below it; layers of
- * equal rank are siblings and may not import each other (model ↔ tokenizer, lora ↔ grammar, server ↔
- * train). Fixtures (`testing/`) sit above every serving layer, so only the drivers (`bench/`), the CLI,
+ * equal rank are siblings and may not import each other (model ↔ tokenizer, lora ↔ grammar). The
+ * fine-tuning jobs (`finetune/`) sit between the trainer and the server: the server reaches the
+ * trainer only through them (SEPARATE), and their worker process is the one place it runs. Fixtures (`testing/`) sit above every serving layer, so only the drivers (`bench/`), the CLI,
  * tests and scripts can reach them. Files import each other without cycles, type-only imports included.
  */
 const RANK: Record<string, number> = {
@@ -20,12 +21,16 @@ const RANK: Record<string, number> = {
   lora: 2,
   grammar: 2,
   engine: 3,
-  server: 4,
   train: 4,
-  testing: 5,
-  bench: 6,
-  cli: 7,
+  finetune: 5,
+  server: 6,
+  testing: 7,
+  bench: 8,
+  cli: 9,
 };
+
+/** Layers that may not import each other although their ranks would allow it. */
+const SEPARATE: Array<[string, string]> = [['server', 'train']];
 
 /** Leaf helpers imported file by file; every other layer is imported through its index.ts. */
 const NO_INDEX = new Set(['util', 'errors']);
@@ -67,6 +72,8 @@ function violations(file: string, specs: string[]): string[] {
     const to = layerOf(target);
     if (target.startsWith('..')) wrong.push(`src/${posix(file)} imports ${spec}, outside src/`);
     else if (to === from) continue;
+    else if (SEPARATE.some(([x, y]) => x === from && y === to))
+      wrong.push(`src/${posix(file)} (${from}) imports ${spec} (${to}): ${from} reaches ${to} only through finetune`);
     else if (!(RANK[to]! < RANK[from]!)) wrong.push(`src/${posix(file)} (${from}) imports ${spec} (${to}): ${to} is not below ${from}`);
     else if (!NO_INDEX.has(to) && posix(target) !== `${to}/index.ts`)
       wrong.push(`src/${posix(file)} imports ${spec}: go through ${to}/index.ts`);
@@ -155,6 +162,8 @@ describe('layers', () => {
       [join('model', 'hf-model.ts'), '../engine/index.js', /engine is not below model/],
       [join('model', 'hf-model.ts'), '../tokenizer/index.js', /tokenizer is not below model/],
       [join('train', 'trainer.ts'), '../server/index.js', /server is not below train/],
+      [join('server', 'serving.ts'), '../train/index.js', /server reaches train only through finetune/],
+      [join('finetune', 'jobs.ts'), '../server/index.js', /server is not below finetune/],
       [join('engine', 'engine.ts'), '../testing/index.js', /testing is not below engine/],
       [join('server', 'serving.ts'), '../lora/adapter-cache.js', /go through lora\/index.ts/],
       [join('server', 'app.ts'), 'onnxruntime-node', /only src\/engine\/onnx-backend.ts may import/],

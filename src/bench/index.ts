@@ -30,3 +30,4 @@ export {
   type DomainQuestion,
   type Score,
 } from './demo-eval.js';
+export { benchFineTune, type FineTuneBenchOptions, type FineTuneBenchResult } from './finetune.js';

@@ -91,6 +91,11 @@ const FLAGS = {
     parse: countFlag(0, 65535),
   },
   'metrics-host': { key: 'metricsHost', help: 'bind address of the metrics port', parse: text },
+  'finetune-dir': { key: 'finetuneDir', help: 'training files and fine-tuning jobs (none: ADAPTERS/.finetune)', parse: text },
+  'training-threads': { key: 'trainingThreads', help: "threads of each fine-tuning job's trainer", parse: countFlag(1) },
+  'max-training-jobs': { key: 'maxTrainingJobs', help: 'fine-tuning jobs training at once (the rest queue)', parse: countFlag(1) },
+  'training-file-bytes': { key: 'trainingFileBytes', help: 'largest training file /v1/files accepts', parse: countFlag(1) },
+  'training-file-lines': { key: 'trainingFileLines', help: 'most examples in one training file', parse: countFlag(1) },
 } as const satisfies Record<string, { key: keyof ServerConfig; help: string; parse: (raw: string, flag: string) => unknown }>;
 
 const envOf = (flag: string) => `LORASERVE_${flag.toUpperCase().replaceAll('-', '_')}`;

@@ -8,8 +8,16 @@
  * Without adapter slots (`--slots 0`) no cache is built: the base model is served alone, and
  * anything that needs a slot fails at once with `adapters_disabled` instead of waiting for one.
  */
-import { AdapterNameTakenError, AdaptersDisabledError, AdapterNotFoundError, ForbiddenError, InvalidAdapterMixError } from '../errors.js';
+import {
+  AdapterNameTakenError,
+  AdaptersDisabledError,
+  AdapterNotFoundError,
+  ForbiddenError,
+  InvalidAdapterMixError,
+  InvalidAdapterNameError,
+} from '../errors.js';
 import type { Engine } from '../engine/index.js';
+import { FINE_TUNED_PREFIX } from '../finetune/index.js';
 import {
   AdapterCache,
   AdapterStore,
@@ -75,18 +83,37 @@ export class AdapterService {
 
   /**
    * The adapters this caller may use, by name, re-read from the (possibly shared) store folder:
-   * versions another replica replaced or deleted are dropped from the cache.
+   * versions another replica replaced or deleted are dropped from the cache. Fine-tuned models are
+   * listed by their `ft:` names (Serving), not their store names.
    */
   async visible(caller: Caller): Promise<StoredAdapter[]> {
     const before = new Map(this.store.list().map((a) => [a.name, a]));
     const now = await this.store.rescan();
     for (const [name, a] of before) if (this.store.get(name) !== a) this.cache?.forget(name);
-    return now.filter((a) => caller.canUse(a.name));
+    return now.filter((a) => caller.canUse(a.name) && !a.name.startsWith(FINE_TUNED_PREFIX));
   }
 
   /** The adapter named, if it exists and this caller may use it; checked against the store on every call. */
   async find(caller: Caller, name: string): Promise<StoredAdapter | undefined> {
-    return caller.canUse(name) ? this.current(name) : undefined;
+    return mayUse(caller, name) ? this.current(name) : undefined;
+  }
+
+  /** A fine-tuned model's adapter by its store name (its `ft:` name was checked against the caller's tenant). */
+  fineTuned(name: string): Promise<StoredAdapter | undefined> {
+    return this.current(name);
+  }
+
+  /** Stores a fine-tuning job's adapter folder once it validates against the engine (atomically, as an upload). */
+  async publishFineTuned(name: string, dir: string): Promise<void> {
+    const files = readAdapterFolder(dir);
+    this.validate(files);
+    await this.store.put(name, files);
+    this.cache?.forget(name);
+  }
+
+  async unpublishFineTuned(name: string): Promise<void> {
+    await this.store.delete(name);
+    this.cache?.forget(name);
   }
 
   async list(caller: Caller): Promise<AdapterView[]> {
@@ -99,7 +126,7 @@ export class AdapterService {
 
   /** Validates the files in full against the engine, then stores them (replacing any previous version). */
   async upload(caller: Caller, name: unknown, files: AdapterFiles): Promise<{ adapter: AdapterView; replaced: boolean }> {
-    const checked = checkAdapterName(name);
+    const checked = checkUserName(name, 'name');
     if (!caller.canUse(checked)) throw new ForbiddenError(`this API key may not manage an adapter named "${checked}"`, { param: 'name' });
     if (this.mixes.get(checked))
       throw new AdapterNameTakenError(`"${checked}" is a saved adapter mix; delete it first or choose another name`, { param: 'name' });
@@ -117,7 +144,7 @@ export class AdapterService {
    */
   async register(caller: Caller, name: string, path: string, inplace: boolean): Promise<void> {
     adminOnly(caller);
-    checkAdapterName(name);
+    checkUserName(name, 'lora_name');
     if (this.mixes.get(name))
       throw new AdapterNameTakenError(`"${name}" is a saved adapter mix; delete it first or choose another name`, { param: 'lora_name' });
     if (!inplace && (await this.current(name)) !== undefined)
@@ -197,7 +224,7 @@ export class AdapterService {
 
   /** Saves (or replaces) a named mix once its members resolve for this caller; no weights are written. */
   async saveMix(caller: Caller, name: string, members: MixMember[]): Promise<{ mix: SavedMix; replaced: boolean }> {
-    const checked = checkAdapterName(name);
+    const checked = checkUserName(name, 'name');
     if (!caller.canUse(checked)) throw new ForbiddenError(`this API key may not manage an adapter named "${checked}"`, { param: 'name' });
     if (await this.current(checked))
       throw new AdapterNameTakenError(`"${checked}" is an adapter; a mix needs a name of its own`, { param: 'name' });
@@ -303,6 +330,20 @@ export class AdapterService {
     }
     return this.summaries.get(key)!;
   }
+}
+
+/**
+ * Fine-tuned models are stored under their job's id and served to their tenant by their `ft:`
+ * name; under the store name only admins see them (a tenant key scoped to `*` must not reach
+ * another tenant's model), and no upload may take such a name.
+ */
+const mayUse = (caller: Caller, name: string) => caller.canUse(name) && (caller.admin || !name.startsWith(FINE_TUNED_PREFIX));
+
+function checkUserName(name: unknown, param: string): string {
+  const checked = checkAdapterName(name);
+  if (checked.startsWith(FINE_TUNED_PREFIX))
+    throw new InvalidAdapterNameError(`adapter names starting with "${FINE_TUNED_PREFIX}" are kept for fine-tuned models`, { param });
+  return checked;
 }
 
 function adminOnly(caller: Caller): void {

@@ -17,6 +17,7 @@ import {
   Completion,
   CompletionRequest,
   Model,
+  ModelDeleted,
   ModelList,
   ToolCall,
   ToolDefinition,
@@ -27,6 +28,22 @@ import { modelRoutes } from './routes/models.js';
 import { adapterRoutes } from './routes/adapters.js';
 import { healthRoutes } from './routes/health.js';
 import { usageRoutes } from './routes/usage.js';
+import { fileRoutes } from './routes/files.js';
+import { fineTuningRoutes } from './routes/fine-tuning.js';
+import {
+  CreateJobRequest,
+  FileDeleted,
+  FileList,
+  FileObject,
+  FineTuningJob,
+  FineTuningJobCheckpoint,
+  FineTuningJobCheckpointList,
+  FineTuningJobEvent,
+  FineTuningJobEventList,
+  FineTuningJobList,
+  Hyperparameters,
+  LoraSettings,
+} from './schemas/fine-tuning.js';
 import { TenantUsage, UsageList } from './schemas/usage.js';
 import type { Serving } from './serving.js';
 import type { App } from './types.js';
@@ -45,6 +62,7 @@ export const SHARED_SCHEMAS = [
   Completion,
   Model,
   ModelList,
+  ModelDeleted,
   Adapter,
   AdapterList,
   AdapterDeleted,
@@ -53,6 +71,18 @@ export const SHARED_SCHEMAS = [
   UnloadLoraAdapterRequest,
   TenantUsage,
   UsageList,
+  FileObject,
+  FileList,
+  FileDeleted,
+  Hyperparameters,
+  LoraSettings,
+  CreateJobRequest,
+  FineTuningJob,
+  FineTuningJobList,
+  FineTuningJobEvent,
+  FineTuningJobEventList,
+  FineTuningJobCheckpoint,
+  FineTuningJobCheckpointList,
 ];
 
 export const OPENAPI_INFO = {
@@ -95,6 +125,7 @@ export async function buildApp(serving: Serving, options: { logger?: FastifyServ
         { name: 'models', description: 'OpenAI model list' },
         { name: 'adapters', description: 'Adapter lifecycle' },
         { name: 'vllm-compat', description: 'vLLM-compatible adapter endpoints' },
+        { name: 'fine-tuning', description: "OpenAI's files and fine_tuning.jobs: train an adapter from a tenant's data" },
         { name: 'health', description: 'Probes and metrics' },
       ],
     },
@@ -136,4 +167,6 @@ const v1Routes: FastifyPluginAsyncTypebox = async (v1) => {
   await v1.register(modelRoutes);
   await v1.register(adapterRoutes);
   await v1.register(usageRoutes);
+  await v1.register(fileRoutes);
+  await v1.register(fineTuningRoutes);
 };

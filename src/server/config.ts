@@ -49,6 +49,16 @@ export interface ServerConfig {
   /** When set, /metrics moves off the API listener to its own one on metricsHost:metricsPort. */
   metricsPort: number | null;
   metricsHost: string;
+  /** Where training files and fine-tuning jobs are kept; null: `.finetune` inside the adapter store folder. */
+  finetuneDir: string | null;
+  /** Threads each fine-tuning worker's trainer may use. */
+  trainingThreads: number;
+  /** Fine-tuning jobs training at once; the rest are queued. */
+  maxTrainingJobs: number;
+  /** Largest training file accepted by /v1/files, in bytes. */
+  trainingFileBytes: number;
+  /** Most examples (lines) in one training file. */
+  trainingFileLines: number;
 }
 
 export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
@@ -76,4 +86,9 @@ export const DEFAULTS: Omit<ServerConfig, 'modelDir'> = {
   metricsKey: null,
   metricsPort: null,
   metricsHost: '127.0.0.1',
+  finetuneDir: null,
+  trainingThreads: 1,
+  maxTrainingJobs: 1,
+  trainingFileBytes: 64 * 1024 * 1024,
+  trainingFileLines: 100_000,
 };

@@ -4,7 +4,9 @@
  * and hands it to the engine.
  */
 import { BASE_PREFIX_KEY, Engine, type GenerateRequest, type Generation } from '../engine/index.js';
+import { join } from 'node:path';
 import { ModelNotFoundError, QueueFullError, ShuttingDownError } from '../errors.js';
+import { FineTuning } from '../finetune/index.js';
 import { StructuredOutput } from '../grammar/index.js';
 import type { CacheOccupancy, MixMember } from '../lora/index.js';
 import type { GenerationDefaults } from '../model/index.js';
@@ -36,6 +38,8 @@ export class Serving implements GaugeSource {
     readonly config: ServerConfig,
     readonly metrics: Metrics,
     readonly keys: KeyRing | null,
+    /** Training files and fine-tuning jobs (OpenAI's files and fine_tuning.jobs). */
+    readonly finetune: FineTuning,
   ) {
     const policies = keys?.policies ?? new Map();
     for (const [tenant, policy] of policies) engine.scheduler.setTenantWeight(tenant, policy.weight);
@@ -64,7 +68,23 @@ export class Serving implements GaugeSource {
     });
     const metrics = new Metrics();
     const adapters = await AdapterService.open(engine, config, metrics.cacheEvents);
-    return new Serving(engine, adapters, config, metrics, keys);
+    const finetune = await FineTuning.open(
+      config.finetuneDir ?? join(config.adaptersDir, '.finetune'),
+      {
+        baseId: engine.model.id,
+        modelDir: config.modelDir,
+        maxRank: config.maxRank,
+        maxSeq: engine.model.dims.maxPositions,
+        publish: (name, dir) => adapters.publishFineTuned(name, dir),
+        unpublish: (name) => adapters.unpublishFineTuned(name),
+      },
+      {
+        maxJobs: config.maxTrainingJobs,
+        threads: config.trainingThreads,
+        files: { bytes: config.trainingFileBytes, lines: config.trainingFileLines },
+      },
+    );
+    return new Serving(engine, adapters, config, metrics, keys, finetune);
   }
 
   /** Sampling defaults for fields a request leaves unset (empty with --generation-config none). */
@@ -89,6 +109,9 @@ export class Serving implements GaugeSource {
 
   private async resolveName(caller: Caller, model: string): Promise<ResolvedModel> {
     if (model === this.baseId) return { id: model, mix: [] };
+    const fineTuned = this.finetune.jobs.adapterFor(caller.tenant, model);
+    const tuned = fineTuned === undefined ? undefined : await this.adapters.fineTuned(fineTuned);
+    if (tuned) return { id: model, mix: [{ adapter: tuned, weight: 1 }] };
     const adapter = await this.adapters.find(caller, model);
     if (adapter) return { id: model, mix: [{ adapter, weight: 1 }] };
     const saved = this.adapters.findMix(caller, model);
@@ -106,6 +129,7 @@ export class Serving implements GaugeSource {
     }
     const names = [
       this.baseId,
+      ...this.finetune.jobs.models(caller.tenant).map((m) => m.id),
       ...(await this.adapters.visible(caller)).map((a) => a.name),
       ...this.adapters.visibleMixes(caller).map((m) => m.name),
     ];
@@ -202,6 +226,7 @@ export class Serving implements GaugeSource {
   }
 
   async close(): Promise<void> {
+    await this.finetune.close();
     await this.engine.close();
   }
 }

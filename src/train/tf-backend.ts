@@ -8,7 +8,11 @@ import * as tf from '@tensorflow/tfjs';
 export type Tf = typeof tf;
 let chosen: string | null = null;
 
-export async function initTf(): Promise<{ tf: Tf; backend: string }> {
+/**
+ * `threads` bounds the WebAssembly backend's thread pool (its threaded build; a fine-tuning worker
+ * keeps to its budget); it applies to the first call only, which picks the backend.
+ */
+export async function initTf(threads?: number): Promise<{ tf: Tf; backend: string }> {
   if (chosen) return { tf, backend: chosen };
   for (const native of ['@tensorflow/tfjs-node-gpu', '@tensorflow/tfjs-node']) {
     try {
@@ -19,7 +23,8 @@ export async function initTf(): Promise<{ tf: Tf; backend: string }> {
       // not installed: try the next
     }
   }
-  await import('@tensorflow/tfjs-backend-wasm');
+  const wasm = await import('@tensorflow/tfjs-backend-wasm');
+  if (threads !== undefined) wasm.setThreadsCount(threads);
   await tf.setBackend('wasm');
   await tf.ready();
   chosen = 'wasm (@tensorflow/tfjs-backend-wasm)';

@@ -50,8 +50,17 @@ export interface TrainOptions {
   maxGradNorm?: number;
   maxSeq: number;
   seed: number;
-  /** Called after each optimizer step (tests, progress). */
-  onStep?: (s: { step: number; loss: number }) => void;
+  /** Called after each optimizer step (tests, progress, a fine-tuning job's events). */
+  onStep?: (s: { step: number; total: number; epoch: number; loss: number }) => void;
+  /**
+   * Called at the end of each epoch with its validation loss (null without validation data) and a
+   * function that writes the LoRA adapter as it stands into a folder (a checkpoint).
+   */
+  onEpoch?: (e: { epoch: number; step: number; valLoss: number | null; saveAdapter: (dir: string) => Promise<void> }) => Promise<void>;
+  /** Threads of the WebAssembly backend (its default: every core). */
+  threads?: number;
+  /** Stops training between two optimizer steps: train() rejects with the signal's reason and writes nothing. */
+  signal?: AbortSignal;
   quiet?: boolean;
 }
 
@@ -118,7 +127,7 @@ function batchLoss(lm: TfCausalLM, batch: Example[], pad: number, dropout: numbe
 }
 
 export async function train(o: TrainOptions): Promise<TrainResult> {
-  const { backend } = await initTf();
+  const { backend } = await initTf(o.threads);
   const model = loadHfModel(o.modelDir);
   let lm: TfCausalLM | undefined;
   let optimizer: tf.Optimizer | undefined;
@@ -136,7 +145,7 @@ export async function train(o: TrainOptions): Promise<TrainResult> {
       decayed: variables.filter((v) => v.shape.length >= 2),
       pad: model.generation.padTokenId ?? model.generation.eosTokenIds[0] ?? 0,
     };
-    const result = runEpochs(o, data, stepper, backend);
+    const result = await runEpochs(o, data, stepper, backend, model);
     await writeOutput(lm, model, o, result);
     return result;
   } finally {
@@ -170,7 +179,7 @@ interface TrainingData {
 function splitData(o: TrainOptions, tokenizer: Tokenizer, shuffle: <T>(items: T[]) => T[]): TrainingData {
   const examples = loadDataset(o.dataPath, tokenizer, o.maxSeq);
   const order = shuffle(examples);
-  const valCount = o.valDataPath || examples.length < 10 ? 0 : Math.max(1, Math.round(examples.length * o.valSplit));
+  const valCount = o.valDataPath || examples.length < 10 || o.valSplit <= 0 ? 0 : Math.max(1, Math.round(examples.length * o.valSplit));
   const val = o.valDataPath ? loadDataset(o.valDataPath, tokenizer, o.maxSeq) : order.slice(0, valCount);
   const train = order.slice(valCount);
   if (train.length === 0) throw new DatasetError(`${o.dataPath}: no examples left for training after the validation split`);
@@ -212,8 +221,12 @@ interface Stepper {
   pad: number;
 }
 
-/** Every epoch's optimizer steps, with the validation loss before the first epoch and after each. */
-function runEpochs(o: TrainOptions, data: TrainingData, stepper: Stepper, backend: string): TrainResult {
+/**
+ * Every epoch's optimizer steps, with the validation loss before the first epoch and after each.
+ * It yields to the event loop between steps, so an abort (a fine-tuning job's cancel, its IPC
+ * channel closing) is seen within one step.
+ */
+async function runEpochs(o: TrainOptions, data: TrainingData, stepper: Stepper, backend: string, model: HfModel): Promise<TrainResult> {
   const stepsPerEpoch = Math.ceil((data.train.length + data.replayCount) / (o.batchSize * o.gradAccum));
   const total = stepsPerEpoch * o.epochs;
   const progress = o.quiet ? null : new Progress(`train (${backend})`, total);
@@ -228,12 +241,17 @@ function runEpochs(o: TrainOptions, data: TrainingData, stepper: Stepper, backen
   const started = performance.now();
   let step = 0;
   const evaluate = (epoch: number) => {
-    if (data.val.length) result.valLoss.push({ step, epoch, loss: validationLoss(stepper, data.val, o.batchSize) });
+    if (!data.val.length) return null;
+    const loss = validationLoss(stepper, data.val, o.batchSize);
+    result.valLoss.push({ step, epoch, loss });
+    return loss;
   };
   evaluate(0);
   for (let epoch = 1; epoch <= o.epochs; epoch++) {
     const shuffled = data.epoch();
     for (let s = 0; s < stepsPerEpoch; s++) {
+      await new Promise(setImmediate);
+      o.signal?.throwIfAborted();
       const stepStart = performance.now();
       const lr = learningRate(o, step, total);
       const micro: Example[][] = [];
@@ -248,10 +266,14 @@ function runEpochs(o: TrainOptions, data: TrainingData, stepper: Stepper, backen
       step++;
       const tokensPerSecond = tokens / ((performance.now() - stepStart) / 1000);
       result.trainLoss.push({ step, epoch, loss, lr, tokensPerSecond });
-      o.onStep?.({ step, loss });
+      o.onStep?.({ step, total, epoch, loss });
       progress?.update(step, `epoch ${epoch}/${o.epochs} loss ${loss.toFixed(4)} ${tokensPerSecond.toFixed(0)} tok/s`);
     }
-    evaluate(epoch);
+    const valLoss = evaluate(epoch);
+    if (o.onEpoch && !o.full) {
+      const saveAdapter = (dir: string) => writeLoraAdapter(stepper.lm, model, o, dir);
+      await o.onEpoch({ epoch, step, valLoss, saveAdapter });
+    }
   }
   result.seconds = (performance.now() - started) / 1000;
   return result;
@@ -314,6 +336,25 @@ function clipped(grads: Record<string, tf.Tensor>, maxNorm: number | undefined):
   return scaled;
 }
 
+/** The LoRA layers as they stand, written as a PEFT adapter folder. */
+async function writeLoraAdapter(lm: TfCausalLM, model: HfModel, o: TrainOptions, dir: string): Promise<void> {
+  const modules = new Map();
+  for (const [name, l] of lm.exportLora()) {
+    modules.set(name, { A: l.A, B: l.B, rank: o.r, inFeatures: l.module.inFeatures, outFeatures: l.module.outFeatures });
+  }
+  const config = peftConfig({
+    base_model_name_or_path: basename(model.dir),
+    r: o.r,
+    lora_alpha: o.alpha,
+    lora_dropout: o.dropout,
+    target_modules: o.targetModules,
+    bias: 'none',
+    fan_in_fan_out: false,
+    use_rslora: o.useRslora,
+  });
+  await writePeftAdapter(dir, { config, modules });
+}
+
 async function writeOutput(lm: TfCausalLM, model: HfModel, o: TrainOptions, result: TrainResult): Promise<void> {
   mkdirSync(o.outDir, { recursive: true });
   if (o.full) {
@@ -321,24 +362,8 @@ async function writeOutput(lm: TfCausalLM, model: HfModel, o: TrainOptions, resu
     for (const [name, w] of lm.exportWeights()) tensors[name] = { dtype: 'F32', shape: w.shape, data: w.data };
     await writeSafetensors(join(o.outDir, 'model.safetensors'), tensors, { format: 'pt' });
     copyModelSideFiles(model.dir, o.outDir);
-  } else {
-    const modules = new Map();
-    for (const [name, l] of lm.exportLora()) {
-      modules.set(name, { A: l.A, B: l.B, rank: o.r, inFeatures: l.module.inFeatures, outFeatures: l.module.outFeatures });
-    }
-    const config = peftConfig({
-      base_model_name_or_path: basename(model.dir),
-      r: o.r,
-      lora_alpha: o.alpha,
-      lora_dropout: o.dropout,
-      target_modules: o.targetModules,
-      bias: 'none',
-      fan_in_fan_out: false,
-      use_rslora: o.useRslora,
-    });
-    await writePeftAdapter(o.outDir, { config, modules });
-  }
-  const { onStep: _onStep, ...options } = o;
+  } else await writeLoraAdapter(lm, model, o, o.outDir);
+  const { onStep: _onStep, onEpoch: _onEpoch, signal: _signal, ...options } = o;
   // Paths relative to the working folder (the repository for the demo scripts): a log is committed
   // and read on other machines, where this machine's absolute paths mean nothing.
   const here = (path: string | undefined) => (path === undefined ? path : relative(process.cwd(), resolve(path)) || '.');

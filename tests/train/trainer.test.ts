@@ -268,6 +268,60 @@ describe('loraserve train (TensorFlow.js)', () => {
     assert.ok(free.at(-1)! < 0.99 * free[0]!, `unclipped, the loss falls: ${JSON.stringify(free)}`);
   });
 
+  it('onEpoch reports each epoch and saves the adapter as it stands; an abort stops between steps and writes nothing', async () => {
+    const epochs: Array<{ epoch: number; step: number; valLoss: number | null }> = [];
+    const out = join(root, 'epochs');
+    await train({
+      ...TRAIN_DEFAULTS,
+      modelDir,
+      dataPath,
+      valDataPath: dataPath,
+      outDir: out,
+      r: 4,
+      alpha: 8,
+      epochs: 2,
+      batchSize: 5,
+      quiet: true,
+      onEpoch: async ({ epoch, step, valLoss, saveAdapter }) => {
+        epochs.push({ epoch, step, valLoss });
+        await saveAdapter(join(out, `epoch-${epoch}`));
+      },
+    });
+    assert.deepEqual(
+      epochs.map((e) => [e.epoch, e.step]),
+      [
+        [1, 1],
+        [2, 2],
+      ],
+    );
+    assert.ok(epochs.every((e) => e.valLoss !== null && e.valLoss > 0));
+    const saved = readFileSync(join(out, 'epoch-2', 'adapter_model.safetensors'));
+    assert.deepEqual(saved, readFileSync(join(out, 'adapter_model.safetensors')), 'the last epoch saved what train() wrote');
+
+    const stop = new AbortController();
+    const steps: number[] = [];
+    const aborted = join(root, 'aborted');
+    await assert.rejects(
+      train({
+        ...TRAIN_DEFAULTS,
+        modelDir,
+        dataPath,
+        outDir: aborted,
+        epochs: 50,
+        batchSize: 1,
+        quiet: true,
+        signal: stop.signal,
+        onStep: ({ step }) => {
+          steps.push(step);
+          if (step === 2) stop.abort(new Error('stop here'));
+        },
+      }),
+      /stop here/,
+    );
+    assert.deepEqual(steps, [1, 2], 'no step after the abort');
+    assert.equal(existsSync(aborted), false);
+  });
+
   it('a bad dataset line gets an error naming the line', async () => {
     const tokenizer = await Tokenizer.load(modelDir);
     const bad = join(root, 'bad.jsonl');

@@ -1,6 +1,6 @@
 import type { FastifyPluginAsyncTypebox } from '@fastify/type-provider-typebox';
 import { Type } from '@sinclair/typebox';
-import { Model, ModelList } from '../schemas/openai.js';
+import { Model, ModelDeleted, ModelList } from '../schemas/openai.js';
 import { errorResponses } from '../schemas/common.js';
 import type { Caller } from '../auth.js';
 import type { Serving } from '../serving.js';
@@ -18,6 +18,9 @@ async function models(serving: Serving, caller: Caller) {
       root: base,
       parent: base,
     })),
+    ...serving.finetune.jobs
+      .models(caller.tenant)
+      .map((m) => ({ id: m.id, object: 'model' as const, created: m.created, owned_by: caller.tenant, root: base, parent: base })),
     ...serving.adapters
       .visibleMixes(caller)
       .map((m) => ({ id: m.name, object: 'model' as const, created: m.createdAt, owned_by: 'loraserve', root: base, parent: base })),
@@ -51,6 +54,22 @@ export const modelRoutes: FastifyPluginAsyncTypebox = async (app) => {
     async (request) => {
       const resolved = await app.serving.resolve(request.caller, request.params.model);
       return (await models(app.serving, request.caller)).find((m) => m.id === resolved.id)!;
+    },
+  );
+
+  app.delete(
+    '/models/:model',
+    {
+      schema: {
+        tags: ['fine-tuning'],
+        summary: 'Delete a fine-tuned model or checkpoint of this tenant (adapters are deleted under /v1/adapters)',
+        params: Type.Object({ model: Type.String() }),
+        response: { 200: Type.Ref(ModelDeleted), ...errorResponses(401, 404) },
+      },
+    },
+    async (request) => {
+      await app.serving.finetune.jobs.deleteModel(request.caller.tenant, request.params.model);
+      return { id: request.params.model, object: 'model' as const, deleted: true as const };
     },
   );
 };

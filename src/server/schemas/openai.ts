@@ -343,4 +343,9 @@ export const Model = Type.Object(
   },
   { $id: 'Model' },
 );
+export const ModelDeleted = Type.Object(
+  { id: Type.String(), object: Type.Literal('model'), deleted: Type.Literal(true) },
+  { $id: 'ModelDeleted' },
+);
+
 export const ModelList = Type.Object({ object: Type.Literal('list'), data: Type.Array(Type.Ref(Model)) }, { $id: 'ModelList' });
