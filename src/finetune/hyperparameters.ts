@@ -3,6 +3,8 @@
  * and loraserve's LoRA extension, resolved once the training file's size is known.
  */
 import { InvalidRequestError } from '../errors.js';
+import type { LinearModule } from '../model/index.js';
+import { selectModules } from '../lora/index.js';
 import { TRAIN_DEFAULTS } from '../train/index.js';
 
 export type Auto<T> = T | 'auto';
@@ -58,8 +60,16 @@ export function resolveHyperparameters(requested: RequestedHyperparameters, exam
   };
 }
 
-/** The LoRA settings with the tutorial's defaults filled in; a rank above what the server serves is refused. */
-export function resolveLora(requested: Partial<LoraSettings> | undefined, maxRank: number): LoraSettings {
+/**
+ * The LoRA settings with the tutorial's defaults filled in. Refused before any job exists: a rank
+ * above what the server serves, and target modules that match none of the layers the server gives
+ * LoRA slots (`servable`), whose adapter could never be served.
+ */
+export function resolveLora(
+  requested: Partial<LoraSettings> | undefined,
+  maxRank: number,
+  servable: readonly LinearModule[],
+): LoraSettings {
   const lora = { ...LORA_DEFAULTS, ...requested };
   if (lora.r > maxRank)
     throw new InvalidRequestError(`lora.r is ${lora.r}; this server serves adapters up to rank ${maxRank} (--max-rank)`, {
@@ -67,5 +77,10 @@ export function resolveLora(requested: Partial<LoraSettings> | undefined, maxRan
     });
   if (Array.isArray(lora.target_modules) && lora.target_modules.length === 0)
     throw new InvalidRequestError('lora.target_modules names no module', { param: 'lora.target_modules' });
+  if (selectModules([...servable], lora.target_modules).length === 0)
+    throw new InvalidRequestError(
+      `lora.target_modules ${JSON.stringify(lora.target_modules)} match none of the layers this server serves LoRA on (${[...new Set(servable.map((m) => m.name.split('.').at(-1)))].join(', ')})`,
+      { param: 'lora.target_modules' },
+    );
   return lora;
 }

@@ -25,6 +25,7 @@ import {
   type LoraServeError,
   ModelNotFoundError,
 } from '../errors.js';
+import type { LinearModule } from '../model/index.js';
 import { writeFileAtomic } from '../util/atomic-write.js';
 import { tenantKey, type FileStore } from './file-store.js';
 import {
@@ -126,6 +127,8 @@ export interface FineTuneHost {
   baseId: string;
   modelDir: string;
   maxRank: number;
+  /** The layers the server gives LoRA slots: a job whose target modules match none of them is refused. */
+  servableModules: readonly LinearModule[];
   /** Longest example (in tokens) a job trains on: the model's context. */
   maxSeq: number;
   /** Validates a PEFT folder against the engine and stores it under `name` atomically. */
@@ -255,7 +258,7 @@ export class JobManager {
       batch_size: requested.batch_size ?? 'auto',
       learning_rate_multiplier: requested.learning_rate_multiplier ?? 'auto',
     } as const;
-    const lora = resolveLora(body.lora, this.host.maxRank);
+    const lora = resolveLora(body.lora, this.host.maxRank, this.host.servableModules);
     const training = await this.files.get(tenant, body.training_file, 'training_file');
     const validation = body.validation_file ? await this.files.get(tenant, body.validation_file, 'validation_file') : null;
     for (const [f, param] of [

@@ -74,6 +74,7 @@ export class Serving implements GaugeSource {
         baseId: engine.model.id,
         modelDir: config.modelDir,
         maxRank: config.maxRank,
+        servableModules: engine.slots?.linears ?? [],
         maxSeq: engine.model.dims.maxPositions,
         publish: (name, dir) => adapters.publishFineTuned(name, dir),
         unpublish: (name) => adapters.unpublishFineTuned(name),

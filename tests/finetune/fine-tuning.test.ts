@@ -197,6 +197,7 @@ describe('fine-tuning over the API (files, fine_tuning.jobs, a worker process)',
       { model: s.serving.baseId, training_file: file.id, metadata: { x: '1' } },
       { model: s.serving.baseId, training_file: file.id, method: { type: 'dpo' } },
       { model: s.serving.baseId, training_file: file.id, lora: { r: 64 } },
+      { model: s.serving.baseId, training_file: file.id, lora: { target_modules: ['nonexistent'] } },
       { model: 'gpt-4o-mini', training_file: file.id },
     ]) {
       await assert.rejects(a.fineTuning.jobs.create(body as never), (err: InstanceType<typeof OpenAI.APIError>) => {
