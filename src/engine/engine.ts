@@ -123,8 +123,8 @@ export class Engine {
     const kvDims = { layers, kvHeads, headDim };
     const kv =
       residency === 'device' ? await DeviceKvCache.create(kvDims, opts.maxContext, opts.provider) : new KvCache(kvDims, opts.maxContext);
-    const baseBiases = new Map(loraLinears.flatMap((m) => (m.bias ? [[m.name, model.weights.readF32(m.bias)] as const] : [])));
-    const slots = layout ? new SlotTable(layout, loraLinears, baseBiases) : null;
+    const baseBiases = () => new Map(loraLinears.flatMap((m) => (m.bias ? [[m.name, model.weights.readF32(m.bias)] as const] : [])));
+    const slots = layout ? new SlotTable(layout, loraLinears, baseBiases()) : null;
     const deviceLora = slots && residency === 'device' ? await DeviceLoraTables.create(slots, opts.provider) : null;
     const eos = new Set(model.generation.eosTokenIds);
     if (tokenizer.eosTokenId !== null) eos.add(tokenizer.eosTokenId);

@@ -127,8 +127,10 @@ export class SlotTable {
         const t = adapter.modules.get(m.name);
         // A_packed[offset + k, :] = A[k, :] and B_packed[offset + k, :] = s·Bᵀ[k, :] for k < rank;
         // rows rank..width-1 of the block stay zero.
-        if (t) a.set(t.a, block.offset * m.inFeatures);
-        if (t) b.set(t.b, block.offset * m.outFeatures);
+        if (t) {
+          a.set(t.a, block.offset * m.inFeatures);
+          b.set(t.b, block.offset * m.outFeatures);
+        }
         const rows = this.moduleRows(adapter, m);
         gain.set(rows.gain, block.index * m.outFeatures);
         shift.set(rows.shift, block.index * m.outFeatures);
